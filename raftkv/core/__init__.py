@@ -1,0 +1,1 @@
+"""raftkv/core package."""

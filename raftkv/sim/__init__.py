@@ -1,0 +1,1 @@
+"""raftkv/sim package."""
