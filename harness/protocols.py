@@ -1,0 +1,212 @@
+"""The lab's roles, one small protocol each (after Jepsen's Remote, DB, Client, Nemesis, Checker).
+
+harness/ knows only these. Concrete implementations (the raftkv DB adapter, workloads, nemeses) live in workloads/
+and nemesis/ and are found through the registry (harness.registry), so the arrows of ARCHITECTURE.md hold.
+
+Every method that touches the outside world is async and must honour cancellation: the engine cancels them on
+Ctrl-C, SIGTERM and time limits, then runs teardown.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+OpType = Literal["invoke", "ok", "fail", "info"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    """One history event (docs/history.md). `index` and `time` are filled in by the interpreter when recorded."""
+
+    process: int | str
+    type: OpType
+    f: str
+    key: str | int | None = None
+    value: Any = None
+    time: int = -1
+    node: str | None = None
+    error: str | None = None
+    index: int = -1
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "process": self.process, "type": self.type, "f": self.f}
+        if self.key is not None:
+            out["key"] = self.key
+        out["value"] = self.value
+        out["time"] = self.time
+        if self.node is not None:
+            out["node"] = self.node
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class RemoteError(RuntimeError):
+    """A command on a host failed (non-zero exit with check=True, or the host is unreachable)."""
+
+
+@runtime_checkable
+class Remote(Protocol):
+    """How the controller reaches one host: run commands, move files, run and signal daemons."""
+
+    name: str  # the host's name, e.g. "n1"
+    address: str  # the address other hosts and the controller reach it at
+
+    async def exec(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = 30.0,
+                   stdin: bytes | None = None) -> ExecResult: ...
+
+    async def upload(self, local: Path, remote: str) -> None: ...
+
+    async def download(self, remote: str, local: Path) -> None: ...
+
+    async def spawn(self, argv: Sequence[str], *, log_path: str, env: Mapping[str, str] | None = None,
+                    cwd: str | None = None) -> int:
+        """Start a daemon on the host with stdout and stderr to log_path; return its pid on that host."""
+        ...
+
+    async def signal(self, pid: int, sig: signal.Signals) -> bool:
+        """Send sig to pid; False when no such process (already gone)."""
+        ...
+
+    async def alive(self, pid: int) -> bool: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Brings up and tears down the hosts of a run (netns by default; ssh, docker elsewhere)."""
+
+    name: str
+
+    async def setup(self, count: int) -> list[Remote]: ...
+
+    async def teardown(self) -> None:
+        """Remove everything setup created. Idempotent; safe after a partial setup."""
+        ...
+
+    def data_dir(self, host: str) -> str:
+        """Where the DB keeps its data on that host."""
+        ...
+
+    def log_dir(self, host: str) -> str: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class TestContext:
+    """What every role sees of the run. Built by the engine; roles must not mutate it except `shared`."""
+
+    name: str
+    options: Mapping[str, Any]
+    hosts: list[Remote]
+    backend: Backend
+    db: DB
+    seed: int
+    store_dir: Path
+    shared: dict[str, Any] = field(default_factory=dict)  # scratch space roles may use to talk (e.g. pids)
+
+    @property
+    def nodes(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def host(self, name: str) -> Remote:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+@runtime_checkable
+class DB(Protocol):
+    """The system under test on one host, and what the nemeses may do to it."""
+
+    async def setup(self, test: TestContext, node: str) -> None:
+        """Install and configure on the host (write config, create directories); does not start."""
+        ...
+
+    async def start(self, test: TestContext, node: str) -> None:
+        """Start the node process (no-op if it runs). Returns once the process is spawned."""
+        ...
+
+    async def kill(self, test: TestContext, node: str) -> None:
+        """SIGKILL the node's process, if running."""
+        ...
+
+    async def pause(self, test: TestContext, node: str) -> None: ...
+
+    async def resume(self, test: TestContext, node: str) -> None: ...
+
+    async def is_running(self, test: TestContext, node: str) -> bool: ...
+
+    async def teardown(self, test: TestContext, node: str) -> None:
+        """Stop the process and remove its data. Idempotent."""
+        ...
+
+    def log_files(self, test: TestContext, node: str) -> list[str]:
+        """Paths on the host worth collecting into store/<run>/<node>/."""
+        ...
+
+    async def status(self, test: TestContext, node: str) -> dict[str, Any]:
+        """The node's view: {"role", "term", "leader", "commit", "applied"}; raises on failure."""
+        ...
+
+    async def metrics(self, test: TestContext, node: str) -> str:
+        """A Prometheus text scrape of the node."""
+        ...
+
+    async def leader(self, test: TestContext) -> str | None:
+        """The current leader as the nodes report it, or None."""
+        ...
+
+
+@runtime_checkable
+class Client(Protocol):
+    """A connection of one worker to the system. `invoke` returns the completion of an invoke op.
+
+    Semantics (Jepsen's): return type ok when it took effect, fail only when it certainly did not, info otherwise.
+    An exception raised from invoke is recorded as info with the exception as the error.
+    """
+
+    async def open(self, test: TestContext, node: str) -> Client: ...
+
+    async def invoke(self, test: TestContext, op: Op) -> Op: ...
+
+    async def close(self, test: TestContext) -> None: ...
+
+
+@runtime_checkable
+class Nemesis(Protocol):
+    """Faults. invoke() takes a nemesis invoke op (f = "start"/"stop", value = {"fault": ..., ...}) and returns its
+    info completion whose value says what was actually done (targets, rules). teardown() heals everything it ever
+    did and is idempotent; the engine calls it on every exit path."""
+
+    def faults(self) -> set[str]:
+        """The fault kinds this nemesis handles (e.g. {"partition"})."""
+        ...
+
+    async def setup(self, test: TestContext) -> None: ...
+
+    async def invoke(self, test: TestContext, op: Op) -> Op: ...
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        """End every active fault and verify: {"ok": bool, "details": ...}."""
+        ...
+
+    async def teardown(self, test: TestContext) -> None: ...
+
+
+@runtime_checkable
+class Checker(Protocol):
+    """Pure: a history (list of op dicts, docs/history.md) in, a result dict out ({"valid": True|False|"unknown"})."""
+
+    def check(self, test: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]: ...
