@@ -520,16 +520,19 @@ class Raft:
         prev, prev_term, entries = msg.index, msg.log_term, msg.entries
         committed = log.committed
         if prev < committed:
-            # Entries up to our commit index are known to match (Log Matching): skip them.
+            # Entries up to our commit index must equal ours (committed entries never change): check their
+            # terms where we still have them, then skip them.
+            skip = min(committed - prev, len(entries))
+            first = log.first_index
+            for entry in entries[:skip]:
+                if entry.index >= first and entry.term != log.term(entry.index):
+                    raise ProtocolError(f"APPEND from {msg.src}: entry {entry.index} of term {entry.term} "
+                                        f"conflicts with our committed entry of term {log.term(entry.index)}")
             if prev + len(entries) <= committed:
                 self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src,
                                                 term=self._term, index=committed))
                 return
-            skip = committed - prev
             prev_term = entries[skip - 1].term
-            if prev_term != log.term(committed):
-                raise ProtocolError(f"APPEND from {msg.src}: entry {committed} of term {prev_term} conflicts "
-                                    f"with our committed entry of term {log.term(committed)}")
             prev, entries = committed, entries[skip:]
         try:
             last_new = log.maybe_append(prev, prev_term, msg.commit, entries)
