@@ -10,7 +10,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 from .config import RaftConfig
-from .errors import NotLeader, ProposalDropped, ProtocolError, RaftError, RaftHalted, UsageError
+from .errors import ConfigError, NotLeader, ProposalDropped, ProtocolError, RaftError, RaftHalted, UsageError
 from .log import LogConflict, RaftLog
 from .progress import Progress, ProgressState
 from .quorum import VoteResult, committed_index, vote_result
@@ -110,8 +110,6 @@ class Raft:
     def __init__(self, config: RaftConfig, *, hard_state: HardState | None = None,
                  snapshot: Snapshot | None = None, entries: Iterable[Entry] = (),
                  applied: int | None = None) -> None:
-        from .errors import ConfigError
-
         if not isinstance(config, RaftConfig):
             raise ConfigError(f"config must be a RaftConfig, got {type(config).__name__}")
         hard_state = hard_state if hard_state is not None else HardState()
@@ -175,6 +173,10 @@ class Raft:
         self._reads_waiting_commit: list[tuple[bytes, str | None]] = []
         self._seq_ticks: deque[tuple[int, int]] = deque()  # (seq, tick it was sent) for the lease
         self._lease_start: int | None = None
+        self._lease_broken = False
+        # With leader leases, a freshly (re)started node refuses votes for an election timeout: it may have
+        # acknowledged a leader's heartbeat just before it crashed, and that leader may be counting on it.
+        self._boot_quiet_ticks = config.election_tick if config.lease_reads else 0
         self._snap_recv: tuple[SnapshotMeta, bytearray] | None = None  # follower: snapshot being received
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
@@ -200,6 +202,7 @@ class Raft:
         self._reads_waiting_commit = []
         self._seq_ticks.clear()
         self._lease_start = None
+        self._lease_broken = False
 
     def _become_follower(self, term: int, lead: str | None) -> None:
         self._reset(term)
@@ -314,6 +317,12 @@ class Raft:
                                   offset=offset, data=chunk, done=offset + len(chunk) >= len(snap.data)))
         pr.snap_wait = 0
 
+    def _send_timeout_now(self, to: str) -> None:
+        self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=to, term=self._term))
+        # The transferee's election overrides the followers' lease (transfer=True): our lease can no longer be
+        # trusted in this term, even if the transfer is abandoned.
+        self._lease_broken = True
+
     def _bcast_heartbeat(self) -> None:
         self._hb_seq += 1
         seq = self._hb_seq
@@ -407,8 +416,9 @@ class Raft:
         kind = msg.type
         term = self._term
         if msg.term > term:
-            if ((kind is _MT.VOTE or kind is _MT.PRE_VOTE) and self._cfg.check_quorum and self._lead is not None
-                    and self._election_elapsed < self._cfg.election_tick and not msg.transfer):
+            if ((kind is _MT.VOTE or kind is _MT.PRE_VOTE) and self._cfg.check_quorum and not msg.transfer
+                    and self._election_elapsed < self._cfg.election_tick
+                    and (self._lead is not None or self._ticks < self._boot_quiet_ticks)):
                 # We heard from a leader within the election timeout: ignore the disruption (thesis 4.2.3).
                 return
             if kind is _MT.PRE_VOTE or (kind is _MT.PRE_VOTE_RESP and not msg.reject):
@@ -419,8 +429,8 @@ class Raft:
             if kind is _MT.APPEND or kind is _MT.HEARTBEAT:
                 # A stale leader (e.g. back from a partition): tell it the new term so that it steps down;
                 # with PreVote/CheckQuorum it could otherwise never learn it.
-                self._msgs.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=term,
-                                          reject=True, index=msg.index))
+                # (index 0, not a rejection: should it reach a leader of our term, it changes nothing.)
+                self._msgs.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=term))
             elif kind is _MT.PRE_VOTE:
                 self._msgs.append(Message(type=_MT.PRE_VOTE_RESP, src=self._id, dst=msg.src, term=term,
                                           reject=True))
@@ -635,7 +645,7 @@ class Raft:
         self._maybe_commit()
         self._send_due.add(msg.src)
         if msg.src == self._lead_transferee and pr.match == log.last_index:
-            self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=msg.src, term=self._term))
+            self._send_timeout_now(msg.src)
 
     def _handle_heartbeat_resp(self, msg: Message) -> None:
         pr = self._prs[msg.src]
@@ -714,7 +724,8 @@ class Raft:
         self._read_round_due = True
 
     def _lease_valid(self) -> bool:
-        if not self._cfg.lease_reads or self._lead_transferee is not None or self._lease_start is None:
+        if (not self._cfg.lease_reads or self._lead_transferee is not None or self._lease_start is None
+                or self._lease_broken):
             return False
         return self._ticks - self._lease_start < self._cfg.election_tick - self._cfg.lease_margin_ticks
 
@@ -821,7 +832,7 @@ class Raft:
         self._election_elapsed = 0
         pr = self._prs[to]
         if pr.match == self._log.last_index:
-            self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=to, term=self._term))
+            self._send_timeout_now(to)
         else:
             self._send_due.add(to)
 
