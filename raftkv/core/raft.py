@@ -166,7 +166,6 @@ class Raft:
         self._prs: dict[str, Progress] = {}
         self._lead_transferee: str | None = None
         self._send_due: set[str] = set()  # leader: peers that may have something to send at the next flush
-        self._commit_due = False  # leader: the commit index moved; tell the followers at the next flush
         self._hb_seq = 0  # leader: heartbeat rounds sent, never reset (ReadIndex and lease confirmations)
         self._read_round_due = False
         self._pending_reads: deque[tuple[int, int, bytes, str | None]] = deque()  # (seq, index, ctx, origin)
@@ -196,7 +195,6 @@ class Raft:
         self._prs = {}
         self._lead_transferee = None
         self._send_due = set()
-        self._commit_due = False
         self._read_round_due = False
         self._pending_reads.clear()
         self._reads_waiting_commit = []
@@ -343,21 +341,15 @@ class Raft:
         """Turn the leader's pending work (new entries, a moved commit index, reads) into messages, batched."""
         if self._role is not Role.LEADER:
             return
-        if self._send_due or self._commit_due:
-            peers = self._others if self._commit_due else sorted(self._send_due, key=self._peers.index)
-            commit_due = self._commit_due
+        # Followers learn a new commit index from the next APPEND or HEARTBEAT: no message of its own (that
+        # would double the APPENDs of a steady load; heartbeats come every heartbeat_tick anyway).
+        if self._send_due:
+            peers = sorted(self._send_due, key=self._peers.index)
             self._send_due = set()
-            self._commit_due = False
             for peer in peers:
                 pr = self._prs[peer]
-                sent = False
-                while self._send_append(peer, pr, allow_empty=False):
-                    sent = True
-                    if pr.state is not ProgressState.REPLICATE:
-                        break
-                if not sent and commit_due and pr.state is ProgressState.REPLICATE:
-                    # Only the commit index moved: tell the follower so that it can apply.
-                    self._send_append(peer, pr, allow_empty=True)
+                while self._send_append(peer, pr, allow_empty=False) and pr.state is ProgressState.REPLICATE:
+                    pass
         if self._read_round_due:
             self._bcast_heartbeat()
 
@@ -696,7 +688,6 @@ class Raft:
             return False
         first_in_term = log.term(log.committed) != self._term
         log.committed = index
-        self._commit_due = True
         if first_in_term and self._reads_waiting_commit:
             waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
             for context, origin in waiting:
