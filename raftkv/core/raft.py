@@ -157,7 +157,7 @@ class Raft:
         self._snapshot_to_persist: Snapshot | None = None
         self._outstanding: Ready | None = None
         self._prev_hard = (hard_state.term, hard_state.vote, hard_state.commit)
-        self._prev_soft = (Role.FOLLOWER, None)
+        self._prev_soft: tuple[Role, str | None] = (Role.FOLLOWER, None)
         self._ticks = 0  # ticks since this object was built (the leader lease is measured in them)
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -62,7 +63,8 @@ class Cluster:
         self.cut: set[tuple[str, str]] = set()  # (src, dst) pairs whose messages are dropped
         self.down: set[str] = set()
         self.sent: list[Message] = []  # every message that left a node (for counting)
-        self.drop_filter = None  # optional callable(Message) -> bool (True: drop)
+        self.drop_filter: Callable[[Message], bool] | None = None  # True: drop the message
+        self.restarted: set[str] = set()  # for checkers: nodes restarted since they last looked
         for node_id in self.ids:
             self.nodes[node_id] = Node(raft=self._build(node_id, Durable()), durable=Durable())
 

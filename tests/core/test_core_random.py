@@ -70,7 +70,6 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
     c = Cluster(n, seed=seed, max_entries_per_msg=rng.choice([1, 3, 64]), max_inflight_msgs=rng.choice([1, 4, 64]),
                 snapshot_chunk_bytes=rng.choice([7, 64, 1 << 20]), pre_vote=rng.random() < 0.8,
                 check_quorum=rng.random() < 0.8)
-    c.restarted = set()  # type: ignore[attr-defined]
     checker = Checker(c)
     counter = 0
     loss = rng.choice([0.0, 0.05, 0.2])
@@ -96,7 +95,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
             node_id = rng.choice(c.ids)
             if node_id in c.down:
                 c.restart(node_id)
-                c.restarted.add(node_id)  # type: ignore[attr-defined]
+                c.restarted.add(node_id)
             elif len(c.down) < (n - 1) // 2:
                 c.crash(node_id)
                 c.queue = type(c.queue)(m for m in c.queue if m.dst != node_id)
@@ -117,7 +116,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
                 c.raft(msg.dst).step(msg)
                 c.process(msg.dst)
         checker.check()
-        c.restarted.clear()  # type: ignore[attr-defined]
+        c.restarted.clear()
     # Liveness: heal everything, restart every node, and require progress.
     c.heal()
     for node_id in list(c.down):
