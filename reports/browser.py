@@ -134,8 +134,9 @@ class Page:
             raise BrowserError(f"no element matches {selector!r}")
         clip = {"x": max(0, box["x"] - margin), "y": max(0, box["y"] - margin), "width": box["width"] + 2 * margin,
                 "height": min(box["height"] + 2 * margin, 20000), "scale": 1}
-        shot = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                          "clip": clip}, timeout=60.0)
+        # Not captureBeyondViewport: resizing the viewport for the shot makes responsive plots re-layout
+        # half-way. Open the page with a viewport tall enough instead (goto's height).
+        shot = await self.send("Page.captureScreenshot", {"format": "png", "clip": clip}, timeout=60.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path

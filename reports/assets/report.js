@@ -98,7 +98,7 @@
       height: height, margin: { l: 64, r: 16, t: 28, b: 28 }, hovermode: 'closest',
       xaxis: { range: [0, Math.max(END, 1e-3)], zeroline: false, showspikes: false, ticksuffix: ' s' },
       yaxis: { title: { text: ytitle, font: { size: 12 } }, zeroline: false },
-      legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 11 } },
+      legend: { orientation: 'h', x: 0.4, xanchor: 'left', y: 1.02, yanchor: 'bottom', font: { size: 11 } },
       shapes: faultShapes(), paper_bgcolor: '#fff', plot_bgcolor: '#fff', font: { size: 11 },
     }, extra || {});
   }
@@ -141,7 +141,7 @@
       hovertemplate: 't=%{x:.4f} s<br>latency=%{y:.3f} ms<br>row %{customdata}<extra>' + ty + '</extra>',
     })).filter((t) => t.x.length);
     const div = newPlot('plot-latency', traces, baseLayout(380, 'latency (ms)', {
-      yaxis: { type: 'log', title: { text: 'latency (ms)', font: { size: 12 } } }, title: { text: 'Latency of every operation', font: { size: 13 }, x: 0.01 } }));
+      yaxis: { type: 'log', dtick: 1, title: { text: 'latency (ms)', font: { size: 12 } } }, title: { text: 'Latency of every operation', font: { size: 13 }, x: 0.01 } }));
     div.on('plotly_click', (ev) => { const p = ev.points && ev.points[0]; if (p && p.customdata !== undefined) showOp(p.customdata); });
   }
   function plotFaults() {
@@ -175,7 +175,7 @@
     const styles = { p50: ['#0f766e', 1.5], p95: ['#ca8a04', 1.2], p99: ['#ea580c', 1.2], max: ['#9f1239', 1] };
     const traces = Object.entries(styles).map(([k, [c, w]]) => ({ type: 'scatter', mode: 'lines', name: k, x: Q.t, y: Q[k],
       line: { color: c, width: w, shape: 'hv' }, connectgaps: false, hovertemplate: k + ' %{y:.2f} ms at %{x:.2f} s<extra></extra>' }));
-    newPlot('plot-quantiles', traces, baseLayout(250, 'latency (ms)', { yaxis: { type: 'log', title: { text: 'latency (ms)', font: { size: 12 } } },
+    newPlot('plot-quantiles', traces, baseLayout(250, 'latency (ms)', { yaxis: { type: 'log', dtick: 1, title: { text: 'latency (ms)', font: { size: 12 } } },
       title: { text: 'Latency quantiles (ok operations)', font: { size: 13 }, x: 0.01 } }));
   }
   function plotAvailability() {
@@ -433,12 +433,14 @@
     const endOf = (r) => O.l[r] >= 0 ? sec(O.t[r] + O.l[r]) : END;
     const stuckRow = st && rowOf.has(st.op) ? rowOf.get(st.op) : null;
     function around() {
+      // About fifteen operations before the stuck one, up to its completion: wide enough to see what it
+      // overlapped, narrow enough to read the labels.
       if (stuckRow === null) return [sec(O.t[byCall[0]]), endOf(byCall[byCall.length - 1])];
       const s = byCall.indexOf(stuckRow);
-      const a = sec(O.t[byCall[Math.max(0, s - 24)]]);
-      let b = endOf(stuckRow);
-      for (let j = s; j < Math.min(byCall.length, s + 6); j++) b = Math.max(b, Math.min(endOf(byCall[j]), sec(O.t[byCall[j]]) + 2 * (b - a)));
-      const pad = (b - a) * 0.04 || 0.01;
+      const a = sec(O.t[byCall[Math.max(0, s - 15)]]);
+      const sEnd = O.l[stuckRow] >= 0 ? endOf(stuckRow) : sec(O.t[stuckRow]) + 0.25 * (sec(O.t[stuckRow]) - a);
+      const b = sEnd + 0.12 * (sEnd - a);
+      const pad = (b - a) * 0.03 || 0.01;
       return [a - pad, b + pad];
     }
     let [wa, wb] = around();
@@ -475,14 +477,17 @@
       for (let t = Math.ceil(wa / stepT) * stepT; t <= wb; t += stepT) ticks.push(t);
       const digits = Math.max(0, -Math.floor(Math.log10(stepT)));
       for (const t of ticks) axis.append(el('div', { cls: 'tl-tick', style: 'left:' + x(t) + 'px', text: t.toFixed(Math.min(6, digits)) + ' s' }));
-      const height = procs.length * LANE + 8;
+      const visible = rows.filter((r) => endOf(r) >= wa && sec(O.t[r]) <= wb);
+      const inView = new Set(visible.map((r) => O.p[r]));
+      const lanesShown = procs.filter((p) => inView.has(p));
+      laneOf.clear(); lanesShown.forEach((p, i) => laneOf.set(p, i));
+      const height = Math.max(1, lanesShown.length) * LANE + 8;
       const lanes = el('div', { cls: 'tl-rows', style: 'height:' + height + 'px' });
       const track = el('div', { cls: 'tl-track', style: 'height:' + height + 'px' });
       for (const t of ticks) track.append(el('div', { cls: 'tl-grid', style: 'left:' + x(t) + 'px' }));
-      procs.forEach((p, i) => lanes.append(el('div', { cls: 'tl-label', style: 'top:' + (i * LANE + 4) + 'px', text: 'p ' + O.P[p] })));
+      lanesShown.forEach((p, i) => lanes.append(el('div', { cls: 'tl-label', style: 'top:' + (i * LANE + 4) + 'px', text: 'p ' + O.P[p] })));
       if (stuckRow !== null) track.append(el('div', { cls: 'tl-band', style: 'left:' + x(sec(O.t[stuckRow])) + 'px;width:' + Math.max(2, x(endOf(stuckRow)) - x(sec(O.t[stuckRow]))) + 'px' }));
       let shown = 0;
-      const visible = rows.filter((r) => endOf(r) >= wa && sec(O.t[r]) <= wb);
       if (visible.length > 4000) { info.textContent = visible.length + ' operations in view: zoom in to draw them'; }
       else {
         for (const r of visible) {
@@ -502,7 +507,7 @@
       for (const id of prefixes[pi] || []) {
         const r = rowOf.get(id); if (r === undefined) continue;
         const p = Math.min(Math.max(prev, sec(O.t[r])), endOf(r)); prev = p;
-        pts.push([x(p), laneOf.get(O.p[r]) * LANE + 13]);
+        if (laneOf.has(O.p[r])) pts.push([x(p), laneOf.get(O.p[r]) * LANE + 13]);
       }
       const vis = pts.filter(([px]) => px >= -50 && px <= W + 50);
       if (vis.length > 1) {
