@@ -121,7 +121,9 @@ def make_run(
         key_names[1] = "k&amp;<b>bold</b>"
     est_duration = int(n_ops / (concurrency / 0.009) * 1e9)
     # A schedule over a generous horizon; faults that start after the last operation are dropped below.
-    faults = _faults(rng, 10 * est_duration, scale=min(1.0, max(est_duration, 20e9) / 60e9))
+    scale = min(1.0, est_duration / 40e9)
+    timeout = int(min(1e9, max(50e6, est_duration / 10)))  # a client's request timeout
+    faults = _faults(rng, 10 * est_duration, scale=scale)
 
     # 1. Timings: each worker runs one op at a time; faults slow ops down, fail them, or time them out.
     ops: list[_Op] = []
@@ -142,7 +144,7 @@ def make_run(
             r = rng.random()
             if r < 0.30:
                 outcome, takes_effect, error = "info", rng.random() < 0.5, "timeout"
-                latency = 1_000_000_000 + rng.randint(0, 5_000_000)
+                latency = timeout + rng.randint(0, 5_000_000)
             elif r < 0.45:
                 outcome, takes_effect, error = "fail", False, "not-leader"
                 latency = rng.randint(200_000, 2_000_000)
