@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -203,11 +204,12 @@ async def launch(binary: str | None = None, timeout: float = 30.0) -> AsyncItera
     binary = binary or find_chromium()
     if not binary:
         raise BrowserError("no chromium found (install Debian's chromium or set $CHROMIUM)")
-    with tempfile.TemporaryDirectory(prefix="report-chromium-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="report-chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
+        # Its own session (process group), so that ending it ends its renderer and helper processes too.
         proc = await asyncio.create_subprocess_exec(
             binary, *FLAGS, f"--user-data-dir={profile}", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:
             port = await _read_port(profile, proc, timeout)
             async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tg:
@@ -217,14 +219,26 @@ async def launch(binary: str | None = None, timeout: float = 30.0) -> AsyncItera
                 finally:
                     await browser._close()
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    async with asyncio.timeout(10):
-                        await proc.wait()
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await _end(proc)
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the process group we started (pgid = its pid), SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            async with asyncio.timeout(grace):
+                await proc.wait()
+                # The group's other members exit with their parent; give them a moment to let go of the profile.
+                while True:
+                    try:
+                        os.killpg(proc.pid, 0)
+                    except ProcessLookupError:
+                        return
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            continue
 
 
 async def _main(target: str, out: Path, width: int) -> int:

@@ -229,7 +229,7 @@ _JS = """
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>raftkv lab: {n} runs</title><style>{css}</style></head>
+<link rel="icon" href="data:,"><title>raftkv lab: {n} runs</title><style>{css}</style></head>
 <body><header><h1>raftkv lab · {n} runs</h1><div>{counts}</div></header>
 <main>
 <div class="filters">

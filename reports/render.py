@@ -141,6 +141,7 @@ def _page(run: RunFiles, summary: Summary, data: dict[str, Any], plotly_tag: str
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>{esc(summary.headline)} — {esc(title)}</title>
 <style>{_asset("report.css")}</style>
 </head><body class="verdict-{summary.verdict.value}">

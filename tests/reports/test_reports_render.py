@@ -23,7 +23,7 @@ def _data(page: str) -> dict:
 @pytest.fixture(scope="module")
 def rendered(synthetic_store: Path, runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("rendered")
-    for name, run in runs.items():
+    for run in runs.values():
         shutil.copytree(run, store / run.parent.name / run.name)
         render_run(store / run.parent.name / run.name)
     return store
