@@ -76,10 +76,10 @@
     oks.sort((a, b) => a - b);
     const q = (p) => oks.length ? fmtMs(oks[Math.min(oks.length - 1, Math.floor(p * oks.length))] / 1000) : '–';
     const total = counts.reduce((a, b) => a + b, 0);
-    const pct = (n) => total ? ' (' + (100 * n / total).toFixed(1) + ' %)' : '';
+    const pct = (n) => total ? ' · ' + (100 * n / total).toFixed(1) + ' %' : '';
     const items = [
-      ['operations', fmtInt(total)], ['ok', fmtInt(counts[0]) + pct(counts[0])], ['fail', fmtInt(counts[1]) + pct(counts[1])],
-      ['info', fmtInt(counts[2]) + pct(counts[2])], ['no completion', fmtInt(counts[3])], ['duration', fmtS(END)],
+      ['operations', fmtInt(total)], ['ok' + pct(counts[0]), fmtInt(counts[0])], ['fail' + pct(counts[1]), fmtInt(counts[1])],
+      ['info' + pct(counts[2]), fmtInt(counts[2])], ['no completion' + pct(counts[3]), fmtInt(counts[3])], ['duration', fmtS(END)],
       ['ok per second', END > 0 ? (counts[0] / END).toFixed(1) : '–'], ['latency p50 (ok)', q(0.5)], ['latency p99 (ok)', q(0.99)],
       ['keys', fmtInt(keys.size)], ['client processes', fmtInt(procs.size)], ['fault intervals', fmtInt((D.faults || []).length)],
     ];
@@ -244,7 +244,7 @@
         el('td', { text: f.stop === null ? '–' : fmtS(f.stop - f.start) }), el('td', null, after, opLink), el('td', { text: f.details }),
         el('td', null, timePlots.length ? zoom : null));
     });
-    box.append(el('table', { cls: 'grid' }, head, ...rows));
+    box.append(el('table', { cls: 'grid faults' }, head, ...rows));
   }
 
   // ------------------------------------------------------------------------------------------------ logs
@@ -271,7 +271,7 @@
       const sel = lines.filter((l) => l[1] >= a && l[1] <= b).slice(0, 60);
       if (!sel.length) continue;
       const pre = el('pre', { cls: 'loglines' });
-      for (const [n, , text] of sel) pre.append(el('div', null, el('a', { cls: 'ln', href: fileHref(path, n), target: '_blank', text: String(n).padStart(6) }), text));
+      for (const [n, , text] of sel) pre.append(el('div', null, el('a', { cls: 'ln', href: fileHref(path, n), target: '_blank', text: String(n) }), text));
       box.append(el('div', { cls: 'mono', style: 'margin-top:6px', text: path }), pre);
     }
     return box.childNodes.length ? box : null;
