@@ -12,9 +12,6 @@ import math
 from typing import Any
 from urllib.parse import quote
 
-_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028",
-                 0x2029: "\\u2029"}
-
 
 def esc(x: Any) -> str:
     """Text or attribute content (quotes escaped too)."""
@@ -33,7 +30,9 @@ def json_script(data: Any) -> str:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:  # a NaN or infinity slipped through: JSON has no such thing, the page gets null
         text = json.dumps(_finite(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.translate(_JSON_ESCAPES)
+    # str.replace is several times faster than str.translate on a 10 MB string.
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def _finite(x: Any) -> Any:

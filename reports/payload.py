@@ -31,28 +31,21 @@ EXCERPT_MARGIN_S = 3.0
 EXCERPT_MAX_LINES = 600
 
 
-class _Interner:
-    def __init__(self) -> None:
-        self.values: list[str] = []
-        self._ids: dict[str, int] = {}
+def intern(values: Any) -> tuple[list[int], list[str]]:
+    """(codes, strings): each value's index into the distinct values as strings, -1 for None/NaN."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return codes.astype(np.int64).tolist(), [str(u) for u in uniques]
 
-    def __call__(self, x: Any) -> int:
-        if x is None or (isinstance(x, float) and np.isnan(x)):
-            return -1
-        s = str(x)
-        i = self._ids.get(s)
-        if i is None:
-            i = self._ids[s] = len(self.values)
-            self.values.append(s)
-        return i
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def compact(value: Any, limit: int = VALUE_CHARS) -> str:
-    """A value as compact JSON, cut to `limit` characters with the full length noted."""
+    """A value as compact JSON, cut to `limit` characters with the full length noted; "" for None."""
     if value is None:
         return ""
     try:
-        s = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        s = _encode(value)
     except (TypeError, ValueError):
         s = repr(value)
     if len(s) > limit:
@@ -86,30 +79,28 @@ def ops_columns(ops: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
     if nem_rows:
         table = pd.concat([table, pd.DataFrame(nem_rows)], ignore_index=True).sort_values("inv_index",
                                                                                           kind="stable")
-    P, F, K, N, E = _Interner(), _Interner(), _Interner(), _Interner(), _Interner()
+    types = table["type"].to_numpy()
+    args = table["arg"].to_numpy()
     out: dict[str, Any] = {
         "i": table["inv_index"].astype(np.int64).tolist(),
         "c": table["comp_index"].astype(np.int64).tolist(),
-        "p": [P(x) for x in table["proc"]],
-        "f": [F(x) for x in table["f"]],
-        "k": [K(x) for x in table["key"]],
-        "y": [TYPE_CODES.get(x, 2) for x in table["type"]],
+        "y": [TYPE_CODES.get(x, 2) for x in types.tolist()],
         "t": _us(table["call"].to_numpy(dtype=float)),
         "l": _us(table["latency"].to_numpy(dtype=float)),
-        "n": [N(x) for x in table["node"]],
-        "e": [E(x) for x in table["error"]],
-        "a": [compact(x) for x in table["arg"]],
+        "a": [compact(x) for x in args.tolist()],
         # A fail or info completion usually repeats the invoke's value: keep only what adds something.
         "r": [compact(r) if y == "ok" or (r is not None and r != a) else ""
-              for r, a, y in zip(table["result"], table["arg"], table["type"], strict=True)],
+              for r, a, y in zip(table["result"].to_numpy().tolist(), args.tolist(), types.tolist(), strict=True)],
     }
+    for col, name, table_name in (("p", "proc", "P"), ("f", "f", "F"), ("k", "key", "K"), ("n", "node", "N"),
+                                  ("e", "error", "E")):
+        out[col], out[table_name] = intern(table[name].to_numpy())
     il = table["inv_line"].to_numpy(dtype=np.int64)
     cl = table["comp_line"].to_numpy(dtype=np.int64)
     ii = table["inv_index"].to_numpy(dtype=np.int64)
     ci = table["comp_index"].to_numpy(dtype=np.int64)
     if (il != ii + 1).any() or ((cl != ci + 1) & (ci >= 0)).any():
         out["il"], out["cl"] = il.tolist(), cl.tolist()
-    out.update(P=P.values, F=F.values, K=K.values, N=N.values, E=E.values)
     return out
 
 

@@ -31,6 +31,7 @@ from reports.verdict import Summary, Verdict, summarize
 REPORT = "report.html"
 SUMMARY = "summary.json"
 CONFIG_VALUE_CHARS = 300
+RESULTS_CHARS = 200_000
 
 
 def _asset(name: str) -> str:
@@ -268,9 +269,14 @@ def _checkers(summary: Summary, run: RunFiles) -> str:
                 facts.append(f"<span><b>{esc(k)}</b> {esc(_short(r[k]))}</span>")
         rows.append(f'<tr><th>{esc(name)}</th><td><span class="pill {word}">{word}</span></td>'
                     f'<td class="facts">{"".join(facts)}</td></tr>')
-    text = json.dumps(run.results, indent=2, ensure_ascii=False, default=str)
-    if len(text) > 200_000:
-        text = text[:200_000] + f"\n… cut: {len(text)} characters in all; see results.json"
+    # The file's own text (pretty-printing a large failure record in Python would cost seconds), cut.
+    try:
+        with (run.run_dir / "results.json").open(encoding="utf-8", errors="replace") as fh:
+            text = fh.read(RESULTS_CHARS + 1)
+    except OSError:
+        text = ""
+    if len(text) > RESULTS_CHARS:
+        text = text[:RESULTS_CHARS] + "\n… cut here: open results.json for the rest"
     heal = run.results.get("heal")
     heal_html = ""
     if isinstance(heal, dict):

@@ -99,23 +99,36 @@ def read_history(path: Path, problems: list[str]) -> HistoryColumns:
     """Parse history.jsonl into columns, skipping (and noting) lines that break docs/history.md."""
     cols = HistoryColumns()
     counts: dict[str, int] = {}
-    with path.open("rb") as fh:
-        raw_lines = fh.read().split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    raw_lines = text.split("\n")
+    if raw_lines and raw_lines[-1] == "":
         raw_lines.pop()
     last = len(raw_lines)
-    for lineno, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
+    # Fast path: one parse of all lines as a JSON array (one C call instead of 200,000); line by line only when
+    # some line is broken, to say which.
+    parsed: list[Any] | None = None
+    if all(raw_lines):
         try:
-            ev = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if lineno == last:
-                problems.append(f"history.jsonl: the last line ({lineno}) is cut short; the controller probably "
-                                "died while writing it.")
-            else:
-                _note(problems, counts, "json", f"history.jsonl line {lineno}: not JSON; skipped.")
-            continue
+            parsed = json.loads("[" + ",".join(raw_lines) + "]")
+        except json.JSONDecodeError:
+            parsed = None
+        if parsed is not None and len(parsed) != last:  # a line holding two values: go line by line
+            parsed = None
+    for lineno, raw in enumerate(raw_lines, start=1):
+        if parsed is not None:
+            ev = parsed[lineno - 1]
+        else:
+            if not raw.strip():
+                continue
+            try:
+                ev = json.loads(raw)
+            except json.JSONDecodeError:
+                if lineno == last:
+                    problems.append(f"history.jsonl: the last line ({lineno}) is cut short; the controller "
+                                    "probably died while writing it.")
+                else:
+                    _note(problems, counts, "json", f"history.jsonl line {lineno}: not JSON; skipped.")
+                continue
         if not isinstance(ev, dict):
             _note(problems, counts, "obj", f"history.jsonl line {lineno}: not a JSON object; skipped.")
             continue
