@@ -160,6 +160,7 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
             "checker": inv.checker, "part": inv.part, "explanation": inv.explanation,
             "prefixes": [list(p) for p in inv.prefixes],
             "stuck": [{"op": s.op, "description": s.description, "state_before": s.state_before} for s in inv.stuck],
+            "prefix_states": [list(p) for p in inv.prefix_states], "initial_state": inv.initial_state,
             "descriptions": {str(o["id"]): str(o["description"]) for o in inv.ops
                              if isinstance(o.get("id"), int) and o.get("description")},
         }

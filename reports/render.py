@@ -208,8 +208,7 @@ def _banner(run: RunFiles, summary: Summary, data: dict[str, Any]) -> str:
         extra = '<ul class="missing">' + "".join(f"<li>{esc(m)}</li>" for m in missing) + "</ul>"
     links = ""
     if summary.invalid:
-        links = '<p class="banner-links"><a href="#invalid">see the timeline of key ' \
-                f'{esc(summary.invalid.part)}</a>'
+        links = f'<p class="banner-links"><a href="#invalid">see the timeline of {esc(summary.invalid.label)}</a>'
         if summary.invalid.stuck and summary.invalid.stuck[0].op is not None:
             op = summary.invalid.stuck[0].op
             links += f' · <a href="#h{op}">op {op} in the history</a>'

@@ -298,7 +298,12 @@
       el('a', { href: fileHref('history.jsonl', il), target: '_blank', text: 'line ' + il }),
       cl ? ' and ' : ' (no completion)', cl ? el('a', { href: fileHref('history.jsonl', cl), target: '_blank', text: 'line ' + cl }) : null,
       ' · ', el('a', { href: '#h' + O.i[r], text: 'row in the history table' }));
-    body.append(el('p', { cls: 'mono', text: describe(r) }), hist,
+    const cdesc = D.invalid && (D.invalid.descriptions || {})[O.i[r]];
+    const stuck = D.invalid && (D.invalid.stuck || []).find((s) => s.op === O.i[r]);
+    body.append(el('p', { cls: 'mono', text: describe(r) }),
+      cdesc ? el('p', null, 'checker: ', el('span', { cls: 'mono', text: cdesc }), el('a', { href: '#invalid', text: ' (on the timeline)' })) : null,
+      stuck ? el('p', { cls: 'mono', style: 'color:#b91c1c', text: 'cannot take effect from state ' + stuck.state_before }) : null,
+      hist,
       el('p', null, 'invoked at ' + fmtS(t) + (l !== null ? ', took ' + fmtMs(l / 1000) : ', never completed')),
       el('h4', { text: 'invoke event' }), el('pre', { cls: 'loglines', text: rawEvent(r, 'invoke') }));
     if (O.c[r] >= 0) body.append(el('h4', { text: 'completion event' }), el('pre', { cls: 'loglines', text: rawEvent(r, 'completion') }));
@@ -327,7 +332,7 @@
     const inFrom = el('input', { type: 'number', step: 'any', placeholder: 's', id: 'flt-from', style: 'width:90px' });
     const inTo = el('input', { type: 'number', step: 'any', placeholder: 's', id: 'flt-to', style: 'width:90px' });
     const count = el('span', { cls: 'count' });
-    const bInv = D.invalid ? el('button', { type: 'button', text: 'key ' + D.invalid.part + ' only', onclick: () => { inKey.value = D.invalid.part; apply(); } }) : null;
+    const bInv = D.invalid && D.invalid.part !== null ? el('button', { type: 'button', text: 'key ' + D.invalid.part + ' only', onclick: () => { inKey.value = D.invalid.part; apply(); } }) : null;
     const bClear = el('button', { type: 'button', text: 'clear', onclick: () => { for (const i of [inKey, inProc, inFrom, inTo]) i.value = ''; inType.value = ''; inF.value = ''; apply(); } });
     const lab = (t, i) => el('label', null, t, i);
     root.append(el('div', { cls: 'filters' }, lab('key', inKey), keyList, lab('process', inProc), lab('outcome', inType), lab('f', inF),
@@ -413,16 +418,23 @@
     const inv = D.invalid; if (!inv) return;
     const sect = document.getElementById('invalid'); sect.hidden = false;
     const root = document.getElementById('timeline-root');
-    const kid = O ? O.K.indexOf(inv.part) : -1;
+    const kid = !O ? -2 : inv.part === null ? -1 : O.K.indexOf(String(inv.part));
+    const label = inv.part === null ? 'The history' : 'Key ' + inv.part;
     const rows = [];
     for (let r = 0; r < N; r++) if (O.k[r] === kid && isClient(r)) rows.push(r);
     const stuckIds = new Set((inv.stuck || []).map((s) => s.op));
     const st = (inv.stuck || [])[0];
     const callout = el('div', { cls: 'callout' },
-      el('div', null, el('b', { text: 'Key ' + inv.part }), ' · checker ' + inv.checker + (inv.explanation ? ' · ' : ''), inv.explanation || ''));
-    if (st) callout.append(el('div', { style: 'margin-top:6px' }, 'First operation that cannot be linearized: ',
-      el('a', { href: '#h' + st.op, text: 'op ' + st.op }), st.description ? ' — ' : '', el('span', { cls: 'state', text: st.description || '' }),
-      el('br'), 'Model state before it (after the longest linearizable prefix): ', el('span', { cls: 'state', text: st.state_before || 'unknown' })));
+      el('div', null, el('b', { text: label }), ' · checker ' + inv.checker + (inv.explanation ? ' · ' : ''), inv.explanation || ''));
+    if (st) {
+      const list = el('div', { style: 'margin-top:6px' }, (inv.stuck.length > 1 ? 'Operations that cannot take effect next' : 'First operation that cannot be linearized') + ': ');
+      inv.stuck.slice(0, 6).forEach((s, i) => list.append(i ? ', ' : '', el('a', { href: '#h' + s.op, text: 'op ' + s.op }), s.description ? ' ' : '', el('span', { cls: 'state', text: s.description || '' })));
+      if (inv.stuck.length > 6) list.append(' and ' + (inv.stuck.length - 6) + ' more');
+      callout.append(list, el('div', null, 'Model state before it (after the longest linearizable prefix' +
+        (inv.prefixes && inv.prefixes[0] ? ', ' + inv.prefixes[0].length + ' operations' : '') + '): ',
+        el('span', { cls: 'state', text: st.state_before || 'unknown' }),
+        inv.initial_state ? el('span', { cls: 'dim', text: ' · initial state ' + inv.initial_state }) : null));
+    }
     root.append(callout);
     if (!rows.length) { root.append(el('p', { cls: 'note', text: 'The history has no operations on this key to draw.' })); return; }
     const prefixes = inv.prefixes && inv.prefixes.length ? inv.prefixes : [[]];
@@ -530,7 +542,13 @@
       const op = e.target.closest('.tl-op');
       if (!op) { tip.hidden = true; return; }
       const r = +op.dataset.row; const l = lat(r);
-      tip.textContent = 'op ' + O.i[r] + ' · process ' + O.P[O.p[r]] + '\n' + describe(r) + '\n' + fmtS(sec(O.t[r])) + (l !== null ? ' + ' + fmtMs(l / 1000) : ' (no completion)');
+      const ord = (prefixes[pi] || []).indexOf(O.i[r]);
+      const states = (inv.prefix_states || [])[pi] || [];
+      const desc = (inv.descriptions || {})[O.i[r]];
+      tip.textContent = 'op ' + O.i[r] + ' · process ' + O.P[O.p[r]] + '\n' + (desc ? desc + '\n' : '') + describe(r) + '\n' +
+        fmtS(sec(O.t[r])) + (l !== null ? ' + ' + fmtMs(l / 1000) : ' (no completion)') +
+        (ord >= 0 ? '\nlinearized #' + (ord + 1) + (states[ord] ? ', state after: ' + states[ord] : '') : '') +
+        (stuckIds.has(O.i[r]) ? '\ncannot take effect from state ' + ((inv.stuck.find((s) => s.op === O.i[r]) || {}).state_before || '?') : '');
       tip.hidden = false; tip.style.left = Math.min(e.clientX + 12, innerWidth - 470) + 'px'; tip.style.top = (e.clientY + 14) + 'px';
     });
     tl.addEventListener('mouseleave', () => { tip.hidden = true; });
