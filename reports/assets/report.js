@@ -171,15 +171,15 @@
     newPlot('plot-throughput', traces, baseLayout(230, 'ops / s', { title: { text: 'Throughput by outcome', font: { size: 13 }, x: 0.01 } }));
   }
   function plotQuantiles() {
-    const Q = D.quantiles; if (!Q || !Q.t.length) return;
+    const Q = D.quantiles; if (!Q || !Q.p50.some((v) => v !== null)) return;
     const styles = { p50: ['#0f766e', 1.5], p95: ['#ca8a04', 1.2], p99: ['#ea580c', 1.2], max: ['#9f1239', 1] };
-    const traces = Object.entries(styles).map(([k, [c, w]]) => ({ type: 'scatter', mode: 'lines', name: k, x: Q.t, y: Q[k],
-      line: { color: c, width: w, shape: 'hv' }, connectgaps: false, hovertemplate: k + ' %{y:.2f} ms at %{x:.2f} s<extra></extra>' }));
+    const traces = Object.entries(styles).map(([k, [c, w]]) => ({ type: 'scatter', mode: Q.t.length > 150 ? 'lines' : 'lines+markers', name: k, x: Q.t, y: Q[k],
+      marker: { size: 3 }, line: { color: c, width: w, shape: 'hv' }, connectgaps: false, hovertemplate: k + ' %{y:.2f} ms at %{x:.2f} s<extra></extra>' }));
     newPlot('plot-quantiles', traces, baseLayout(250, 'latency (ms)', { yaxis: { type: 'log', dtick: 1, title: { text: 'latency (ms)', font: { size: 12 } } },
       title: { text: 'Latency quantiles (ok operations)', font: { size: 13 }, x: 0.01 } }));
   }
   function plotAvailability() {
-    const A = D.availability; if (!A || !A.t.length) return;
+    const A = D.availability; if (!A || !A.ok.some((v) => v !== null)) return;
     const shapes = faultShapes();
     const ann = [];
     for (const rc of D.recoveries || []) {
@@ -187,8 +187,8 @@
       ann.push({ x: rc.heal, y: 1.0, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: '#334155' },
         text: rc.seconds === null ? 'no ok after' : '+' + (rc.seconds < 1 ? (rc.seconds * 1000).toFixed(0) + ' ms' : rc.seconds.toFixed(2) + ' s') });
     }
-    const traces = [{ type: 'scatter', mode: 'lines', name: 'availability', x: A.t, y: A.ok, customdata: A.invoked,
-      line: { color: '#0f766e', width: 1.5, shape: 'hv' }, fill: 'tozeroy', fillcolor: 'rgba(15,118,110,.08)',
+    const traces = [{ type: 'scatter', mode: A.t.length > 150 ? 'lines' : 'lines+markers', name: 'availability', x: A.t, y: A.ok, customdata: A.invoked,
+      marker: { size: 3 }, connectgaps: false, line: { color: '#0f766e', width: 1.5, shape: 'hv' },
       hovertemplate: '%{y:.1%} of %{customdata} invoked ops ok at %{x:.2f} s<extra></extra>' }];
     newPlot('plot-availability', traces, baseLayout(230, 'fraction ok', { shapes: shapes, annotations: ann, showlegend: false,
       yaxis: { range: [0, 1.05], tickformat: '.0%', title: { text: 'fraction ok', font: { size: 12 } } },
@@ -507,7 +507,9 @@
           const ord = order.get(O.i[r]);
           const cls = 'tl-op' + (stuckIds.has(O.i[r]) ? ' stuck' : ord ? ' lin' : '') + (O.y[r] >= 2 ? ' open' : '') + (O.y[r] === 1 ? ' failed' : '');
           const label = (ord ? '#' + ord + ' ' : '') + ((inv.descriptions || {})[O.i[r]] || describe(r));
-          const op = el('div', { cls: cls, style: 'left:' + a + 'px;width:' + Math.max(3, b - a) + 'px;top:' + (laneOf.get(O.p[r]) * LANE + 3) + 'px', text: label, 'data-row': String(r), id: 'tl-' + O.i[r] });
+          // The stuck op is drawn wide enough to read even when it took a millisecond (the band shows its real span).
+          const w = stuckIds.has(O.i[r]) ? Math.max(120, b - a) : Math.max(3, b - a);
+          const op = el('div', { cls: cls, style: 'left:' + a + 'px;width:' + w + 'px;top:' + (laneOf.get(O.p[r]) * LANE + 3) + 'px', text: label, 'data-row': String(r), id: 'tl-' + O.i[r] });
           track.append(op); shown++;
         }
         info.textContent = shown + ' of ' + rows.length + ' operations on this key in view';
