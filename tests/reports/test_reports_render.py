@@ -138,3 +138,15 @@ def test_a_real_invalid_run(tmp_path: Path) -> None:
     assert {lg["path"] for lg in data["logs"] if lg["points"]} >= {"harness.log", "n1/raftkv.log"}
     assert data["problems"] == []
     assert "raftkv_term" in page  # the final metrics table
+
+
+def test_unknown_verdict_says_what_ran_out(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "store" / "t" / "unknown"
+    shutil.copytree(runs["valid"], run)
+    (run / "results.json").write_text(json.dumps({"valid": "unknown", "checkers": {
+        "linearizable": {"valid": "unknown", "unknown_reason": "time budget of 60 s ran out; unchecked parts: k5"},
+        "stats": {"valid": "unknown", "error": "ZeroDivisionError: division by zero"}}}))
+    page = render_run(run).read_text()
+    assert 'class="banner unknown"' in page
+    assert "The linearizable checker could not decide: time budget of 60 s ran out; unchecked parts: k5." in page
+    assert "ZeroDivisionError" in page
