@@ -111,16 +111,24 @@ class Page:
                     return value
                 await asyncio.sleep(0.1)
 
-    async def screenshot(self, path: Path, full_page: bool = True, max_height: int = 20000) -> Path:
-        """Save a PNG of the page (the whole scroll height when full_page, up to max_height px)."""
+    async def screenshot(self, path: Path, full_page: bool = True, max_height: int = 16000) -> Path:
+        """Save a PNG of the page: the whole scroll height when full_page (up to max_height px), taken by making
+        the viewport that tall for the shot (captureBeyondViewport would make responsive plots re-layout
+        half-way), then restoring it."""
         params: dict[str, Any] = {"format": "png"}
+        restore = None
         if full_page:
-            metrics = await self.send("Page.getLayoutMetrics")
-            size = metrics.get("cssContentSize") or metrics.get("contentSize")
-            params["captureBeyondViewport"] = True
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height),
-                              "scale": 1}
+            size = await self.evaluate("({w: innerWidth, h: innerHeight, H: document.documentElement.scrollHeight})")
+            restore = size
+            height = min(int(size["H"]), max_height)
+            await self.send("Emulation.setDeviceMetricsOverride",
+                            {"width": size["w"], "height": height, "deviceScaleFactor": 1, "mobile": False})
+            await self.evaluate("new Promise(r => setTimeout(() => requestAnimationFrame(() => "
+                                "requestAnimationFrame(r)), 300))")
         shot = await self.send("Page.captureScreenshot", params, timeout=60.0)
+        if restore is not None:
+            await self.send("Emulation.setDeviceMetricsOverride",
+                            {"width": restore["w"], "height": restore["h"], "deviceScaleFactor": 1, "mobile": False})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path

@@ -105,6 +105,8 @@
   const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ['select2d', 'lasso2d'] };
   function newPlot(id, traces, layout) {
     const div = document.getElementById(id);
+    // With responsive plots the container decides the size on every window resize: give it the height.
+    div.style.height = layout.height + 'px';
     Plotly.newPlot(div, traces, layout, CONFIG);
     timePlots.push(div);
     return div;
