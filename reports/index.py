@@ -29,7 +29,7 @@ _TIME = re.compile(rb'"time"\s*:\s*(\d+)')
 
 def find_runs(store: Path) -> list[Path]:
     """Every run directory of the store (see the module doc), in no particular order."""
-    runs = []
+    runs: list[Path] = []
     if not store.is_dir():
         return runs
     for test_dir in store.iterdir():
@@ -70,7 +70,8 @@ def quick_summary(run_dir: Path) -> dict[str, Any]:
                 if not m:
                     continue
                 if _NEMESIS.search(line):
-                    faults += m.group(1) == b"invoke" and b'"start"' in line
+                    if m.group(1) == b"invoke" and b'"start"' in line:
+                        faults += 1
                     continue
                 kind = m.group(1).decode()
                 if kind == "invoke":
@@ -143,8 +144,9 @@ def render_index(store: Path) -> Path:
 
 def _row(rel: str, run_dir: Path, info: dict[str, Any]) -> str:
     verdict = str(info.get("verdict") or "unchecked")
-    ops = info.get("ops") if isinstance(info.get("ops"), dict) else {}
-    total = sum(v for v in ops.values() if isinstance(v, int))
+    raw_ops = info.get("ops")
+    ops: dict[str, Any] = raw_ops if isinstance(raw_ops, dict) else {}
+    total = sum(v for v in ops.values() if isinstance(v, int) and not isinstance(v, bool))
     nem = [str(n) for n in info.get("nemeses") or []]
     report = (run_dir / REPORT).is_file()
     links = [f'<a href="{href(rel + "/" + REPORT)}">report</a>' if report else

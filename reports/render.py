@@ -279,7 +279,7 @@ def _checkers(summary: Summary, run: RunFiles) -> str:
     rows = []
     for name, r in summary.checkers.items():
         v = r.get("valid")
-        word = {True: "valid", False: "invalid"}.get(v, "unknown") if isinstance(v, bool) or v is None else "unknown"
+        word = "valid" if v is True else "invalid" if v is False else "unknown"
         facts = []
         for k in ("model", "elapsed_s", "parts", "unknown_reason", "error"):
             if k in r:
