@@ -3,7 +3,9 @@
  * page with textContent or as plotly data, never as HTML. Sets document.body.dataset.ready = "1" when done. */
 (function () {
   'use strict';
+  const tParse = performance.now();
   const D = JSON.parse(document.getElementById('report-data').textContent);
+  const parseMs = Math.round(performance.now() - tParse);
   const O = D.ops;
   const N = O ? O.i.length : 0;
   const TYPES = ['ok', 'fail', 'info', 'pending'];
@@ -41,12 +43,16 @@
     }
     return encPath(path);
   }
+  const timings = {};  // ms per part, for bench/report.py and curious readers (window.reportTimings)
+  window.reportTimings = timings;
   function guard(name, fn) {
+    const t0 = performance.now();
     try { fn(); } catch (err) {
       console.error('report: ' + name + ' failed', err);
       const box = document.getElementById(name);
       if (box) box.append(el('div', { cls: 'js-error', text: 'Drawing this part failed: ' + err }));
     }
+    timings[name] = Math.round(performance.now() - t0);
   }
   const rowOf = new Map();  // invoke or completion index -> row
   for (let r = 0; r < N; r++) { rowOf.set(O.i[r], r); if (O.c[r] >= 0) rowOf.set(O.c[r], r); }
@@ -576,5 +582,6 @@
   guard('files', files);
   addEventListener('hashchange', onHash);
   onHash();
+  timings.parse = parseMs;
   document.body.dataset.ready = '1';
 })();
