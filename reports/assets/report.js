@@ -464,7 +464,7 @@
       return [a - pad, b + pad];
     }
     let [wa, wb] = around();
-    const allRange = [sec(O.t[byCall[0]]), Math.max(...rows.map(endOf))];
+    const allRange = [sec(O.t[byCall[0]]), rows.reduce((m, r) => Math.max(m, endOf(r)), -Infinity)];
     const sel = prefixes.length > 1 ? el('select', { onchange: (e) => { pi = +e.target.value; draw(); } },
       ...prefixes.map((p, i) => el('option', { value: String(i), text: 'prefix ' + (i + 1) + ' (' + p.length + ' ops)' }))) : null;
     const zoom = (f) => { const c = (wa + wb) / 2, h = (wb - wa) * f / 2; wa = c - h; wb = c + h; draw(); };

@@ -151,3 +151,21 @@ def test_unknown_verdict_says_what_ran_out(runs: dict[str, Path], tmp_path: Path
     assert 'class="banner unknown"' in page
     assert "The linearizable checker could not decide: time budget of 60 s ran out; unchecked parts: k5." in page
     assert "ZeroDivisionError" in page
+
+
+def test_keyless_history_failure(tmp_path: Path) -> None:
+    """A register history whose ops carry no key: the checker's failure names part null."""
+    run = tmp_path / "store" / "t" / "keyless"
+    run.mkdir(parents=True)
+    events = [{"process": 0, "type": "invoke", "f": "write", "value": 1, "time": 10},
+              {"process": 0, "type": "ok", "f": "write", "value": 1, "time": 20},
+              {"process": 1, "type": "invoke", "f": "read", "value": None, "time": 30},
+              {"process": 1, "type": "ok", "f": "read", "value": 2, "time": 40}]
+    (run / "history.jsonl").write_text("".join(json.dumps({"index": i, **e}) + "\n" for i, e in enumerate(events)))
+    (run / "results.json").write_text(json.dumps({"valid": False, "checkers": {"linearizable": {
+        "valid": False, "model": "register", "failure": {
+            "part": None, "explanation": "no linearization", "longest_prefixes": [[0]],
+            "stuck": [{"op": 2, "description": "read -> 2", "state_before": "1"}]}}}}))
+    page = render_run(run).read_text()
+    assert "found the history not linearizable" in page and "op 2 (read -&gt; 2)" in page
+    assert _data(page)["invalid"]["part"] is None
