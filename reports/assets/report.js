@@ -569,6 +569,9 @@
   // ------------------------------------------------------------------------------------------------ files
   function files() {
     if (!served) return;
+    const dir = location.pathname.replace(/\/[^/]*$/, '');
+    document.getElementById('files').querySelector('h2').after(el('p', null,
+      el('a', { href: '/zip' + dir, text: 'Download this run as a zip' }), ' (with plotly.js, so the report opens offline once unzipped)'));
     document.querySelectorAll('a.file').forEach((a) => {
       a.after(el('a', { cls: 'preview', href: fileHref(a.dataset.path), text: 'preview' }));
     });
