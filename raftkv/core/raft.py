@@ -187,6 +187,7 @@ class Raft:
         if term != self._term:
             self._term = term
             self._vote = None
+            self._snap_recv = None  # a partial snapshot from an earlier term's leader
         self._lead = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -241,28 +242,34 @@ class Raft:
         self._maybe_commit()  # a single-node cluster (it still waits for its own persist)
 
     def _hup(self, transfer: bool = False) -> None:
-        """Start an election (the election timeout elapsed, campaign() or TIMEOUT_NOW)."""
+        """Start an election: the election timeout elapsed or campaign() (with PreVote first, if configured), or
+        TIMEOUT_NOW (`transfer`: straight to the real election, and the voters' lease is overridden)."""
         if self._role is Role.LEADER:
             return
-        log = self._log
         if self._cfg.pre_vote and not transfer:
             self._become_pre_candidate()
-            kind, term = _MT.PRE_VOTE, self._term + 1
+            self._request_votes(_MT.PRE_VOTE, self._term + 1, transfer=False)
         else:
-            self._become_candidate()
-            kind, term = _MT.VOTE, self._term
+            self._start_election(transfer)
+
+    def _start_election(self, transfer: bool) -> None:
+        self._become_candidate()
+        self._request_votes(_MT.VOTE, self._term, transfer)
+
+    def _request_votes(self, kind: MessageType, term: int, transfer: bool) -> None:
         if len(self._peers) == 1:
             self._win_election()
             return
+        log = self._log
         for peer in self._others:
             self._send(Message(type=kind, src=self._id, dst=peer, term=term, index=log.last_index,
                                log_term=log.last_term, transfer=transfer))
 
     def _win_election(self) -> None:
         if self._role is Role.PRE_CANDIDATE:
-            self._hup(transfer=True)  # the pre-vote is won: the real election (no second pre-vote)
-            return
-        self._become_leader()
+            self._start_election(transfer=False)  # the pre-vote is won: now the real election
+        else:
+            self._become_leader()
 
     # --- sending ------------------------------------------------------------------------------------------
 
