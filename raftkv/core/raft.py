@@ -142,6 +142,7 @@ class Raft:
         self._peers = config.peers
         self._others = tuple(p for p in config.peers if p != config.id)
         self._other_set = frozenset(self._others)
+        self._sorted_peers = sorted(config.peers)
         self._quorum = config.quorum
         self._rng = config.rng
         self._halted: BaseException | None = None
@@ -458,6 +459,9 @@ class Raft:
                 raise ProtocolError(f"SNAPSHOT from {msg.src} without snapshot meta")
             if msg.snapshot.term > msg.term or msg.snapshot.index == 0:
                 raise ProtocolError(f"SNAPSHOT from {msg.src}: bad meta {msg.snapshot}")
+            if sorted(msg.snapshot.voters) != self._sorted_peers:
+                raise ProtocolError(f"SNAPSHOT from {msg.src}: voters {msg.snapshot.voters} are not ours "
+                                    f"(membership is fixed: {self._peers})")
         elif (kind is _MT.VOTE or kind is _MT.PRE_VOTE) and msg.log_term > msg.term:
             raise ProtocolError(f"{kind.name} from {msg.src}: last log term above its term")
 
