@@ -142,6 +142,7 @@ class Raft:
         self._peers = config.peers
         self._others = tuple(p for p in config.peers if p != config.id)
         self._other_set = frozenset(self._others)
+        self._sorted_peers = sorted(config.peers)
         self._quorum = config.quorum
         self._rng = config.rng
         self._halted: BaseException | None = None
@@ -187,6 +188,7 @@ class Raft:
         if term != self._term:
             self._term = term
             self._vote = None
+            self._snap_recv = None  # a partial snapshot from an earlier term's leader
         self._lead = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -241,28 +243,34 @@ class Raft:
         self._maybe_commit()  # a single-node cluster (it still waits for its own persist)
 
     def _hup(self, transfer: bool = False) -> None:
-        """Start an election (the election timeout elapsed, campaign() or TIMEOUT_NOW)."""
+        """Start an election: the election timeout elapsed or campaign() (with PreVote first, if configured), or
+        TIMEOUT_NOW (`transfer`: straight to the real election, and the voters' lease is overridden)."""
         if self._role is Role.LEADER:
             return
-        log = self._log
         if self._cfg.pre_vote and not transfer:
             self._become_pre_candidate()
-            kind, term = _MT.PRE_VOTE, self._term + 1
+            self._request_votes(_MT.PRE_VOTE, self._term + 1, transfer=False)
         else:
-            self._become_candidate()
-            kind, term = _MT.VOTE, self._term
+            self._start_election(transfer)
+
+    def _start_election(self, transfer: bool) -> None:
+        self._become_candidate()
+        self._request_votes(_MT.VOTE, self._term, transfer)
+
+    def _request_votes(self, kind: MessageType, term: int, transfer: bool) -> None:
         if len(self._peers) == 1:
             self._win_election()
             return
+        log = self._log
         for peer in self._others:
             self._send(Message(type=kind, src=self._id, dst=peer, term=term, index=log.last_index,
                                log_term=log.last_term, transfer=transfer))
 
     def _win_election(self) -> None:
         if self._role is Role.PRE_CANDIDATE:
-            self._hup(transfer=True)  # the pre-vote is won: the real election (no second pre-vote)
-            return
-        self._become_leader()
+            self._start_election(transfer=False)  # the pre-vote is won: now the real election
+        else:
+            self._become_leader()
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -451,6 +459,9 @@ class Raft:
                 raise ProtocolError(f"SNAPSHOT from {msg.src} without snapshot meta")
             if msg.snapshot.term > msg.term or msg.snapshot.index == 0:
                 raise ProtocolError(f"SNAPSHOT from {msg.src}: bad meta {msg.snapshot}")
+            if sorted(msg.snapshot.voters) != self._sorted_peers:
+                raise ProtocolError(f"SNAPSHOT from {msg.src}: voters {msg.snapshot.voters} are not ours "
+                                    f"(membership is fixed: {self._peers})")
         elif (kind is _MT.VOTE or kind is _MT.PRE_VOTE) and msg.log_term > msg.term:
             raise ProtocolError(f"{kind.name} from {msg.src}: last log term above its term")
 
@@ -691,14 +702,17 @@ class Raft:
         if first_in_term and self._reads_waiting_commit:
             waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
             for context, origin in waiting:
-                self._leader_read(context, origin)
+                self._leader_read(context, origin, counted=True)
         return True
 
     # --- reads --------------------------------------------------------------------------------------------------
 
-    def _leader_read(self, context: bytes, origin: str | None) -> None:
+    def _leader_read(self, context: bytes, origin: str | None, counted: bool = False) -> None:
+        """A read request (`origin`: the follower that forwarded it, None for our own). `counted`: it was
+        already admitted under max_pending_reads (a waiting read being released)."""
         log = self._log
-        if len(self._pending_reads) + len(self._reads_waiting_commit) >= self._cfg.max_pending_reads:
+        if not counted and (len(self._pending_reads) + len(self._reads_waiting_commit)
+                            >= self._cfg.max_pending_reads):
             if origin is None:
                 raise ProposalDropped("too many pending reads")
             self._msgs.append(Message(type=_MT.READ_INDEX_RESP, src=self._id, dst=origin, term=self._term,

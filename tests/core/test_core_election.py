@@ -234,3 +234,53 @@ def test_an_election_costs_few_messages() -> None:
     # pre-vote + vote: 4 requests and 4 answers each, then the leader's first appends and their acks (+commit)
     assert c.raft("n1").role is Role.LEADER
     assert len(c.sent) <= 4 * 2 * 2 + 4 * 4
+
+
+def test_a_won_prevote_leads_to_an_ordinary_election_not_a_transfer() -> None:
+    raft = node()
+    raft.campaign()
+    pre = drain(raft)
+    assert {m.type for m in pre} == {MessageType.PRE_VOTE} and raft.term == 0
+    assert all(m.term == 1 and not m.transfer for m in pre)
+    raft.step(msg(MessageType.PRE_VOTE_RESP, "n2", term=1))
+    votes = drain(raft)
+    assert raft.role is Role.CANDIDATE and raft.term == 1
+    assert {m.type for m in votes} == {MessageType.VOTE} and not any(m.transfer for m in votes)
+
+
+def test_timeout_now_starts_a_transfer_election_without_prevote() -> None:
+    raft = node("n2")
+    raft.step(msg(MessageType.HEARTBEAT, "n1", "n2", term=1))
+    drain(raft)
+    raft.step(msg(MessageType.TIMEOUT_NOW, "n1", "n2", term=1))
+    votes = drain(raft)
+    assert raft.role is Role.CANDIDATE and raft.term == 2
+    assert {m.type for m in votes} == {MessageType.VOTE} and all(m.transfer for m in votes)
+
+
+def test_a_candidate_that_hears_from_a_leader_of_its_term_becomes_follower() -> None:
+    """Raft Figure 2: if AppendEntries RPC received from new leader: convert to follower."""
+    raft = node(pre_vote=False)
+    raft.campaign()
+    drain(raft)
+    assert raft.role is Role.CANDIDATE and raft.term == 1
+    raft.step(msg(MessageType.APPEND, "n2", term=1))
+    assert raft.role is Role.FOLLOWER and raft.leader == "n2" and raft.term == 1
+
+
+def test_a_vote_request_of_an_older_term_is_not_granted() -> None:
+    """Raft Figure 2: RequestVote: reply false if term < currentTerm."""
+    raft = node("n3", pre_vote=False)
+    raft.step(msg(MessageType.HEARTBEAT, "n1", "n3", term=4))
+    drain(raft)
+    raft.step(msg(MessageType.VOTE, "n2", "n3", term=3, index=50, log_term=3))
+    assert raft.vote is None and not any(m.type is MessageType.VOTE_RESP and not m.reject for m in drain(raft))
+
+
+def test_a_candidate_that_loses_returns_to_follower() -> None:
+    raft = node(pre_vote=False)
+    raft.campaign()
+    drain(raft)
+    raft.step(msg(MessageType.VOTE_RESP, "n2", term=1, reject=True))
+    raft.step(msg(MessageType.VOTE_RESP, "n3", term=1, reject=True))
+    assert raft.role is Role.FOLLOWER and raft.term == 1 and raft.vote == "n1"
