@@ -10,6 +10,8 @@ Optional hints make the search faster; each is a promise the differential test h
 - `read_only(input, output)`: the operation never changes the state (if step succeeds, the new state equals the old one).
 - `info_guard(input)` / `state_guard(state)`: an operation with unknown outcome can change the state only in states
   whose `state_guard` equals its `info_guard`; `info_guard` None means "in any state".
+- `regular_guard(input, output)`: an operation with known outcome can succeed only in states whose `state_guard`
+  equals it (None: in any state).
 
 - `prepare(ops, init)`: rewrite one part's encoded ops and initial state before the search, e.g. to replace values
   no operation ever observes by one placeholder (`UNOBSERVED`), which is sound when steps only compare values
@@ -212,6 +214,10 @@ class Register(_Base):
     def info_guard(self, input: Any) -> Hashable:
         return ("v", input[1]) if input[0] == "cas" else None
 
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        kind = input[0]
+        return ("v", output) if kind == "r" else (("v", input[1]) if kind == "cas" else None)
+
     def state_guard(self, state: Any) -> Hashable:
         return ("v", state)
 
@@ -314,6 +320,11 @@ class VersionedKV(_Base):
     def info_guard(self, input: Any) -> Hashable:
         return input[-1]  # type: ignore[no-any-return]
 
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        if input[0] == "get":
+            return output[1]  # type: ignore[no-any-return]
+        return None if output.__class__ is tuple else input[-1]  # a refusal fits many versions
+
     def state_guard(self, state: Any) -> Hashable:
         return state[1]  # type: ignore[no-any-return]
 
@@ -403,6 +414,9 @@ class Mutex(_Base):
 
     def info_guard(self, input: Any) -> Hashable:
         return input[0] == "release"  # can change the state only when held (release) / free (acquire)
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        return input[0] == "release"
 
     def state_guard(self, state: Any) -> Hashable:
         return bool(state)

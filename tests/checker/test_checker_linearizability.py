@@ -176,3 +176,25 @@ def test_a_model_that_cannot_read_an_op_names_its_line() -> None:
     events = history((0, "invoke", "frob", "k", None, 0), (0, "ok", "frob", "k", None, 1))
     with pytest.raises(HistoryError, match="no operation 'frob'"):
         check_linearizability(events, KV)
+
+
+def test_every_pass_of_the_search_sees_all_info_outcomes() -> None:
+    """Two concurrent unknown creates of a key: a later read of either value is fine, of a third is not.
+    Checked with every pass of the search forced (the relaxed search tries each state of the closure)."""
+    from checker.history import pair
+    from checker.linearizability import split
+    from checker.search import search
+
+    for read, expected in (("a", True), ("b", True), ("c", False)):
+        events = history(
+            (0, "invoke", "put", "k", {"value": "a", "version": 0}, 0),
+            (1, "invoke", "put", "k", {"value": "b", "version": 0}, 1),
+            (0, "info", "put", "k", None, 2, "timeout"), (1, "info", "put", "k", None, 3, "timeout"),
+            (2, "invoke", "get", "k", None, 4), (2, "ok", "get", "k", {"value": read, "version": 1}, 5),
+            (2, "invoke", "get", "k", None, 6), (2, "ok", "get", "k", {"value": "a", "version": 1}, 7),
+        )
+        if read == "b":
+            events[7]["value"] = {"value": "b", "version": 1}
+        (part,), _ = split(KV, pair(events))
+        for budget in (None, 0):
+            assert search(KV, part.ops, first_budget=budget).ok is expected, (read, budget)
