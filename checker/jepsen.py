@@ -76,6 +76,8 @@ def loads_history(text: str) -> list[dict[str, Any]]:
         forms = edn.loads_all(text)
     except edn.EDNError as exc:
         raise HistoryError(None, f"malformed EDN: {exc}") from None
+    except RecursionError:
+        raise HistoryError(None, "malformed EDN: nested too deeply") from None
     if len(forms) == 1 and isinstance(forms[0], list):
         forms = forms[0]
     return from_jepsen(forms)
