@@ -198,3 +198,31 @@ def test_every_pass_of_the_search_sees_all_info_outcomes() -> None:
         (part,), _ = split(KV, pair(events))
         for budget in (None, 0):
             assert search(KV, part.ops, first_budget=budget).ok is expected, (read, budget)
+
+
+def test_an_info_op_takes_effect_at_most_once() -> None:
+    """The relaxed pass may use the unknown write twice; the assignment notices and the exact pass decides."""
+    from checker.history import pair
+    from checker.linearizability import split
+    from checker.relaxed import relaxed_search
+    from checker.search import REUSED, search
+
+    register = make_model("register", 0)
+    events = history(
+        (0, "invoke", "write", None, 1, 0), (0, "info", "write", None, None, 1),
+        (1, "invoke", "read", None, None, 2), (1, "ok", "read", None, 1, 3),
+        (1, "invoke", "write", None, 2, 4), (1, "ok", "write", None, None, 5),
+        (1, "invoke", "read", None, None, 6), (1, "ok", "read", None, 1, 7),
+    )
+    (part,), _ = split(register, pair(events))
+    regular = [op for op in part.ops if op.ret is not None]
+    infos = [op for op in part.ops if op.ret is None]
+    relaxed = relaxed_search(register, regular, infos, 0, None, None)
+    assert relaxed.ok is None and relaxed.reason == REUSED
+    assert search(register, part.ops, first_budget=0).ok is False
+    assert search(register, part.ops).ok is False
+    # with a second unknown write of 1, the history is fine
+    two = events[:2] + history((2, "invoke", "write", None, 1, 0), (2, "info", "write", None, None, 1))
+    two = [{**e, "index": i} for i, e in enumerate(two + events[2:])]
+    (part,), _ = split(register, pair(two))
+    assert search(register, part.ops, first_budget=0).ok is True
