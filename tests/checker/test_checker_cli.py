@@ -135,3 +135,15 @@ def test_absurdly_nested_input_is_bad_input_not_a_crash(tmp_path: Path, capsys: 
     assert main([str(path), "--model", "register"]) == 254
     err = capsys.readouterr().err
     assert "malformed" in err and "Traceback" not in err
+
+
+def test_initial_values_parse_as_json_then_edn_then_text() -> None:
+    from checker.cli import parse_initial
+
+    assert parse_initial(None) is None
+    assert parse_initial("0") == 0
+    assert parse_initial('{"x": 0}') == {"x": 0}
+    assert parse_initial("{x 0 y 0}") == {"x": 0, "y": 0}
+    assert parse_initial("nil") is None
+    assert parse_initial("free") == "free"
+    assert parse_initial("[1 2") == "[1 2"
