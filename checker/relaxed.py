@@ -15,6 +15,7 @@ Read-only ops applicable in the node's own state are taken first without sibling
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from typing import Any
 
 from .models import UNKNOWN
@@ -63,11 +64,12 @@ def _relaxed(model: Any, regular: list[PartOp], infos: list[PartOp], state: Any,
         guard = info_guard(infos[k].input) if info_guard else None
         (wild if guard is None else buckets.setdefault(guard, [])).append(k)
 
+    rep_positions = sorted(info_pos[k] for k in by_input.values())
     closures: dict[tuple[Any, int], tuple[dict[Any, tuple[Any, int] | None], dict[Any, list[Any]]]] = {}
 
     def closure(start: Any, end: int) -> tuple[dict[Any, tuple[Any, int] | None], dict[Any, list[Any]]]:
         """States reachable from `start` by info ops called before position `end`: (parent links, by guard)."""
-        key = (start, end)
+        key = (start, bisect_right(rep_positions, end))  # what matters is which info ops are available
         found = closures.get(key)
         if found is not None:
             return found
