@@ -69,13 +69,13 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
     `deadline` is a time.monotonic() instant; `stop` an object with is_set() (checked every few thousand nodes).
     With `track`, the longest linearizable prefixes are kept for the failure report (up to 3 of maximal length).
 
-    Two passes when the part has info ops. First a relaxed search that may use an info op more than once (its nodes
-    are (regular set, state) only, far fewer): if even that finds no linearization, none exists. If it finds one
-    in which distinct info ops can be assigned to the uses (checked by `_assign`), that is a real linearization.
-    Only otherwise (or when the relaxation does not pay: see relaxed.CLOSURE_LIMIT) does the exact search run, with
-    the rest of the budget. Before all that, the exact search
-    dives with a node budget (`first_budget`, default 30 per op): on a valid history it usually finishes within it,
-    and on an invalid one its dive finds the longest prefixes the report shows.
+    A part without info ops is one exact search. With info ops, up to three passes: (1) the exact search with a
+    node budget (`first_budget`, default 30 per op): a valid history usually finishes within it, and on an invalid
+    one its dive finds the longest prefixes the report shows; (2) the relaxed search (checker.relaxed), where an
+    info op may take effect more than once: if even that finds no linearization, none exists; if it finds one in
+    which distinct info ops can be assigned to the uses (`_assign`), that is a real linearization; (3) otherwise
+    (or when the relaxation does not pay, see relaxed.CLOSURE_LIMIT) the exact search without node budget.
+    The time budget (`deadline`) covers all passes.
     """
     if not any(op.ret is None for op in ops):
         return _search(model, ops, deadline, stop, track)
