@@ -1,5 +1,7 @@
 """`harness check HISTORY --model MODEL [--timeout S] [--json] [--initial V]`: check a history file on its own.
 
+`--to-edn` prints the history as Jepsen EDN instead of checking it (exit 0, or 254 for a bad history).
+
 HISTORY is our JSON lines (docs/history.md) or a Jepsen EDN history (by the `.edn` suffix; Knossos conventions).
 Prints the verdict and a short explanation (or, with --json, the result object of docs/history.md).
 Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad input or bad arguments (with the error on stderr).
@@ -43,6 +45,8 @@ def _parser() -> _Parser:
     parser.add_argument("--initial", default=None, metavar="VALUE",
                         help="initial value of register models (JSON, else EDN, else the text itself)")
     parser.add_argument("--sequential", action="store_true", help="never use worker processes")
+    parser.add_argument("--to-edn", action="store_true",
+                        help="do not check: print the (validated) history as Jepsen EDN, for Jepsen's tools")
     return parser
 
 
@@ -132,6 +136,11 @@ def main(argv: list[str]) -> int:
         print(f"harness check: error: --timeout must be positive, got {args.timeout:g}", file=sys.stderr)
         return BAD_INPUT
     try:
+        if args.to_edn:
+            from .jepsen import dumps_history
+
+            print(dumps_history(read_history(args.history)), end="")
+            return 0
         result = run(args)
     except HistoryError as exc:
         print(f"harness check: bad input: {args.history}: {exc}", file=sys.stderr)

@@ -147,3 +147,14 @@ def test_initial_values_parse_as_json_then_edn_then_text() -> None:
     assert parse_initial("nil") is None
     assert parse_initial("free") == "free"
     assert parse_initial("[1 2") == "[1 2"
+
+
+def test_to_edn_exports_what_the_edn_reader_reads_back(valid_file: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from checker.history import read_history
+
+    assert main([str(valid_file), "--to-edn"]) == 0
+    exported = tmp_path / "h.edn"
+    exported.write_text(capsys.readouterr().out)
+    assert read_history(str(exported)) == read_history(str(valid_file))
+    assert main([str(exported)]) == 0
