@@ -72,8 +72,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     events = read_history(args.history)
     model = make_model(args.model, parse_initial(args.initial), jepsen=str(args.history).endswith(".edn"))
     checkers: dict[str, Any] = {}
-    checkers["linearizable"] = check_linearizability(
-        events, model, timeout=args.timeout, parallel=False if args.sequential else None, validated=True)
+    try:
+        checkers["linearizable"] = check_linearizability(
+            events, model, timeout=args.timeout, parallel=False if args.sequential else None, validated=True)
+    except (HistoryError, ModelError):
+        raise  # bad input: exit 254
+    except Exception as exc:  # noqa: BLE001 - a crashing checker yields unknown with its error
+        checkers["linearizable"] = {"valid": "unknown", "model": model.name,
+                                    "error": f"{type(exc).__name__}: {exc}"}
     others: dict[str, Any] = {"stats": Stats()}
     if args.model == "set":
         others["set"] = SetChecker()
@@ -92,6 +98,8 @@ def _word(valid: Any) -> str:
 def render(result: dict[str, Any], path: str) -> str:
     """A short human explanation of a result."""
     lin = result["checkers"]["linearizable"]
+    if "error" in lin:
+        return f"{_word(result['valid'])}: {path}\nlinearizable ({lin['model']}): the checker failed: {lin['error']}"
     parts = lin["parts"]
     lines = [f"{_word(result['valid'])}: {path}",
              f"linearizable ({lin['model']}): {_word(lin['valid']).lower()}; {lin['ops']} ops in "

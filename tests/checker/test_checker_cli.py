@@ -158,3 +158,15 @@ def test_to_edn_exports_what_the_edn_reader_reads_back(valid_file: Path, tmp_pat
     exported.write_text(capsys.readouterr().out)
     assert read_history(str(exported)) == read_history(str(valid_file))
     assert main([str(exported)]) == 0
+
+
+def test_a_crashing_checker_is_unknown_not_a_traceback(valid_file: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import checker.cli
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("search exploded")
+
+    monkeypatch.setattr(checker.cli, "check_linearizability", broken)
+    assert main([str(valid_file)]) == 2
+    assert "the checker failed: RuntimeError: search exploded" in capsys.readouterr().out
