@@ -6,10 +6,17 @@ A model is a small object (see `Model`). The search calls `step(state, input, ou
 becomes. States are hashable values compared with `==` (tuples, frozensets, scalars): that is the model's equal and
 hash, and what the search's cache is keyed by.
 
-Optional hints make the search faster; each is a promise the differential test holds models to:
+Optional hints (methods a model may leave out) make the search faster; each is a promise the differential test
+holds the built-in models to:
 - `read_only(input, output)`: the operation never changes the state (if step succeeds, the new state equals the old one).
 - `info_guard(input)` / `state_guard(state)`: an operation with unknown outcome can change the state only in states
   whose `state_guard` equals its `info_guard`; `info_guard` None means "in any state".
+- `regular_guard(input, output)`: an operation with known outcome can succeed only in states whose `state_guard`
+  equals it (None: in any state).
+
+- `prepare(ops, init)`: rewrite one part's encoded ops and initial state before the search, e.g. to replace values
+  no operation ever observes by one placeholder (`UNOBSERVED`), which is sound when steps only compare values
+  with observed ones, and lets the search see that two writes of never-read values are interchangeable.
 
 Register your own with `register_model(name, factory)`; the factory takes the initial value (or None) and a flag
 `jepsen` for Jepsen/Knossos semantics (a register read of nil is always legal there).
@@ -41,6 +48,24 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+class _Unobserved:
+    """The placeholder for written values no operation of the part ever observes (see `prepare`)."""
+
+    _instance: _Unobserved | None = None
+
+    def __new__(cls) -> _Unobserved:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self) -> str:
+        return "UNOBSERVED"
+
+    def __repr__(self) -> str:
+        return "UNOBSERVED"
+
+
+UNOBSERVED = _Unobserved()
 DROP = None  # what `encode` returns for an operation that can be left out (it cannot affect or observe state)
 
 
@@ -56,7 +81,7 @@ def freeze(value: Any) -> Hashable:
         return tuple(sorted(((k, freeze(v)) for k, v in value.items()), key=lambda kv: repr(kv[0])))
     if isinstance(value, set | frozenset):
         return frozenset(freeze(v) for v in value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @runtime_checkable
@@ -87,6 +112,8 @@ class Model(Protocol):
 
 
 def _show(value: Any) -> str:
+    if value is UNOBSERVED:
+        return "(unread)"
     if value is None:
         return "nil"
     if isinstance(value, tuple):
@@ -102,7 +129,7 @@ class _Base:
     name = "base"
 
     def partition_key(self, op: Operation) -> Hashable:
-        return op.key  # type: ignore[no-any-return]
+        return op.key
 
     def read_only(self, input: Any, output: Any) -> bool:
         return False
@@ -165,10 +192,32 @@ class Register(_Base):
         return False, state
 
     def read_only(self, input: Any, output: Any) -> bool:
-        return input[0] == "r"  # type: ignore[no-any-return]
+        return input[0] == "r"
+
+    def prepare(self, ops: list[Any], init: Any) -> tuple[list[Any], Any]:
+        """Values never read nor compared by a cas become UNOBSERVED (steps only test equality with those)."""
+        observed = {op.output for op in ops if op.input[0] == "r"}
+        observed.update(op.input[1] for op in ops if op.input[0] == "cas")
+
+        def canon(value: Any) -> Any:
+            return value if value in observed else UNOBSERVED
+
+        out = []
+        for op in ops:
+            x = op.input
+            if x[0] == "w":
+                op = op._replace(input=("w", canon(x[1])))
+            elif x[0] == "cas":
+                op = op._replace(input=("cas", x[1], canon(x[2])))
+            out.append(op)
+        return out, canon(init)
 
     def info_guard(self, input: Any) -> Hashable:
         return ("v", input[1]) if input[0] == "cas" else None
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        kind = input[0]
+        return ("v", output) if kind == "r" else (("v", input[1]) if kind == "cas" else None)
 
     def state_guard(self, state: Any) -> Hashable:
         return ("v", state)
@@ -202,7 +251,7 @@ class VersionedKV(_Base):
     def partition_key(self, op: Operation) -> Hashable:
         if op.key is None:
             raise ModelError(f"versioned-kv op {op.f} has no key")
-        return op.key  # type: ignore[no-any-return]
+        return op.key
 
     @staticmethod
     def _version(value: Any, what: str) -> int:
@@ -260,11 +309,25 @@ class VersionedKV(_Base):
     def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == "get" or output.__class__ is tuple  # gets and observed refusals
 
+    def prepare(self, ops: list[Any], init: Any) -> tuple[list[Any], Any]:
+        """Put values no get returns become UNOBSERVED: puts, deletes and refusals look only at the version, and
+        a get compares the state with a value it read, so renaming never-read values changes no step's outcome."""
+        observed = {op.output[0] for op in ops if op.input[0] == "get"}
+        out = [op._replace(input=("put", UNOBSERVED, op.input[2]))
+               if op.input[0] == "put" and op.input[1] not in observed else op for op in ops]
+        value, version = init
+        return out, (value if value in observed or version == 0 else UNOBSERVED, version)
+
     def info_guard(self, input: Any) -> Hashable:
-        return input[-1]  # type: ignore[no-any-return]
+        return input[-1]
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        if input[0] == "get":
+            return output[1]
+        return None if output.__class__ is tuple else input[-1]  # a refusal fits many versions
 
     def state_guard(self, state: Any) -> Hashable:
-        return state[1]  # type: ignore[no-any-return]
+        return state[1]
 
     def describe_state(self, state: Any) -> str:
         return "absent" if state[1] == 0 else f"{_show(state[0])}@{state[1]}"
@@ -314,7 +377,7 @@ class SetModel(_Base):
         return True, state | {input[1]}
 
     def read_only(self, input: Any, output: Any) -> bool:
-        return input[0] == "read"  # type: ignore[no-any-return]
+        return input[0] == "read"
 
     def describe_operation(self, input: Any, output: Any) -> str:
         if input[0] == "read":
@@ -352,6 +415,9 @@ class Mutex(_Base):
 
     def info_guard(self, input: Any) -> Hashable:
         return input[0] == "release"  # can change the state only when held (release) / free (acquire)
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        return input[0] == "release"
 
     def state_guard(self, state: Any) -> Hashable:
         return bool(state)
@@ -447,4 +513,4 @@ def make_model(name: str, initial: Any = None, *, jepsen: bool = False) -> Model
         factory = MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return factory(initial=initial, jepsen=jepsen)  # type: ignore[no-any-return]
+    return factory(initial=initial, jepsen=jepsen)
