@@ -130,15 +130,17 @@ class WAL:
         self.seq = seq
         self.size = 0
 
-    def append_sync(self, data: bytes) -> None:
-        """Write already-framed records and make them durable (one write, one fdatasync)."""
+    def append_sync(self, data: bytes, sync: bool = True) -> None:
+        """Write already-framed records and make them durable (one write, one fdatasync). `sync=False` skips the
+        fdatasync, for records whose loss is harmless (a commit-index-only hard state)."""
         if not data:
             return
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
-        os.fdatasync(self._fd)
+        if sync:
+            os.fdatasync(self._fd)
         self.size += len(data)
         self.bytes_written += len(data)
 
