@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -72,10 +73,8 @@ async def _load(addrs: list[str], clients: int, seconds: float, value_size: int)
                     lat_w.append(time.perf_counter() - t0)
                 except RaftKVError as e:
                     errors[e.code] = errors.get(e.code, 0) + 1
-                    try:
+                    with contextlib.suppress(RaftKVError):
                         versions[i] = (await kv.get(key)).version
-                    except RaftKVError:
-                        pass
 
         t0 = time.monotonic()
         async with asyncio.TaskGroup() as tg:

@@ -175,14 +175,13 @@ async def test_kill_every_node_then_restart_keeps_acknowledged_writes(c3: Cluste
     await c3.wait_leader()
     acked: dict[str, tuple[int, str]] = {}
     stop = asyncio.Event()
-    async with KVClient(c3.addrs, timeout=3) as kv:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(_writers(kv, 32, stop, acked))
-            await c3.wait_for(lambda: asyncio.sleep(0, sum(v for v, _ in acked.values()) > 600),
-                              what="heavy writes")
-            for nid in c3.ids:  # kill -9 everyone while writes are in flight
-                c3.kill(nid)
-            stop.set()
+    async with KVClient(c3.addrs, timeout=3) as kv, asyncio.TaskGroup() as tg:
+        tg.create_task(_writers(kv, 32, stop, acked))
+        await c3.wait_for(lambda: asyncio.sleep(0, sum(v for v, _ in acked.values()) > 600),
+                          what="heavy writes")
+        for nid in c3.ids:  # kill -9 everyone while writes are in flight
+            c3.kill(nid)
+        stop.set()
     c3.start_all()
     await c3.wait_leader()
     async with KVClient(c3.addrs, timeout=5) as kv:
