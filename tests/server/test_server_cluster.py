@@ -121,6 +121,8 @@ async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, t
                 version = r.version
             except (Maybe, Unavailable, VersionMismatch):
                 for _ in range(100):
+                    if stop.is_set():
+                        return
                     try:
                         version = (await kv.get(key, timeout=3)).version
                         break
@@ -218,7 +220,8 @@ async def test_malformed_peer_frames_close_only_that_connection(c3: Cluster) -> 
                frames.encode(0, "n2", b"")[:4] + b"\x01" + b"\x00" * 10]  # truncated garbage header
     from raftkv.server.transport import cluster_id_of
     cid = cluster_id_of(c3.peer)
-    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, "n2", b"\x00not msgpack")]
+    other = next(i for i in c3.ids if i != leader)
+    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, other, b"\x00not msgpack")]
     for payload in attacks:
         with socket.create_connection((host, int(port)), timeout=2) as s:
             s.sendall(payload)
