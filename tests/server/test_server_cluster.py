@@ -49,8 +49,11 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert st is not None
     assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
     assert st["role"] == "leader" and st["commit"] >= 2
-    code, body = await c3.http(followers[0], "GET", "/kv/a")
+    code, body = await c3.http(followers[0], "GET", "/kv/a")  # followers serve linearizable reads (ReadIndex)
+    assert code == 200 and body == {"value": "1", "version": 1}
+    code, body = await c3.http(followers[0], "PUT", "/kv/a", b'{"value": "2", "version": 1}')
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
+    assert body["leader_url"] == f"http://{c3.client[leader]}"
     code, metrics = await c3.http(leader, "GET", "/metrics")
     assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
     code, body = await c3.http(leader, "GET", "/healthz")
