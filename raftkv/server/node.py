@@ -434,6 +434,8 @@ class Node:
         assert self.raft is not None
         snap = self.raft.compact(applied, self.kv.snapshot())
         self.snapshot_index, self.snapshot_term = snap.meta.index, snap.meta.term
+        self.log.info("snapshot made at index %d term %d (%d bytes); log compacted", snap.meta.index,
+                      snap.meta.term, len(snap.data))
         self.metrics.snapshots.labels(kind="made").inc()
         self.metrics.snapshot_bytes.set(len(snap.data))
         self._snapshotting = True
