@@ -33,9 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768+), so that no outgoing connection's source port can take it
+    between this check and the node's bind."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host}")
 
 
 def _pct(xs: list[float], p: float) -> float:
