@@ -8,6 +8,8 @@
    log every `compact_every` rounds, as a server would, so the log stays bounded. Two figures: per second of
    wall-clock time, and per second of this process's CPU time (the fair one on a shared, loaded machine).
    Python's cyclic GC is left on (it costs ~30%: a server may tune it with gc.freeze()/gc.set_threshold).
+   Messages are handed over as objects (followers share the leader's Entry objects); a second run encodes and
+   decodes every message with raftkv.core.codec to show the cost of the wire format.
 2. `simulated_cluster`: a 5-node cluster in the deterministic simulator (raftkv.sim) -- SEE THE MARKED
    SECTION BELOW; the simulator helper fills it in.
 
@@ -27,10 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from raftkv.core import Raft, RaftConfig, Role  # noqa: E402
+from raftkv.core.codec import decode_message, encode_message  # noqa: E402
 
 
-def _drain(nodes: dict[str, Raft]) -> int:
-    """Run Ready -> deliver -> advance on every node until no node has work. Returns entries the leader applied."""
+def _drain(nodes: dict[str, Raft], codec: bool = False) -> int:
+    """Run Ready -> deliver -> advance on every node until no node has work. Returns entries the leader applied.
+    With `codec`, every message is encoded and decoded on the way (as on the wire)."""
     applied = 0
     busy = True
     while busy:
@@ -40,9 +44,9 @@ def _drain(nodes: dict[str, Raft]) -> int:
                 continue
             busy = True
             rd = raft.ready()
-            for msg in rd.messages:
-                nodes[msg.dst].step(msg)
-            for msg in rd.messages_after_persist:
+            for msg in rd.messages + rd.messages_after_persist:
+                if codec:
+                    msg = decode_message(encode_message(msg))
                 nodes[msg.dst].step(msg)
             if raft.role is Role.LEADER:
                 applied += len(rd.committed_entries)
@@ -51,7 +55,7 @@ def _drain(nodes: dict[str, Raft]) -> int:
 
 
 def core_alone(total: int = 200_000, batch: int = 1000, payload: int = 64,
-               compact_every: int = 20) -> tuple[float, float]:
+               compact_every: int = 20, codec: bool = False) -> tuple[float, float]:
     """Committed entries per second (wall clock, CPU time) through a 3-node set of cores with instant delivery
     (see the module docstring)."""
     peers = ("n1", "n2", "n3")
@@ -71,12 +75,15 @@ def core_alone(total: int = 200_000, batch: int = 1000, payload: int = 64,
     rounds = total // batch
     for round_no in range(1, rounds + 1):
         leader.propose_many(data)
-        committed += _drain(nodes)
+        committed += _drain(nodes, codec)
         if round_no % compact_every == 0:
             for raft in nodes.values():
                 raft.compact(raft.applied_index, b"state machine snapshot")
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     assert committed == rounds * batch, (committed, rounds * batch)
+    for raft in nodes.values():  # followers learn the last commit index from the next heartbeat
+        raft.tick()
+    _drain(nodes)
     assert all(r.commit_index == leader.last_index for r in nodes.values())
     return committed / elapsed, committed / cpu
 
@@ -130,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = core_alone(args.entries, args.batch, args.payload)
     print(f"core alone (3 cores, instant delivery, propose_many batches of {args.batch}, {args.payload}-byte "
           f"entries): {wall:,.0f} committed entries/s wall-clock, {cpu:,.0f} per CPU-second")
+    wall, cpu = core_alone(min(args.entries, 100_000), args.batch, args.payload, codec=True)
+    print(f"core alone with every message encoded and decoded (raftkv.core.codec, as on the wire): "
+          f"{wall:,.0f} committed entries/s wall-clock, {cpu:,.0f} per CPU-second")
     wall, cpu = core_alone_single_proposals(min(args.entries, 100_000), args.batch, args.payload)
     print(f"core alone, one propose() call per entry (rounds of {args.batch}): {wall:,.0f} committed entries/s "
           f"wall-clock, {cpu:,.0f} per CPU-second")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from core_cluster import Cluster
 
-from raftkv.core import MessageType, NotLeader, ProposalDropped, ReadState, Role
+from raftkv.core import Message, MessageType, NotLeader, ProposalDropped, ReadState, Role
 
 
 def test_read_index_on_the_leader_needs_one_heartbeat_round() -> None:
@@ -118,3 +118,39 @@ def test_lease_is_off_by_default() -> None:
     c.raft(leader).read_index(b"x")
     c.process(leader)
     assert c.nodes[leader].read_states == []
+
+
+def test_no_lease_after_a_leadership_transfer_was_started() -> None:
+    c = Cluster(3, seed=1, lease_reads=True)
+    leader = c.wait_leader()
+    a, b = (n for n in c.ids if n != leader)
+    c.tick(2)
+    c.crash(b)
+    c.raft(leader).transfer_leadership(b)  # b is down: the transfer will be abandoned
+    c.tick(11)
+    assert c.raft(leader).role is Role.LEADER and c.raft(leader).lead_transferee is None
+    # Heartbeats are still answered by a, but a TIMEOUT_NOW may have been acted on: no lease reads.
+    c.raft(leader).read_index(b"x")
+    c.process(leader)
+    assert c.nodes[leader].read_states == []
+    c.deliver()
+    assert [rs.context for rs in c.nodes[leader].read_states] == [b"x"]  # by a heartbeat round instead
+
+
+def test_with_leases_a_restarted_node_does_not_vote_at_once() -> None:
+    c = Cluster(3, seed=1, lease_reads=True)
+    leader = c.wait_leader()
+    a, b = (n for n in c.ids if n != leader)
+    term = c.raft(leader).term
+    c.crash(b)
+    c.restart(b)
+    restarted = c.raft(b)
+    vote_before = restarted.vote
+    vote = Message(type=MessageType.VOTE, src=a, dst=b, term=term + 5, index=99, log_term=term)
+    restarted.step(vote)
+    assert restarted.term == term and restarted.vote == vote_before  # ignored: it may have backed the lease
+    for _ in range(10):
+        restarted.tick()
+    c.crash(leader)  # the leader is gone, so the restarted node heard no leader while it ticked
+    restarted.step(vote)
+    assert restarted.term == term + 5 and restarted.vote == a
