@@ -87,6 +87,7 @@ class DiskStorage:
         self._log = log
         self.hard_state = HardState()
         self.segment_max: dict[int, int] = {}  # segment seq -> highest entry index written into it
+        self.snapshot_index = 0  # of the newest durable snapshot file
 
     @classmethod
     def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger) -> tuple[DiskStorage, Recovered]:
@@ -101,7 +102,7 @@ class DiskStorage:
                 rec.snapshot = codec.decode_snapshot(latest[1])
             except codec.DecodeError as e:
                 raise StorageCorrupt(f"snapshot file {latest[0].path} does not decode: {e}") from None
-            snap_index = rec.snapshot.meta.index
+            snap_index = self.snapshot_index = rec.snapshot.meta.index
             rec.actions.append(f"loaded snapshot {latest[0].path.name} (index {snap_index})")
         log_entries: list[Entry] = []
         base = -1  # index before log_entries[0]; -1 = not yet known
@@ -179,12 +180,15 @@ class DiskStorage:
         """Durable snapshot file (tmp, fsync, rename, dir fsync). Returns its size in bytes."""
         meta = snapshot.meta
         f = self.snaps.save(meta.index, meta.term, codec.encode_snapshot(snapshot))
+        self.snapshot_index = max(self.snapshot_index, meta.index)
         self._log.info("snapshot saved: index %d term %d, %d bytes (%s)", meta.index, meta.term, f.size,
                        f.path.name)
         return f.size
 
     def release_sync(self, index: int) -> int:
-        """Delete WAL segments whose entries all lie at or below `index` (a durable snapshot covers them)."""
+        """Delete WAL segments whose entries all lie at or below `index` and below the newest durable snapshot
+        (never more: a log without the snapshot that covers its start would not restart)."""
+        index = min(index, self.snapshot_index)
         drop_before = 0
         for seq in sorted(self.segment_max):
             if seq != self.wal.seq and self.segment_max[seq] <= index:

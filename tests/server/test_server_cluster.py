@@ -57,7 +57,15 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
     assert body["leader_url"] == f"http://{c3.client[leader]}"
     code, metrics = await c3.http(leader, "GET", "/metrics")
-    assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
+    assert code == 200 and 'raftkv_role{role="leader"} 1.0' in metrics
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+    assert float(values["raftkv_term"]) >= 1 and float(values["raftkv_elections_won_total"]) == 1
+    assert float(values["raftkv_proposals_total"]) >= 1 and float(values["raftkv_wal_fsync_seconds_count"]) >= 1
+    assert float(values["raftkv_commit_index"]) >= 2 and float(values["raftkv_wal_bytes_written_total"]) > 0
+    assert all(float(values[f'raftkv_peer_connected{{peer="{f}"}}']) == 1 for f in followers)
+    assert float(values['raftkv_requests_total{op="put",outcome="ok"}']) >= 1
+    code, body = await c3.http(leader, "GET", "/kv/a?consistency=lease")  # lease reads are off by default
+    assert code == 503 and body["error"] == "unavailable" and "--lease" in body["message"]
     code, body = await c3.http(leader, "GET", "/healthz")
     assert code == 200 and body["ok"]
     assert "role follower -> " in c3.log(leader) and f"leader None -> {leader}" in c3.log(followers[0])
