@@ -111,18 +111,18 @@ class DiskStorage:
                 if r.rtype == HARD_STATE:
                     self.hard_state = codec.decode_hard_state(r.payload)
                 elif r.rtype == ENTRIES:
-                    for e in (codec.decode_entry(b) for b in msgpack.unpackb(r.payload)):
+                    for ent in (codec.decode_entry(b) for b in msgpack.unpackb(r.payload)):
                         if base < 0:
-                            base = e.index - 1
-                        if e.index <= base:
+                            base = ent.index - 1
+                        if ent.index <= base:
                             continue
-                        if e.index > base + len(log_entries) + 1:
-                            raise StorageCorrupt(f"WAL segment {r.segment}: entry {e.index} leaves a gap after "
+                        if ent.index > base + len(log_entries) + 1:
+                            raise StorageCorrupt(f"WAL segment {r.segment}: entry {ent.index} leaves a gap after "
                                                  f"{base + len(log_entries)}")
-                        del log_entries[e.index - base - 1:]
-                        log_entries.append(e)
-                        if e.index > self.segment_max.get(r.segment, 0):
-                            self.segment_max[r.segment] = e.index
+                        del log_entries[ent.index - base - 1:]
+                        log_entries.append(ent)
+                        if ent.index > self.segment_max.get(r.segment, 0):
+                            self.segment_max[r.segment] = ent.index
                 elif r.rtype == INSTALL:
                     meta = codec.decode_snapshot_meta(r.payload)
                     if meta.index <= snap_index:
@@ -132,10 +132,10 @@ class DiskStorage:
                         rec.actions.append(f"ignored unfinished snapshot install at index {meta.index}")
                 else:
                     raise StorageCorrupt(f"WAL segment {r.segment}: unknown record type {r.rtype}")
-            except (codec.DecodeError, ValueError, TypeError) as e:
-                if isinstance(e, StorageCorrupt):
+            except (codec.DecodeError, ValueError, TypeError) as exc:
+                if isinstance(exc, StorageCorrupt):
                     raise
-                raise StorageCorrupt(f"WAL segment {r.segment}: record of type {r.rtype} does not decode: {e}") \
+                raise StorageCorrupt(f"WAL segment {r.segment}: record of type {r.rtype} does not decode: {exc}") \
                     from None
         kept = [e for e in log_entries if e.index > snap_index]
         if kept and kept[0].index != snap_index + 1:
