@@ -313,3 +313,27 @@ async def test_sigterm_is_graceful_and_corrupt_wal_refuses_to_start(tmp_path: Pa
         assert "WAL corrupt" in log and str(seg) in log and "offset" in log
     finally:
         c.stop_all()
+
+
+async def test_sigterm_answers_in_flight_writes_maybe_and_exits_cleanly(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, base_ip=80, election_ticks=150)
+    c.start_all()
+    try:
+        leader = await c.wait_leader(timeout=30)
+        followers = [i for i in c.ids if i != leader]
+        for f in followers:
+            os.kill(c.procs[f].pid, signal.SIGSTOP)  # nothing can commit now
+        pending = asyncio.create_task(c.http(leader, "PUT", "/kv/k", b'{"value": "v", "version": 0}', timeout=20))
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(c.procs[leader].pid, signal.SIGTERM)
+        code, body = await pending
+        assert (code, body["error"]) == (504, "maybe") and "shutting down" in body["message"]
+        assert c.procs[leader].wait(10) == 0 and time.monotonic() - t0 < 6
+        log = c.log(leader)
+        assert "stop requested" in log and log.rstrip().endswith("stopped")
+    finally:
+        for f in c.ids:
+            if c.procs[f].poll() is None:
+                os.kill(c.procs[f].pid, signal.SIGCONT)
+        c.stop_all()
