@@ -380,6 +380,8 @@ class KVClient:
                     self.leader = None
                 target = self._next_node(target) if not body.get("leader_url") else _norm(body["leader_url"])
             else:  # unavailable, or anything unexpected: try elsewhere
+                if err != "unavailable" and write:  # an unexplained answer (e.g. a 500): it may have applied
+                    ambiguous = True
                 last_error = f"{target}: {err or status}: {body.get('message', '')}"
                 if target == self.leader:
                     self.leader = None

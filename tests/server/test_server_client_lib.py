@@ -175,3 +175,12 @@ async def test_a_pooled_connection_closed_by_the_server_is_not_reused(fakes: lis
         await asyncio.sleep(0.1)  # the client's loop sees the EOF
         with pytest.raises(VersionMismatch):
             await kv.put("k", "v", 0)
+
+
+async def test_an_unexplained_server_error_on_a_write_is_ambiguous(fakes: list[Fake]) -> None:
+    a, b = fakes
+    a.script = [lambda r, body: web.Response(status=500, text="boom")]
+    b.script = [j(409, error="version-mismatch", current_version=1)]
+    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+        with pytest.raises(Maybe):
+            await kv.put("k", "v", 0, node=a.addr)
