@@ -45,7 +45,7 @@ class _PeerSender:
         self.peer = peer
         self.addr = addr
         self.buf: list[bytes] = []
-        self.wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.connected = False
         self.dropped = 0
 
@@ -55,9 +55,15 @@ class _PeerSender:
             self.t.on_drop(self.peer)
             return
         self.buf.append(frame)
-        self.wake.set()
+        self._kick()
+
+    def _kick(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.05
         while True:
             host, port = _split(self.addr)
@@ -71,29 +77,28 @@ class _PeerSender:
             backoff = 0.05
             self.connected = True
             self.t.on_peer_state(self.peer, True)
+            # The peer never writes on our outbound connection: EOF, a reset, or any byte ends it.
+            closed = asyncio.ensure_future(reader.read(1))
+            closed.add_done_callback(lambda _: self._kick())
             try:
                 writer.write(frames.encode(self.t.cluster_id, self.t.node_id,
                                            bytes([TAG_HELLO]) + self.t.client_url.encode(), self.t.max_frame))
-                closed = asyncio.ensure_future(reader.read())  # EOF or reset ends the connection
-                try:
-                    while not closed.done():
-                        if not self.buf:
-                            self.wake.clear()
-                            waiter = asyncio.ensure_future(self.wake.wait())
-                            try:
-                                await asyncio.wait((waiter, closed), return_when=asyncio.FIRST_COMPLETED)
-                            finally:
-                                waiter.cancel()
-                            continue
-                        await asyncio.sleep(0)  # let this loop iteration's other messages join the write
-                        batch, self.buf = self.buf, []
-                        writer.write(b"".join(batch))
-                        await writer.drain()
-                finally:
-                    closed.cancel()
+                while not closed.done():
+                    if not self.buf:
+                        self._waiter = loop.create_future()
+                        try:
+                            await self._waiter
+                        finally:
+                            self._waiter = None
+                        continue
+                    await asyncio.sleep(0)  # let this loop iteration's other messages join the write
+                    batch, self.buf = self.buf, []
+                    writer.write(b"".join(batch))
+                    await writer.drain()
             except (OSError, ConnectionError):
                 pass
             finally:
+                closed.cancel()
                 self.connected = False
                 self.buf.clear()
                 writer.close()
