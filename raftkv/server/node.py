@@ -335,8 +335,6 @@ class Node:
         m = self.metrics
         if ss.role is not self._role:
             self.log.info("role %s -> %s (term %d)", self._role.value, ss.role.value, self.raft.term)  # type: ignore
-            if ss.role is Role.CANDIDATE:
-                m.elections.inc()
             if ss.role is Role.LEADER:
                 m.elections_won.inc()
             if self._role is Role.LEADER:
@@ -401,7 +399,11 @@ class Node:
                 self._on_soft_state(rd.soft_state)
             if rd.hard_state is not None and rd.hard_state.term != self._term:
                 self._term = rd.hard_state.term
-                self.log.info("term %d", self._term)
+                # A new term with our own vote is an election we started (seen even when candidate and leader
+                # follow each other within one Ready, as in a one-node cluster).
+                if rd.hard_state.vote == self.cfg.id:
+                    m.elections.inc()
+                self.log.info("term %d (vote %s)", self._term, rd.hard_state.vote)
             if rd.messages:
                 transport.send(rd.messages)
             hs = rd.hard_state

@@ -60,6 +60,7 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert code == 200 and 'raftkv_role{role="leader"} 1.0' in metrics
     values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
     assert float(values["raftkv_term"]) >= 1 and float(values["raftkv_elections_won_total"]) == 1
+    assert float(values["raftkv_elections_started_total"]) >= 1
     assert float(values["raftkv_proposals_total"]) >= 1 and float(values["raftkv_wal_fsync_seconds_count"]) >= 1
     assert float(values["raftkv_commit_index"]) >= 2 and float(values["raftkv_wal_bytes_written_total"]) > 0
     assert all(float(values[f'raftkv_peer_connected{{peer="{f}"}}']) == 1 for f in followers)
