@@ -104,13 +104,18 @@ async def test_occ_semantics_and_bad_requests_over_http(c3: Cluster) -> None:
         assert (await kv.delete("k", 2)).version == 0
         assert not (await kv.get("k")).found
         assert (await kv.put("k", "again", 0)).version == 1
+        assert (await kv.put("dir/ключ ü?&=#", "värde ✓", 0)).version == 1  # any UTF-8 key, even URL syntax
+        got = await kv.get("dir/ключ ü?&=#")
+        assert (got.value, got.version) == ("värde ✓", 1)
     before = (await c3.status(leader))["commit"]  # type: ignore[index]
     bad = [("PUT", "/kv/k", b"{not json"), ("PUT", "/kv/k", b'{"value": 1, "version": 0}'),
            ("PUT", "/kv/k", b'{"value": "x", "version": -1}'), ("PUT", "/kv/k", b'{"value": "x"}'),
            ("PUT", "/kv/k", b'["x", 1]'), ("DELETE", "/kv/k", None), ("DELETE", "/kv/k?version=x", None),
            ("GET", "/kv/k?consistency=bogus", None), ("GET", "/nope", None), ("POST", "/kv/k", b"{}"),
            ("PUT", "/kv/" + "x" * 1100, b'{"value": "x", "version": 0}'),
-           ("PUT", "/kv/big", json.dumps({"value": "x" * (1024 * 1024 + 1), "version": 0}).encode())]
+           ("PUT", "/kv/big", json.dumps({"value": "x" * (1024 * 1024 + 1), "version": 0}).encode()),
+           ("PUT", "/kv/k", b'{"value": "\\ud800", "version": 0}'), ("GET", "/kv/%ff%fe", None),
+           ("PUT", "/kv/", b'{"value": "x", "version": 0}'), ("PUT", "/kv/k", b'{"value": "x", "version": true}')]
     for method, path, body in bad:
         code, answer = await c3.http(leader, method, path, body)
         assert 400 <= code < 500, (method, path, code, answer)
