@@ -47,6 +47,16 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
                 s = await kv.get("a", consistency="stale", node=c3.client[nid])
                 return s.version == 1
             await c3.wait_for(applied, what=f"{nid} applies the write")
+        # Group commit: 64 concurrent writes take far fewer fsyncs than writes.
+        _, before = await c3.http(leader, "GET", "/metrics")
+        await asyncio.gather(*(kv.put(f"g{i}", "v", 0) for i in range(64)))
+        _, after = await c3.http(leader, "GET", "/metrics")
+
+        def fsyncs(text: str) -> float:
+            return float(next(line.split()[1] for line in text.splitlines()
+                              if line.startswith("raftkv_wal_fsync_seconds_count")))
+
+        assert fsyncs(after) - fsyncs(before) < 32, (fsyncs(before), fsyncs(after))
     st = await c3.status(leader)
     assert st is not None
     assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
