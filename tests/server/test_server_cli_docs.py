@@ -109,3 +109,18 @@ def test_json_config_as_the_lab_writes_it(tmp_path: Path) -> None:
     cfg.write_text('{"id": "n2", "bogus": 1}')
     with pytest.raises(ConfigError, match="unknown option 'bogus'"):
         load_file(cfg)
+
+
+def test_a_port_in_use_refuses_to_start_with_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    host = "127.0.0.91"
+    with socket.socket() as busy:
+        busy.bind((host, free_port(host)))
+        busy.listen()
+        taken = f"{host}:{busy.getsockname()[1]}"
+        peer = f"{host}:{free_port(host)}"
+        r = raftkv("serve", "--id", "n1", "--listen", peer, "--client", taken, "--peers", f"n1={peer}",
+                   "--memory", "--log-file", str(tmp_path / "n1.log"))
+    assert r.returncode == 2
+    assert "fatal" in (tmp_path / "n1.log").read_text() and "address already in use" in r.stderr.lower()
