@@ -439,7 +439,9 @@ class Node:
                 if self._snap_done is not None:  # never replace the store under the serializing thread
                     await self._snap_done
                 self._apply(())  # entries held back during that serialization precede the snapshot
-                self.kv.restore(rd.snapshot.data)
+                # Off the loop: it keeps stepping messages (heartbeats keep this follower's election timer quiet)
+                # and serving stale reads from the old state; nothing else touches the store meanwhile.
+                await loop.run_in_executor(self._snap_exec, self.kv.restore, rd.snapshot.data)
                 meta = rd.snapshot.meta
                 self.snapshot_index, self.snapshot_term = meta.index, meta.term
                 m.snapshots.labels(kind="installed").inc()
