@@ -90,6 +90,11 @@ async def test_five_nodes_elect_and_write(tmp_path: Path) -> None:
         async with KVClient(c.addrs, timeout=5) as kv:
             for i in range(20):
                 await kv.put(f"k{i}", str(i), 0)
+            for n, nid in enumerate(c.ids):  # through every node: writes redirected, reads served in place
+                r = await kv.put("any", f"via-{nid}", n, node=c.client[nid])
+                assert r.version == n + 1 and r.node == c.client[leader]
+                g = await kv.get("any", node=c.client[nid])  # a follower answers by ReadIndex through the leader
+                assert (g.value, g.version, g.node) == (f"via-{nid}", n + 1, c.client[nid])
             c.kill(leader)
             new = await c.wait_leader(among=[i for i in c.ids if i != leader])
             assert new != leader
