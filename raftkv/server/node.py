@@ -227,13 +227,15 @@ class Node:
         """A linearizable read by ReadIndex, on the leader or on a follower (the core forwards the request to the
         leader; the follower serves it once it has applied the read index). With the core's lease reads on, the
         leader answers from its lease. `lease=True` asks for a lease read: leader only (else NotLeaderError).
-        A follower waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
+        It waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
         if self.stopping:
             raise UnavailableError("node is shutting down")
-        if self._role is not Role.LEADER:
-            if lease or self._leader is None:
-                raise self._not_leader()
-            timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
+        if self._role is not Role.LEADER and (lease or self._leader is None):
+            raise self._not_leader()
+        # A read that a quorum cannot confirm within two election timeouts will not be confirmed here soon (this
+        # node is cut off, or a leader it knew is gone): answer unavailable then, so the client tries elsewhere
+        # within its own deadline.
+        timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
         fut: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
         self._read_queue.append((key, fut))
         self._add_deadline(timeout, fut, None)
