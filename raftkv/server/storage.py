@@ -177,8 +177,16 @@ class DiskStorage:
         `sync=False` only when nothing but the commit index changed (its loss is safe)."""
         items: list[tuple[int, bytes]] = []
         if ready.snapshot is not None:
-            # The marker first (fsynced), then the file: see the module docstring.
-            self.wal.append_sync(frame_all([(INSTALL, codec.encode_snapshot_meta(ready.snapshot.meta))]))
+            # The marker first (fsynced), then the file: see the module docstring. The marker carries the Ready's
+            # term and vote (with the commit already durable: a commit may be lost, and the snapshot's index may
+            # lie past the old log), so that a crash between here and the batch below never leaves a snapshot of
+            # a newer term than the durable hard state (the core refuses to start on that).
+            marker: list[tuple[int, bytes]] = [(INSTALL, codec.encode_snapshot_meta(ready.snapshot.meta))]
+            if ready.hard_state is not None:
+                hs0 = HardState(term=ready.hard_state.term, vote=ready.hard_state.vote,
+                                commit=min(self.hard_state.commit, ready.hard_state.commit))
+                marker.append((HARD_STATE, codec.encode_hard_state(hs0)))
+            self.wal.append_sync(frame_all([(BATCH, msgpack.packb(marker))]))
             self.save_snapshot_sync(ready.snapshot)
         if ready.entries:
             enc = codec.encode_entry

@@ -143,3 +143,39 @@ def test_any_torn_last_batch_recovers_to_the_batches_before_it(tmp_path_factory:
     _, e, hs, _ = open_(d, segment_bytes=300)
     assert ([(x.index, x.term) for x in e], hs) == after[-2]
     assert all(t <= hs.term for _, t in [(x.index, x.term) for x in e])
+
+
+@pytest.mark.parametrize("file_survives", [True, False])
+def test_a_crash_inside_a_snapshot_install_leaves_a_state_the_core_accepts(tmp_path: Path,
+                                                                           file_survives: bool) -> None:
+    """A follower at term 1 gets a snapshot of term 3 with a term bump in the same Ready; the process dies after
+    the install marker (and maybe the file) but before the batch that follows. The durable hard state must be of
+    the snapshot's term, and its commit must not point past the log."""
+    from raftkv.core import Raft, RaftConfig
+
+    st, *_ = open_(tmp_path)
+    st.persist_sync(Ready(entries=ents(1, 5), hard_state=HardState(term=1, vote="n2", commit=3)))
+    size = st.wal.size
+    snap = Snapshot(meta=SnapshotMeta(index=50, term=3, voters=VOTERS), data=b"leader-state")
+    st.persist_sync(Ready(snapshot=snap, entries=ents(51, 52, term=3), hard_state=HardState(term=3, commit=50)))
+    st.close()
+    seg = sorted((tmp_path / "wal").glob("*.wal"))[-1]
+    raw = seg.read_bytes()
+    # keep the marker batch (the first record after `size`), drop the Ready's batch after it
+    from raftkv.server import records as rec_mod
+    recs, _ = rec_mod.decode_all(raw, size)
+    seg.write_bytes(raw[: recs[1][2]])
+    if not file_survives:
+        for f in (tmp_path / "snap").glob("*.snap"):
+            f.unlink()
+    _, rec = DiskStorage.open(tmp_path, segment_bytes=1 << 20, log=LOG)
+    assert rec.hard_state is not None and rec.hard_state.term == 3 and rec.hard_state.vote is None
+    if file_survives:
+        assert rec.snapshot == snap and rec.entries == []
+    else:
+        assert rec.snapshot is None and [x.index for x in rec.entries] == [1, 2, 3, 4, 5]
+        assert rec.hard_state.commit <= 5
+    import random
+
+    Raft(RaftConfig(id="n1", peers=VOTERS, rng=random.Random(1)), hard_state=rec.hard_state,
+         snapshot=rec.snapshot, entries=rec.entries)  # the core accepts it
