@@ -186,6 +186,7 @@ class DiskStorage:
                 hs0 = HardState(term=ready.hard_state.term, vote=ready.hard_state.vote,
                                 commit=min(self.hard_state.commit, ready.hard_state.commit))
                 marker.append((HARD_STATE, codec.encode_hard_state(hs0)))
+                self.hard_state = hs0  # durable below: a segment header written next must not go back from it
             self.wal.append_sync(frame_all([(BATCH, msgpack.packb(marker))]))
             self.save_snapshot_sync(ready.snapshot)
         if ready.entries:

@@ -145,30 +145,33 @@ def test_any_torn_last_batch_recovers_to_the_batches_before_it(tmp_path_factory:
     assert all(t <= hs.term for _, t in [(x.index, x.term) for x in e])
 
 
-@pytest.mark.parametrize("file_survives", [True, False])
-def test_a_crash_inside_a_snapshot_install_leaves_a_state_the_core_accepts(tmp_path: Path,
-                                                                           file_survives: bool) -> None:
+@pytest.mark.parametrize(("file_survives", "segment_bytes"), [(True, 1 << 20), (False, 1 << 20), (True, 64)])
+def test_a_crash_inside_a_snapshot_install_leaves_a_state_the_core_accepts(tmp_path: Path, file_survives: bool,
+                                                                           segment_bytes: int) -> None:
     """A follower at term 1 gets a snapshot of term 3 with a term bump in the same Ready; the process dies after
-    the install marker (and maybe the file) but before the batch that follows. The durable hard state must be of
-    the snapshot's term, and its commit must not point past the log."""
+    the install marker (and maybe the file, and maybe a new segment's header) but before the batch that follows.
+    The durable hard state must be of the snapshot's term, and its commit must not point past the log."""
     from raftkv.core import Raft, RaftConfig
 
-    st, *_ = open_(tmp_path)
+    st, *_ = open_(tmp_path, segment_bytes=segment_bytes)
     st.persist_sync(Ready(entries=ents(1, 5), hard_state=HardState(term=1, vote="n2", commit=3)))
     size = st.wal.size
     snap = Snapshot(meta=SnapshotMeta(index=50, term=3, voters=VOTERS), data=b"leader-state")
+    seq = st.wal.seq
     st.persist_sync(Ready(snapshot=snap, entries=ents(51, 52, term=3), hard_state=HardState(term=3, commit=50)))
+    cut = st.wal.seq != seq  # the batch went to a new segment, after its header
     st.close()
     seg = sorted((tmp_path / "wal").glob("*.wal"))[-1]
     raw = seg.read_bytes()
-    # keep the marker batch (the first record after `size`), drop the Ready's batch after it
     from raftkv.server import records as rec_mod
-    recs, _ = rec_mod.decode_all(raw, size)
-    seg.write_bytes(raw[: recs[1][2]])
+    # drop the Ready's batch: the last record of the last segment (after the marker, or after the new header)
+    recs, _ = rec_mod.decode_all(raw, 0 if cut else size)
+    assert cut == (segment_bytes == 64)
+    seg.write_bytes(raw[: recs[-1][2]])
     if not file_survives:
         for f in (tmp_path / "snap").glob("*.snap"):
             f.unlink()
-    _, rec = DiskStorage.open(tmp_path, segment_bytes=1 << 20, log=LOG)
+    _, rec = DiskStorage.open(tmp_path, segment_bytes=segment_bytes, log=LOG)
     assert rec.hard_state is not None and rec.hard_state.term == 3 and rec.hard_state.vote is None
     if file_survives:
         assert rec.snapshot == snap and rec.entries == []
