@@ -341,7 +341,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     r.interp = interp = Interpreter(
         test, history=r.history, origin_ns=r.origin, concurrency=config.concurrency,
         client_factory=lambda: workload.client(r.options), nemesis=r.nemesis if nems else None,
-        op_timeout=config.op_timeout, observers=[r.tally.observe])
+        op_timeout=config.op_timeout, open_timeout=config.op_timeout, observers=[r.tally.observe])
     main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
     final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
 
