@@ -133,6 +133,17 @@ class Interpreter:
         def context(now: int) -> Context:
             return Context(now, threads, frozenset(free), self.processes, c, tuple(free))
 
+        try:
+            await self._dispatch(gen, threads, free, inboxes, context)
+        except BaseExceptionGroup as eg:
+            # One failure (a generator error, a worker bug) is re-raised as itself, not wrapped in a group.
+            if len(eg.exceptions) == 1:
+                raise eg.exceptions[0] from eg
+            raise
+
+    async def _dispatch(self, gen: Generator | None, threads: tuple[Thread, ...], free: dict[Thread, None],
+                        inboxes: dict[Thread, asyncio.Queue[Op | None]], context: Callable[[int], Context]) -> None:
+        c = self.concurrency
         async with asyncio.TaskGroup() as tg:
             for t in threads:
                 tg.create_task(self._worker(t, inboxes[t]), name=f"worker-{t}")

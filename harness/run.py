@@ -260,7 +260,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of the lab is reported, with its traceback in the log
-        error = f"{type(e).__name__}: {e}"
+        error = describe_error(e)
         log.exception("run failed")
     finally:
         if r.history is not None:
@@ -541,6 +541,13 @@ def analyze(run_path: Path) -> dict[str, Any]:
     new = {**result, "heal": old.get("heal"), "run": old.get("run"), "analyzed_at": datetime.now(UTC).isoformat()}
     run.write_json("results.json", new)
     return new
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error; a task group's wrapper is looked through to the failures inside it."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe_error(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def exit_code_for(valid: Any) -> ExitCode:
