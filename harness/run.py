@@ -186,10 +186,10 @@ class _Run:
     """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
     path knows exactly what to undo."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
         self.config = config
         self.progress = progress
-        self.options = config.options()
+        self.options = {**defaults, **config.options()}
         self.tally = Tally()
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
@@ -240,7 +240,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     """
     progress = progress or _NullProgress()
     workload, dbspec, nem_specs = resolve(config)  # 1
-    r = _Run(config, progress)
+    defaults = {o.name: o.default for spec in (workload, dbspec, *nem_specs) for o in spec.options}
+    r = _Run(config, progress, defaults)
     error: str | None = None
     interrupted = False
     check_result: dict[str, Any] | None = None

@@ -193,10 +193,11 @@ class IsolateNemesis:
             node = self.rng.choice(test.nodes)
             host = test.host(node)
             c = self._chain(test)
+            # Intent first: if this is cancelled half-way (SIGTERM), heal still knows where to look.
+            self.isolated.add(node)
             await host.exec(["iptables", "-w", "-N", c])
             await host.exec(["iptables", "-w", "-A", c, "-s", str(controller), "-j", "DROP"])
             await host.exec(["iptables", "-w", "-I", "INPUT", "-j", c])
-            self.isolated.add(node)
             return replace(op, type="info", value={"fault": "isolate", "targets": [node]})
         healed = await self._heal_all(test)
         return replace(op, type="info", value={"fault": "isolate", "targets": healed})
