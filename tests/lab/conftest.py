@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-
 from lab_netns import NetnsLab, NsRemote
 
 

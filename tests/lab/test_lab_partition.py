@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_netns import NsRemote
 
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
-from lab_netns import NsRemote
 from nemesis.partition import PartitionNemesis, restore_script, rules_of
 
 pytestmark = pytest.mark.netns
