@@ -29,10 +29,14 @@ from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis import grudge as grudges
-from nemesis.naming import lab_prefix, partition_chain
 
 DEFAULT_SHAPES = ("halves", "one", "leader", "ring", "bridge")
 LEADER_TIMEOUT_S = 5.0
+
+
+def partition_chain(prefix: str) -> str:
+    """The iptables chain (in each host's filter table) that holds the partition rules of a lab with this prefix."""
+    return f"{prefix}-partition"
 
 
 class PartitionError(RuntimeError):
@@ -64,15 +68,21 @@ def describe_targets(grudge: Mapping[str, Collection[str]], nodes: Sequence[str]
 
 
 class PartitionNemesis:
-    """Partitions via per-host iptables chains. One instance per run; `setup` binds it to the run's seed."""
+    """Partitions via per-host iptables chains. One instance per run.
 
-    def __init__(self, *, shapes: Sequence[str] = DEFAULT_SHAPES, prefix: str | None = None) -> None:
+    `rng` draws every shape and every random split (the engine hands each nemesis its own child of the run's seed).
+    The chain is named after `prefix`, by default the backend's (`Backend.prefix`), known at `setup`.
+    """
+
+    def __init__(self, rng: random.Random, *, shapes: Sequence[str] = DEFAULT_SHAPES, prefix: str | None = None
+                 ) -> None:
         unknown = [s for s in shapes if s not in grudges.SHAPES]
         if unknown or not shapes:
             raise ValueError(f"partition shapes {list(shapes)!r}: unknown {unknown!r}; known: {grudges.SHAPES}")
         self.shapes = tuple(shapes)
-        self.chain = partition_chain(prefix or lab_prefix())
-        self._rng = random.Random(0)
+        self._prefix = prefix
+        self.chain = partition_chain(prefix) if prefix else ""
+        self._rng = rng
         self._installed: set[str] = set()  # hosts whose INPUT jumps to our chain
         self._grudge: grudges.Grudge = {}
 
@@ -80,8 +90,7 @@ class PartitionNemesis:
         return {"partition"}
 
     async def setup(self, test: TestContext) -> None:
-        # Own child generator from the run's seed, so adding another fault kind does not shift these choices.
-        self._rng = random.Random(f"{test.seed}:nemesis:partition")
+        self.chain = partition_chain(self._prefix or test.backend.prefix)
         missing = []
         for host in test.hosts:
             result = await host.exec(["iptables", "--version"], check=False)

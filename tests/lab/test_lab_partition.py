@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ async def test_isolating_the_leader_cuts_it_off_and_heal_restores(daemons: list[
                                                                     lab_prefix_for_tests: str) -> None:
     n1, n2, n3 = daemons
     test = make_test(daemons, tmp_path, leader="n2")
-    nemesis = PartitionNemesis(prefix=lab_prefix_for_tests)
+    nemesis = PartitionNemesis(random.Random(1), prefix=lab_prefix_for_tests)
     await nemesis.setup(test)
     done = await nemesis.invoke(test, Op(process="nemesis", type="invoke", f="start",
                                          value={"fault": "partition", "shape": "leader"}))
@@ -106,7 +107,7 @@ async def test_a_new_grudge_replaces_the_old_one_atomically(daemons: list[NsRemo
                                                             lab_prefix_for_tests: str) -> None:
     n1, n2, n3 = daemons
     test = make_test(daemons, tmp_path)
-    nemesis = PartitionNemesis(prefix=lab_prefix_for_tests)
+    nemesis = PartitionNemesis(random.Random(1), prefix=lab_prefix_for_tests)
     await nemesis.setup(test)
     start = Op(process="nemesis", type="invoke", f="start", value={"fault": "partition", "grudge": {"n3": ["n1"]}})
     first = await nemesis.invoke(test, start)
@@ -131,7 +132,7 @@ async def test_heal_leaves_other_rules_alone_and_is_idempotent(daemons: list[NsR
     await n1.exec(foreign)
     try:
         test = make_test(daemons, tmp_path)
-        nemesis = PartitionNemesis(prefix=lab_prefix_for_tests)
+        nemesis = PartitionNemesis(random.Random(1), prefix=lab_prefix_for_tests)
         await nemesis.setup(test)
         await nemesis.invoke(test, Op(process="nemesis", type="invoke", f="start",
                                       value={"fault": "partition", "shape": "halves"}))
@@ -148,7 +149,7 @@ async def test_heal_reports_rules_it_could_not_remove(daemons: list[NsRemote], t
                                                       lab_prefix_for_tests: str) -> None:
     """Verification is real: a rule naming our chain that removal cannot touch makes heal report not ok."""
     n1 = daemons[0]
-    nemesis = PartitionNemesis(prefix=lab_prefix_for_tests)
+    nemesis = PartitionNemesis(random.Random(1), prefix=lab_prefix_for_tests)
     test = make_test(daemons, tmp_path)
     # A jump from OUTPUT is nothing heal removes (it only undoes what start does), so it must be reported.
     await n1.exec(["iptables", "-N", nemesis.chain])
@@ -165,7 +166,7 @@ async def test_heal_reports_rules_it_could_not_remove(daemons: list[NsRemote], t
 async def test_leader_shape_without_a_leader_is_skipped(daemons: list[NsRemote], tmp_path: Path,
                                                         lab_prefix_for_tests: str) -> None:
     test = make_test(daemons, tmp_path, leader=None)
-    nemesis = PartitionNemesis(prefix=lab_prefix_for_tests)
+    nemesis = PartitionNemesis(random.Random(1), prefix=lab_prefix_for_tests)
     await nemesis.setup(test)
     done = await nemesis.invoke(test, Op(process="nemesis", type="invoke", f="start",
                                          value={"fault": "partition", "shape": "leader"}))
