@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from checker.linearizability import LinearizabilityChecker
+from checker.models import make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload
@@ -171,9 +173,6 @@ class RegisterClient:
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
     """The versioned-kv linearizability checker (per key) and the op statistics."""
-    from checker.linearizability import LinearizabilityChecker
-    from checker.models import make_model
-
     timeout = options.get("checker_timeout")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),

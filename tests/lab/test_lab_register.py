@@ -181,3 +181,32 @@ def test_stats_count_completions_by_f() -> None:
     assert result == {"valid": True, "by_f": {"get": {"ok": 1, "fail": 0, "info": 0},
                                               "put": {"ok": 0, "fail": 1, "info": 0}}, "errors": {"no-key": 1}}
     assert StatsChecker().check({}, history[3:])["valid"] == "unknown"
+
+
+def _events(*rows: tuple[Any, ...]) -> list[dict[str, Any]]:
+    out = []
+    for i, (process, type_, f, value, time_, *error) in enumerate(rows):
+        event = {"index": i, "process": process, "type": type_, "f": f, "key": "k0", "value": value, "time": time_}
+        if error:
+            event["error"] = error[0]
+        out.append(event)
+    return out
+
+
+def test_the_checker_accepts_a_linearizable_history_and_names_a_stale_read() -> None:
+    checkers = register.checker({})
+    good = _events(
+        (0, "invoke", "put", {"value": "a", "version": 0}, 1), (0, "ok", "put", {"version": 1}, 2),
+        (1, "invoke", "put", {"value": "b", "version": 0}, 3), (1, "fail", "put", None, 4, "version-mismatch"),
+        (1, "invoke", "get", None, 5), (1, "ok", "get", {"value": "a", "version": 1}, 6),
+    )
+    assert checkers["linearizable"].check({}, good)["valid"] is True
+    stale = good + _events(
+        (0, "invoke", "put", {"value": "c", "version": 1}, 7), (0, "ok", "put", {"version": 2}, 8),
+        (2, "invoke", "get", None, 9), (2, "ok", "get", {"value": "a", "version": 1}, 10),  # after c: stale
+    )
+    for i, event in enumerate(stale):
+        event["index"] = i
+    result = checkers["linearizable"].check({}, stale)
+    assert result["valid"] is False and result["parts"]["invalid"] == ["k0"]
+    assert result["failure"]["part"] == "k0"
