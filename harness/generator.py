@@ -637,6 +637,15 @@ class Any_(Generator):
             gens = tuple(g for i in alive if (g := pend_states[i]) is not None)
             return Pending(wake), (Any_(gens) if gens else None)
         i, x, nxt = best
+        if x.time > ctx.time and pend_states:
+            # The best op is for later. Handing it out now would lose the pending generators' states (the
+            # interpreter re-asks the old state while it holds a future op), so one that fixed a deadline on this
+            # ask (sleep, the nemesis cycle, a time limit) would fix a new one on every ask and never fire while
+            # the other stream keeps offering future ops (e.g. under --rate). Commit those states instead and
+            # ask again at the op's time or the earliest wake; the op's own generator keeps its old state.
+            soonest = x.time if wake is None else min(wake, x.time)
+            kept = tuple(g for j in alive if (g := pend_states[j] if j in pend_states else self.gens[j]) is not None)
+            return Pending(soonest), (Any_(kept) if kept else None)
         gens = tuple(nxt if j == i else self.gens[j] for j in alive if not (j == i and nxt is None))
         return x, (Any_(gens) if gens else None)
 
