@@ -14,8 +14,8 @@ Life of the rules on one host:
 Nemesis ops (docs/history.md):
 - invoke `start` value `{"fault": "partition", "shape": S}` with S one of nemesis.grudge.SHAPES (a random one of
   the configured shapes when absent), or `{"fault": "partition", "grudge": {node: [nodes]}}` for an explicit cut.
-  Completion value: `{"fault", "targets", "shape", "grudge", "components"}`, targets being the nodes cut off from the
-  largest group (for a one-way cut: the node that drops). Shape "leader" with no leader known completes with
+  Completion value: `{"fault", "targets", "shape", "grudge"}` plus `"groups"` when the cut is a clean split; targets
+  are the nodes cut off from the largest group of a clean split, or else the nodes that drop traffic. Shape "leader" with no leader known completes with
   `"skipped": "no leader"` and changes nothing.
 - invoke `stop`: completion `{"fault": "partition", "targets": [hosts healed], "verified": bool}`.
 """
@@ -59,12 +59,22 @@ def rules_of(chain: str, listing: str) -> list[str]:
 
 
 def describe_targets(grudge: Mapping[str, Collection[str]], nodes: Sequence[str]) -> list[str]:
-    """The nodes a cut isolates: everyone outside the largest group that still talks both ways; when every node is
-    still in one group (a one-way cut), the nodes that drop traffic."""
-    parts = grudges.components(grudge, nodes)
+    """The nodes a cut isolates. For a clean split into groups (every node drops exactly the nodes outside its group):
+    the nodes outside the largest group. For any other shape (bridge, ring, one-way): the nodes that drop traffic."""
+    parts = split_groups(grudge, nodes)
+    if parts is None:
+        return sorted(n for n, dropped in grudge.items() if dropped)
     largest = max(parts, key=len)  # the first of equal size: parts are sorted, so the choice is stable
-    outside = sorted(n for part in parts if part is not largest for n in part)
-    return outside or sorted(n for n, dropped in grudge.items() if dropped)
+    return sorted(n for part in parts if part is not largest for n in part)
+
+
+def split_groups(grudge: Mapping[str, Collection[str]], nodes: Sequence[str]) -> list[list[str]] | None:
+    """The groups of a clean split (sorted), or None when the grudge is not one (some node still talks to a node
+    that another member of its group cannot reach, as in a bridge or a ring)."""
+    parts = grudges.components(grudge, nodes)
+    clean = grudges.complete_grudge(parts)
+    normalised = {n: frozenset(d) for n, d in grudge.items() if d}
+    return parts if clean == normalised else None
 
 
 class PartitionNemesis:
@@ -131,8 +141,12 @@ class PartitionNemesis:
                     return {"fault": "partition", "shape": shape, "targets": [], "skipped": "no leader"}
             grudge = grudges.build(shape, nodes, self._rng, leader=leader)
         await self.apply(test, grudge)
-        return {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
-                "grudge": grudges.to_json(grudge), "components": grudges.components(grudge, nodes)}
+        done = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
+                "grudge": grudges.to_json(grudge)}
+        groups = split_groups(grudge, nodes)
+        if groups is not None:
+            done["groups"] = groups
+        return done
 
     async def apply(self, test: TestContext, grudge: grudges.Grudge) -> None:
         """Make every host's chain hold exactly its grudge (hosts with no grudge get an empty chain)."""

@@ -14,7 +14,7 @@ from lab_netns import NsRemote
 
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
-from nemesis.partition import PartitionNemesis, restore_script, rules_of
+from nemesis.partition import PartitionNemesis, describe_targets, restore_script, rules_of, split_groups
 
 pytestmark = pytest.mark.netns
 PORT = 7999
@@ -173,3 +173,16 @@ async def test_leader_shape_without_a_leader_is_skipped(daemons: list[NsRemote],
     assert done.value == {"fault": "partition", "shape": "leader", "targets": [], "skipped": "no leader"}
     for host in daemons:
         assert await our_rules(host, nemesis.chain) == []
+
+
+def test_targets_name_the_cut_off_side_or_the_droppers() -> None:
+    nodes = ["n1", "n2", "n3", "n4", "n5"]
+    split = {"n1": {"n4", "n5"}, "n2": {"n4", "n5"}, "n3": {"n4", "n5"}, "n4": {"n1", "n2", "n3"},
+             "n5": {"n1", "n2", "n3"}}
+    assert split_groups(split, nodes) == [["n1", "n2", "n3"], ["n4", "n5"]]
+    assert describe_targets(split, nodes) == ["n4", "n5"]
+    bridge = {"n1": {"n4", "n5"}, "n2": {"n4", "n5"}, "n4": {"n1", "n2"}, "n5": {"n1", "n2"}}  # n3 bridges
+    assert split_groups(bridge, nodes) is None
+    assert describe_targets(bridge, nodes) == ["n1", "n2", "n4", "n5"]
+    assert split_groups({"n2": {"n1"}}, nodes) is None  # one-way
+    assert describe_targets({"n2": {"n1"}}, nodes) == ["n2"]
