@@ -173,10 +173,20 @@ class RegisterClient:
             return self._done(op, "fail", node=exc.node, error=exc.code)
         except Indeterminate as exc:
             if op.f == "get":  # a read without an answer changed nothing
+                await self._look_elsewhere()
                 return self._done(op, "fail", node=exc.node, error=exc.code)
             return self._done(op, "info", node=exc.node, error=exc.code)
         except RaftKVError as exc:  # an error class this workload does not know: not certain, so info
             return self._done(op, "fail" if op.f == "get" else "info", node=exc.node, error=exc.code)
+
+    async def _look_elsewhere(self) -> None:
+        """After a read got no answer: start again from the next node, forgetting the leader the library
+        remembers (a paused leader accepts connections and never answers, so a worker that kept asking it would
+        stall until it resumes). A write that got no answer ends in info, and the engine opens a new client."""
+        assert self._kv is not None
+        await self._kv.close()
+        self._addresses = self._addresses[1:] + self._addresses[:1]
+        self._kv = KVClient(self._addresses, timeout=self.timeout)
 
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -210,3 +210,17 @@ def test_the_checker_accepts_a_linearizable_history_and_names_a_stale_read() -> 
     result = checkers["linearizable"].check({}, stale)
     assert result["valid"] is False and result["parts"]["invalid"] == ["k0"]
     assert result["failure"]["part"] == "k0"
+
+
+async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path, monkeypatch: Any) -> None:
+    made: list[list[str]] = []
+
+    class RecordingKV(StubKV):
+        def __init__(self, addresses: list[str], timeout: float) -> None:
+            super().__init__(Timeout("no answer"))
+            made.append(list(addresses))
+
+    monkeypatch.setattr(register, "KVClient", RecordingKV)
+    client, _ = await opened(tmp_path, Timeout("no answer"))
+    await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert made[-1] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
