@@ -114,7 +114,7 @@ def test_partition_run_against_correct_raftkv_is_valid(e2e_prefix: str, tmp_path
     assert_valid(run)
     windows = run.fault_windows("partition")
     assert len(windows) >= 2, run.nemesis_events()
-    for start, stop, value in windows:
+    for _, _, value in windows:
         assert value["shape"] in ("leader", "halves") and value["targets"], value
         assert sorted(n for group in value["groups"] for n in group) == ["n1", "n2", "n3"]
     # Clients made progress while the majority side was cut from the rest, and after the faults.
