@@ -1,14 +1,19 @@
-"""Fixtures of the lab's tests: a real network-namespace lab with stand-in daemons (for nemesis tests that do not
-need the engine or raftkv)."""
+"""Fixtures of the lab's tests: hosts of the engine's own netns backend, under a prefix of this test session alone
+(so that parallel sessions, the engine's tests and a user's lab never collide), for nemesis and DB-adapter tests
+that drive the roles directly, without a whole run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from lab_netns import NetnsLab, NsRemote
+
+from harness.backends.netns import NetnsBackend, NetnsRemote
+from harness.clean import leftovers
 
 
 def netns_unavailable() -> str | None:
@@ -23,18 +28,24 @@ def netns_unavailable() -> str | None:
 
 @pytest.fixture(scope="session")
 def lab_prefix_for_tests() -> str:
-    """A prefix of this test session alone, so that parallel sessions (and the engine's own tests) never collide."""
     return f"rt{os.getpid() % 100000:05d}"
 
 
 @pytest.fixture(scope="module")
-def netns_hosts(lab_prefix_for_tests: str) -> Iterator[list[NsRemote]]:
+def netns_backend(lab_prefix_for_tests: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsBackend]:
+    """Three hosts n1..n3, up for the module; torn down and checked clean after it."""
     reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
-    lab = NetnsLab(lab_prefix_for_tests, net=200 + os.getpid() % 50, count=3)
+    backend = NetnsBackend(Path(tmp_path_factory.mktemp("netns")), prefix=lab_prefix_for_tests)
     try:
-        yield lab.open()
+        asyncio.run(backend.setup(3))
+        yield backend
     finally:
-        lab.close()
-    assert lab.leftovers() == [], "the test lab left namespaces or links behind"
+        asyncio.run(backend.teardown())
+    assert leftovers(lab_prefix_for_tests) == [], "the test hosts left something behind"
+
+
+@pytest.fixture(scope="module")
+def netns_hosts(netns_backend: NetnsBackend) -> list[NetnsRemote]:
+    return list(netns_backend.hosts)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_netns import NsRemote
 
+from harness.backends.netns import NetnsRemote as NsRemote
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
 from nemesis.partition import PartitionNemesis, describe_targets, restore_script, rules_of, split_groups

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lab_netns import NsRemote
 
+from harness.backends.netns import NetnsRemote as NsRemote
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
 from nemesis.process import KillNemesis, PauseNemesis
@@ -41,9 +41,7 @@ class StandInDB:
 
     async def kill(self, test: Ctx, node: str) -> None:
         if node in self.pids:
-            proc = test.host(node).procs[self.pids[node]]
-            await test.host(node).signal(self.pids[node], signal.SIGKILL)
-            await wait_for(lambda: proc.poll() is not None)  # reaped: is_running is False from now on
+            await test.host(node).signal(self.pids[node], signal.SIGKILL)  # the backend reaps it
 
     async def pause(self, test: Ctx, node: str) -> None:
         await test.host(node).signal(self.pids[node], signal.SIGSTOP)

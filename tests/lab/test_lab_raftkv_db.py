@@ -9,28 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_netns import NsRemote
 
+from harness.backends.netns import NetnsBackend, NetnsRemote
 from harness.protocols import TestContext as Ctx
 from raftkv.client import KVClient, RaftKVError
 from workloads.raftkv_db import RaftkvDB, RaftkvDBError, client_address
 
 pytestmark = pytest.mark.netns
-
-
-class DirsBackend:
-    """The two directories the adapter asks a backend for (the namespaces come from the fixture)."""
-
-    name = "test"
-
-    def __init__(self, root: Path, prefix: str) -> None:
-        self.root, self.prefix = root, prefix
-
-    def data_dir(self, host: str) -> str:
-        return str(self.root / host / "data")
-
-    def log_dir(self, host: str) -> str:
-        return str(self.root / host / "log")
 
 
 async def await_leader(db: RaftkvDB, test: Ctx, deadline_s: float = 30.0, *, not_: str | None = None) -> str:
@@ -44,10 +29,10 @@ async def await_leader(db: RaftkvDB, test: Ctx, deadline_s: float = 30.0, *, not
 
 
 @pytest.fixture()
-async def cluster(netns_hosts: list[NsRemote], tmp_path: Path, lab_prefix_for_tests: str) -> Any:
+async def cluster(netns_backend: NetnsBackend, netns_hosts: list[NetnsRemote], tmp_path: Path) -> Any:
     db = RaftkvDB({})
-    test = Ctx(name="db", options={}, hosts=list(netns_hosts), backend=DirsBackend(tmp_path, lab_prefix_for_tests),  # type: ignore[arg-type]
-               db=db, seed=11, store_dir=tmp_path)
+    test = Ctx(name="db", options={}, hosts=list(netns_hosts), backend=netns_backend, db=db, seed=11,
+               store_dir=tmp_path)
     for node in test.nodes:
         await db.setup(test, node)
     for node in test.nodes:
