@@ -1,0 +1,294 @@
+"""The linearizability search for one part of a history (Wing & Gong / Lowe, as Porcupine does it).
+
+Entries (calls and returns) sit in a doubly linked list sorted by time, calls before returns at equal times (the
+intervals are closed, so ops whose call and return share an instant overlap). A depth-first search walks the list:
+an op whose call comes before the first remaining return may be linearized next; linearizing it lifts its call and
+return out of the list; reaching a return entry means the node is exhausted and the search backtracks. A cache of
+(linearized set as a bitset, model state) prunes nodes already explored. The search is iterative (no recursion
+limit) and keeps its stack as tuples.
+
+Operations with unknown outcome (info) are first-class rather than "returns at infinity":
+- they are not in the list, so they never have to be linearized and never slow down the scan of the window; an
+  info op is available once its call precedes the first remaining return;
+- one is tried only when the regular ops of a node are exhausted, only when the model says it can change the state
+  there (`info_guard` = `state_guard`), only if it does change the state (an info op that would leave the state as
+  it is can always be dropped from a linearization), and only the earliest unused one of identical inputs (they are
+  interchangeable);
+- the cache keeps, per (regular bitset, state), the sets of info ops used; a node is pruned when an explored node
+  with the same regular ops and state used a subset of its info ops (it had every option this one has).
+A further reduction: a read-only op (the model's `read_only`) that can be linearized now is linearized without
+trying siblings first, since any linearization can be reordered to start with it.
+The differential test (tests/checker) holds all of this against a brute-force search over all admissible orders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .models import UNKNOWN
+
+
+class PartOp(NamedTuple):
+    """An operation as the search sees it. `ret` is None for info ops (then `output` is UNKNOWN)."""
+
+    id: int  # the index of the invoke event
+    input: Any
+    output: Any
+    call: int
+    ret: int | None
+    seq: int  # tie-break among equal times (the invoke index)
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """`ok` True (linearizable), False (not), None (unknown: budget ran out or stopped)."""
+
+    ok: bool | None
+    longest: list[list[int]] = field(default_factory=list)  # op ids of the longest linearizable prefixes
+    nodes: int = 0
+    reason: str = ""
+
+
+CHECK_EVERY = 4096
+
+
+def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: Any = None,
+           track: bool = True) -> SearchResult:
+    """Decide whether `ops` (one part) is linearizable from `model.init()`.
+
+    `deadline` is a time.monotonic() instant; `stop` an object with is_set() (checked every few thousand nodes).
+    With `track`, the longest linearizable prefixes are kept for the failure report (up to 3 of maximal length).
+    """
+    step = model.step
+    regular = [op for op in ops if op.ret is not None]
+    infos = [op for op in ops if op.ret is None]
+    n = len(regular)
+    entries: list[tuple[int, int, int, int, int]] = []  # (time, 0 call/1 return, seq, kind, index)
+    for j, op in enumerate(regular):
+        entries.append((op.call, 0, op.seq, 0, j))
+        entries.append((op.ret, 1, op.seq, 1, j))  # type: ignore[arg-type]
+    for k, op in enumerate(infos):
+        entries.append((op.call, 0, op.seq, 2, k))
+    entries.sort()
+    size = len(entries)
+    head, end = size, size + 1
+    is_call = [False] * (size + 2)
+    e_op = [0] * (size + 2)
+    info_pos = [0] * len(infos)
+    order: list[int] = []  # positions of regular entries, in time order
+    for pos, (_, _, _, kind, idx) in enumerate(entries):
+        if kind == 2:
+            info_pos[idx] = pos
+        else:
+            e_op[pos] = idx
+            is_call[pos] = kind == 0
+            order.append(pos)
+    ret_pos = [0] * n
+    for pos in order:
+        if not is_call[pos]:
+            ret_pos[e_op[pos]] = pos
+    nxt = [end] * (size + 2)
+    prv = [head] * (size + 2)
+    last = head
+    for pos in order:
+        nxt[last] = pos
+        prv[pos] = last
+        last = pos
+    nxt[last] = end
+    prv[end] = last
+
+    inp = [op.input for op in regular]
+    out = [op.output for op in regular]
+    ro = [bool(model.read_only(op.input, op.output)) for op in regular]
+    bit = [1 << j for j in range(n)]
+    i_inp = [op.input for op in infos]
+    i_bit = [1 << k for k in range(len(infos))]
+    buckets: dict[Any, list[int]] = {}
+    wild: list[int] = []
+    for k in sorted(range(len(infos)), key=info_pos.__getitem__):
+        guard = model.info_guard(i_inp[k])
+        if guard is None:
+            wild.append(k)
+        else:
+            buckets.setdefault(guard, []).append(k)
+    has_info = bool(infos)
+    state_guard = model.state_guard
+
+    state = model.init()
+    lin = 0
+    ibits = 0
+    remaining = n
+    stack: list[tuple[int, int, Any, Any, int]] = []
+    path: list[int] = []  # op ids along the stack, for the longest prefixes
+    seen_plain: set[tuple[int, Any]] = set()
+    seen_info: dict[tuple[int, Any], list[int]] = {}
+    best_depth = -1
+    best: list[list[int]] = []
+    nodes = 0
+    e = head
+    cands: list[tuple[int, Any]] = []
+    ci = 0
+    mode = 0  # 0 fresh node, 1 scan the window, 2 info candidates, 3 next info candidate, 4 backtrack
+    monotonic = time.monotonic
+
+    def dominated(key: tuple[int, Any], used: int) -> bool:
+        masks = seen_info.get(key)
+        if masks is None:
+            seen_info[key] = [used]
+            return False
+        for mask in masks:
+            if mask & ~used == 0:
+                return True
+        masks.append(used)
+        return False
+
+    while True:
+        nodes += 1
+        if not nodes % CHECK_EVERY and (
+            (deadline is not None and monotonic() > deadline) or (stop is not None and stop.is_set())
+        ):
+            why = "stopped" if stop is not None and stop.is_set() else "time budget ran out"
+            return SearchResult(None, best, nodes, why)
+        if mode == 0:
+            if remaining == 0:
+                return SearchResult(True, [], nodes)
+            e = nxt[head]
+            mode = 1
+            while is_call[e]:  # a read-only op that fits now is taken first, without siblings
+                j = e_op[e]
+                if ro[j]:
+                    ok, new_state = step(state, inp[j], out[j])
+                    if ok:
+                        new_lin = lin | bit[j]
+                        if has_info:
+                            known = dominated((new_lin, new_state), ibits)
+                        else:
+                            key = (new_lin, new_state)
+                            known = key in seen_plain
+                            if not known:
+                                seen_plain.add(key)
+                        if known:
+                            mode = 4
+                        else:
+                            stack.append((1, e, state, None, 0))
+                            path.append(regular[j].id)
+                            state = new_state
+                            lin = new_lin
+                            p, q = prv[e], nxt[e]
+                            nxt[p] = q
+                            prv[q] = p
+                            r = ret_pos[j]
+                            p, q = prv[r], nxt[r]
+                            nxt[p] = q
+                            prv[q] = p
+                            remaining -= 1
+                            mode = 0
+                        break
+                e = nxt[e]
+            if mode != 1:
+                continue
+            e = nxt[head]
+        if mode == 1:
+            while is_call[e]:
+                j = e_op[e]
+                if not ro[j]:
+                    ok, new_state = step(state, inp[j], out[j])
+                    if ok:
+                        new_lin = lin | bit[j]
+                        if has_info:
+                            known = dominated((new_lin, new_state), ibits)
+                        else:
+                            key = (new_lin, new_state)
+                            known = key in seen_plain
+                            if not known:
+                                seen_plain.add(key)
+                        if not known:
+                            stack.append((0, e, state, None, 0))
+                            path.append(regular[j].id)
+                            state = new_state
+                            lin = new_lin
+                            p, q = prv[e], nxt[e]
+                            nxt[p] = q
+                            prv[q] = p
+                            r = ret_pos[j]
+                            p, q = prv[r], nxt[r]
+                            nxt[p] = q
+                            prv[q] = p
+                            remaining -= 1
+                            mode = 0
+                            break
+                e = nxt[e]
+            if mode == 0:
+                continue
+            mode = 2 if has_info else 4
+        if mode == 2:
+            # e is the first remaining return: info ops called before it are available.
+            cands = []
+            tried: set[Any] = set()
+            group = buckets.get(state_guard(state))
+            for bucket in (group, wild):
+                if not bucket:
+                    continue
+                for k in bucket:
+                    if info_pos[k] > e:
+                        break
+                    if ibits & i_bit[k]:
+                        continue
+                    x = i_inp[k]
+                    if x in tried:
+                        continue
+                    tried.add(x)
+                    ok, new_state = step(state, x, UNKNOWN)
+                    if ok and new_state != state:
+                        cands.append((k, new_state))
+            ci = 0
+            mode = 3
+        if mode == 3:
+            while ci < len(cands):
+                k, new_state = cands[ci]
+                ci += 1
+                used = ibits | i_bit[k]
+                if not dominated((lin, new_state), used):
+                    stack.append((2, k, state, cands, ci))
+                    path.append(infos[k].id)
+                    state = new_state
+                    ibits = used
+                    mode = 0
+                    break
+            if mode == 0:
+                continue
+            mode = 4
+        # mode 4: this node is exhausted; remember it if it is the deepest, then backtrack.
+        if track:
+            depth = n - remaining
+            if depth > best_depth:
+                best_depth = depth
+                best = [path.copy()]
+            elif depth == best_depth and len(best) < 3 and path not in best:
+                best.append(path.copy())
+        if not stack:
+            return SearchResult(False, best, nodes)
+        kind, x, state, saved, saved_ci = stack.pop()
+        path.pop()
+        if kind == 2:
+            ibits ^= i_bit[x]
+            cands = saved
+            ci = saved_ci
+            mode = 3
+            continue
+        j = e_op[x]
+        lin ^= bit[j]
+        r = ret_pos[j]
+        nxt[prv[r]] = r
+        prv[nxt[r]] = r
+        nxt[prv[x]] = x
+        prv[nxt[x]] = x
+        remaining += 1
+        if kind == 1:
+            mode = 4  # a forced read failed: so does the node it was taken at
+        else:
+            e = nxt[x]
+            mode = 1
+

@@ -1,0 +1,64 @@
+"""The client API's shared vocabulary: error codes (the one table), limits, and the wire shapes. Pure.
+
+Both the server (raftkv.server.http_api) and the client library (raftkv.client) use this module, and
+docs/openapi.yaml documents the same table. A *definite* error means the operation certainly did not take effect
+(nothing was proposed, or the state machine refused it); an *indefinite* one means it may have taken effect, or may
+still take effect later: a client must not guess.
+
+| code              | HTTP | definite | when |
+|-------------------|------|----------|------|
+| version-mismatch  | 409  | yes      | the key exists with another version than the expected one (body: current_version) |
+| no-key            | 404  | yes      | put/delete with version > 0 on an absent key; a get of an absent key |
+| not-leader        | 307  | yes      | this node is a follower: nothing was proposed; `leader`/`leader_url` say where to go |
+| unavailable       | 503  | yes      | no known leader, shutting down, overloaded, lease reads disabled, or a read whose leadership could not be confirmed before its deadline (reads never take effect) |
+| bad-request       | 400  | yes      | malformed JSON, wrong types, bad key or consistency, version < 0 |
+| too-large         | 413  | yes      | a key over MAX_KEY_BYTES or a value over MAX_VALUE_BYTES |
+| not-found         | 404  | yes      | an unknown path |
+| method-not-allowed| 405  | yes      | an unknown method on a known path |
+| maybe             | 504  | no       | the write was proposed but its commit could not be confirmed before its deadline (timeout, leadership lost, shutdown): it may apply later or never |
+
+Follower behaviour: a follower REDIRECTS (307 with `Location` and a JSON body naming the leader) every request it
+cannot serve itself (linearizable and lease reads, writes); it answers `?consistency=stale` reads from its own
+state. It never forwards: a redirect costs the client one round trip once (the library remembers the leader) and
+keeps the follower's work and failure modes small.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 1024 * 1024
+MAX_BODY_BYTES = MAX_VALUE_BYTES * 2 + 4096  # JSON-escaped value plus envelope
+DEFAULT_TIMEOUT_S = 5.0
+MAX_TIMEOUT_S = 60.0
+
+
+class Consistency(enum.Enum):
+    LINEARIZABLE = "linearizable"  # ReadIndex: leadership confirmed by a quorum after the read arrived
+    LEASE = "lease"  # leader lease (only when the server runs with --lease); relies on bounded clock drift
+    STALE = "stale"  # any node's applied state, possibly old: explicitly NOT linearizable
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    code: str
+    http_status: int
+    definite: bool
+
+
+ERRORS: dict[str, ErrorKind] = {
+    k.code: k
+    for k in (
+        ErrorKind("version-mismatch", 409, True),
+        ErrorKind("no-key", 404, True),
+        ErrorKind("not-leader", 307, True),
+        ErrorKind("unavailable", 503, True),
+        ErrorKind("bad-request", 400, True),
+        ErrorKind("too-large", 413, True),
+        ErrorKind("not-found", 404, True),
+        ErrorKind("method-not-allowed", 405, True),
+        ErrorKind("maybe", 504, False),
+    )
+}

@@ -1,0 +1,406 @@
+"""The raftkv client library: async `KVClient` and blocking `SyncKVClient` over the HTTP/JSON API.
+
+    async with KVClient(["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"], timeout=5.0) as kv:
+        r = await kv.put("k", "v1", version=0)         # PutResult(version=1): create (0 = must not exist)
+        g = await kv.get("k")                          # GetResult(value="v1", version=1); linearizable
+        g = await kv.get("k", consistency="stale", node="127.0.0.1:7002")
+        await kv.delete("k", version=1)                # PutResult(version=0)
+        g = await kv.get("k")                          # GetResult(value=None, version=0): absent (found=False)
+
+Results: `GetResult(value, version, node)` (`value is None and version == 0` = absent, `found` says which),
+`PutResult(version, node)` for put and delete (delete's version is 0).
+
+Errors (all subclasses of `RaftKVError`, with `.code`, `.definite`, `.node`, `.message`):
+- `Definite` (the operation certainly did not take effect): `VersionMismatch` (`.current_version`),
+  `NoKey`, `Unavailable` (no node could take it: never proposed), `BadRequest` (bad key/value/args, too large).
+- `Indeterminate` (it may have taken effect, now or later): `Maybe` (the server could not confirm the commit
+  before the deadline, or an earlier attempt of this call had an unknown outcome and a retry was refused: the
+  first attempt may have applied), `Timeout` (the call's deadline passed after a request may have reached a node).
+  For reads an indeterminate error only means "no answer": reads never change state.
+
+Behaviour
+- Each call has a deadline (`timeout=` per call, else the client's default); the remaining time is sent to the
+  server so it answers "maybe" before the client gives up.
+- Follows leader hints: a follower's 307 names the leader, which is remembered for later calls.
+- Retries connection errors, "unavailable" and leader changes on the next node until the deadline, with a short
+  capped back-off. A retried put/delete keeps the SAME expected version, so at most one attempt can apply; if an
+  earlier attempt's outcome was unknown and a retry is refused (version-mismatch / no-key), the call raises
+  `Maybe`, never a false failure. A retry that succeeds is a success (the earlier attempt then certainly did not
+  apply, since both carried the same expected version).
+- HTTP/1.1 keep-alive connections are pooled per node (bounded; idle connections beyond `pool_size` are closed).
+  The HTTP client is a small purpose-built one (the server always sends Content-Length).
+
+`SyncKVClient` has the same methods, blocking, on a private event loop (do not use it inside a running loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .api import DEFAULT_TIMEOUT_S
+
+__all__ = [
+    "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "PutResult",
+    "RaftKVError", "SyncKVClient", "Timeout", "Unavailable", "VersionMismatch",
+]
+
+
+class RaftKVError(Exception):
+    code = "error"
+    definite = True
+
+    def __init__(self, message: str, *, node: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+class Definite(RaftKVError):
+    """The operation certainly did not take effect."""
+
+
+class Indeterminate(RaftKVError):
+    """The operation may have taken effect (or may still)."""
+
+    definite = False
+
+
+class VersionMismatch(Definite):
+    code = "version-mismatch"
+
+    def __init__(self, message: str, *, node: str | None = None, current_version: int | None = None) -> None:
+        super().__init__(message, node=node)
+        self.current_version = current_version
+
+
+class NoKey(Definite):
+    code = "no-key"
+
+
+class Unavailable(Definite):
+    code = "unavailable"
+
+
+class BadRequest(Definite):
+    code = "bad-request"
+
+
+class Maybe(Indeterminate):
+    code = "maybe"
+
+
+class Timeout(Indeterminate):
+    code = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    value: str | None
+    version: int
+    node: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.version > 0
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    version: int
+    node: str | None = None
+
+
+class _ConnError(Exception):
+    """Transport failure. `sent` = the request may have reached the server."""
+
+    def __init__(self, msg: str, sent: bool) -> None:
+        super().__init__(msg)
+        self.sent = sent
+
+
+def _norm(addr: str) -> str:
+    """'host:port' or 'http://host:port[/]' -> 'host:port'."""
+    if "://" in addr:
+        parts = urlsplit(addr)
+        return parts.netloc
+    return addr.rstrip("/")
+
+
+class _Pool:
+    """Keep-alive HTTP/1.1 connections to one node."""
+
+    def __init__(self, addr: str, size: int, connect_timeout: float) -> None:
+        self.addr = addr
+        host, _, port = addr.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self.idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+
+    async def request(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+            except (OSError, TimeoutError) as e:
+                raise _ConnError(f"connect to {self.addr}: {e!r}", sent=False) from None
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.addr}\r\n"
+                f"Content-Length: {len(body) if body else 0}\r\n")
+        if body:
+            head += "Content-Type: application/json\r\n"
+        reuse = False
+        try:
+            writer.write(head.encode() + b"\r\n" + (body or b""))
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if line:
+                    k, _, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+            if "content-length" not in headers:
+                raise _ConnError(f"{self.addr}: response without Content-Length", sent=True)
+            data = await reader.readexactly(int(headers["content-length"]))
+            reuse = headers.get("connection", "").lower() != "close"
+            return status, headers, data
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError) as e:
+            raise _ConnError(f"{self.addr}: {e!r}", sent=True) from None
+        finally:
+            if reuse and len(self.idle) < self.size:
+                self.idle.append((reader, writer))
+            else:
+                writer.close()
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop()[1].close()
+
+
+class KVClient:
+    """See the module docstring. Not thread-safe; one instance per event loop."""
+
+    def __init__(self, cluster: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, pool_size: int = 64,
+                 connect_timeout: float = 1.0, max_backoff: float = 0.2) -> None:
+        if not cluster:
+            raise ValueError("cluster must name at least one node address")
+        self.cluster = [_norm(a) for a in cluster]
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.max_backoff = max_backoff
+        self.leader: str | None = None
+        self._rr = 0
+        self._pools: dict[str, _Pool] = {}
+
+    async def __aenter__(self) -> KVClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for p in self._pools.values():
+            p.close()
+        self._pools.clear()
+
+    def _pool(self, addr: str) -> _Pool:
+        p = self._pools.get(addr)
+        if p is None:
+            p = self._pools[addr] = _Pool(addr, self.pool_size, self.connect_timeout)
+        return p
+
+    def _next_node(self, avoid: str | None) -> str:
+        for _ in range(len(self.cluster)):
+            self._rr = (self._rr + 1) % len(self.cluster)
+            if self.cluster[self._rr] != avoid or len(self.cluster) == 1:
+                return self.cluster[self._rr]
+        return self.cluster[0]
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    async def get(self, key: str, consistency: str = "linearizable", node: str | None = None,
+                  timeout: float | None = None) -> GetResult:
+        if consistency not in ("linearizable", "stale", "lease"):
+            raise ValueError(f"consistency must be linearizable, stale or lease, not {consistency!r}")
+        status, body, addr = await self._call("GET", key, f"?consistency={consistency}", None,
+                                              node, timeout, write=False, follow=consistency != "stale")
+        if status == 200:
+            return GetResult(body["value"], body["version"], addr)
+        if body.get("error") == "no-key":
+            return GetResult(None, 0, addr)
+        raise self._error(status, body, addr, ambiguous=False)
+
+    async def put(self, key: str, value: str, version: int, *, node: str | None = None,
+                  timeout: float | None = None) -> PutResult:
+        """Set key to value if its current version is `version` (0: the key must not exist)."""
+        payload = json.dumps({"value": value, "version": version}).encode()
+        return await self._write("PUT", key, "", payload, node, timeout)
+
+    async def delete(self, key: str, version: int, *, node: str | None = None,
+                     timeout: float | None = None) -> PutResult:
+        """Delete key if its current version is `version` (> 0)."""
+        return await self._write("DELETE", key, f"?version={version}", None, node, timeout)
+
+    async def status(self, node: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        addr = _norm(node) if node else self.cluster[0]
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                status, _, data = await self._pool(addr).request("GET", "/status", None)
+        except _ConnError as e:
+            raise Unavailable(str(e), node=addr) from None
+        except TimeoutError:
+            raise Timeout(f"status of {addr}: no answer", node=addr) from None
+        return json.loads(data)
+
+    # -- machinery --------------------------------------------------------------------------------------------
+
+    async def _write(self, method: str, key: str, query: str, payload: bytes | None, node: str | None,
+                     timeout: float | None) -> PutResult:
+        status, body, addr = await self._call(method, key, query, payload, node, timeout, write=True, follow=True)
+        if status == 200:
+            return PutResult(body["version"], addr)
+        raise self._error(status, body, addr, ambiguous=bool(body.get("_ambiguous")))
+
+    def _error(self, status: int, body: dict[str, Any], addr: str | None, ambiguous: bool) -> RaftKVError:
+        code = body.get("error", f"http-{status}")
+        msg = body.get("message", code)
+        if ambiguous and code in ("version-mismatch", "no-key"):
+            return Maybe(f"an earlier attempt had an unknown outcome and a retry got {code}: the write may have "
+                         f"applied ({msg})", node=addr)
+        if code == "version-mismatch":
+            return VersionMismatch(msg, node=addr, current_version=body.get("current_version"))
+        if code == "no-key":
+            return NoKey(msg, node=addr)
+        if code in ("bad-request", "too-large", "not-found", "method-not-allowed"):
+            return BadRequest(f"{code}: {msg}", node=addr)
+        if code == "maybe":
+            return Maybe(msg, node=addr)
+        return Unavailable(f"{code}: {msg}", node=addr)
+
+    async def _call(self, method: str, key: str, query: str, payload: bytes | None, node: str | None,
+                    timeout: float | None, *, write: bool, follow: bool) -> tuple[int, dict[str, Any], str | None]:
+        """Send until a definite answer or the deadline. Returns (status, body, node); body['_ambiguous'] marks
+        that an earlier attempt of this call may have reached a server without a definite answer."""
+        total = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + total
+        target = _norm(node) if node else (self.leader if follow and self.leader else self.cluster[self._rr])
+        path = "/kv/" + quote(key, safe="")
+        ambiguous = False  # some attempt may have reached a server and we do not know what happened
+        reached = False  # some attempt reached a server at all
+        last_error = "no attempt made"
+        backoff = 0.01
+        redirects = 0
+        for _attempt in range(10_000):  # bounded; the deadline ends it long before
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.001:
+                break
+            q = query + ("&" if query else "?") + f"timeout_ms={max(1, int(remaining * 1000) - 20)}"
+            try:
+                async with asyncio.timeout(remaining):
+                    status, headers, data = await self._pool(target).request(method, path + q, payload)
+            except TimeoutError:
+                ambiguous = ambiguous or write
+                reached = True
+                last_error = f"no answer from {target} before the deadline"
+                break
+            except _ConnError as e:
+                if e.sent:
+                    ambiguous = ambiguous or write
+                    reached = True
+                last_error = str(e)
+                if target == self.leader:
+                    self.leader = None
+                target = self._next_node(target)
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            reached = True
+            try:
+                body = json.loads(data) if data else {}
+            except ValueError:
+                body = {"error": f"http-{status}", "message": data[:200].decode(errors="replace")}
+            if not isinstance(body, dict):
+                body = {"error": f"http-{status}"}
+            err = body.get("error")
+            if err != "not-leader":
+                redirects = 0
+            if status == 200 or err in ("version-mismatch", "no-key", "bad-request", "too-large", "not-found",
+                                        "method-not-allowed"):
+                if follow and status == 200 and not node:
+                    self.leader = target
+                body["_ambiguous"] = ambiguous
+                return status, body, target
+            if err == "not-leader" and follow:
+                hint = body.get("leader_url") or headers.get("location")
+                last_error = f"{target} is not the leader"
+                redirects += 1
+                if hint and redirects <= 2:  # follow a fresh hint at once; a loop of hints backs off
+                    self.leader = target = _norm(hint)
+                    continue
+                target = _norm(hint) if hint else self._next_node(target)
+            elif err == "maybe":
+                ambiguous = ambiguous or write
+                last_error = body.get("message", "maybe")
+                if target == self.leader:
+                    self.leader = None
+                target = self._next_node(target) if not body.get("leader_url") else _norm(body["leader_url"])
+            else:  # unavailable, or anything unexpected: try elsewhere
+                last_error = f"{target}: {err or status}: {body.get('message', '')}"
+                if target == self.leader:
+                    self.leader = None
+                target = _norm(body["leader_url"]) if body.get("leader_url") else self._next_node(target)
+            await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, self.max_backoff)
+        if ambiguous:
+            if write:
+                raise Maybe(f"outcome unknown after {total:.3g}s: {last_error}", node=target)
+            raise Timeout(f"no answer after {total:.3g}s: {last_error}", node=target)
+        if reached and not write:
+            raise Timeout(f"no answer after {total:.3g}s: {last_error}", node=target)
+        raise Unavailable(f"not accepted by any node within {total:.3g}s: {last_error}", node=target)
+
+
+class SyncKVClient:
+    """Blocking twin of KVClient (same arguments and methods) on a private event loop."""
+
+    def __init__(self, cluster: Sequence[str], **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = KVClient(cluster, **kwargs)
+
+    def _run(self, coro: Any) -> Any:
+        return self._loop.run_until_complete(coro)
+
+    def get(self, key: str, consistency: str = "linearizable", node: str | None = None,
+            timeout: float | None = None) -> GetResult:
+        return self._run(self._client.get(key, consistency, node, timeout))
+
+    def put(self, key: str, value: str, version: int, *, node: str | None = None,
+            timeout: float | None = None) -> PutResult:
+        return self._run(self._client.put(key, value, version, node=node, timeout=timeout))
+
+    def delete(self, key: str, version: int, *, node: str | None = None,
+               timeout: float | None = None) -> PutResult:
+        return self._run(self._client.delete(key, version, node=node, timeout=timeout))
+
+    def status(self, node: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        return self._run(self._client.status(node, timeout))
+
+    def close(self) -> None:
+        self._run(self._client.close())
+        self._loop.close()
+
+    def __enter__(self) -> SyncKVClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

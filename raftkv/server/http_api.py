@@ -1,0 +1,187 @@
+"""The HTTP/JSON client API (aiohttp), documented in docs/openapi.yaml; error codes in raftkv/api.py.
+
+Every error answer is JSON `{"error": CODE, "message": TEXT, ...}` with the status of the table in raftkv/api.py,
+including unknown paths (404 not-found), bad methods (405) and oversized bodies (413). A request that fails
+validation never reaches the log. Followers redirect (307) what they cannot serve; see raftkv/api.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES
+from raftkv.kv import Op, Outcome
+
+from .node import MaybeError, Node, NodeError, NotLeaderError, UnavailableError
+
+_JSON = "application/json"
+
+
+def _resp(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type=_JSON, headers=headers)
+
+
+def _err(code: str, message: str, **extra: Any) -> web.Response:
+    return _resp(ERRORS[code].http_status, {"error": code, "message": message, **extra})
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _key(request: web.Request) -> str:
+    key = request.match_info["key"]
+    n = len(key.encode("utf-8", "surrogatepass"))
+    if n > MAX_KEY_BYTES:
+        raise _Bad("too-large", f"key is {n} bytes, over the limit of {MAX_KEY_BYTES}")
+    if not key:
+        raise _Bad("bad-request", "empty key")
+    return key
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise _Bad("bad-request", f"query parameter {name} must be an integer, got {raw!r}") from None
+    if v < 0:
+        raise _Bad("bad-request", f"query parameter {name} must be >= 0")
+    return v
+
+
+class Api:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.m = node.metrics
+        self.default_timeout = node.cfg.request_timeout_s
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._errors])
+        app.router.add_get("/kv/{key:.+}", self.get)
+        app.router.add_put("/kv/{key:.+}", self.put)
+        app.router.add_delete("/kv/{key:.+}", self.delete)
+        app.router.add_get("/status", self.status)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Bad as e:
+            return _err(e.code, str(e))
+        except web.HTTPRequestEntityTooLarge as e:
+            return _err("too-large", e.text or "request body too large")
+        except web.HTTPMethodNotAllowed:
+            return _err("method-not-allowed", f"{request.method} is not allowed on {request.path}")
+        except web.HTTPNotFound:
+            return _err("not-found", f"no such path: {request.path}")
+
+    def _timeout(self, request: web.Request) -> float:
+        ms = _int_param(request, "timeout_ms", None)
+        t = self.default_timeout if ms is None else ms / 1000
+        return max(0.001, min(t, MAX_TIMEOUT_S))
+
+    def _redirect(self, request: web.Request, e: NotLeaderError) -> web.Response:
+        loc = f"{e.leader_url}{request.path_qs}"
+        return _resp(307, {"error": "not-leader", "message": str(e), "leader": e.leader,
+                           "leader_url": e.leader_url}, headers={"Location": loc})
+
+    def _node_error(self, request: web.Request, e: NodeError) -> web.Response:
+        if isinstance(e, NotLeaderError):
+            return self._redirect(request, e)
+        if isinstance(e, MaybeError):
+            return _err("maybe", str(e), leader_url=self.node.leader_url)
+        assert isinstance(e, UnavailableError)
+        return _err("unavailable", str(e), leader_url=self.node.leader_url)
+
+    async def get(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        key = _key(request)
+        consistency = request.query.get("consistency", "linearizable")
+        timeout = self._timeout(request)
+        try:
+            if consistency == "stale":
+                found = self.node.read_stale(key)
+            elif consistency == "linearizable" or (consistency == "lease" and self.node.cfg.lease):
+                found = await self.node.read(key, timeout)
+            elif consistency == "lease":
+                return _err("unavailable", "lease reads are disabled on this node (start it with --lease)")
+            else:
+                raise _Bad("bad-request", f"consistency must be linearizable, lease or stale, not {consistency!r}")
+        except NodeError as e:
+            self.m.requests.labels(op="get", outcome=type(e).__name__).inc()
+            return self._node_error(request, e)
+        self.m.request_latency.labels(op="get").observe(time.perf_counter() - t0)
+        if found is None:
+            self.m.requests.labels(op="get", outcome="no-key").inc()
+            return _err("no-key", f"no key {key!r}")
+        self.m.requests.labels(op="get", outcome="ok").inc()
+        return _resp(200, {"value": found[0], "version": found[1]})
+
+    async def put(self, request: web.Request) -> web.Response:
+        key = _key(request)
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise _Bad("bad-request", f"body is not JSON: {e}") from None
+        if not isinstance(body, dict) or set(body) - {"value", "version"}:
+            raise _Bad("bad-request", 'body must be {"value": STRING, "version": INT}')
+        value, version = body.get("value"), body.get("version")
+        if type(value) is not str:
+            raise _Bad("bad-request", "value must be a string")
+        if type(version) is not int or version < 0:
+            raise _Bad("bad-request", "version must be an integer >= 0 (0 = create)")
+        n = len(value.encode("utf-8", "surrogatepass"))
+        if n > MAX_VALUE_BYTES:
+            raise _Bad("too-large", f"value is {n} bytes, over the limit of {MAX_VALUE_BYTES}")
+        return await self._write(request, "put", Op.PUT, key, value, version)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        key = _key(request)
+        version = _int_param(request, "version", None)
+        if version is None or version < 1:
+            raise _Bad("bad-request", "query parameter version (>= 1) is required")
+        return await self._write(request, "delete", Op.DELETE, key, None, version)
+
+    async def _write(self, request: web.Request, op_name: str, op: Op, key: str, value: str | None,
+                     version: int) -> web.Response:
+        t0 = time.perf_counter()
+        try:
+            res = await self.node.write(op, key, value, version, self._timeout(request))
+        except NodeError as e:
+            self.m.requests.labels(op=op_name, outcome=type(e).__name__).inc()
+            return self._node_error(request, e)
+        self.m.request_latency.labels(op=op_name).observe(time.perf_counter() - t0)
+        self.m.requests.labels(op=op_name, outcome=res.outcome.value).inc()
+        if res.outcome is Outcome.OK:
+            return _resp(200, {"version": res.version if op is Op.PUT else 0})
+        if res.outcome is Outcome.VERSION_MISMATCH:
+            return _err("version-mismatch", f"key {key!r} is at version {res.version}, not {version}",
+                        current_version=res.version)
+        if res.outcome is Outcome.NO_KEY:
+            return _err("no-key", f"no key {key!r}")
+        return _err("bad-request", f"the state machine refused the command: {res.detail}")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _resp(200, self.node.status())
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self.node.stopping:
+            return _err("unavailable", "shutting down")
+        return _resp(200, {"ok": True, "id": self.node.cfg.id})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.node.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,259 @@
+"""Multi-process tests: real `python -m raftkv serve` processes on 127.0.0.x loopback, killed by PID.
+
+Fast elections (20 ms ticks, 10-tick timeouts) keep the whole file well under a minute."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from server_cluster import Cluster
+
+from raftkv.client import KVClient, Maybe, NoKey, Unavailable, VersionMismatch
+from raftkv.server import frames
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def c3(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path, 3)
+    c.start_all()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluster) -> None:
+    leader = await c3.wait_leader()
+    followers = [i for i in c3.ids if i != leader]
+    async with KVClient(c3.addrs, timeout=5) as kv:
+        # a write sent to a follower is redirected to the leader
+        r = await kv.put("a", "1", 0, node=c3.client[followers[0]])
+        assert r.version == 1 and r.node == c3.client[leader]
+        g = await kv.get("a", node=c3.client[followers[1]])
+        assert (g.value, g.version) == ("1", 1)
+        for nid in c3.ids:  # every node applies it; stale reads see it eventually
+            async def applied(nid: str = nid) -> bool:
+                s = await kv.get("a", consistency="stale", node=c3.client[nid])
+                return s.version == 1
+            await c3.wait_for(applied, what=f"{nid} applies the write")
+    st = await c3.status(leader)
+    assert st is not None
+    assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
+    assert st["role"] == "leader" and st["commit"] >= 2
+    code, body = await c3.http(followers[0], "GET", "/kv/a")
+    assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
+    code, metrics = await c3.http(leader, "GET", "/metrics")
+    assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
+    code, body = await c3.http(leader, "GET", "/healthz")
+    assert code == 200 and body["ok"]
+    assert "role follower -> " in c3.log(leader) and f"leader None -> {leader}" in c3.log(followers[0])
+
+
+async def test_five_nodes_elect_and_write(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 5, base_ip=30)
+    c.start_all()
+    try:
+        leader = await c.wait_leader()
+        async with KVClient(c.addrs, timeout=5) as kv:
+            for i in range(20):
+                await kv.put(f"k{i}", str(i), 0)
+            c.kill(leader)
+            new = await c.wait_leader(among=[i for i in c.ids if i != leader])
+            assert new != leader
+            for i in range(20):
+                assert (await kv.get(f"k{i}")).value == str(i)
+    finally:
+        c.stop_all()
+
+
+async def test_occ_semantics_and_bad_requests_over_http(c3: Cluster) -> None:
+    leader = await c3.wait_leader()
+    async with KVClient(c3.addrs, timeout=5) as kv:
+        assert (await kv.put("k", "v1", 0)).version == 1
+        with pytest.raises(VersionMismatch) as e:
+            await kv.put("k", "x", 0)
+        assert e.value.current_version == 1
+        assert (await kv.put("k", "v2", 1)).version == 2
+        with pytest.raises(NoKey):
+            await kv.put("absent", "x", 3)
+        with pytest.raises(VersionMismatch):
+            await kv.delete("k", 1)
+        assert (await kv.delete("k", 2)).version == 0
+        assert not (await kv.get("k")).found
+        assert (await kv.put("k", "again", 0)).version == 1
+    before = (await c3.status(leader))["commit"]  # type: ignore[index]
+    bad = [("PUT", "/kv/k", b"{not json"), ("PUT", "/kv/k", b'{"value": 1, "version": 0}'),
+           ("PUT", "/kv/k", b'{"value": "x", "version": -1}'), ("PUT", "/kv/k", b'{"value": "x"}'),
+           ("PUT", "/kv/k", b'["x", 1]'), ("DELETE", "/kv/k", None), ("DELETE", "/kv/k?version=x", None),
+           ("GET", "/kv/k?consistency=bogus", None), ("GET", "/nope", None), ("POST", "/kv/k", b"{}"),
+           ("PUT", "/kv/" + "x" * 1100, b'{"value": "x", "version": 0}'),
+           ("PUT", "/kv/big", json.dumps({"value": "x" * (1024 * 1024 + 1), "version": 0}).encode())]
+    for method, path, body in bad:
+        code, answer = await c3.http(leader, method, path, body)
+        assert 400 <= code < 500, (method, path, code, answer)
+        assert isinstance(answer, dict) and answer["error"] and answer["message"], answer
+    await asyncio.sleep(0.2)
+    assert (await c3.status(leader))["commit"] == before  # type: ignore[index]  # nothing was proposed
+
+
+async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, tuple[int, str]]) -> None:
+    """n writers, each owning a key, writing versions 1, 2, ...; acked[key] = last acknowledged (version, value).
+    After an indeterminate answer a writer re-reads its key to learn the version (it may have applied)."""
+
+    async def one(w: int) -> None:
+        key, version = f"w{w}", 0
+        for _ in range(100_000):
+            if stop.is_set():
+                return
+            value = f"{w}-{version + 1}"
+            try:
+                r = await kv.put(key, value, version, timeout=3)
+                acked[key] = (r.version, value)
+                version = r.version
+            except (Maybe, Unavailable, VersionMismatch):
+                for _ in range(100):
+                    try:
+                        version = (await kv.get(key, timeout=3)).version
+                        break
+                    except Exception:  # noqa: BLE001 - keep trying through the failover
+                        await asyncio.sleep(0.05)
+
+    async with asyncio.TaskGroup() as tg:
+        for w in range(n):
+            tg.create_task(one(w))
+
+
+async def _check_acked(kv: KVClient, acked: dict[str, tuple[int, str]]) -> None:
+    for key, (version, value) in acked.items():
+        g = await kv.get(key, timeout=10)
+        assert g.version >= version, f"{key}: acknowledged version {version} lost (now {g.version})"
+        if g.version == version:
+            assert g.value == value
+
+
+async def test_kill_leader_under_load_loses_no_acknowledged_write(c3: Cluster) -> None:
+    leader = await c3.wait_leader()
+    acked: dict[str, tuple[int, str]] = {}
+    stop = asyncio.Event()
+    async with KVClient(c3.addrs, timeout=3) as kv:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_writers(kv, 16, stop, acked))
+            await c3.wait_for(lambda: asyncio.sleep(0, len(acked) == 16 and min(v for v, _ in acked.values()) > 5),
+                              what="writes flowing")
+            c3.kill(leader)
+            t0 = time.monotonic()
+            new = await c3.wait_leader(among=[i for i in c3.ids if i != leader])
+            elected_in = time.monotonic() - t0
+            mark = {k: v for k, (v, _) in acked.items()}
+            await c3.wait_for(lambda: asyncio.sleep(0, sum(acked[k][0] > mark[k] for k in mark) >= 8),
+                              what="writes flowing again after the failover")
+            stop.set()
+        assert new != leader
+        # a few election timeouts: 10 ticks of 20 ms, randomized up to 2x, plus detection
+        assert elected_in < 5, elected_in
+        await _check_acked(kv, acked)
+        c3.start(leader)  # the old leader rejoins and catches up
+        await c3.wait_for(lambda: _caught_up(c3, leader), what="old leader catches up")
+
+
+async def _caught_up(c: Cluster, nid: str) -> bool:
+    s = await c.status(nid)
+    others = [await c.status(i) for i in c.ids if i != nid]
+    return bool(s) and all(o and s["applied"] >= o["commit"] for o in others)  # type: ignore[index]
+
+
+async def test_kill_every_node_then_restart_keeps_acknowledged_writes(c3: Cluster) -> None:
+    await c3.wait_leader()
+    acked: dict[str, tuple[int, str]] = {}
+    stop = asyncio.Event()
+    async with KVClient(c3.addrs, timeout=3) as kv, asyncio.TaskGroup() as tg:
+        tg.create_task(_writers(kv, 32, stop, acked))
+        await c3.wait_for(lambda: asyncio.sleep(0, sum(v for v, _ in acked.values()) > 600),
+                          what="heavy writes")
+        for nid in c3.ids:  # kill -9 everyone while writes are in flight
+            c3.kill(nid)
+        stop.set()
+    c3.start_all()
+    await c3.wait_leader()
+    async with KVClient(c3.addrs, timeout=5) as kv:
+        await _check_acked(kv, acked)
+
+
+async def test_node_down_during_compaction_catches_up_by_snapshot(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, base_ip=50, extra=("--snapshot-entries", "100", "--segment-bytes", "4096"))
+    c.start_all()
+    try:
+        leader = await c.wait_leader()
+        lagger = next(i for i in c.ids if i != leader)
+        c.kill(lagger)
+        async with KVClient(c.addrs, timeout=5) as kv:
+            for i in range(400):
+                await kv.put(f"s{i % 50}", str(i), i // 50)
+            st = await c.status(leader)
+            assert st and st["last_snapshot"]["index"] >= 300 and st["first_index"] > 1
+            c.start(lagger)
+            await c.wait_for(lambda: _caught_up(c, lagger), what="lagging node catches up")
+            got = await kv.get("s7", consistency="stale", node=c.client[lagger])
+            assert (got.value, got.version) == ("357", 8)
+        assert "installed snapshot from the leader" in c.log(lagger)
+        assert "WAL: deleted" in c.log(leader)
+    finally:
+        c.stop_all()
+
+
+async def test_malformed_peer_frames_close_only_that_connection(c3: Cluster) -> None:
+    leader = await c3.wait_leader()
+    host, _, port = c3.peer[leader].rpartition(":")
+    attacks = [b"\xff" * 64,  # absurd length
+               frames.encode(12345, "n2", b"\x00junk"),  # another cluster
+               frames.encode(0, "n2", b"")[:4] + b"\x01" + b"\x00" * 10]  # truncated garbage header
+    from raftkv.server.transport import cluster_id_of
+    cid = cluster_id_of(c3.peer)
+    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, "n2", b"\x00not msgpack")]
+    for payload in attacks:
+        with socket.create_connection((host, int(port)), timeout=2) as s:
+            s.sendall(payload)
+            s.settimeout(2)
+            try:
+                closed = s.recv(1) == b""
+            except ConnectionResetError:
+                closed = True
+            except TimeoutError:
+                closed = False
+        assert closed or payload is attacks[2], payload
+    async with KVClient(c3.addrs, timeout=5) as kv:
+        assert (await kv.put("still", "serving", 0)).version == 1
+    log = c3.log(leader)
+    assert "malformed frame" in log and "another cluster" in log and "unknown sender" in log
+    assert "undecodable message" in log
+
+
+async def test_sigterm_is_graceful_and_corrupt_wal_refuses_to_start(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 1, base_ip=70)
+    c.start_all()
+    try:
+        await c.wait_leader()
+        async with KVClient(c.addrs, timeout=5) as kv:
+            for i in range(50):
+                await kv.put(f"k{i}", "v" * 100, 0)
+        assert c.kill("n1", signal.SIGTERM) == 0
+        assert "stopped" in c.log("n1")
+        seg = sorted((tmp_path / "n1" / "wal").glob("*.wal"))[0]
+        data = bytearray(seg.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        seg.write_bytes(bytes(data))
+        p = c.start("n1")
+        assert p.wait(20) == 2
+        log = c.log("n1")
+        assert "WAL corrupt" in log and str(seg) in log and "offset" in log
+    finally:
+        c.stop_all()
