@@ -34,8 +34,8 @@ bridge <prefix>-br, veths <prefix>-v1.., state in /run/raftkv-lab/<prefix>/), so
 prefixes; RAFTKV_LAB_SUBNET (e.g. 10.77.5) overrides the hosts' /24."""
 
 
-class _ArgError(Exception):
-    pass
+# Ctrl-C, kill, and a closed terminal all mean: stop, heal, tear down.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Parser(argparse.ArgumentParser):
@@ -207,8 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.BAD_ARGUMENTS  # pragma: no cover - argparse restricts cmd
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at each record, so lines go above rich's live display (which swaps
+    sys.stderr while it runs) instead of through it."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_console_logging(verbose: bool) -> logging.Handler:
-    h = logging.StreamHandler(sys.stderr)
+    h = _CurrentStderr()
     h.setFormatter(logging.Formatter("harness: %(levelname)s %(message)s"))
     h.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(h)
@@ -265,12 +278,12 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
             progress.note(f"{sig.name}: stopping; healing and tearing down")
             task.cancel()
 
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             loop.add_signal_handler(s, on_signal, s)
         try:
             return await run_test(config, progress=progress)
         finally:
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 loop.remove_signal_handler(s)
 
     try:
