@@ -300,6 +300,10 @@ class Interpreter:
         except TimeoutError:
             error = f"timeout after {self.nemesis_timeout} s"
         except asyncio.CancelledError:
+            # Close the nemesis's interval in the history (the heal that follows is a new nemesis op); what the
+            # interrupted op did is unknown, and the heal undoes it either way.
+            self._record(Op(process=NEMESIS, type="info", f=inv.f, value=inv.value, time=time.monotonic_ns(),
+                            error="interrupted"))
             raise
         except Exception as e:  # noqa: BLE001 - recorded; the final heal still runs
             error = _describe(e)
