@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import importlib.metadata
 import logging
@@ -10,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -380,7 +382,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     history = run.history()
     checkers = workload.checker(r.options)
     t0 = time.monotonic()
-    result = await asyncio.to_thread(run_checkers, checkers, test_json, history)
+    result = await in_daemon_thread(run_checkers, checkers, test_json, history)
     log.info("checked %d events in %.2f s: valid=%s", len(history), time.monotonic() - t0, result.get("valid"))
     return result
 
@@ -517,7 +519,7 @@ async def _render(run_dir: RunDir) -> None:
         log.info("no report renderer (reports.render) yet; skipping report.html")
         return
     try:
-        await asyncio.to_thread(render_run, run_dir.path)
+        await in_daemon_thread(render_run, run_dir.path)
     except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
         log.warning("report rendering failed: %s: %s", type(e).__name__, e)
 
@@ -542,6 +544,32 @@ def analyze(run_path: Path) -> dict[str, Any]:
     new = {**result, "heal": old.get("heal"), "run": old.get("run"), "analyzed_at": datetime.now(UTC).isoformat()}
     run.write_json("results.json", new)
     return new
+
+
+async def in_daemon_thread(fn: Any, *args: Any) -> Any:
+    """Run a CPU-bound function (a checker, the renderer) in a daemon thread and await it. Unlike
+    asyncio.to_thread, a Ctrl-C/SIGTERM does not have to wait for it: the await is cancelled and the process may
+    exit while the thread still runs (nothing it does needs cleaning up)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            res: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            res = (False, e)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(deliver, *res)
+
+    threading.Thread(target=work, name=f"harness-{getattr(fn, '__name__', 'work')}", daemon=True).start()
+    return await fut
 
 
 def describe_error(e: BaseException) -> str:
