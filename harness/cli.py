@@ -207,11 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.BAD_ARGUMENTS  # pragma: no cover - argparse restricts cmd
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at each record, so lines go above rich's live display (which swaps
     sys.stderr while it runs) instead of through it."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

@@ -639,8 +639,8 @@ class Any_(Generator):
             return None
         if best is None:
             # Commit the pending states (they may have set deadlines) of the generators still alive.
-            gens = tuple(g for i in alive if (g := pend_states[i]) is not None)
-            return Pending(wake), (Any_(gens) if gens else None)
+            pending = tuple(p for i in alive if (p := pend_states[i]) is not None)
+            return Pending(wake), (Any_(pending) if pending else None)
         i, x, nxt = best
         # The chosen one advances; the pending ones keep the state they answered with (deadlines they set must
         # stick); those that offered an op that lost keep their old state (their op was not taken).

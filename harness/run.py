@@ -242,7 +242,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     """
     progress = progress or _NullProgress()
     workload, dbspec, nem_specs = resolve(config)  # 1
-    defaults = {o.name: o.default for spec in (workload, dbspec, *nem_specs) for o in spec.options}
+    specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
+    defaults = {o.name: o.default for spec in specs for o in spec.options}
     r = _Run(config, progress, defaults)
     error: str | None = None
     interrupted = False
@@ -280,7 +281,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     else:
         results = {**check_result, "heal": heal}
         valid = check_result.get("valid", "unknown")
-        code = {True: ExitCode.VALID, False: ExitCode.INVALID}.get(valid, ExitCode.UNKNOWN)  # type: ignore[call-overload]
+        code = exit_code_for(valid)
     results["run"] = {"ok": r.tally.ok, "fail": r.tally.fail, "info": r.tally.info, "by_f": r.tally.by_f,
                       "nemesis_events": r.tally.nemesis_events, "elapsed_s": (time.monotonic_ns() - r.origin) / 1e9}
     if r.run_dir is not None:
@@ -492,7 +493,8 @@ async def _cleanup(r: _Run) -> None:
     bounded and its failure logged; the next still runs."""
     steps = [("heal", lambda: _heal(r)), ("collect", lambda: _collect(r))]
     if r.nemesis is not None and r.test is not None and r.nemesis_setup:
-        steps.append(("nemesis teardown", lambda: r.nemesis.teardown(r.test)))  # type: ignore[union-attr]
+        nemesis, test_ = r.nemesis, r.test
+        steps.append(("nemesis teardown", lambda: nemesis.teardown(test_)))
     if r.test is not None and r.db_setup:
         test = r.test
 
@@ -580,7 +582,12 @@ def describe_error(e: BaseException) -> str:
 
 
 def exit_code_for(valid: Any) -> ExitCode:
-    return {True: ExitCode.VALID, False: ExitCode.INVALID}.get(valid, ExitCode.UNKNOWN)  # type: ignore[call-overload]
+    """0 for exactly True, 1 for exactly False, 2 for anything else (unknown)."""
+    if valid is True:
+        return ExitCode.VALID
+    if valid is False:
+        return ExitCode.INVALID
+    return ExitCode.UNKNOWN
 
 
 def random_seed() -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 from harness.clean import clean, leftovers
 from harness.labstate import LabState, PrefixLock, check_prefix, default_prefix
 from harness.procs import identify
-from harness.protocols import ExecResult, RemoteError
+from harness.protocols import ExecResult, Remote, RemoteError
 
 log = logging.getLogger("harness.netns")
 
@@ -247,7 +247,7 @@ class NetnsBackend:
                 "controller": self.controller_address, "bridge": self.bridge, "sysctls": self.sysctls_applied,
                 "work_dir": str(self.work_dir)}
 
-    async def setup(self, count: int) -> list[NetnsRemote]:
+    async def setup(self, count: int) -> list[Remote]:
         if not 1 <= count <= 200:
             raise ValueError(f"node count must be 1..200, got {count}")
         check_prerequisites()
