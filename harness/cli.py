@@ -163,6 +163,8 @@ def build_parser() -> tuple[Parser, list[str]]:
                                        "and its work directories. Touches nothing else.")
     clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
+    clean.add_argument("--all", action="store_true",
+                       help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
 
     analyze = sub.add_parser("analyze", help="re-check a stored run (rewrites its results.json)")
     analyze.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory (store/<test>/<time>)")
@@ -304,25 +306,48 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    from harness.clean import clean, leftovers
-    from harness.labstate import PrefixBusy, PrefixError, default_prefix
+    from harness.labstate import PrefixError, default_prefix, known_prefixes
 
+    if args.all:
+        worst = 0
+        for prefix in sorted(set(known_prefixes()) | {default_prefix()}):
+            worst = max(worst, _clean_one(prefix, args.force, quiet=True))
+        return worst
     try:
         prefix = args.prefix or default_prefix()
-        done = clean(prefix, force=args.force)
-    except (PrefixError, PrefixBusy) as e:
+    except PrefixError as e:
         print(f"harness clean: {e}", file=sys.stderr)
-        return ExitCode.BAD_ARGUMENTS if isinstance(e, PrefixError) else ExitCode.HARNESS_FAILED
+        return ExitCode.BAD_ARGUMENTS
+    return _clean_one(prefix, args.force)
+
+
+def _clean_one(prefix: str, force: bool, *, quiet: bool = False) -> int:
+    """Clean one prefix. quiet (for --all): say nothing when there is nothing, and skip a live run's prefix
+    without calling it a failure."""
+    from harness.clean import clean, leftovers
+    from harness.labstate import PrefixBusy, PrefixError
+
+    try:
+        done = clean(prefix, force=force)
+    except PrefixBusy as e:
+        if quiet:
+            print(f"prefix {prefix}: skipped, {e}".split(";")[0])
+            return 0
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    except PrefixError as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
     except PermissionError as e:
         print(f"harness clean: must run as root: {e}", file=sys.stderr)
         return ExitCode.HARNESS_FAILED
     for line in done:
-        print(line)
+        print(f"{prefix}: {line}" if quiet else line)
     left = leftovers(prefix)
     if left:
         print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
         return ExitCode.HARNESS_FAILED
-    if not done:
+    if not done and not quiet:
         print(f"nothing to clean for prefix {prefix}")
     return 0
 
