@@ -175,3 +175,17 @@ def test_pause_run_is_valid(e2e_prefix: str, tmp_path: Path) -> None:
     during = [e for e in run.oks() if any(start < e["time"] < stop for start, stop, _ in windows)]
     assert during, "the majority kept serving while one node was stopped"
     assert_final_reads(run)
+
+
+def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -> None:
+    # Seed 13 makes the engine's fault rhythm start partition, then pause, then kill (the kinds are drawn from the
+    # seed alone, never from timing), so each kind's start and stop is exercised in one short run.
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition,kill,pause", "--nemesis-interval", "2",
+                      "--op-timeout", "1", "--seed", "13", time_limit=13)
+    assert_valid(run)
+    starts = [e["value"] for e in run.nemesis_events("start")]
+    assert [v["fault"] for v in starts][:3] == ["partition", "pause", "kill"], starts
+    assert all(v["targets"] or v.get("skipped") for v in starts)
+    heal = run.results["heal"]["details"]["nemesis"]
+    assert set(heal) == {"partition", "kill", "pause"} and all(h["ok"] for h in heal.values()), heal
+    assert_final_reads(run)
