@@ -207,17 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.BAD_ARGUMENTS  # pragma: no cover - argparse restricts cmd
 
 
-def _setup_console_logging(verbose: bool) -> None:
+def _setup_console_logging(verbose: bool) -> logging.Handler:
     h = logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("harness: %(levelname)s %(message)s"))
     h.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(h)
     log.setLevel(logging.DEBUG)
+    return h
 
 
 def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
-    from harness.progress import ConsoleProgress, summary_lines
-    from harness.run import run_test
+    from harness.run import resolve
 
     seed = args.seed if args.seed is not None else random_seed()
     try:
@@ -229,10 +229,22 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
             setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
             name=args.name, prefix=args.prefix, render=not args.no_report,
             extra={d: getattr(args, d) for d in plugin_dests})
+        resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
     except ConfigError as e:
         print(f"harness run: error: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
-    _setup_console_logging(args.verbose)
+    handler = _setup_console_logging(args.verbose)
+    try:
+        return _run_with_progress(config, seed)
+    finally:
+        log.removeHandler(handler)
+
+
+def _run_with_progress(config: RunConfig, seed: int) -> int:
+    """Run with the live display; SIGINT/SIGTERM cancel the run (which heals and tears down), once."""
+    from harness.progress import ConsoleProgress, summary_lines
+    from harness.run import run_test
+
     for err in registry.load_errors():
         log.warning("%s", err)
     progress = ConsoleProgress()

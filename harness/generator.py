@@ -11,12 +11,13 @@ A generator is an immutable value with two methods:
 Nothing here sleeps, reads a clock, spawns a thread or draws from a global random source: time comes in through
 ``ctx.time`` (nanoseconds since the start of the run) and randomness from a seed carried in the generator's own
 state, so the same generator asked the same question gives the same answer. The interpreter (harness.interpreter)
-does all waiting: an op whose ``time`` lies in the future is held until that time (or re-asked when an event
-arrives first), and a ``Pending(wake=T)`` is re-asked at T or at the next event.
+does all waiting: an op whose ``time`` lies in the future is sent at that time, and a ``Pending(wake=T)`` is
+re-asked at T or at the next event, whichever comes first.
 
-The interpreter commits ``gen2`` when it dispatches the op or when the answer is pending; when it holds a future
-op and re-asks, it asks the *old* state again. So a combinator may book an op as dispatched (e.g. count it as in
-flight) in the state it returns with that op.
+The interpreter commits ``gen2`` whenever it gets an answer, op or pending. An op whose ``time`` lies in the
+future is dispatched at once: its thread is busy from then on, and its worker waits until that time before it sends
+the request. So the state returned with an op may count the op as dispatched (e.g. in flight), and deadlines a
+generator sets when first asked stick.
 
 Operations are written as templates: a mapping with ``f`` and optionally ``key``, ``value``, ``node``; a template
 used as a generator emits itself once (see :func:`lift`). The generator fills in the process of the first free
@@ -67,6 +68,8 @@ class Context:
 
     ``threads`` is ordered (client threads ascending, then the nemesis); ``free`` is the subset that is idle.
     ``processes`` maps every thread of the run (not only the restricted ones) to its current process.
+    ``idle`` lists the free threads least recently busy first (None = in ``threads`` order): taking the first of
+    it spreads ops over the threads, hence over the nodes they talk to.
     """
 
     time: int
@@ -74,6 +77,7 @@ class Context:
     free: frozenset[Thread]
     processes: Mapping[Thread, int | str]
     concurrency: int
+    idle: tuple[Thread, ...] | None = None
 
     @classmethod
     def initial(cls, concurrency: int, *, nemesis: bool = True, time: int = 0) -> Context:
@@ -83,13 +87,17 @@ class Context:
                    processes={t: t for t in threads}, concurrency=concurrency)
 
     def some_free_thread(self) -> Thread | None:
-        """The first free thread in order, or None when all are busy."""
+        """The least recently busy free thread (or the first in order), or None when all are busy."""
+        if self.idle is not None:
+            return self.idle[0] if self.idle else None
         for t in self.threads:
             if t in self.free:
                 return t
         return None
 
     def free_threads(self) -> list[Thread]:
+        if self.idle is not None:
+            return list(self.idle)
         return [t for t in self.threads if t in self.free]
 
     def thread_of(self, process: int | str) -> Thread:
@@ -101,14 +109,11 @@ class Context:
     def restrict(self, threads: Iterable[Thread]) -> Context:
         keep = set(threads)
         return replace(self, threads=tuple(t for t in self.threads if t in keep),
-                       free=frozenset(t for t in self.free if t in keep))
+                       free=frozenset(t for t in self.free if t in keep),
+                       idle=None if self.idle is None else tuple(t for t in self.idle if t in keep))
 
     def at(self, time: int) -> Context:
         return replace(self, time=time)
-
-    def busy(self, thread: Thread) -> Context:
-        """This context with one more busy thread (and, for an info'd client, the same process)."""
-        return replace(self, free=self.free - {thread})
 
 
 OpResult: TypeAlias = "tuple[Op | Pending, Generator | None] | None"
@@ -637,17 +642,19 @@ class Any_(Generator):
             gens = tuple(g for i in alive if (g := pend_states[i]) is not None)
             return Pending(wake), (Any_(gens) if gens else None)
         i, x, nxt = best
-        if x.time > ctx.time and pend_states:
-            # The best op is for later. Handing it out now would lose the pending generators' states (the
-            # interpreter re-asks the old state while it holds a future op), so one that fixed a deadline on this
-            # ask (sleep, the nemesis cycle, a time limit) would fix a new one on every ask and never fire while
-            # the other stream keeps offering future ops (e.g. under --rate). Commit those states instead and
-            # ask again at the op's time or the earliest wake; the op's own generator keeps its old state.
-            soonest = x.time if wake is None else min(wake, x.time)
-            kept = tuple(g for j in alive if (g := pend_states[j] if j in pend_states else self.gens[j]) is not None)
-            return Pending(soonest), (Any_(kept) if kept else None)
-        gens = tuple(nxt if j == i else self.gens[j] for j in alive if not (j == i and nxt is None))
-        return x, (Any_(gens) if gens else None)
+        # The chosen one advances; the pending ones keep the state they answered with (deadlines they set must
+        # stick); those that offered an op that lost keep their old state (their op was not taken).
+        out: list[Generator] = []
+        for j in alive:
+            if j == i:
+                if nxt is not None:
+                    out.append(nxt)
+            elif j in pend_states:
+                if (p := pend_states[j]) is not None:
+                    out.append(p)
+            else:
+                out.append(self.gens[j])
+        return x, (Any_(tuple(out)) if out else None)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return Any_(tuple(g.update(ctx, event) for g in self.gens))
@@ -792,21 +799,44 @@ def stop_all(kinds: Sequence[str]) -> Seq:
 
 def simulate(gen: GenLike, ctx: Context, *, complete: Callable[[Op], tuple[str, int]] | None = None,
              max_ops: int = 10_000) -> list[Op]:
-    """Run a generator with no real time or threads: every op is dispatched at its own time and completes after
-    ``complete(op) -> (type, latency_ns)`` (default ok after 0 ns). Returns the history (invokes and completions,
-    with context times). For tests and for reasoning about schedules; bounded by ``max_ops`` invokes."""
+    """Run a generator on virtual time, with no threads: the interpreter's rules without the waiting. Every op is
+    dispatched when offered (its thread busy from then), sent at its own time, and completes
+    ``complete(op) -> (type, latency_ns)`` later (default ok after 0 ns). Returns the history (invokes and
+    completions, context times, in time order). For tests and for reasoning about schedules; at most ``max_ops``
+    invokes."""
+    import heapq
+
     g = lift(gen)
     complete = complete or (lambda op: ("ok", 0))
     history: list[Op] = []
     processes = dict(ctx.processes)
-    free = set(ctx.free)
+    idle: dict[Thread, None] = dict.fromkeys(ctx.free_threads())
     now = ctx.time
-    in_flight: list[tuple[int, int, Op, str]] = []  # (done time, seq, invoke, completion type)
+    heap: list[tuple[int, int, int, Op, str]] = []  # (time, seq, 0 invoke / 1 completion, op, completion type)
     seq = 0
     invokes = 0
 
     def context() -> Context:
-        return Context(now, ctx.threads, frozenset(free), dict(processes), ctx.concurrency)
+        return Context(now, ctx.threads, frozenset(idle), dict(processes), ctx.concurrency, tuple(idle))
+
+    def deliver_until(t: int) -> None:
+        nonlocal g, seq
+        while heap and heap[0][0] <= t:
+            when, _, kind, op, typ = heapq.heappop(heap)
+            if kind == 0:
+                history.append(op)
+                typ, latency = complete(op)
+                heapq.heappush(heap, (when + max(0, latency), seq, 1, op, typ))
+                seq += 1
+                continue
+            done = replace(op, type=typ, time=when)  # type: ignore[arg-type]
+            history.append(done)
+            thread = context().thread_of(op.process)
+            idle[thread] = None
+            if typ == "info" and isinstance(op.process, int):
+                processes[thread] = op.process + ctx.concurrency
+            if g is not None:
+                g = g.update(context(), done)
 
     while g is not None and invokes < max_ops:
         res = g.op(context())
@@ -815,42 +845,23 @@ def simulate(gen: GenLike, ctx: Context, *, complete: Callable[[Op], tuple[str, 
             break
         x, nxt = res
         if isinstance(x, Pending):
-            g = nxt
-            soonest = min((c[0] for c in in_flight), default=None)
-            nexts = [t for t in (soonest, x.wake) if t is not None]
+            g = nxt if nxt is not None else g
+            nexts = [t for t in ((heap[0][0] if heap else None), x.wake) if t is not None]
             if not nexts:
                 raise GeneratorError("generator is pending forever: nothing in flight and no wake time")
+            if min(nexts) <= now and not (heap and heap[0][0] <= now):
+                raise GeneratorError(f"generator is pending with a wake time in the past ({x}) at {now}")
             now = max(now, min(nexts))
-        elif in_flight and min(c[0] for c in in_flight) < x.time:
-            now = max(now, min(c[0] for c in in_flight))
-        else:
-            now = max(now, x.time)
-            x = replace(x, time=now)
-            thread = context().thread_of(x.process)
-            if thread not in free or processes[thread] != x.process:
-                raise GeneratorError(f"generator emitted {x} for a busy or unknown process")
-            free.discard(thread)
-            g = nxt.update(context(), x) if nxt is not None else None
-            history.append(x)
-            invokes += 1
-            typ, latency = complete(x)
-            in_flight.append((now + latency, seq, x, typ))
-            seq += 1
+            deliver_until(now)
             continue
-        # Deliver every completion due by now.
-        due = sorted(c for c in in_flight if c[0] <= now)
-        for c in due:
-            in_flight.remove(c)
-            _, _, inv, typ = c
-            done = replace(inv, type=typ, time=c[0])  # type: ignore[arg-type]
-            history.append(done)
-            thread = context().thread_of(inv.process)
-            free.add(thread)
-            if typ == "info" and isinstance(inv.process, int):
-                processes[thread] = inv.process + ctx.concurrency
-            if g is not None:
-                g = g.update(context(), done)
-    for c in sorted(in_flight):
-        now = max(now, c[0])
-        history.append(replace(c[2], type=c[3], time=c[0]))  # type: ignore[arg-type]
+        thread = context().thread_of(x.process)
+        if thread not in idle or processes[thread] != x.process:
+            raise GeneratorError(f"generator emitted {x} for a busy or unknown process")
+        del idle[thread]
+        x = replace(x, time=max(now, x.time))
+        g = nxt.update(context(), x) if nxt is not None else None
+        heapq.heappush(heap, (x.time, seq, 0, x, ""))
+        seq += 1
+        invokes += 1
+    deliver_until(1 << 62)
     return history

@@ -125,14 +125,25 @@ class Interpreter:
         if self.client_factory is None and gen is not None:
             raise ValueError("a generator needs a client factory")
         threads: tuple[Thread, ...] = tuple(range(self.concurrency)) + ((NEMESIS,) if use_nemesis else ())
-        free: set[Thread] = set(threads)
+        free: dict[Thread, None] = dict.fromkeys(threads)  # insertion order = least recently busy first
         inboxes: dict[Thread, asyncio.Queue[Op | None]] = {t: asyncio.Queue() for t in threads}
         self._done.clear()
         c = self.concurrency
 
         def context(now: int) -> Context:
-            return Context(now, threads, frozenset(free), self.processes, c)
+            return Context(now, threads, frozenset(free), self.processes, c, tuple(free))
 
+        try:
+            await self._dispatch(gen, threads, free, inboxes, context)
+        except BaseExceptionGroup as eg:
+            # One failure (a generator error, a worker bug) is re-raised as itself, not wrapped in a group.
+            if len(eg.exceptions) == 1:
+                raise eg.exceptions[0] from eg
+            raise
+
+    async def _dispatch(self, gen: Generator | None, threads: tuple[Thread, ...], free: dict[Thread, None],
+                        inboxes: dict[Thread, asyncio.Queue[Op | None]], context: Callable[[int], Context]) -> None:
+        c = self.concurrency
         async with asyncio.TaskGroup() as tg:
             for t in threads:
                 tg.create_task(self._worker(t, inboxes[t]), name=f"worker-{t}")
@@ -142,7 +153,7 @@ class Interpreter:
                     while self._done:
                         comp = self._done.popleft()
                         th = comp.process if comp.process == NEMESIS else comp.process % c  # type: ignore[operator]
-                        free.add(th)
+                        free[th] = None
                         if comp.type == "info" and isinstance(comp.process, int):
                             self.processes[th] = comp.process + c
                         if g is not None:
@@ -160,17 +171,16 @@ class Interpreter:
                         g = nxt if nxt is not None else g
                         if x.wake is None and len(free) == len(threads):
                             raise GeneratorError("generator is pending with nothing in flight and no wake time")
-                        await self._wait(None if x.wake is None else x.wake - now)
+                        await self._wait(None if x.wake is None else max(1, x.wake - now))
                         continue
-                    if x.time > now:
-                        await self._wait(x.time - now)
-                        continue
+                    # An op for later is dispatched now (its thread is busy from now on); the worker sends it at
+                    # x.time. The generator's state is committed either way, so deadlines it set stick.
                     th = x.process if x.process == NEMESIS else (
                         x.process % c if isinstance(x.process, int) else None)
                     if th not in free or self.processes.get(th) != x.process:
                         raise GeneratorError(f"generator emitted {x} for a busy or unknown process "
                                              f"(free threads: {sorted(map(str, free))})")
-                    free.discard(th)
+                    del free[th]
                     g = nxt.update(context(now), x) if nxt is not None else None
                     inboxes[th].put_nowait(x)
             finally:
@@ -193,6 +203,12 @@ class Interpreter:
         except TimeoutError:
             pass
 
+    async def _until(self, when: int) -> None:
+        """Wait until context time ``when`` (the op's scheduled send time)."""
+        delay = when - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay / 1e9)
+
     def _complete(self, op: Op) -> None:
         self._done.append(op)
         self._wake.set()
@@ -202,6 +218,7 @@ class Interpreter:
     async def _worker(self, thread: Thread, inbox: asyncio.Queue[Op | None]) -> None:
         if thread == NEMESIS:
             while (op := await inbox.get()) is not None:
+                await self._until(op.time)
                 self._complete(await self._nemesis_op(op))
             return
         nodes = self.test.nodes
@@ -209,6 +226,7 @@ class Interpreter:
         client: Client | None = None
         try:
             while (op := await inbox.get()) is not None:
+                await self._until(op.time)
                 if client is None:
                     client, why = await self._open(node)
                     if client is None:

@@ -112,6 +112,8 @@ class Backend(Protocol):
 class TestContext:
     """What every role sees of the run. Built by the engine; roles must not mutate it except `shared`."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     options: Mapping[str, Any]
     hosts: list[Remote]

@@ -186,10 +186,10 @@ class _Run:
     """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
     path knows exactly what to undo."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
         self.config = config
         self.progress = progress
-        self.options = config.options()
+        self.options = {**defaults, **config.options()}
         self.tally = Tally()
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
@@ -240,7 +240,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     """
     progress = progress or _NullProgress()
     workload, dbspec, nem_specs = resolve(config)  # 1
-    r = _Run(config, progress)
+    defaults = {o.name: o.default for spec in (workload, dbspec, *nem_specs) for o in spec.options}
+    r = _Run(config, progress, defaults)
     error: str | None = None
     interrupted = False
     check_result: dict[str, Any] | None = None
@@ -260,7 +261,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of the lab is reported, with its traceback in the log
-        error = f"{type(e).__name__}: {e}"
+        error = describe_error(e)
         log.exception("run failed")
     finally:
         if r.history is not None:
@@ -341,7 +342,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     r.interp = interp = Interpreter(
         test, history=r.history, origin_ns=r.origin, concurrency=config.concurrency,
         client_factory=lambda: workload.client(r.options), nemesis=r.nemesis if nems else None,
-        op_timeout=config.op_timeout, observers=[r.tally.observe])
+        op_timeout=config.op_timeout, open_timeout=config.op_timeout, observers=[r.tally.observe])
     main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
     final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
 
@@ -541,6 +542,13 @@ def analyze(run_path: Path) -> dict[str, Any]:
     new = {**result, "heal": old.get("heal"), "run": old.get("run"), "analyzed_at": datetime.now(UTC).isoformat()}
     run.write_json("results.json", new)
     return new
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error; a task group's wrapper is looked through to the failures inside it."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe_error(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def exit_code_for(valid: Any) -> ExitCode:
