@@ -21,7 +21,9 @@ Errors (all subclasses of `RaftKVError`, with `.code`, `.definite`, `.node`, `.m
 Behaviour
 - Each call has a deadline (`timeout=` per call, else the client's default); the remaining time is sent to the
   server so it answers "maybe" before the client gives up.
-- Follows leader hints: a follower's 307 names the leader, which is remembered for later calls.
+- Writes and linearizable/lease reads go to the leader: a follower's 307 names it, and it is remembered for later
+  calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
+  linearizable reads itself by ReadIndex through the leader, see raftkv/api.py; writes are redirected).
 - Retries connection errors, "unavailable" and leader changes on the next node until the deadline, with a short
   capped back-off. A retried put/delete keeps the SAME expected version, so at most one attempt can apply; if an
   earlier attempt's outcome was unknown and a retry is refused (version-mismatch / no-key), the call raises
@@ -232,6 +234,9 @@ class KVClient:
                   timeout: float | None = None) -> GetResult:
         if consistency not in ("linearizable", "stale", "lease"):
             raise ValueError(f"consistency must be linearizable, stale or lease, not {consistency!r}")
+        # Linearizable and lease reads go to the leader: one heartbeat round there confirms a whole batch of reads,
+        # which costs less CPU in total than follower reads (each of those adds a forwarded round); stale reads
+        # are spread round-robin. `node=` sends a read to a given node (a follower serves it by ReadIndex).
         status, body, addr = await self._call("GET", key, f"?consistency={consistency}", None,
                                               node, timeout, write=False, follow=consistency != "stale")
         if status == 200:
@@ -293,7 +298,12 @@ class KVClient:
         that an earlier attempt of this call may have reached a server without a definite answer."""
         total = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + total
-        target = _norm(node) if node else (self.leader if follow and self.leader else self.cluster[self._rr])
+        if node:
+            target = _norm(node)
+        elif follow and self.leader:
+            target = self.leader
+        else:
+            target = self._next_node(None) if not follow else self.cluster[self._rr]
         path = "/kv/" + quote(key, safe="")
         ambiguous = False  # some attempt may have reached a server and we do not know what happened
         reached = False  # some attempt reached a server at all
@@ -340,7 +350,7 @@ class KVClient:
                     self.leader = target
                 body["_ambiguous"] = ambiguous
                 return status, body, target
-            if err == "not-leader" and follow:
+            if err == "not-leader":
                 hint = body.get("leader_url") or headers.get("location")
                 last_error = f"{target} is not the leader"
                 redirects += 1

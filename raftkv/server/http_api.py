@@ -114,8 +114,10 @@ class Api:
         try:
             if consistency == "stale":
                 found = self.node.read_stale(key)
-            elif consistency == "linearizable" or (consistency == "lease" and self.node.cfg.lease):
+            elif consistency == "linearizable":
                 found = await self.node.read(key, timeout)
+            elif consistency == "lease" and self.node.cfg.lease:
+                found = await self.node.read(key, timeout, lease=True)
             elif consistency == "lease":
                 return _err("unavailable", "lease reads are disabled on this node (start it with --lease)")
             else:

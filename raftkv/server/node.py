@@ -13,8 +13,10 @@ safely (the core's HardState contract), so committing never costs a disk flush o
 Writes: a request becomes a `Command` with a request id unique to this node's boot, is proposed, and its future
 resolves when an entry with that request id is applied here. If the deadline passes first, or this node stops
 being leader, the answer is MAYBE (`MaybeError`): the entry may still commit under the next leader.
-Linearizable reads: queued reads share one ReadIndex round (at most one round in flight; every read queued before
-the round began is covered by it) and are served from the state machine once it has applied the read index.
+Linearizable reads, on the leader or any follower: queued reads share one ReadIndex round (at most one round in
+flight; every read queued before the round began is covered by it; a follower's round is forwarded to the leader
+by the core) and are served from the local state machine once it has applied the read index. Followers serving
+reads spreads the HTTP work of reads over every node; the leader only pays one heartbeat round per batch.
 
 Snapshots: after `snapshot_entries` applied entries, the KV state is serialized (msgpack, on the loop: fast), the
 core compacts its log, and a separate snapshot thread writes the file durably; only then are WAL segments covered by
@@ -97,6 +99,7 @@ class Node:
         self._read_seq = 0
         self._req_seq = 0
         self._boot = os.urandom(4).hex()
+        self._ctx_prefix = f"{cfg.id}.{self._boot}.".encode()
         self._role = Role.FOLLOWER
         self._leader: str | None = None
         self._term = 0
@@ -218,12 +221,17 @@ class Node:
             self._proposals = [p for p in self._proposals if p[1] != rid]
             raise UnavailableError(f"not proposed within {timeout:.3g}s") from None
 
-    async def read(self, key: str, timeout: float) -> tuple[str, int] | None:
-        """A linearizable read (ReadIndex, or the lease when the core runs with lease reads)."""
+    async def read(self, key: str, timeout: float, *, lease: bool = False) -> tuple[str, int] | None:
+        """A linearizable read by ReadIndex, on the leader or on a follower (the core forwards the request to the
+        leader; the follower serves it once it has applied the read index). With the core's lease reads on, the
+        leader answers from its lease. `lease=True` asks for a lease read: leader only (else NotLeaderError).
+        A follower waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
         if self.stopping:
             raise UnavailableError("node is shutting down")
         if self._role is not Role.LEADER:
-            raise self._not_leader()
+            if lease or self._leader is None:
+                raise self._not_leader()
+            timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
         fut: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
         self._read_queue.append((key, fut))
         self._wake.set()
@@ -231,7 +239,7 @@ class Node:
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
-            raise UnavailableError(f"leadership not confirmed within {timeout:.3g}s") from None
+            raise UnavailableError(f"read index not confirmed within {timeout:.3g}s") from None
 
     def read_stale(self, key: str) -> tuple[str, int] | None:
         return self.kv.get(key)
@@ -266,7 +274,8 @@ class Node:
         assert self.raft is not None
         waiters, self._read_queue = self._read_queue, []
         self._read_seq += 1
-        ctx = self._read_seq.to_bytes(8, "big")
+        # Unique per node and boot: the leader serves rounds of several followers at once.
+        ctx = self._ctx_prefix + self._read_seq.to_bytes(8, "big")
         try:
             self.raft.read_index(ctx)
         except NotLeader:
@@ -320,6 +329,10 @@ class Node:
             self._role = ss.role
             m.set_role(ss.role.value)
         if ss.leader != self._leader:
+            if self._read_rounds:  # forwarded ReadIndex rounds die with the old leader: ask the new one
+                for rnd in self._read_rounds.values():
+                    self._read_queue[:0] = [w for w in rnd.waiters if not w[1].done()]
+                self._read_rounds.clear()
             self.log.info("leader %s -> %s (term %d)", self._leader, ss.leader, self.raft.term)  # type: ignore
             self._leader = ss.leader
             m.leader_changes.inc()
@@ -421,6 +434,8 @@ class Node:
         assert self.raft is not None
         snap = self.raft.compact(applied, self.kv.snapshot())
         self.snapshot_index, self.snapshot_term = snap.meta.index, snap.meta.term
+        self.log.info("snapshot made at index %d term %d (%d bytes); log compacted", snap.meta.index,
+                      snap.meta.term, len(snap.data))
         self.metrics.snapshots.labels(kind="made").inc()
         self.metrics.snapshot_bytes.set(len(snap.data))
         self._snapshotting = True

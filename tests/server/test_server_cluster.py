@@ -49,8 +49,11 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert st is not None
     assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
     assert st["role"] == "leader" and st["commit"] >= 2
-    code, body = await c3.http(followers[0], "GET", "/kv/a")
+    code, body = await c3.http(followers[0], "GET", "/kv/a")  # followers serve linearizable reads (ReadIndex)
+    assert code == 200 and body == {"value": "1", "version": 1}
+    code, body = await c3.http(followers[0], "PUT", "/kv/a", b'{"value": "2", "version": 1}')
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
+    assert body["leader_url"] == f"http://{c3.client[leader]}"
     code, metrics = await c3.http(leader, "GET", "/metrics")
     assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
     code, body = await c3.http(leader, "GET", "/healthz")
@@ -121,6 +124,8 @@ async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, t
                 version = r.version
             except (Maybe, Unavailable, VersionMismatch):
                 for _ in range(100):
+                    if stop.is_set():
+                        return
                     try:
                         version = (await kv.get(key, timeout=3)).version
                         break
@@ -218,7 +223,8 @@ async def test_malformed_peer_frames_close_only_that_connection(c3: Cluster) -> 
                frames.encode(0, "n2", b"")[:4] + b"\x01" + b"\x00" * 10]  # truncated garbage header
     from raftkv.server.transport import cluster_id_of
     cid = cluster_id_of(c3.peer)
-    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, "n2", b"\x00not msgpack")]
+    other = next(i for i in c3.ids if i != leader)
+    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, other, b"\x00not msgpack")]
     for payload in attacks:
         with socket.create_connection((host, int(port)), timeout=2) as s:
             s.sendall(payload)
