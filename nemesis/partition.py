@@ -29,9 +29,9 @@ from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis import grudge as grudges
+from nemesis.leader import current_leader
 
 DEFAULT_SHAPES = ("halves", "one", "leader", "ring", "bridge")
-LEADER_TIMEOUT_S = 5.0
 
 
 def partition_chain(prefix: str) -> str:
@@ -132,16 +132,12 @@ class PartitionNemesis:
             shape = value.get("shape") or self._rng.choice(self.shapes)
             leader = None
             if shape == "leader":
-                try:
-                    async with asyncio.timeout(LEADER_TIMEOUT_S):
-                        leader = await test.db.leader(test)
-                except (TimeoutError, OSError, RemoteError):
-                    leader = None
+                leader = await current_leader(test)
                 if leader is None:
                     return {"fault": "partition", "shape": shape, "targets": [], "skipped": "no leader"}
             grudge = grudges.build(shape, nodes, self._rng, leader=leader)
         await self.apply(test, grudge)
-        done = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
+        done: dict[str, Any] = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
                 "grudge": grudges.to_json(grudge)}
         groups = split_groups(grudge, nodes)
         if groups is not None:
