@@ -143,6 +143,12 @@ def test_stale_reads_under_partitions_are_caught(e2e_prefix: str, tmp_path: Path
     assert (invoke["type"], invoke["f"], invoke["key"]) == ("invoke", "get", failure["part"])
     assert stuck["description"].startswith("get")
     assert run.results["heal"]["ok"] is True
+    # The stored run re-checks to the same verdict (the workload's checker rebuilt from test.json's options).
+    again = subprocess.run([sys.executable, "-m", "harness.cli", "analyze", str(run.dir), "--json"], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert json.loads((run.dir / "results.json").read_text())["checkers"]["linearizable"]["failure"]["part"] == \
+        failure["part"]
 
 
 def test_kill_all_nodes_loses_no_acknowledged_write(e2e_prefix: str, tmp_path: Path) -> None:
