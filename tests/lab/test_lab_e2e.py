@@ -195,3 +195,15 @@ def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -
     heal = run.results["heal"]["details"]["nemesis"]
     assert set(heal) == {"partition", "kill", "pause"} and all(h["ok"] for h in heal.values()), heal
     assert_final_reads(run)
+
+
+@pytest.mark.slow
+def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: Path) -> None:
+    """A minute of every nemesis and every partition shape on five nodes (about 70 s; RAFTKV_SLOW=1)."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause",
+                      "--nemesis-interval", "4", "--op-timeout", "2", "--concurrency", "10", "--rate", "200",
+                      "--keys", "8", "--partition-shapes", "halves,one,leader,ring,bridge,one-way", "--seed", "21",
+                      time_limit=60)
+    assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
+    assert run.results["valid"] is True and run.results["heal"]["ok"] is True
+    assert len(run.nemesis_events("start")) >= 6
