@@ -31,7 +31,12 @@ def e2e_prefix() -> Iterator[str]:
         pytest.skip(reason)
     prefix = f"rle{os.getpid() % 100000:05d}"
     yield prefix
-    assert leftovers(prefix) == []
+    left = leftovers(prefix)
+    if left:  # never leave a dirty machine behind, even after a failed test; then report it
+        from harness.clean import clean
+
+        clean(prefix, force=True)
+    assert left == []
 
 
 class Run:
@@ -72,8 +77,14 @@ def harness_run(prefix: str, store: Path, *args: str, time_limit: int) -> Run:
     argv = [sys.executable, "-m", "harness.cli", "run", "--workload", "register", "--nodes", "3",
             "--time-limit", str(time_limit), "--concurrency", "6", "--rate", "100", "--keys", "4",
             "--store", str(store), "--no-report", *args]
-    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=time_limit + 240)
-    run = Run(proc, store)
+    with subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=time_limit + 240)
+        except subprocess.TimeoutExpired:
+            p.terminate()  # SIGTERM: the harness heals and tears down before it exits
+            out, err = p.communicate(timeout=120)
+            pytest.fail(f"harness run did not finish within {time_limit + 240} s\n{(out + err)[-3000:]}")
+    run = Run(subprocess.CompletedProcess(argv, p.returncode, out, err), store)
     assert leftovers(prefix) == [], "the run left namespaces, links, chains or processes of the lab behind"
     assert not _lab_processes(run), "a raftkv node of the run is still alive"
     return run
