@@ -48,6 +48,9 @@ from workloads.raftkv_db import client_address
 
 DEFAULT_KEYS = 8
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
+CONSISTENCIES = ("linearizable", "stale")
+# Relative weights of the operation kinds.
+MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
 
 def client_timeout(options: Mapping[str, Any]) -> float:
@@ -56,9 +59,6 @@ def client_timeout(options: Mapping[str, Any]) -> float:
     operation and records a bare info."""
     op_timeout = float(options.get("op_timeout") or DEFAULT_OP_TIMEOUT_S)
     return max(0.05, op_timeout - min(0.5, op_timeout * 0.2))
-CONSISTENCIES = ("linearizable", "stale")
-# Relative weights of the operation kinds.
-MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
 
 def key_names(count: int) -> tuple[str, ...]:
