@@ -224,3 +224,10 @@ async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path
     client, _ = await opened(tmp_path, Timeout("no answer"))
     await client.invoke(None, GET)  # type: ignore[arg-type]
     assert made[-1] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
+
+
+def test_the_client_answers_before_the_engine_gives_up() -> None:
+    assert register.client_timeout({"op_timeout": 5.0}) == 4.5
+    assert register.client_timeout({"op_timeout": 1.0}) == 0.8
+    assert register.client_timeout({}) == 4.5
+    assert 0 < register.client_timeout({"op_timeout": 0.01}) <= 0.05
