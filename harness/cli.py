@@ -34,8 +34,8 @@ bridge <prefix>-br, veths <prefix>-v1.., state in /run/raftkv-lab/<prefix>/), so
 prefixes; RAFTKV_LAB_SUBNET (e.g. 10.77.5) overrides the hosts' /24."""
 
 
-class _ArgError(Exception):
-    pass
+# Ctrl-C, kill, and a closed terminal all mean: stop, heal, tear down.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Parser(argparse.ArgumentParser):
@@ -163,6 +163,8 @@ def build_parser() -> tuple[Parser, list[str]]:
                                        "and its work directories. Touches nothing else.")
     clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
+    clean.add_argument("--all", action="store_true",
+                       help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
 
     analyze = sub.add_parser("analyze", help="re-check a stored run (rewrites its results.json)")
     analyze.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory (store/<test>/<time>)")
@@ -207,8 +209,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.BAD_ARGUMENTS  # pragma: no cover - argparse restricts cmd
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each record, so lines go above rich's live display (which swaps
+    sys.stderr while it runs) instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_console_logging(verbose: bool) -> logging.Handler:
-    h = logging.StreamHandler(sys.stderr)
+    h = _CurrentStderr()
     h.setFormatter(logging.Formatter("harness: %(levelname)s %(message)s"))
     h.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(h)
@@ -265,12 +280,12 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
             progress.note(f"{sig.name}: stopping; healing and tearing down")
             task.cancel()
 
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             loop.add_signal_handler(s, on_signal, s)
         try:
             return await run_test(config, progress=progress)
         finally:
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 loop.remove_signal_handler(s)
 
     try:
@@ -291,25 +306,48 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    from harness.clean import clean, leftovers
-    from harness.labstate import PrefixBusy, PrefixError, default_prefix
+    from harness.labstate import PrefixError, default_prefix, known_prefixes
 
+    if args.all:
+        worst = 0
+        for prefix in sorted(set(known_prefixes()) | {default_prefix()}):
+            worst = max(worst, _clean_one(prefix, args.force, quiet=True))
+        return worst
     try:
         prefix = args.prefix or default_prefix()
-        done = clean(prefix, force=args.force)
-    except (PrefixError, PrefixBusy) as e:
+    except PrefixError as e:
         print(f"harness clean: {e}", file=sys.stderr)
-        return ExitCode.BAD_ARGUMENTS if isinstance(e, PrefixError) else ExitCode.HARNESS_FAILED
+        return ExitCode.BAD_ARGUMENTS
+    return _clean_one(prefix, args.force)
+
+
+def _clean_one(prefix: str, force: bool, *, quiet: bool = False) -> int:
+    """Clean one prefix. quiet (for --all): say nothing when there is nothing, and skip a live run's prefix
+    without calling it a failure."""
+    from harness.clean import clean, leftovers
+    from harness.labstate import PrefixBusy, PrefixError
+
+    try:
+        done = clean(prefix, force=force)
+    except PrefixBusy as e:
+        if quiet:
+            print(f"prefix {prefix}: skipped, {e}".split(";")[0])
+            return 0
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    except PrefixError as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
     except PermissionError as e:
         print(f"harness clean: must run as root: {e}", file=sys.stderr)
         return ExitCode.HARNESS_FAILED
     for line in done:
-        print(line)
+        print(f"{prefix}: {line}" if quiet else line)
     left = leftovers(prefix)
     if left:
         print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
         return ExitCode.HARNESS_FAILED
-    if not done:
+    if not done and not quiet:
         print(f"nothing to clean for prefix {prefix}")
     return 0
 

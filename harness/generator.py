@@ -639,8 +639,8 @@ class Any_(Generator):
             return None
         if best is None:
             # Commit the pending states (they may have set deadlines) of the generators still alive.
-            gens = tuple(g for i in alive if (g := pend_states[i]) is not None)
-            return Pending(wake), (Any_(gens) if gens else None)
+            pending = tuple(p for i in alive if (p := pend_states[i]) is not None)
+            return Pending(wake), (Any_(pending) if pending else None)
         i, x, nxt = best
         # The chosen one advances; the pending ones keep the state they answered with (deadlines they set must
         # stick); those that offered an op that lost keep their old state (their op was not taken).
@@ -666,7 +666,8 @@ def any_of(*gens: GenLike) -> Any_:
 
 @dataclass(frozen=True, slots=True)
 class OnThreads(Generator):
-    """Its generator sees only the given threads, and only the events of processes running on them."""
+    """Its generator sees only the given threads, and only the events of processes running on them. Restricted to
+    no thread at all (none of the given threads exists in the context), it is exhausted."""
 
     threads: frozenset[Thread]
     gen: Generator | None
@@ -674,7 +675,10 @@ class OnThreads(Generator):
     def op(self, ctx: Context) -> OpResult:
         if self.gen is None:
             return None
-        res = self.gen.op(ctx.restrict(self.threads))
+        sub = ctx.restrict(self.threads)
+        if not sub.threads:
+            return None  # no thread can ever run it (e.g. nemesis ops inside clients(...)): exhausted, not a hang
+        res = self.gen.op(sub)
         if res is None:
             return None
         x, nxt = res
@@ -695,7 +699,10 @@ class _ClientThreads(Generator):
     def op(self, ctx: Context) -> OpResult:
         if self.gen is None:
             return None
-        res = self.gen.op(ctx.restrict(t for t in ctx.threads if t != NEMESIS))
+        sub = ctx.restrict(t for t in ctx.threads if t != NEMESIS)
+        if not sub.threads:
+            return None
+        res = self.gen.op(sub)
         if res is None:
             return None
         x, nxt = res

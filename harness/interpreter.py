@@ -152,7 +152,7 @@ class Interpreter:
                 while True:
                     while self._done:
                         comp = self._done.popleft()
-                        th = comp.process if comp.process == NEMESIS else comp.process % c  # type: ignore[operator]
+                        th = comp.process % c if isinstance(comp.process, int) else comp.process
                         free[th] = None
                         if comp.type == "info" and isinstance(comp.process, int):
                             self.processes[th] = comp.process + c
@@ -175,8 +175,7 @@ class Interpreter:
                         continue
                     # An op for later is dispatched now (its thread is busy from now on); the worker sends it at
                     # x.time. The generator's state is committed either way, so deadlines it set stick.
-                    th = x.process if x.process == NEMESIS else (
-                        x.process % c if isinstance(x.process, int) else None)
+                    th = x.process % c if isinstance(x.process, int) else x.process
                     if th not in free or self.processes.get(th) != x.process:
                         raise GeneratorError(f"generator emitted {x} for a busy or unknown process "
                                              f"(free threads: {sorted(map(str, free))})")
@@ -300,6 +299,10 @@ class Interpreter:
         except TimeoutError:
             error = f"timeout after {self.nemesis_timeout} s"
         except asyncio.CancelledError:
+            # Close the nemesis's interval in the history (the heal that follows is a new nemesis op); what the
+            # interrupted op did is unknown, and the heal undoes it either way.
+            self._record(Op(process=NEMESIS, type="info", f=inv.f, value=inv.value, time=time.monotonic_ns(),
+                            error="interrupted"))
             raise
         except Exception as e:  # noqa: BLE001 - recorded; the final heal still runs
             error = _describe(e)

@@ -60,6 +60,14 @@ def work_root(prefix: str) -> Path:
     return Path(tempfile.gettempdir()) / f"raftkv-lab-{check_prefix(prefix)}"
 
 
+def known_prefixes() -> list[str]:
+    """Every prefix a run has used on this machine (those with a state directory), sorted."""
+    try:
+        return sorted(d.name for d in STATE_ROOT.iterdir() if d.is_dir() and _PREFIX_RE.match(d.name))
+    except OSError:
+        return []
+
+
 def state_dir(prefix: str) -> Path:
     return STATE_ROOT / check_prefix(prefix)
 

@@ -58,7 +58,8 @@ class ClusterMonitor:
         best: tuple[int, str] | None = None
         for node, st in self.last.items():
             if "error" not in st and st.get("role") == "leader":
-                term = st.get("term") if isinstance(st.get("term"), int) else -1
+                raw = st.get("term")
+                term = raw if isinstance(raw, int) else -1
                 if best is None or term > best[0]:
                     best = (term, node)
         return best[1] if best else None

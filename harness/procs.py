@@ -56,7 +56,7 @@ def identify(pid: int) -> ProcId | None:
 def is_same_alive(p: ProcId) -> bool:
     """True when that very process still exists and is not a zombie."""
     fields = _stat_fields(p.pid)
-    return bool(fields) and len(fields) > 19 and int(fields[19]) == p.start and fields[0] != "Z"
+    return fields is not None and len(fields) > 19 and int(fields[19]) == p.start and fields[0] != "Z"
 
 
 def kill_exact(p: ProcId, sig: signal.Signals = signal.SIGKILL) -> bool:

@@ -135,7 +135,7 @@ class NemesisSpec:
 
 
 Spec = DBSpec | Workload | NemesisSpec
-_SPEC_TYPE: dict[Kind, type] = {Kind.DB: DBSpec, Kind.WORKLOAD: Workload, Kind.NEMESIS: NemesisSpec}
+_SPEC_TYPE: dict[Kind, type[Any]] = {Kind.DB: DBSpec, Kind.WORKLOAD: Workload, Kind.NEMESIS: NemesisSpec}
 
 _programmatic: dict[Kind, dict[str, Spec]] = {k: {} for k in Kind}
 _loaded: dict[Kind, dict[str, Spec]] | None = None
@@ -159,7 +159,7 @@ def unregister(kind: Kind, name: str) -> None:
     _programmatic[kind].pop(name, None)
 
 
-def _register(kind: Kind, spec: Any) -> Any:
+def _register(kind: Kind, spec: Any) -> Any:  # spec: DBSpec | Workload | NemesisSpec by kind
     if not isinstance(spec, _SPEC_TYPE[kind]):
         raise TypeError(f"register_{kind.name.lower()} wants a {_SPEC_TYPE[kind].__name__}, got {type(spec).__name__}")
     _programmatic[kind][spec.name] = spec
@@ -195,7 +195,7 @@ def _load_all() -> dict[Kind, dict[str, Spec]]:
         targets.update(_source_entry_points(kind.group))  # the checkout wins over stale installed metadata
         for name, target in sorted(targets.items()):
             try:
-                obj = _load_target(target)
+                obj: Any = _load_target(target)
                 if not isinstance(obj, _SPEC_TYPE[kind]) and callable(obj):
                     obj = obj()
                 if not isinstance(obj, _SPEC_TYPE[kind]):

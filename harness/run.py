@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import importlib.metadata
 import logging
@@ -10,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -240,7 +242,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     """
     progress = progress or _NullProgress()
     workload, dbspec, nem_specs = resolve(config)  # 1
-    defaults = {o.name: o.default for spec in (workload, dbspec, *nem_specs) for o in spec.options}
+    specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
+    defaults = {o.name: o.default for spec in specs for o in spec.options}
     r = _Run(config, progress, defaults)
     error: str | None = None
     interrupted = False
@@ -278,7 +281,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     else:
         results = {**check_result, "heal": heal}
         valid = check_result.get("valid", "unknown")
-        code = {True: ExitCode.VALID, False: ExitCode.INVALID}.get(valid, ExitCode.UNKNOWN)  # type: ignore[call-overload]
+        code = exit_code_for(valid)
     results["run"] = {"ok": r.tally.ok, "fail": r.tally.fail, "info": r.tally.info, "by_f": r.tally.by_f,
                       "nemesis_events": r.tally.nemesis_events, "elapsed_s": (time.monotonic_ns() - r.origin) / 1e9}
     if r.run_dir is not None:
@@ -380,7 +383,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     history = run.history()
     checkers = workload.checker(r.options)
     t0 = time.monotonic()
-    result = await asyncio.to_thread(run_checkers, checkers, test_json, history)
+    result = await in_daemon_thread(run_checkers, checkers, test_json, history)
     log.info("checked %d events in %.2f s: valid=%s", len(history), time.monotonic() - t0, result.get("valid"))
     return result
 
@@ -490,7 +493,8 @@ async def _cleanup(r: _Run) -> None:
     bounded and its failure logged; the next still runs."""
     steps = [("heal", lambda: _heal(r)), ("collect", lambda: _collect(r))]
     if r.nemesis is not None and r.test is not None and r.nemesis_setup:
-        steps.append(("nemesis teardown", lambda: r.nemesis.teardown(r.test)))  # type: ignore[union-attr]
+        nemesis, test_ = r.nemesis, r.test
+        steps.append(("nemesis teardown", lambda: nemesis.teardown(test_)))
     if r.test is not None and r.db_setup:
         test = r.test
 
@@ -517,7 +521,7 @@ async def _render(run_dir: RunDir) -> None:
         log.info("no report renderer (reports.render) yet; skipping report.html")
         return
     try:
-        await asyncio.to_thread(render_run, run_dir.path)
+        await in_daemon_thread(render_run, run_dir.path)
     except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
         log.warning("report rendering failed: %s: %s", type(e).__name__, e)
 
@@ -544,6 +548,32 @@ def analyze(run_path: Path) -> dict[str, Any]:
     return new
 
 
+async def in_daemon_thread(fn: Any, *args: Any) -> Any:
+    """Run a CPU-bound function (a checker, the renderer) in a daemon thread and await it. Unlike
+    asyncio.to_thread, a Ctrl-C/SIGTERM does not have to wait for it: the await is cancelled and the process may
+    exit while the thread still runs (nothing it does needs cleaning up)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            res: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            res = (False, e)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(deliver, *res)
+
+    threading.Thread(target=work, name=f"harness-{getattr(fn, '__name__', 'work')}", daemon=True).start()
+    return await fut
+
+
 def describe_error(e: BaseException) -> str:
     """One line for an error; a task group's wrapper is looked through to the failures inside it."""
     if isinstance(e, BaseExceptionGroup):
@@ -552,7 +582,12 @@ def describe_error(e: BaseException) -> str:
 
 
 def exit_code_for(valid: Any) -> ExitCode:
-    return {True: ExitCode.VALID, False: ExitCode.INVALID}.get(valid, ExitCode.UNKNOWN)  # type: ignore[call-overload]
+    """0 for exactly True, 1 for exactly False, 2 for anything else (unknown)."""
+    if valid is True:
+        return ExitCode.VALID
+    if valid is False:
+        return ExitCode.INVALID
+    return ExitCode.UNKNOWN
 
 
 def random_seed() -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 from harness.clean import clean, leftovers
 from harness.labstate import LabState, PrefixLock, check_prefix, default_prefix
 from harness.procs import identify
-from harness.protocols import ExecResult, RemoteError
+from harness.protocols import ExecResult, Remote, RemoteError
 
 log = logging.getLogger("harness.netns")
 
@@ -69,9 +69,9 @@ def check_prerequisites(tools: Sequence[str] = ("ip", "iptables")) -> None:
 
 
 def subnet_for(prefix: str) -> str:
-    """The first three octets of the prefix's /24: $RAFTKV_LAB_SUBNET if set, 10.77.0 for the default prefix, else
-    10.77.<1..254> from a hash of the prefix (so concurrent runs under different prefixes rarely collide; a
-    collision is detected at setup)."""
+    """The first three octets of the prefix's preferred /24: $RAFTKV_LAB_SUBNET if set, 10.77.0 for the default
+    prefix, else 10.77.<1..254> from a hash of the prefix (so concurrent runs under different prefixes rarely
+    collide; setup moves on to the next free /24 when it is taken, unless $RAFTKV_LAB_SUBNET pins it)."""
     env = os.environ.get(SUBNET_ENV)
     if env:
         octets = env.split(".")
@@ -81,6 +81,14 @@ def subnet_for(prefix: str) -> str:
     if prefix == "rkl":
         return "10.77.0"
     return f"10.77.{1 + zlib.crc32(prefix.encode()) % 254}"
+
+
+def _candidates(prefix: str) -> list[str]:
+    first = subnet_for(prefix)
+    if os.environ.get(SUBNET_ENV):
+        return [first]
+    base = int(first.rsplit(".", 1)[1])
+    return [f"10.77.{(base + k) % 255}" for k in range(32)]
 
 
 def _addresses_in_use(subnet: str) -> list[str]:
@@ -236,6 +244,19 @@ class NetnsBackend:
         self._procs = ProcessTable(self._state)
         self.sysctls_applied: dict[str, str] = {}
 
+    def _pick_subnet(self) -> None:
+        """The first candidate /24 no interface uses yet (another prefix's run may hold the preferred one)."""
+        taken = []
+        for subnet in _candidates(self.prefix):
+            in_use = _addresses_in_use(subnet)
+            if not in_use:
+                self.subnet = subnet
+                self.controller_address = f"{subnet}.1"
+                return
+            taken.append(f"{subnet}.0/24 ({', '.join(in_use[:2])})")
+        raise PrerequisiteError(f"no free /24 for the lab: {'; '.join(taken[:3])}...; "
+                                f"set {SUBNET_ENV}=10.77.N to a free one")
+
     def data_dir(self, host: str) -> str:
         return str(self.work_dir / host / "data")
 
@@ -247,7 +268,7 @@ class NetnsBackend:
                 "controller": self.controller_address, "bridge": self.bridge, "sysctls": self.sysctls_applied,
                 "work_dir": str(self.work_dir)}
 
-    async def setup(self, count: int) -> list[NetnsRemote]:
+    async def setup(self, count: int) -> list[Remote]:
         if not 1 <= count <= 200:
             raise ValueError(f"node count must be 1..200, got {count}")
         check_prerequisites()
@@ -256,10 +277,7 @@ class NetnsBackend:
         if stale:
             log.warning("removing leftovers of an earlier run with prefix %s: %s", self.prefix, ", ".join(stale))
             await asyncio.to_thread(clean, self.prefix, lock=self._lock)
-        in_use = await asyncio.to_thread(_addresses_in_use, self.subnet)
-        if in_use:
-            raise PrerequisiteError(f"subnet {self.subnet}.0/24 is already in use ({', '.join(in_use)}); "
-                                    f"set {SUBNET_ENV}=10.77.N to another free /24")
+        await asyncio.to_thread(self._pick_subnet)
         me = identify(os.getpid())
         self._state.controller = me
         self._state.work_dir = str(self.work_dir)
@@ -280,6 +298,9 @@ class NetnsBackend:
         if missing:
             log.info("this kernel lacks %s; partitions will heal more slowly", ", ".join(missing))
         await asyncio.gather(*(self._configure_host(h) for h in self.hosts))
+        others = [a for a in await asyncio.to_thread(_addresses_in_use, self.subnet) if not a.endswith(self.bridge)]
+        if others:  # another prefix's run picked the same free /24 at the same instant
+            raise PrerequisiteError(f"subnet {self.subnet}.0/24 was taken meanwhile ({', '.join(others)}); retry")
         return list(self.hosts)
 
     async def _ip_batch(self, lines: list[str]) -> None:

@@ -84,6 +84,24 @@ async def test_five_hosts_up_reachable_isolated_and_gone(prefix: str, tmp_path: 
     assert leftovers(prefix) == []
 
 
+async def test_a_taken_subnet_is_skipped(prefix: str, tmp_path: Path) -> None:
+    from harness.backends.netns import subnet_for
+
+    squatter = f"{prefix}x-d"  # a sibling prefix's link, holding the preferred /24
+    subprocess.run(["ip", "link", "add", squatter, "type", "bridge"], check=True)  # no dummy driver here
+    try:
+        subprocess.run(["ip", "addr", "add", f"{subnet_for(prefix)}.1/24", "dev", squatter], check=True)
+        b = NetnsBackend(tmp_path / "w", prefix=prefix)
+        hosts = await b.setup(2)
+        try:
+            assert b.subnet != subnet_for(prefix)
+            assert hosts[0].address.startswith(b.subnet + ".")
+        finally:
+            await b.teardown()
+    finally:
+        subprocess.run(["ip", "link", "del", squatter], check=False)
+
+
 async def test_a_second_controller_on_the_same_prefix_is_refused(prefix: str, tmp_path: Path) -> None:
     b = NetnsBackend(tmp_path / "a", prefix=prefix)
     await b.setup(1)

@@ -127,22 +127,26 @@ def _wait_for_history(store: Path, lines: int, proc: subprocess.Popen[str], time
     raise AssertionError("the run never got going")
 
 
-def test_sigterm_mid_run_heals_and_tears_everything_down(prefix: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_heals_and_tears_everything_down(prefix: str, tmp_path: Path, sig: signal.Signals) -> None:
     store = tmp_path / "store"
     proc = _cli(prefix, store, time_limit=60)
     run_dir = _wait_for_history(store, 100, proc)
     state = LabState.load(prefix)
     assert state is not None and len(state.pids) == 3
     assert f"iptables chain filter/{prefix}-fake" in leftovers(prefix)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.HARNESS_FAILED, (out, err)
-    assert "SIGTERM" in err and "interrupted" in out
+    assert sig.name in err and "interrupted" in out
     assert leftovers(prefix) == []
     assert not any(is_same_alive(p) for p in state.pids)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["interrupted"] is True and results["heal"]["ok"] is True
     assert all((run_dir / n / "server.log").exists() for n in ("n1", "n2", "n3"))
+    # the history stays well formed: the nemesis's events alternate invoke / completion
+    nem = [e["type"] for e in history(run_dir) if e["process"] == "nemesis"]
+    assert nem == ["invoke", "info"] * (len(nem) // 2)
 
 
 def test_clean_after_sigkill_mid_run(prefix: str, tmp_path: Path) -> None:
