@@ -142,6 +142,7 @@ class Raft:
         self._peers = config.peers
         self._others = tuple(p for p in config.peers if p != config.id)
         self._other_set = frozenset(self._others)
+        self._sorted_peers = sorted(config.peers)
         self._quorum = config.quorum
         self._rng = config.rng
         self._halted: BaseException | None = None
@@ -157,7 +158,7 @@ class Raft:
         self._snapshot_to_persist: Snapshot | None = None
         self._outstanding: Ready | None = None
         self._prev_hard = (hard_state.term, hard_state.vote, hard_state.commit)
-        self._prev_soft = (Role.FOLLOWER, None)
+        self._prev_soft: tuple[Role, str | None] = (Role.FOLLOWER, None)
         self._ticks = 0  # ticks since this object was built (the leader lease is measured in them)
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -187,6 +188,7 @@ class Raft:
         if term != self._term:
             self._term = term
             self._vote = None
+            self._snap_recv = None  # a partial snapshot from an earlier term's leader
         self._lead = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -241,28 +243,34 @@ class Raft:
         self._maybe_commit()  # a single-node cluster (it still waits for its own persist)
 
     def _hup(self, transfer: bool = False) -> None:
-        """Start an election (the election timeout elapsed, campaign() or TIMEOUT_NOW)."""
+        """Start an election: the election timeout elapsed or campaign() (with PreVote first, if configured), or
+        TIMEOUT_NOW (`transfer`: straight to the real election, and the voters' lease is overridden)."""
         if self._role is Role.LEADER:
             return
-        log = self._log
         if self._cfg.pre_vote and not transfer:
             self._become_pre_candidate()
-            kind, term = _MT.PRE_VOTE, self._term + 1
+            self._request_votes(_MT.PRE_VOTE, self._term + 1, transfer=False)
         else:
-            self._become_candidate()
-            kind, term = _MT.VOTE, self._term
+            self._start_election(transfer)
+
+    def _start_election(self, transfer: bool) -> None:
+        self._become_candidate()
+        self._request_votes(_MT.VOTE, self._term, transfer)
+
+    def _request_votes(self, kind: MessageType, term: int, transfer: bool) -> None:
         if len(self._peers) == 1:
             self._win_election()
             return
+        log = self._log
         for peer in self._others:
             self._send(Message(type=kind, src=self._id, dst=peer, term=term, index=log.last_index,
                                log_term=log.last_term, transfer=transfer))
 
     def _win_election(self) -> None:
         if self._role is Role.PRE_CANDIDATE:
-            self._hup(transfer=True)  # the pre-vote is won: the real election (no second pre-vote)
-            return
-        self._become_leader()
+            self._start_election(transfer=False)  # the pre-vote is won: now the real election
+        else:
+            self._become_leader()
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -451,6 +459,9 @@ class Raft:
                 raise ProtocolError(f"SNAPSHOT from {msg.src} without snapshot meta")
             if msg.snapshot.term > msg.term or msg.snapshot.index == 0:
                 raise ProtocolError(f"SNAPSHOT from {msg.src}: bad meta {msg.snapshot}")
+            if sorted(msg.snapshot.voters) != self._sorted_peers:
+                raise ProtocolError(f"SNAPSHOT from {msg.src}: voters {msg.snapshot.voters} are not ours "
+                                    f"(membership is fixed: {self._peers})")
         elif (kind is _MT.VOTE or kind is _MT.PRE_VOTE) and msg.log_term > msg.term:
             raise ProtocolError(f"{kind.name} from {msg.src}: last log term above its term")
 

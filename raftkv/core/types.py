@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import Any
 
 __all__ = [
     "Entry",
@@ -28,7 +29,7 @@ __all__ = [
 def _check_int(name: str, value: object, minimum: int = 0) -> None:
     if type(value) is not int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:  # type: ignore[operator]
+    if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
@@ -71,10 +72,12 @@ class Entry:
 
 
 _new_object = object.__new__
-_set_term = Entry.term.__set__  # type: ignore[attr-defined]
-_set_index = Entry.index.__set__  # type: ignore[attr-defined]
-_set_kind = Entry.kind.__set__  # type: ignore[attr-defined]
-_set_data = Entry.data.__set__  # type: ignore[attr-defined]
+# The slot descriptors of Entry (a frozen dataclass refuses plain attribute assignment).
+_slot: Any = vars(Entry)
+_set_term = _slot["term"].__set__
+_set_index = _slot["index"].__set__
+_set_kind = _slot["kind"].__set__
+_set_data = _slot["data"].__set__
 
 
 def trusted_entry(term: int, index: int, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> Entry:

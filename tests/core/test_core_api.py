@@ -53,18 +53,18 @@ def test_config_is_validated_when_built(kw: dict[str, object], words: str) -> No
 @pytest.mark.parametrize("build", [
     lambda: Entry(term=0, index=1),
     lambda: Entry(term=1, index=0),
-    lambda: Entry(term=1, index=1, data="str"),
+    lambda: Entry(term=1, index=1, data="str"),  # type: ignore[arg-type]
     lambda: Entry(term=1, index=1, kind=EntryKind.NOOP, data=b"x"),
-    lambda: Entry(term=1, index=1, kind=0),
+    lambda: Entry(term=1, index=1, kind=0),  # type: ignore[arg-type]
     lambda: HardState(term=-1),
     lambda: HardState(vote=""),
     lambda: SnapshotMeta(index=3, term=0, voters=()),
-    lambda: SnapshotMeta(index=1, term=1, voters=["a"]),
+    lambda: SnapshotMeta(index=1, term=1, voters=["a"]),  # type: ignore[arg-type]
     lambda: Message(type=MessageType.APPEND, src="a", dst="b", term=1, index=1,
                     entries=(Entry(term=1, index=3),)),
-    lambda: Message(type=5, src="a", dst="b", term=1),
+    lambda: Message(type=5, src="a", dst="b", term=1),  # type: ignore[arg-type]
     lambda: Message(type=MessageType.HEARTBEAT, src="a", dst="b", term=True),
-    lambda: Message(type=MessageType.HEARTBEAT, src="a", dst="b", term=1, reject=1),
+    lambda: Message(type=MessageType.HEARTBEAT, src="a", dst="b", term=1, reject=1),  # type: ignore[arg-type]
 ])
 def test_values_are_validated_when_built(build: object) -> None:
     with pytest.raises((TypeError, ValueError)):
@@ -76,7 +76,7 @@ def test_values_are_frozen_and_keyword_only() -> None:
     with pytest.raises(AttributeError):
         entry.term = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Entry(1, 1)  # type: ignore[misc]
+        Entry(1, 1)  # type: ignore[call-arg]
 
 
 def test_ready_then_advance_in_order() -> None:
@@ -125,7 +125,7 @@ def test_an_internal_error_halts_the_core() -> None:
     def broken(msg: Message) -> None:
         raise KeyError("bug")
 
-    raft._step = broken  # type: ignore[method-assign]
+    raft._step = broken
     with pytest.raises(RaftHalted) as info:
         raft.step(Message(type=MessageType.HEARTBEAT, src="n2", dst="n1", term=0))
     assert isinstance(info.value.cause, KeyError)
@@ -138,7 +138,7 @@ def test_an_internal_error_halts_the_core() -> None:
 def test_persistence_across_restarts_of_one_a_majority_and_all() -> None:
     c = Cluster(5, seed=4)
     c.wait_leader()
-    expected = []
+    expected: list[bytes] = []
     for group in (["n1"], ["n2", "n3", "n4"], list(c.ids)):
         for _i in range(3):
             data = f"{len(expected)}".encode()

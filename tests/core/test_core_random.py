@@ -11,58 +11,9 @@ import contextlib
 import random
 
 import pytest
-from core_cluster import Cluster
+from core_cluster import Cluster, SafetyChecker
 
-from raftkv.core import NotLeader, ProposalDropped, Role
-
-
-class Checker:
-    def __init__(self, cluster: Cluster) -> None:
-        self.c = cluster
-        self.leaders: dict[int, str] = {}
-        self.applied: dict[int, bytes] = {}  # index -> data applied somewhere
-        # index -> the highest term any node had when the entry was first seen applied: the entry was committed
-        # in that term or earlier, so every leader of a LATER term must hold it (Leader Completeness).
-        self.applied_term: dict[int, int] = {}
-        self.commit: dict[str, int] = {}
-
-    def check(self) -> None:
-        c = self.c
-        for node_id in c.ids:
-            if node_id in c.down:
-                continue
-            raft = c.raft(node_id)
-            if raft.role is Role.LEADER:
-                seen = self.leaders.setdefault(raft.term, node_id)
-                assert seen == node_id, f"two leaders in term {raft.term}: {seen}, {node_id}"
-                # Leader completeness: everything applied anywhere is in this leader's log.
-                for index, data in self.applied.items():
-                    if index >= raft.first_index and raft.term > self.applied_term[index]:
-                        assert index <= raft.last_index, f"leader {node_id} misses applied entry {index}"
-                        assert raft.entries(index, index + 1)[0].data == data, f"leader lost entry {index}"
-            assert raft.commit_index >= self.commit.get(node_id, 0) or node_id in c.restarted, "commit went back"
-            self.commit[node_id] = raft.commit_index
-            for index, data in c.nodes[node_id].applied:
-                if index not in self.applied:
-                    self.applied_term[index] = max(c.raft(i).term for i in c.ids)
-                prior = self.applied.setdefault(index, data)
-                assert prior == data, f"state machine safety: index {index} applied as {prior!r} and {data!r}"
-        # Log matching between every pair of live logs (same index and term -> same prefix): check the
-        # highest common index with equal terms has identical entries below it.
-        live = [c.raft(i) for i in c.ids if i not in c.down]
-        for a in live:
-            for b in live:
-                if a.id >= b.id:
-                    continue
-                lo = max(a.first_index, b.first_index)
-                hi = min(a.last_index, b.last_index)
-                if lo > hi:
-                    continue
-                ea, eb = a.entries(lo, hi + 1), b.entries(lo, hi + 1)
-                for k in range(len(ea) - 1, -1, -1):
-                    if ea[k].term == eb[k].term:
-                        assert ea[: k + 1] == eb[: k + 1], f"log matching violated between {a.id} and {b.id}"
-                        break
+from raftkv.core import NotLeader, ProposalDropped
 
 
 def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Cluster:
@@ -70,8 +21,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
     c = Cluster(n, seed=seed, max_entries_per_msg=rng.choice([1, 3, 64]), max_inflight_msgs=rng.choice([1, 4, 64]),
                 snapshot_chunk_bytes=rng.choice([7, 64, 1 << 20]), pre_vote=rng.random() < 0.8,
                 check_quorum=rng.random() < 0.8)
-    c.restarted = set()  # type: ignore[attr-defined]
-    checker = Checker(c)
+    checker = SafetyChecker(c)
     counter = 0
     loss = rng.choice([0.0, 0.05, 0.2])
     for _ in range(steps):
@@ -96,7 +46,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
             node_id = rng.choice(c.ids)
             if node_id in c.down:
                 c.restart(node_id)
-                c.restarted.add(node_id)  # type: ignore[attr-defined]
+                c.restarted.add(node_id)
             elif len(c.down) < (n - 1) // 2:
                 c.crash(node_id)
                 c.queue = type(c.queue)(m for m in c.queue if m.dst != node_id)
@@ -117,7 +67,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
                 c.raft(msg.dst).step(msg)
                 c.process(msg.dst)
         checker.check()
-        c.restarted.clear()  # type: ignore[attr-defined]
+        c.restarted.clear()
     # Liveness: heal everything, restart every node, and require progress.
     c.heal()
     for node_id in list(c.down):

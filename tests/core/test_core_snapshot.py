@@ -162,3 +162,15 @@ def test_restored_core_rejects_inconsistent_durable_state() -> None:
         Raft(config, hard_state=HardState(term=2), snapshot=other)
     raft = Raft(config, hard_state=HardState(term=2, commit=3), snapshot=snap)
     assert (raft.first_index, raft.last_index, raft.commit_index, raft.applied_index) == (6, 5, 5, 5)
+
+
+def test_a_snapshot_of_another_membership_is_a_protocol_error() -> None:
+    from raftkv.core import Message, ProtocolError
+
+    c = Cluster(3, seed=1)
+    c.elect("n1")
+    meta = SnapshotMeta(index=9, term=1, voters=("n1", "n2", "x"))
+    with pytest.raises(ProtocolError, match="voters"):
+        c.raft("n2").step(Message(type=MessageType.SNAPSHOT, src="n1", dst="n2", term=1, snapshot=meta,
+                                  data=b"", done=True))
+    assert c.raft("n2").first_index == 1
