@@ -19,8 +19,9 @@ Errors (all subclasses of `RaftKVError`, with `.code`, `.definite`, `.node`, `.m
   For reads an indeterminate error only means "no answer": reads never change state.
 
 Behaviour
-- Each call has a deadline (`timeout=` per call, else the client's default); the remaining time is sent to the
-  server so it answers "maybe" before the client gives up.
+- Each call has a deadline (`timeout=` per call, else the client's default); the remaining time (or at most
+  `attempt_timeout`, when set, so that one call can try again after a leader failure) is sent to the server as
+  its deadline, so it answers "maybe" before the client gives up.
 - Writes and linearizable/lease reads go to the leader: a follower's 307 names it, and it is remembered for later
   calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
   linearizable reads itself by ReadIndex through the leader, see raftkv/api.py; writes are redirected).
@@ -192,7 +193,8 @@ class KVClient:
     """See the module docstring. Not thread-safe; one instance per event loop."""
 
     def __init__(self, cluster: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, pool_size: int = 64,
-                 connect_timeout: float = 1.0, max_backoff: float = 0.2) -> None:
+                 connect_timeout: float = 1.0, max_backoff: float = 0.2,
+                 attempt_timeout: float | None = None) -> None:
         if not cluster:
             raise ValueError("cluster must name at least one node address")
         self.cluster = [_norm(a) for a in cluster]
@@ -200,6 +202,7 @@ class KVClient:
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        self.attempt_timeout = attempt_timeout
         self.leader: str | None = None
         self._rr = 0
         self._pools: dict[str, _Pool] = {}
@@ -314,7 +317,9 @@ class KVClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0.001:
                 break
-            q = query + ("&" if query else "?") + f"timeout_ms={max(1, int(remaining * 1000) - 20)}"
+            server_wait = remaining - 0.02 if self.attempt_timeout is None else min(remaining - 0.02,
+                                                                                  self.attempt_timeout)
+            q = query + ("&" if query else "?") + f"timeout_ms={max(1, int(server_wait * 1000))}"
             try:
                 async with asyncio.timeout(remaining):
                     status, headers, data = await self._pool(target).request(method, path + q, payload)

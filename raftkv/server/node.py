@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import logging
 import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from raftkv.core import (
     EntryKind,
@@ -97,6 +99,8 @@ class Node:
         self._read_rounds: dict[bytes, _ReadRound] = {}
         self._read_waiting: list[tuple[int, _ReadRound]] = []  # confirmed, waiting for apply
         self._read_seq = 0
+        self._deadlines: list[tuple[float, int, asyncio.Future[Any], str | None]] = []
+        self._dl_seq = 0
         self._req_seq = 0
         self._boot = os.urandom(4).hex()
         self._ctx_prefix = f"{cfg.id}.{self._boot}.".encode()
@@ -184,6 +188,7 @@ class Node:
                 nxt = time.monotonic()
             self.raft.tick()
             self._expire_read_rounds()
+            self._expire_deadlines()
             self._wake.set()
 
     # -- requests -----------------------------------------------------------------------------------------------
@@ -210,16 +215,9 @@ class Node:
         data = encode_command(Command(request_id=rid, op=op, key=key, value=value, expected_version=version))
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._proposals.append((data, rid, fut))
+        self._add_deadline(timeout, fut, rid)
         self._wake.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(fut)
-        except TimeoutError:
-            if self._pending.pop(rid, None) is not None:
-                raise MaybeError(f"commit not confirmed within {timeout:.3g}s") from None
-            # Never proposed (still queued): it is removed from the queue and certainly has no effect.
-            self._proposals = [p for p in self._proposals if p[1] != rid]
-            raise UnavailableError(f"not proposed within {timeout:.3g}s") from None
+        return await fut
 
     async def read(self, key: str, timeout: float, *, lease: bool = False) -> tuple[str, int] | None:
         """A linearizable read by ReadIndex, on the leader or on a follower (the core forwards the request to the
@@ -234,12 +232,29 @@ class Node:
             timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
         fut: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
         self._read_queue.append((key, fut))
+        self._add_deadline(timeout, fut, None)
         self._wake.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise UnavailableError(f"read index not confirmed within {timeout:.3g}s") from None
+        return await fut
+
+    def _add_deadline(self, timeout: float, fut: asyncio.Future[Any], rid: str | None) -> None:
+        """Deadlines live in one heap swept every tick (cheaper than a timer per request; a tick late at most)."""
+        self._dl_seq += 1
+        heapq.heappush(self._deadlines, (time.monotonic() + timeout, self._dl_seq, fut, rid))
+
+    def _expire_deadlines(self) -> None:
+        """A write proposed but not applied by its deadline is MAYBE; one never proposed (still queued) and a
+        read are UNAVAILABLE (definite: nothing happened)."""
+        dl, now = self._deadlines, time.monotonic()
+        while dl and dl[0][0] <= now:
+            _, _, fut, rid = heapq.heappop(dl)
+            if fut.done():
+                continue
+            if rid is None:
+                fut.set_exception(UnavailableError("read index not confirmed before the deadline"))
+            elif self._pending.pop(rid, None) is not None:
+                fut.set_exception(MaybeError("commit not confirmed before the deadline"))
+            else:
+                fut.set_exception(UnavailableError("not proposed before the deadline"))
 
     def read_stale(self, key: str) -> tuple[str, int] | None:
         return self.kv.get(key)
