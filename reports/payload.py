@@ -123,8 +123,15 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
     end = max(ends)
     width = prep.window_width(max(end, 1e-3))
     tp = prep.throughput(ops, width, end) if len(ops) else None
+    # Every window present (empty ones as null), so that lines break where there is no data instead of joining
+    # the windows either side of a gap.
+    windows = (np.arange(int(end // width) + 1) * width).round(9)
     q = prep.latency_quantiles(ops, width)
+    q.index = q.index.to_numpy(dtype=float).round(9)
+    q = q.reindex(windows)
     av = prep.availability(ops, width)
+    av.index = av.index.to_numpy(dtype=float).round(9)
+    av = av.reindex(windows)
     rec = prep.recoveries(faults, ops)
 
     payload: dict[str, Any] = {
@@ -140,7 +147,8 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
         "throughput": None if tp is None else {"t": _r(tp.index), "ok": _r(tp["ok"], 2),
                                                "fail": _r(tp["fail"], 2), "info": _r(tp["info"], 2)},
         "quantiles": {"t": _r(q.index), **{c: _r(q[c] * 1e3, 3) for c in ("p50", "p95", "p99", "max")}},
-        "availability": {"t": _r(av.index), "ok": _r(av["ok"], 4), "invoked": [int(x) for x in av["invoked"]]},
+        "availability": {"t": _r(av.index), "ok": _r(av["ok"], 4),
+                         "invoked": [0 if pd.isna(x) else int(x) for x in av["invoked"]]},
         "cluster": None,
         "invalid": None,
         "logs": [],
@@ -160,6 +168,7 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
             "checker": inv.checker, "part": inv.part, "explanation": inv.explanation,
             "prefixes": [list(p) for p in inv.prefixes],
             "stuck": [{"op": s.op, "description": s.description, "state_before": s.state_before} for s in inv.stuck],
+            "prefix_states": [list(p) for p in inv.prefix_states], "initial_state": inv.initial_state,
             "descriptions": {str(o["id"]): str(o["description"]) for o in inv.ops
                              if isinstance(o.get("id"), int) and o.get("description")},
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -38,12 +39,22 @@ def _asset(name: str) -> str:
     return resources.files("reports").joinpath("assets", name).read_text(encoding="utf-8")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write text to path via a temporary file and a rename, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as the rest of the run
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -180,6 +191,7 @@ per node. Grey: the poll failed.</p></div>
 <section id="history"><h2>History</h2><div id="history-root"></div></section>
 <section id="config"><h2>Configuration and environment</h2>{_config(test)}</section>
 <section id="checkers"><h2>Checker results</h2>{_checkers(summary, run)}</section>
+<section id="metrics"><h2>Final metrics per node</h2>{_metrics(run)}</section>
 <section id="files"><h2>Collected files</h2>{_files(run, data)}</section>
 <section id="problems"><h2>Problems</h2>{_problems(data)}</section>
 <footer>Rendered by reports/ in {data.get("render_s")} s from {esc(run.run_dir.name)}.</footer>
@@ -195,7 +207,7 @@ per node. Grey: the poll failed.</p></div>
 
 def _nav(data: dict[str, Any]) -> str:
     items = [("plots", "Over time"), ("recovery", "Faults"), ("history", "History"), ("config", "Configuration"),
-             ("checkers", "Checkers"), ("files", "Logs & files"), ("problems", "Problems")]
+             ("checkers", "Checkers"), ("metrics", "Metrics"), ("files", "Logs & files"), ("problems", "Problems")]
     if data.get("invalid"):
         items.insert(1, ("invalid", "Invalid key"))
     return "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in items)
@@ -208,8 +220,7 @@ def _banner(run: RunFiles, summary: Summary, data: dict[str, Any]) -> str:
         extra = '<ul class="missing">' + "".join(f"<li>{esc(m)}</li>" for m in missing) + "</ul>"
     links = ""
     if summary.invalid:
-        links = '<p class="banner-links"><a href="#invalid">see the timeline of key ' \
-                f'{esc(summary.invalid.part)}</a>'
+        links = f'<p class="banner-links"><a href="#invalid">see the timeline of {esc(summary.invalid.label)}</a>'
         if summary.invalid.stuck and summary.invalid.stuck[0].op is not None:
             op = summary.invalid.stuck[0].op
             links += f' · <a href="#h{op}">op {op} in the history</a>'
@@ -316,6 +327,43 @@ def _files(run: RunFiles, data: dict[str, Any]) -> str:
                          f' <span class="dim">{size}{n}</span></li>')
         out.append(f'<div class="filegroup"><h3>{esc(group)}</h3><ul>{"".join(items)}</ul></div>')
     return f'<div class="filegroups">{"".join(out)}</div>'
+
+
+MAX_METRICS = 120
+_SAMPLE = re.compile(r"([a-zA-Z_:][\w:]*(?:\{.*\})?)\s+([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|NaN|Inf))(?:\s+-?\d+)?$")
+
+
+def parse_metrics(text: str) -> dict[str, str]:
+    """Prometheus text exposition -> {"name{labels}": "value"}, without comments and histogram buckets."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.fullmatch(line.strip())
+        if m and "_bucket{" not in m.group(1) and not m.group(1).endswith("_created"):
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _metrics(run: RunFiles) -> str:
+    per_node: dict[str, dict[str, str]] = {}
+    for rel in run.files:
+        if rel.name == "metrics.txt" and len(rel.parts) >= 2:
+            try:
+                per_node[rel.parts[0]] = parse_metrics((run.run_dir / rel).read_text(errors="replace"))
+            except OSError:
+                continue
+    if not per_node:
+        return '<p class="note">No node metrics were collected (no &lt;node&gt;/metrics.txt).</p>'
+    nodes = sorted(per_node)
+    names: list[str] = []
+    for n in nodes:
+        names.extend(m for m in per_node[n] if m not in names)
+    cut = len(names) > MAX_METRICS
+    head = "".join(f"<th>{esc(n)}</th>" for n in nodes)
+    body = "".join(f"<tr><th>{esc(m)}</th>" + "".join(f"<td>{esc(per_node[n].get(m, ''))}</td>" for n in nodes)
+                   + "</tr>" for m in names[:MAX_METRICS])
+    note = f'<p class="note">{len(names) - MAX_METRICS} more metrics in the files.</p>' if cut else ""
+    return (f'<details><summary>{len(names)} metrics from the final scrape of {len(nodes)} nodes</summary>'
+            f'<table class="grid metrics"><tr><th>metric</th>{head}</tr>{body}</table>{note}</details>')
 
 
 def _problems(data: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ def ensure_plotly(store: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(plotly_source().read_bytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -30,11 +30,18 @@ class InvalidKey:
     """The evidence of one non-linearizable key (checker `failure`)."""
 
     checker: str
-    part: str
+    part: str | None  # the key as a string; None when the history's ops carry no key (one register)
     explanation: str
     prefixes: tuple[tuple[int, ...], ...]
     stuck: tuple[Stuck, ...]
     ops: tuple[dict[str, Any], ...]
+    prefix_states: tuple[tuple[str, ...], ...] = ()  # the model state after each op of each longest prefix
+    initial_state: str = ""
+
+    @property
+    def label(self) -> str:
+        """How a sentence names the part: `key k3`, or `the history` when ops carry no key."""
+        return "the history" if self.part is None else f"key {self.part}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +81,12 @@ def invalid_key(name: str, result: dict[str, Any]) -> InvalidKey | None:
         for s in failure.get("stuck") or [] if isinstance(s, dict))
     prefixes = tuple(_ints(p) for p in failure.get("longest_prefixes") or [] if isinstance(p, list))
     ops = tuple(o for o in failure.get("ops") or [] if isinstance(o, dict))
-    return InvalidKey(checker=name, part=_str(failure.get("part"), "?"), explanation=_str(failure.get("explanation")),
-                      prefixes=prefixes, stuck=stuck, ops=ops)
+    states = tuple(tuple(_str(x) for x in p) for p in failure.get("longest_prefix_states") or []
+                   if isinstance(p, list))
+    part = failure.get("part")
+    return InvalidKey(checker=name, part=None if part is None else _str(part),
+                      explanation=_str(failure.get("explanation")), prefixes=prefixes, stuck=stuck, ops=ops,
+                      prefix_states=states, initial_state=_str(failure.get("initial_state")))
 
 
 def summarize(results: dict[str, Any] | None, problems: tuple[str, ...] = ()) -> Summary:
@@ -99,19 +110,20 @@ def summarize(results: dict[str, Any] | None, problems: tuple[str, ...] = ()) ->
             invalid_parts = [str(p) for p in parts.get("invalid") or []] if parts else []
             model = f" (model {_str(r.get('model'))})" if r.get("model") else ""
             if k is not None:
-                s = f"The {name} checker{model} found key {k.part} not linearizable."
+                s = f"The {name} checker{model} found {k.label} not linearizable."
                 if len(invalid_parts) > 1:
                     s = (f"The {name} checker{model} found {len(invalid_parts)} keys not linearizable "
                          f"({', '.join(invalid_parts[:8])}{', ...' if len(invalid_parts) > 8 else ''}); "
-                         f"the first is {k.part}.")
+                         f"the first is {k.label}.")
                 sentences.append(s)
                 if k.stuck:
                     st = k.stuck[0]
                     op = f"op {st.op}" if st.op is not None else "an operation"
                     desc = f" ({st.description})" if st.description else ""
                     before = f", from the model state {st.state_before}" if st.state_before else ""
-                    sentences.append(f"The first operation that cannot be linearized is {op}{desc}{before}.")
-                if k.explanation:
+                    more = f" ({len(k.stuck) - 1} other operations are stuck there too)" if len(k.stuck) > 1 else ""
+                    sentences.append(f"The first operation that cannot be linearized is {op}{desc}{before}{more}.")
+                elif k.explanation:
                     sentences.append(k.explanation)
             else:
                 err = r.get("error") or r.get("explanation") or ""

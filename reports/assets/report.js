@@ -171,15 +171,15 @@
     newPlot('plot-throughput', traces, baseLayout(230, 'ops / s', { title: { text: 'Throughput by outcome', font: { size: 13 }, x: 0.01 } }));
   }
   function plotQuantiles() {
-    const Q = D.quantiles; if (!Q || !Q.t.length) return;
+    const Q = D.quantiles; if (!Q || !Q.p50.some((v) => v !== null)) return;
     const styles = { p50: ['#0f766e', 1.5], p95: ['#ca8a04', 1.2], p99: ['#ea580c', 1.2], max: ['#9f1239', 1] };
-    const traces = Object.entries(styles).map(([k, [c, w]]) => ({ type: 'scatter', mode: 'lines', name: k, x: Q.t, y: Q[k],
-      line: { color: c, width: w, shape: 'hv' }, connectgaps: false, hovertemplate: k + ' %{y:.2f} ms at %{x:.2f} s<extra></extra>' }));
+    const traces = Object.entries(styles).map(([k, [c, w]]) => ({ type: 'scatter', mode: Q.t.length > 150 ? 'lines' : 'lines+markers', name: k, x: Q.t, y: Q[k],
+      marker: { size: 3 }, line: { color: c, width: w, shape: 'hv' }, connectgaps: false, hovertemplate: k + ' %{y:.2f} ms at %{x:.2f} s<extra></extra>' }));
     newPlot('plot-quantiles', traces, baseLayout(250, 'latency (ms)', { yaxis: { type: 'log', dtick: 1, title: { text: 'latency (ms)', font: { size: 12 } } },
       title: { text: 'Latency quantiles (ok operations)', font: { size: 13 }, x: 0.01 } }));
   }
   function plotAvailability() {
-    const A = D.availability; if (!A || !A.t.length) return;
+    const A = D.availability; if (!A || !A.ok.some((v) => v !== null)) return;
     const shapes = faultShapes();
     const ann = [];
     for (const rc of D.recoveries || []) {
@@ -187,8 +187,8 @@
       ann.push({ x: rc.heal, y: 1.0, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: '#334155' },
         text: rc.seconds === null ? 'no ok after' : '+' + (rc.seconds < 1 ? (rc.seconds * 1000).toFixed(0) + ' ms' : rc.seconds.toFixed(2) + ' s') });
     }
-    const traces = [{ type: 'scatter', mode: 'lines', name: 'availability', x: A.t, y: A.ok, customdata: A.invoked,
-      line: { color: '#0f766e', width: 1.5, shape: 'hv' }, fill: 'tozeroy', fillcolor: 'rgba(15,118,110,.08)',
+    const traces = [{ type: 'scatter', mode: A.t.length > 150 ? 'lines' : 'lines+markers', name: 'availability', x: A.t, y: A.ok, customdata: A.invoked,
+      marker: { size: 3 }, connectgaps: false, line: { color: '#0f766e', width: 1.5, shape: 'hv' },
       hovertemplate: '%{y:.1%} of %{customdata} invoked ops ok at %{x:.2f} s<extra></extra>' }];
     newPlot('plot-availability', traces, baseLayout(230, 'fraction ok', { shapes: shapes, annotations: ann, showlegend: false,
       yaxis: { range: [0, 1.05], tickformat: '.0%', title: { text: 'fraction ok', font: { size: 12 } } },
@@ -298,7 +298,12 @@
       el('a', { href: fileHref('history.jsonl', il), target: '_blank', text: 'line ' + il }),
       cl ? ' and ' : ' (no completion)', cl ? el('a', { href: fileHref('history.jsonl', cl), target: '_blank', text: 'line ' + cl }) : null,
       ' · ', el('a', { href: '#h' + O.i[r], text: 'row in the history table' }));
-    body.append(el('p', { cls: 'mono', text: describe(r) }), hist,
+    const cdesc = D.invalid && (D.invalid.descriptions || {})[O.i[r]];
+    const stuck = D.invalid && (D.invalid.stuck || []).find((s) => s.op === O.i[r]);
+    body.append(el('p', { cls: 'mono', text: describe(r) }),
+      cdesc ? el('p', null, 'checker: ', el('span', { cls: 'mono', text: cdesc }), el('a', { href: '#invalid', text: ' (on the timeline)' })) : null,
+      stuck ? el('p', { cls: 'mono', style: 'color:#b91c1c', text: 'cannot take effect from state ' + stuck.state_before }) : null,
+      hist,
       el('p', null, 'invoked at ' + fmtS(t) + (l !== null ? ', took ' + fmtMs(l / 1000) : ', never completed')),
       el('h4', { text: 'invoke event' }), el('pre', { cls: 'loglines', text: rawEvent(r, 'invoke') }));
     if (O.c[r] >= 0) body.append(el('h4', { text: 'completion event' }), el('pre', { cls: 'loglines', text: rawEvent(r, 'completion') }));
@@ -327,7 +332,7 @@
     const inFrom = el('input', { type: 'number', step: 'any', placeholder: 's', id: 'flt-from', style: 'width:90px' });
     const inTo = el('input', { type: 'number', step: 'any', placeholder: 's', id: 'flt-to', style: 'width:90px' });
     const count = el('span', { cls: 'count' });
-    const bInv = D.invalid ? el('button', { type: 'button', text: 'key ' + D.invalid.part + ' only', onclick: () => { inKey.value = D.invalid.part; apply(); } }) : null;
+    const bInv = D.invalid && D.invalid.part !== null ? el('button', { type: 'button', text: 'key ' + D.invalid.part + ' only', onclick: () => { inKey.value = D.invalid.part; apply(); } }) : null;
     const bClear = el('button', { type: 'button', text: 'clear', onclick: () => { for (const i of [inKey, inProc, inFrom, inTo]) i.value = ''; inType.value = ''; inF.value = ''; apply(); } });
     const lab = (t, i) => el('label', null, t, i);
     root.append(el('div', { cls: 'filters' }, lab('key', inKey), keyList, lab('process', inProc), lab('outcome', inType), lab('f', inF),
@@ -413,16 +418,23 @@
     const inv = D.invalid; if (!inv) return;
     const sect = document.getElementById('invalid'); sect.hidden = false;
     const root = document.getElementById('timeline-root');
-    const kid = O ? O.K.indexOf(inv.part) : -1;
+    const kid = !O ? -2 : inv.part === null ? -1 : O.K.indexOf(String(inv.part));
+    const label = inv.part === null ? 'The history' : 'Key ' + inv.part;
     const rows = [];
     for (let r = 0; r < N; r++) if (O.k[r] === kid && isClient(r)) rows.push(r);
     const stuckIds = new Set((inv.stuck || []).map((s) => s.op));
     const st = (inv.stuck || [])[0];
     const callout = el('div', { cls: 'callout' },
-      el('div', null, el('b', { text: 'Key ' + inv.part }), ' · checker ' + inv.checker + (inv.explanation ? ' · ' : ''), inv.explanation || ''));
-    if (st) callout.append(el('div', { style: 'margin-top:6px' }, 'First operation that cannot be linearized: ',
-      el('a', { href: '#h' + st.op, text: 'op ' + st.op }), st.description ? ' — ' : '', el('span', { cls: 'state', text: st.description || '' }),
-      el('br'), 'Model state before it (after the longest linearizable prefix): ', el('span', { cls: 'state', text: st.state_before || 'unknown' })));
+      el('div', null, el('b', { text: label }), ' · checker ' + inv.checker + (inv.explanation ? ' · ' : ''), inv.explanation || ''));
+    if (st) {
+      const list = el('div', { style: 'margin-top:6px' }, (inv.stuck.length > 1 ? 'Operations that cannot take effect next' : 'First operation that cannot be linearized') + ': ');
+      inv.stuck.slice(0, 6).forEach((s, i) => list.append(i ? ', ' : '', el('a', { href: '#h' + s.op, text: 'op ' + s.op }), s.description ? ' ' : '', el('span', { cls: 'state', text: s.description || '' })));
+      if (inv.stuck.length > 6) list.append(' and ' + (inv.stuck.length - 6) + ' more');
+      callout.append(list, el('div', null, 'Model state before it (after the longest linearizable prefix' +
+        (inv.prefixes && inv.prefixes[0] ? ', ' + inv.prefixes[0].length + ' operations' : '') + '): ',
+        el('span', { cls: 'state', text: st.state_before || 'unknown' }),
+        inv.initial_state ? el('span', { cls: 'dim', text: ' · initial state ' + inv.initial_state }) : null));
+    }
     root.append(callout);
     if (!rows.length) { root.append(el('p', { cls: 'note', text: 'The history has no operations on this key to draw.' })); return; }
     const prefixes = inv.prefixes && inv.prefixes.length ? inv.prefixes : [[]];
@@ -495,7 +507,9 @@
           const ord = order.get(O.i[r]);
           const cls = 'tl-op' + (stuckIds.has(O.i[r]) ? ' stuck' : ord ? ' lin' : '') + (O.y[r] >= 2 ? ' open' : '') + (O.y[r] === 1 ? ' failed' : '');
           const label = (ord ? '#' + ord + ' ' : '') + ((inv.descriptions || {})[O.i[r]] || describe(r));
-          const op = el('div', { cls: cls, style: 'left:' + a + 'px;width:' + Math.max(3, b - a) + 'px;top:' + (laneOf.get(O.p[r]) * LANE + 3) + 'px', text: label, 'data-row': String(r), id: 'tl-' + O.i[r] });
+          // The stuck op is drawn wide enough to read even when it took a millisecond (the band shows its real span).
+          const w = stuckIds.has(O.i[r]) ? Math.max(120, b - a) : Math.max(3, b - a);
+          const op = el('div', { cls: cls, style: 'left:' + a + 'px;width:' + w + 'px;top:' + (laneOf.get(O.p[r]) * LANE + 3) + 'px', text: label, 'data-row': String(r), id: 'tl-' + O.i[r] });
           track.append(op); shown++;
         }
         info.textContent = shown + ' of ' + rows.length + ' operations on this key in view';
@@ -530,7 +544,13 @@
       const op = e.target.closest('.tl-op');
       if (!op) { tip.hidden = true; return; }
       const r = +op.dataset.row; const l = lat(r);
-      tip.textContent = 'op ' + O.i[r] + ' · process ' + O.P[O.p[r]] + '\n' + describe(r) + '\n' + fmtS(sec(O.t[r])) + (l !== null ? ' + ' + fmtMs(l / 1000) : ' (no completion)');
+      const ord = (prefixes[pi] || []).indexOf(O.i[r]);
+      const states = (inv.prefix_states || [])[pi] || [];
+      const desc = (inv.descriptions || {})[O.i[r]];
+      tip.textContent = 'op ' + O.i[r] + ' · process ' + O.P[O.p[r]] + '\n' + (desc ? desc + '\n' : '') + describe(r) + '\n' +
+        fmtS(sec(O.t[r])) + (l !== null ? ' + ' + fmtMs(l / 1000) : ' (no completion)') +
+        (ord >= 0 ? '\nlinearized #' + (ord + 1) + (states[ord] ? ', state after: ' + states[ord] : '') : '') +
+        (stuckIds.has(O.i[r]) ? '\ncannot take effect from state ' + ((inv.stuck.find((s) => s.op === O.i[r]) || {}).state_before || '?') : '');
       tip.hidden = false; tip.style.left = Math.min(e.clientX + 12, innerWidth - 470) + 'px'; tip.style.top = (e.clientY + 14) + 'px';
     });
     tl.addEventListener('mouseleave', () => { tip.hidden = true; });

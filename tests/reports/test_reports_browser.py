@@ -4,8 +4,9 @@ Checks what a person would see: no JavaScript errors, the verdict, the plots, th
 stuck operation, a working history filter and jump-to-operation, the operation drawer; hostile strings shown as
 text with no script run. Screenshots go to test-output/reports/ (git-ignored).
 
-Set RAFTKV_REPORT_RUN=/path/to/store/<test>/<run> to also open the report of a real run (copied to a temporary
-store first, so the real store is not written to).
+A real run is always included: tests/reports/data/real-stale/ (a 15 s register run on three netns hosts with
+partitions and stale reads, which the checker found invalid). Set RAFTKV_REPORT_RUN=/path/to/store/<test>/<run> to
+open another real run as well (copied to a temporary store first, so the real store is not written to).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(find_chromium() is None, reason="needs Debian's chromium (scripts/bootstrap --test)")]
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
 SHOTS = ROOT / "test-output" / "reports"
 READY = "document.body && document.body.dataset.ready === '1'"
 
@@ -37,6 +39,8 @@ def store(runs: dict[str, Path], tmp_path: Path) -> Path:
     store = tmp_path / "store"
     for name in ("invalid", "valid", "evil", "partial"):
         shutil.copytree(runs[name], store / runs[name].parent.name / runs[name].name)
+    for run in (DATA / "real-stale").iterdir():
+        shutil.copytree(run, store / "real-stale" / run.name)
     real = os.environ.get("RAFTKV_REPORT_RUN")
     if real:
         src = Path(real).resolve()
@@ -138,6 +142,16 @@ async def test_report_and_index_in_chromium(store: Path) -> None:
             banner = await page.evaluate("document.getElementById('verdict').innerText")
             assert banner.startswith("Not checked") and "results.json is missing" in banner
             await page.screenshot(SHOTS / "report-partial.png")
+
+            # The real invalid run: the checker's own failure record drawn on the timeline.
+            await _open(page, _url(server, store, "real-stale"))
+            await page.screenshot(SHOTS / "report-real-stale.png")
+            assert page.errors() == [], page.errors()
+            banner = await page.evaluate("document.getElementById('verdict').innerText")
+            assert banner.startswith("Invalid") and "key k0 not linearizable" in banner and "op 114" in banner
+            assert await page.evaluate("document.querySelectorAll('#timeline .tl-op.stuck').length") == 1
+            assert await page.evaluate("document.querySelectorAll('.plot .main-svg').length") >= 8
+            await page.screenshot_element("#invalid", SHOTS / "timeline-real-stale.png")
 
             if (store / "real").is_dir():
                 await _open(page, _url(server, store, "real"))

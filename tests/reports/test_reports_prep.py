@@ -256,3 +256,14 @@ def test_payload_values_are_cut(tmp_path: Path) -> None:
     run = load_run(d)
     r = payload.build(run, summarize(None))["ops"]["r"][0]
     assert len(r) < payload.VALUE_CHARS + 40 and r.endswith("chars)")
+
+
+def test_prometheus_text_is_read_without_comments_and_buckets() -> None:
+    from reports.render import parse_metrics
+
+    text = ('# HELP raftkv_term t\n# TYPE raftkv_term gauge\nraftkv_term 5\nraftkv_role{role="leader"} 1.0\n'
+            'raftkv_request_seconds_bucket{op="get",le="0.1"} 3\nraftkv_request_seconds_sum{op="get"} 0.5\n'
+            'raftkv_requests_total{op="get",outcome="ok"} 12 1700000000\nnot a sample\n')
+    assert parse_metrics(text) == {"raftkv_term": "5", 'raftkv_role{role="leader"}': "1.0",
+                                   'raftkv_request_seconds_sum{op="get"}': "0.5",
+                                   'raftkv_requests_total{op="get",outcome="ok"}': "12"}

@@ -115,3 +115,26 @@ def test_index_summary_falls_back_to_a_quick_scan_when_stale(rendered: Path) -> 
 
 def test_index_of_an_empty_store(tmp_path: Path) -> None:
     assert "No runs in this store yet" in render_index(tmp_path / "new").read_text()
+
+
+def test_report_files_are_readable_like_the_rest_of_the_run(rendered: Path) -> None:
+    run = _run(rendered, "valid")
+    for path in (run / "report.html", run / "summary.json", rendered / STATIC_DIR / plotly_name()):
+        assert path.stat().st_mode & 0o044 == 0o044, path
+
+
+def test_a_real_invalid_run(tmp_path: Path) -> None:
+    """tests/reports/data/real-stale: a real 15 s run (netns hosts, partitions, stale reads) found invalid."""
+    src = next((Path(__file__).resolve().parent / "data" / "real-stale").iterdir())
+    run = tmp_path / "store" / "real-stale" / src.name
+    shutil.copytree(src, run)
+    page = render_run(run).read_text()
+    assert 'class="banner invalid"' in page and "key k0 not linearizable" in page
+    assert "op 114 (get k0 -&gt; absent), from the model state 33@1" in page
+    data = _data(page)
+    assert data["invalid"]["stuck"][0]["op"] == 114
+    assert data["faults"] and all(f["kind"] == "partition" for f in data["faults"])
+    assert data["cluster"]["nodes"] == ["n1", "n2", "n3"]
+    assert {lg["path"] for lg in data["logs"] if lg["points"]} >= {"harness.log", "n1/raftkv.log"}
+    assert data["problems"] == []
+    assert "raftkv_term" in page  # the final metrics table
