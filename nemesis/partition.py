@@ -101,13 +101,17 @@ class PartitionNemesis:
 
     async def setup(self, test: TestContext) -> None:
         self.chain = partition_chain(self._prefix or test.backend.prefix)
-        missing = []
+        problems = []
         for host in test.hosts:
-            result = await host.exec(["iptables", "--version"], check=False)
+            try:
+                result = await host.exec(["iptables", "--version"], check=False)
+            except RemoteError as exc:
+                problems.append(f"{host.name} cannot be reached ({exc})")
+                continue
             if result.returncode != 0:
-                missing.append(host.name)
-        if missing:
-            raise PartitionError(f"iptables is missing on {', '.join(missing)} (Debian: apt-get install iptables)")
+                problems.append(f"iptables is missing on {host.name} (Debian: apt-get install iptables)")
+        if problems:
+            raise PartitionError("; ".join(problems))
 
     async def invoke(self, test: TestContext, op: Op) -> Op:
         value = dict(op.value or {})
