@@ -33,9 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768+), so that no outgoing connection's source port can take it
+    between this check and the node's bind."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host}")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -45,7 +54,23 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def _load(addrs: list[str], clients: int, seconds: float, value_size: int) -> dict:
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user+system) of each node process and of this client process."""
+    out = {}
+    for name, pid in pids.items():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    out["client"] = t.user + t.system
+    return out
+
+
+def _per_op(c0: dict[str, float], c1: dict[str, float], n: int) -> dict[str, float]:
+    return {k: (c1[k] - c0[k]) / max(n, 1) * 1e6 for k in c0}
+
+
+async def _load(addrs: list[str], clients: int, seconds: float, value_size: int, pids: dict[str, int]) -> dict:
     from raftkv.client import KVClient, RaftKVError
 
     value = "x" * value_size
@@ -76,11 +101,17 @@ async def _load(addrs: list[str], clients: int, seconds: float, value_size: int)
                     with contextlib.suppress(RaftKVError):
                         versions[i] = (await kv.get(key)).version
 
+        results["leader"] = None
+        for n, a in zip(pids, addrs, strict=True):
+            if (await kv.status(a)).get("role") == "leader":
+                results["leader"] = n
         t0 = time.monotonic()
+        c0 = _cpu(pids)
         async with asyncio.TaskGroup() as tg:
             for i in range(clients):
                 tg.create_task(writer(i))
         wt = time.monotonic() - t0
+        results["write_cpu_us_per_op"] = _per_op(c0, _cpu(pids), len(lat_w))
         results["writes"] = {"count": len(lat_w), "seconds": wt, "per_s": len(lat_w) / wt,
                              "p50_ms": _pct(lat_w, 50) * 1e3, "p99_ms": _pct(lat_w, 99) * 1e3, "errors": errors}
 
@@ -100,10 +131,12 @@ async def _load(addrs: list[str], clients: int, seconds: float, value_size: int)
                     rerrors[e.code] = rerrors.get(e.code, 0) + 1
 
         t0 = time.monotonic()
+        c0 = _cpu(pids)
         async with asyncio.TaskGroup() as tg:
             for _ in range(clients):
                 tg.create_task(reader())
         rt = time.monotonic() - t0
+        results["read_cpu_us_per_op"] = _per_op(c0, _cpu(pids), len(lat_r))
         results["reads"] = {"count": len(lat_r), "seconds": rt, "per_s": len(lat_r) / rt,
                             "p50_ms": _pct(lat_r, 50) * 1e3, "p99_ms": _pct(lat_r, 99) * 1e3, "errors": rerrors}
     return results
@@ -112,7 +145,8 @@ async def _load(addrs: list[str], clients: int, seconds: float, value_size: int)
 def client_main(args: argparse.Namespace) -> int:
     import uvloop
 
-    res = uvloop.run(_load(args.addrs.split(","), args.clients, args.seconds, args.value_size))
+    pids = {k: int(v) for k, v in (p.split(":") for p in args.pids.split(","))}
+    res = uvloop.run(_load(args.addrs.split(","), args.clients, args.seconds, args.value_size, pids))
     print(json.dumps(res))
     return 0
 
@@ -143,6 +177,7 @@ def main() -> int:
     p.add_argument("--profile", type=Path, help="directory for per-node cProfile output")
     p.add_argument("--client-mode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--addrs", help=argparse.SUPPRESS)
+    p.add_argument("--pids", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client_mode:
         return client_main(args)
@@ -169,7 +204,8 @@ def main() -> int:
                                               stderr=open(f"{tmp}/{n}.err", "w")))  # noqa: SIM115
             addrs = [client[n] for n in ids]
             asyncio.run(_wait_leader(addrs))
-            out = subprocess.run([sys.executable, __file__, "--client-mode", "--addrs", ",".join(addrs),
+            pids = ",".join(f"{n}:{pr.pid}" for n, pr in zip(ids, procs, strict=True))
+            out = subprocess.run([sys.executable, __file__, "--client-mode", "--addrs", ",".join(addrs), "--pids", pids,
                                   "--clients", str(args.clients), "--seconds", str(args.seconds),
                                   "--value-size", str(args.value_size)], env=env, capture_output=True,
                                  text=True, check=False)
@@ -195,6 +231,11 @@ def main() -> int:
           f"({w['count']} ok, errors {w['errors'] or 'none'})")
     print(f"reads:  {r['per_s']:8.0f}/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms   "
           f"({r['count']} ok, linearizable, errors {r['errors'] or 'none'})")
+    for phase in ("write", "read"):
+        cpu = res[f"{phase}_cpu_us_per_op"]
+        parts = "  ".join(f"{k}{' (leader)' if k == res['leader'] else ''} {v:.0f}" for k, v in cpu.items())
+        print(f"CPU per {phase} (us): {parts}  total {sum(cpu.values()):.0f}")
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 

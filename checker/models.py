@@ -11,6 +11,10 @@ Optional hints make the search faster; each is a promise the differential test h
 - `info_guard(input)` / `state_guard(state)`: an operation with unknown outcome can change the state only in states
   whose `state_guard` equals its `info_guard`; `info_guard` None means "in any state".
 
+- `prepare(ops, init)`: rewrite one part's encoded ops and initial state before the search, e.g. to replace values
+  no operation ever observes by one placeholder (`UNOBSERVED`), which is sound when steps only compare values
+  with observed ones, and lets the search see that two writes of never-read values are interchangeable.
+
 Register your own with `register_model(name, factory)`; the factory takes the initial value (or None) and a flag
 `jepsen` for Jepsen/Knossos semantics (a register read of nil is always legal there).
 """
@@ -41,6 +45,24 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+class _Unobserved:
+    """The placeholder for written values no operation of the part ever observes (see `prepare`)."""
+
+    _instance: _Unobserved | None = None
+
+    def __new__(cls) -> _Unobserved:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self) -> str:
+        return "UNOBSERVED"
+
+    def __repr__(self) -> str:
+        return "UNOBSERVED"
+
+
+UNOBSERVED = _Unobserved()
 DROP = None  # what `encode` returns for an operation that can be left out (it cannot affect or observe state)
 
 
@@ -87,6 +109,8 @@ class Model(Protocol):
 
 
 def _show(value: Any) -> str:
+    if value is UNOBSERVED:
+        return "(unread)"
     if value is None:
         return "nil"
     if isinstance(value, tuple):
@@ -166,6 +190,24 @@ class Register(_Base):
 
     def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == "r"  # type: ignore[no-any-return]
+
+    def prepare(self, ops: list[Any], init: Any) -> tuple[list[Any], Any]:
+        """Values never read nor compared by a cas become UNOBSERVED (steps only test equality with those)."""
+        observed = {op.output for op in ops if op.input[0] == "r"}
+        observed.update(op.input[1] for op in ops if op.input[0] == "cas")
+
+        def canon(value: Any) -> Any:
+            return value if value in observed else UNOBSERVED
+
+        out = []
+        for op in ops:
+            x = op.input
+            if x[0] == "w":
+                op = op._replace(input=("w", canon(x[1])))
+            elif x[0] == "cas":
+                op = op._replace(input=("cas", x[1], canon(x[2])))
+            out.append(op)
+        return out, canon(init)
 
     def info_guard(self, input: Any) -> Hashable:
         return ("v", input[1]) if input[0] == "cas" else None
@@ -259,6 +301,15 @@ class VersionedKV(_Base):
 
     def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == "get" or output.__class__ is tuple  # gets and observed refusals
+
+    def prepare(self, ops: list[Any], init: Any) -> tuple[list[Any], Any]:
+        """Put values no get returns become UNOBSERVED: puts, deletes and refusals look only at the version, and
+        a get compares the state with a value it read, so renaming never-read values changes no step's outcome."""
+        observed = {op.output[0] for op in ops if op.input[0] == "get"}
+        out = [op._replace(input=("put", UNOBSERVED, op.input[2]))
+               if op.input[0] == "put" and op.input[1] not in observed else op for op in ops]
+        value, version = init
+        return out, (value if value in observed or version == 0 else UNOBSERVED, version)
 
     def info_guard(self, input: Any) -> Hashable:
         return input[-1]  # type: ignore[no-any-return]

@@ -52,6 +52,8 @@ class SearchResult:
 
 
 CHECK_EVERY = 4096
+BUDGET = "node budget of the first pass spent"
+REUSED = "relaxed linearization reuses an info op"
 
 
 def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: Any = None,
@@ -60,8 +62,41 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
 
     `deadline` is a time.monotonic() instant; `stop` an object with is_set() (checked every few thousand nodes).
     With `track`, the longest linearizable prefixes are kept for the failure report (up to 3 of maximal length).
+
+    Two passes when the part has info ops. First a relaxed search that may use an info op more than once (its nodes
+    are (regular set, state) only, far fewer): if even that finds no linearization, none exists. If it finds one
+    in which distinct info ops can be assigned to the uses (checked by `_assign`), that is a real linearization.
+    Only otherwise does the exact search run, with the rest of the budget.
     """
+    if not any(op.ret is None for op in ops):
+        return _search(model, ops, deadline, stop, track, relaxed=False)
+    budget = 30 * len(ops) + 10_000
+    first = _search(model, ops, deadline, stop, track, relaxed=False, max_nodes=budget)
+    if first.reason != BUDGET:
+        return first
+    relaxed = _search(model, ops, deadline, stop, track, relaxed=True)
+    nodes = first.nodes + relaxed.nodes
+    if relaxed.ok is False:
+        # the exact search's dive usually got further than the relaxed prefixes (cut at a reused info op)
+        longest = max(first.longest[:1] + relaxed.longest[:1], key=len, default=[])
+        others = [p for p in first.longest + relaxed.longest if len(p) == len(longest) and p != longest]
+        return SearchResult(False, [longest] + others[:2], nodes)
+    if relaxed.ok is True or relaxed.reason != REUSED:
+        relaxed.nodes = nodes
+        return relaxed
+    last = _search(model, ops, deadline, stop, track, relaxed=False)
+    last.nodes += nodes
+    return last
+
+
+def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, track: bool,
+            relaxed: bool, max_nodes: int | None = None) -> SearchResult:
     step = model.step
+    prepare = getattr(model, "prepare", None)
+    if prepare is not None:
+        ops, state = prepare(list(ops), model.init())
+    else:
+        state = model.init()
     regular = [op for op in ops if op.ret is not None]
     infos = [op for op in ops if op.ret is None]
     n = len(regular)
@@ -113,15 +148,14 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
             wild.append(k)
         else:
             buckets.setdefault(guard, []).append(k)
-    has_info = bool(infos)
+    has_info = bool(infos) and not relaxed  # the relaxed search keys its cache on (regular set, state) only
     state_guard = model.state_guard
 
-    state = model.init()
     lin = 0
     ibits = 0
     remaining = n
     stack: list[tuple[int, int, Any, Any, int]] = []
-    path: list[int] = []  # op ids along the stack, for the longest prefixes
+    path: list[Any] = []  # along the stack: regular index j, or (info index k, window end) for the prefixes
     seen_plain: set[tuple[int, Any]] = set()
     seen_info: dict[tuple[int, Any], list[int]] = {}
     best_depth = -1
@@ -148,11 +182,17 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
         nodes += 1
         if not nodes % CHECK_EVERY and (
             (deadline is not None and monotonic() > deadline) or (stop is not None and stop.is_set())
+            or (max_nodes is not None and nodes > max_nodes)
         ):
-            why = "stopped" if stop is not None and stop.is_set() else "time budget ran out"
-            return SearchResult(None, best, nodes, why)
+            why = "stopped" if stop is not None and stop.is_set() else (
+                BUDGET if max_nodes is not None and nodes > max_nodes else "time budget ran out")
+            return SearchResult(None, _prefixes(best, infos, info_pos, regular), nodes, why)
         if mode == 0:
             if remaining == 0:
+                if relaxed:
+                    ids, complete = _assign(path, infos, info_pos, regular)
+                    return SearchResult(True if complete else None, [ids], nodes,
+                                        "" if complete else REUSED)
                 return SearchResult(True, [], nodes)
             e = nxt[head]
             mode = 1
@@ -173,7 +213,7 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
                             mode = 4
                         else:
                             stack.append((1, e, state, None, 0))
-                            path.append(regular[j].id)
+                            path.append(j)
                             state = new_state
                             lin = new_lin
                             p, q = prv[e], nxt[e]
@@ -206,7 +246,7 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
                                 seen_plain.add(key)
                         if not known:
                             stack.append((0, e, state, None, 0))
-                            path.append(regular[j].id)
+                            path.append(j)
                             state = new_state
                             lin = new_lin
                             p, q = prv[e], nxt[e]
@@ -222,11 +262,12 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
                 e = nxt[e]
             if mode == 0:
                 continue
-            mode = 2 if has_info else 4
+            mode = 2 if infos else 4
         if mode == 2:
             # e is the first remaining return: info ops called before it are available.
             cands = []
             tried: set[Any] = set()
+            reuse: dict[Any, int] = {}
             group = buckets.get(state_guard(state))
             for bucket in (group, wild):
                 if not bucket:
@@ -234,12 +275,21 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
                 for k in bucket:
                     if info_pos[k] > e:
                         break
-                    if ibits & i_bit[k]:
-                        continue
                     x = i_inp[k]
+                    if ibits & i_bit[k]:  # used on this path: the exact search must take another one
+                        if relaxed and x not in reuse:
+                            reuse[x] = k
+                        continue
                     if x in tried:
                         continue
                     tried.add(x)
+                    ok, new_state = step(state, x, UNKNOWN)
+                    if ok and new_state != state:
+                        cands.append((k, new_state))
+            if len(cands) > 1:  # most recent call first: an old info op is the least likely to land now
+                cands.sort(key=lambda c: -info_pos[c[0]])
+            for x, k in reuse.items():  # the relaxed search may reuse one, last (preferring unused ones keeps
+                if x not in tried:  # the linearization it finds assignable, see _assign)
                     ok, new_state = step(state, x, UNKNOWN)
                     if ok and new_state != state:
                         cands.append((k, new_state))
@@ -249,10 +299,21 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
             while ci < len(cands):
                 k, new_state = cands[ci]
                 ci += 1
+                if relaxed:
+                    key = (lin, new_state)
+                    if key in seen_plain:
+                        continue
+                    seen_plain.add(key)
+                    stack.append((2, k, state, cands, ci if ibits & i_bit[k] else -ci))
+                    path.append((k, e))
+                    state = new_state
+                    ibits |= i_bit[k]
+                    mode = 0
+                    break
                 used = ibits | i_bit[k]
                 if not dominated((lin, new_state), used):
                     stack.append((2, k, state, cands, ci))
-                    path.append(infos[k].id)
+                    path.append((k, e))
                     state = new_state
                     ibits = used
                     mode = 0
@@ -269,13 +330,14 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
             elif depth == best_depth and len(best) < 3 and path not in best:
                 best.append(path.copy())
         if not stack:
-            return SearchResult(False, best, nodes)
+            return SearchResult(False, _prefixes(best, infos, info_pos, regular), nodes)
         kind, x, state, saved, saved_ci = stack.pop()
         path.pop()
         if kind == 2:
-            ibits ^= i_bit[x]
+            if not relaxed or saved_ci < 0:  # the relaxed search marks a reused op by a positive ci: keep its bit
+                ibits ^= i_bit[x]
             cands = saved
-            ci = saved_ci
+            ci = abs(saved_ci)
             mode = 3
             continue
         j = e_op[x]
@@ -292,3 +354,38 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
             e = nxt[x]
             mode = 1
 
+
+def _assign(path: list[Any], infos: list[PartOp], info_pos: list[int],
+            regular: list[PartOp]) -> tuple[list[int], bool]:
+    """Op ids of a (relaxed) path, giving each info use its own info op of identical input, called before the
+    window end of the use. Greedy earliest-called assignment is optimal: along a path the window end never moves
+    back, so each use can take any op an earlier use could. Returns (ids, True), or the ids of the longest prefix
+    that can be assigned and False."""
+    groups: dict[Any, list[int]] = {}
+    for k in sorted(range(len(infos)), key=info_pos.__getitem__):
+        groups.setdefault(infos[k].input, []).append(k)
+    taken: dict[Any, int] = {}
+    ids: list[int] = []
+    for item in path:
+        if item.__class__ is int:
+            ids.append(regular[item].id)
+            continue
+        k, window_end = item
+        x = infos[k].input
+        group = groups[x]
+        i = taken.get(x, 0)
+        if i >= len(group) or info_pos[group[i]] > window_end:
+            return ids, False
+        taken[x] = i + 1
+        ids.append(infos[group[i]].id)
+    return ids, True
+
+
+def _prefixes(best: list[list[Any]], infos: list[PartOp], info_pos: list[int],
+              regular: list[PartOp]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for path in best:
+        ids = _assign(path, infos, info_pos, regular)[0]
+        if ids not in out:
+            out.append(ids)
+    return out

@@ -29,9 +29,9 @@ from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis import grudge as grudges
+from nemesis.leader import current_leader
 
 DEFAULT_SHAPES = ("halves", "one", "leader", "ring", "bridge")
-LEADER_TIMEOUT_S = 5.0
 
 
 def partition_chain(prefix: str) -> str:
@@ -101,13 +101,17 @@ class PartitionNemesis:
 
     async def setup(self, test: TestContext) -> None:
         self.chain = partition_chain(self._prefix or test.backend.prefix)
-        missing = []
+        problems = []
         for host in test.hosts:
-            result = await host.exec(["iptables", "--version"], check=False)
+            try:
+                result = await host.exec(["iptables", "--version"], check=False)
+            except RemoteError as exc:
+                problems.append(f"{host.name} cannot be reached ({exc})")
+                continue
             if result.returncode != 0:
-                missing.append(host.name)
-        if missing:
-            raise PartitionError(f"iptables is missing on {', '.join(missing)} (Debian: apt-get install iptables)")
+                problems.append(f"iptables is missing on {host.name} (Debian: apt-get install iptables)")
+        if problems:
+            raise PartitionError("; ".join(problems))
 
     async def invoke(self, test: TestContext, op: Op) -> Op:
         value = dict(op.value or {})
@@ -132,16 +136,12 @@ class PartitionNemesis:
             shape = value.get("shape") or self._rng.choice(self.shapes)
             leader = None
             if shape == "leader":
-                try:
-                    async with asyncio.timeout(LEADER_TIMEOUT_S):
-                        leader = await test.db.leader(test)
-                except (TimeoutError, OSError, RemoteError):
-                    leader = None
+                leader = await current_leader(test)
                 if leader is None:
                     return {"fault": "partition", "shape": shape, "targets": [], "skipped": "no leader"}
             grudge = grudges.build(shape, nodes, self._rng, leader=leader)
         await self.apply(test, grudge)
-        done = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
+        done: dict[str, Any] = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
                 "grudge": grudges.to_json(grudge)}
         groups = split_groups(grudge, nodes)
         if groups is not None:

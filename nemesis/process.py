@@ -23,21 +23,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from harness.protocols import Op, RemoteError, TestContext
+from harness.protocols import Op, TestContext
+from nemesis.leader import current_leader
 from nemesis.targets import TARGET_SPECS, select_targets
 
 DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
-LEADER_TIMEOUT_S = 5.0
 RUNNING_TIMEOUT_S = 20.0
-
-
-async def current_leader(test: TestContext) -> str | None:
-    """The leader as the DB reports it, or None when it does not know within LEADER_TIMEOUT_S or cannot ask."""
-    try:
-        async with asyncio.timeout(LEADER_TIMEOUT_S):
-            return await test.db.leader(test)
-    except (TimeoutError, OSError, RemoteError):
-        return None
 
 
 class _ProcessNemesis:
@@ -112,6 +103,9 @@ class _ProcessNemesis:
                 break
             await asyncio.sleep(0.05)  # polling a process table: there is no event to await
         return waiting
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        raise NotImplementedError
 
     async def teardown(self, test: TestContext) -> None:
         await self.heal(test)

@@ -17,10 +17,13 @@ still take effect later: a client must not guess.
 | method-not-allowed| 405  | yes      | an unknown method on a known path |
 | maybe             | 504  | no       | the write was proposed but its commit could not be confirmed before its deadline (timeout, leadership lost, shutdown): it may apply later or never |
 
-Follower behaviour: a follower REDIRECTS (307 with `Location` and a JSON body naming the leader) every request it
-cannot serve itself (linearizable and lease reads, writes); it answers `?consistency=stale` reads from its own
-state. It never forwards: a redirect costs the client one round trip once (the library remembers the leader) and
-keeps the follower's work and failure modes small.
+Follower behaviour: a follower REDIRECTS writes and lease reads (307 with `Location` and a JSON body naming the
+leader and its client URL); it never forwards a client's request. It SERVES linearizable reads itself: the core
+forwards its ReadIndex request to the leader, which confirms its leadership with a heartbeat round and returns its
+commit index; the follower answers once it has applied that index (linearizable, and the HTTP work of reads is
+spread over every node). It answers `?consistency=stale` reads from its own state at once. A redirect costs the
+client one round trip once: the library remembers the leader. A follower that knows no leader answers
+`unavailable` (and the library tries the next node).
 """
 
 from __future__ import annotations

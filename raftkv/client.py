@@ -19,9 +19,12 @@ Errors (all subclasses of `RaftKVError`, with `.code`, `.definite`, `.node`, `.m
   For reads an indeterminate error only means "no answer": reads never change state.
 
 Behaviour
-- Each call has a deadline (`timeout=` per call, else the client's default); the remaining time is sent to the
-  server so it answers "maybe" before the client gives up.
-- Follows leader hints: a follower's 307 names the leader, which is remembered for later calls.
+- Each call has a deadline (`timeout=` per call, else the client's default); the remaining time (or at most
+  `attempt_timeout`, when set, so that one call can try again after a leader failure) is sent to the server as
+  its deadline, so it answers "maybe" before the client gives up.
+- Writes and linearizable/lease reads go to the leader: a follower's 307 names it, and it is remembered for later
+  calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
+  linearizable reads itself by ReadIndex through the leader, see raftkv/api.py; writes are redirected).
 - Retries connection errors, "unavailable" and leader changes on the next node until the deadline, with a short
   capped back-off. A retried put/delete keeps the SAME expected version, so at most one attempt can apply; if an
   earlier attempt's outcome was unknown and a retry is refused (version-mismatch / no-key), the call raises
@@ -190,7 +193,8 @@ class KVClient:
     """See the module docstring. Not thread-safe; one instance per event loop."""
 
     def __init__(self, cluster: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, pool_size: int = 64,
-                 connect_timeout: float = 1.0, max_backoff: float = 0.2) -> None:
+                 connect_timeout: float = 1.0, max_backoff: float = 0.2,
+                 attempt_timeout: float | None = None) -> None:
         if not cluster:
             raise ValueError("cluster must name at least one node address")
         self.cluster = [_norm(a) for a in cluster]
@@ -198,6 +202,7 @@ class KVClient:
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        self.attempt_timeout = attempt_timeout
         self.leader: str | None = None
         self._rr = 0
         self._pools: dict[str, _Pool] = {}
@@ -232,6 +237,9 @@ class KVClient:
                   timeout: float | None = None) -> GetResult:
         if consistency not in ("linearizable", "stale", "lease"):
             raise ValueError(f"consistency must be linearizable, stale or lease, not {consistency!r}")
+        # Linearizable and lease reads go to the leader: one heartbeat round there confirms a whole batch of reads,
+        # which costs less CPU in total than follower reads (each of those adds a forwarded round); stale reads
+        # are spread round-robin. `node=` sends a read to a given node (a follower serves it by ReadIndex).
         status, body, addr = await self._call("GET", key, f"?consistency={consistency}", None,
                                               node, timeout, write=False, follow=consistency != "stale")
         if status == 200:
@@ -293,7 +301,12 @@ class KVClient:
         that an earlier attempt of this call may have reached a server without a definite answer."""
         total = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + total
-        target = _norm(node) if node else (self.leader if follow and self.leader else self.cluster[self._rr])
+        if node:
+            target = _norm(node)
+        elif follow and self.leader:
+            target = self.leader
+        else:
+            target = self._next_node(None) if not follow else self.cluster[self._rr]
         path = "/kv/" + quote(key, safe="")
         ambiguous = False  # some attempt may have reached a server and we do not know what happened
         reached = False  # some attempt reached a server at all
@@ -304,7 +317,9 @@ class KVClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0.001:
                 break
-            q = query + ("&" if query else "?") + f"timeout_ms={max(1, int(remaining * 1000) - 20)}"
+            server_wait = remaining - 0.02 if self.attempt_timeout is None else min(remaining - 0.02,
+                                                                                  self.attempt_timeout)
+            q = query + ("&" if query else "?") + f"timeout_ms={max(1, int(server_wait * 1000))}"
             try:
                 async with asyncio.timeout(remaining):
                     status, headers, data = await self._pool(target).request(method, path + q, payload)
@@ -340,7 +355,7 @@ class KVClient:
                     self.leader = target
                 body["_ambiguous"] = ambiguous
                 return status, body, target
-            if err == "not-leader" and follow:
+            if err == "not-leader":
                 hint = body.get("leader_url") or headers.get("location")
                 last_error = f"{target} is not the leader"
                 redirects += 1

@@ -26,6 +26,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                   "raftkv.cli"),
     "raftkv.sim": ("asyncio", "socket", "threading", "time", "subprocess", "selectors", "signal",
                    "multiprocessing", "datetime", "raftkv.server", "raftkv.client", "raftkv.cli"),
+    # The shared client vocabulary is pure; the client library talks HTTP only (it never needs the server's insides).
+    "raftkv.api": ("asyncio", "socket", "threading", "time", "os", "subprocess", "raftkv.server", "raftkv.core",
+                   "raftkv.kv", "raftkv.sim", "raftkv.client", "raftkv.cli"),
+    "raftkv.client": ("raftkv.server", "raftkv.core", "raftkv.kv", "raftkv.sim", "raftkv.cli", "threading",
+                      "subprocess", "os"),
     "checker": ("raftkv", "harness", "nemesis", "workloads", "reports", "asyncio", "socket", "subprocess"),
     "reports": ("raftkv", "harness", "nemesis", "workloads"),
     "harness": ("raftkv", "nemesis", "workloads"),

@@ -4,9 +4,10 @@ On each host (any backend: everything goes through Remote):
 - data in `<backend data dir>/raftkv`, logs in `<backend log dir>/` (`raftkv.log` written by the node,
   `stdout.log` its stdout and stderr);
 - the node listens for peers on `<host address>:PEER_PORT` and for clients on `<host address>:CLIENT_PORT`;
-- it runs as `<controller's python> -m raftkv serve ...` with PYTHONPATH set to this checkout's root, so a node runs
-  exactly the code under test (hosts of the netns backend share the controller's file system; other backends must
-  provide the same path).
+- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs);
+- it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
+  so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
+  backends must provide the same paths).
 
 Election settings default to fast ones (a 25 ms tick, elections after 10 to 20 ticks) so faults are felt and healed
 within a second; `--raftkv-tick-ms` and `--raftkv-election-ticks` change them.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -75,20 +77,30 @@ class RaftkvDB:
     def stdout_file(self, test: TestContext, node: str) -> str:
         return f"{test.backend.log_dir(node)}/stdout.log"
 
+    def config_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.data_dir(node)}/raftkv.json"
+
+    def config(self, test: TestContext, node: str) -> dict[str, Any]:
+        """The node's configuration (`raftkv serve --config` keys): addresses, directories, election settings and
+        a seed of its own for the election-timeout randomness (drawn from the run's seed)."""
+        return {"id": node, "listen": peer_address(test, node), "client": client_address(test, node),
+                "peers": {n: peer_address(test, n) for n in test.nodes},
+                "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
+                "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
+                "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
+
     def command(self, test: TestContext, node: str) -> list[str]:
-        """The node's argv (the controller's interpreter: the hosts share its file system on netns)."""
-        peers = ",".join(f"{n}={peer_address(test, n)}" for n in test.nodes)
-        return [sys.executable, "-m", "raftkv", "serve", "--id", node,
-                "--listen", peer_address(test, node), "--client", client_address(test, node),
-                "--peers", peers, "--data-dir", self.data_dir(test, node), "--log-file", self.log_file(test, node),
-                "--tick-ms", str(self.tick_ms), "--election-ticks", str(self.election_ticks),
-                "--heartbeat-ticks", "1", "--seed", str(test.rng(f"db.raftkv.{node}").getrandbits(32))]
+        """The node's argv: the controller's own interpreter (netns hosts share the controller's file system)."""
+        return [sys.executable, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def setup(self, test: TestContext, node: str) -> None:
+        """Create the node's directories and write its configuration file (through Remote.exec: any backend)."""
         host = test.host(node)
         await host.exec(["mkdir", "-p", self.data_dir(test, node), test.backend.log_dir(node)])
+        text = json.dumps(self.config(test, node), indent=2, sort_keys=True) + "\n"
+        await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.config_file(test, node)], stdin=text.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
@@ -136,7 +148,7 @@ class RaftkvDB:
             await test.host(node).exec(["rm", "-rf", self.data_dir(test, node)])
 
     def log_files(self, test: TestContext, node: str) -> list[str]:
-        return [self.log_file(test, node), self.stdout_file(test, node)]
+        return [self.log_file(test, node), self.stdout_file(test, node), self.config_file(test, node)]
 
     # -- inspection -------------------------------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ every choice from the seed carried in its state, and never sleeps.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from checker.checkers import Stats
 from checker.linearizability import LinearizabilityChecker
 from checker.models import make_model
 from harness import generator as gen
@@ -48,6 +49,9 @@ from workloads.raftkv_db import client_address
 
 DEFAULT_KEYS = 8
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
+CONSISTENCIES = ("linearizable", "stale")
+# Relative weights of the operation kinds.
+MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
 
 def client_timeout(options: Mapping[str, Any]) -> float:
@@ -56,9 +60,6 @@ def client_timeout(options: Mapping[str, Any]) -> float:
     operation and records a bare info."""
     op_timeout = float(options.get("op_timeout") or DEFAULT_OP_TIMEOUT_S)
     return max(0.05, op_timeout - min(0.5, op_timeout * 0.2))
-CONSISTENCIES = ("linearizable", "stale")
-# Relative weights of the operation kinds.
-MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
 
 def key_names(count: int) -> tuple[str, ...]:
@@ -194,25 +195,7 @@ def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
     timeout = options.get("checker_timeout")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
-            "stats": StatsChecker()}
-
-
-class StatsChecker:
-    """Counts completions by f and type. Valid when some operation completed ok; "unknown" when none did (a run
-    that did nothing proves nothing)."""
-
-    def check(self, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        by_f: dict[str, dict[str, int]] = {}
-        errors: dict[str, int] = {}
-        for event in history:
-            if event.get("process") == "nemesis" or event.get("type") == "invoke":
-                continue
-            counts = by_f.setdefault(str(event.get("f")), {"ok": 0, "fail": 0, "info": 0})
-            counts[str(event.get("type"))] = counts.get(str(event.get("type")), 0) + 1
-            if event.get("error"):
-                errors[str(event["error"])] = errors.get(str(event["error"]), 0) + 1
-        ok = sum(c["ok"] for c in by_f.values())
-        return {"valid": True if ok else "unknown", "by_f": by_f, "errors": errors}
+            "stats": Stats()}
 
 
 REGISTER = Workload(

@@ -13,8 +13,10 @@ safely (the core's HardState contract), so committing never costs a disk flush o
 Writes: a request becomes a `Command` with a request id unique to this node's boot, is proposed, and its future
 resolves when an entry with that request id is applied here. If the deadline passes first, or this node stops
 being leader, the answer is MAYBE (`MaybeError`): the entry may still commit under the next leader.
-Linearizable reads: queued reads share one ReadIndex round (at most one round in flight; every read queued before
-the round began is covered by it) and are served from the state machine once it has applied the read index.
+Linearizable reads, on the leader or any follower: queued reads share one ReadIndex round (at most one round in
+flight; every read queued before the round began is covered by it; a follower's round is forwarded to the leader
+by the core) and are served from the local state machine once it has applied the read index. Followers serving
+reads spreads the HTTP work of reads over every node; the leader only pays one heartbeat round per batch.
 
 Snapshots: after `snapshot_entries` applied entries, the KV state is serialized (msgpack, on the loop: fast), the
 core compacts its log, and a separate snapshot thread writes the file durably; only then are WAL segments covered by
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import logging
 import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from raftkv.core import (
     EntryKind,
@@ -95,8 +99,11 @@ class Node:
         self._read_rounds: dict[bytes, _ReadRound] = {}
         self._read_waiting: list[tuple[int, _ReadRound]] = []  # confirmed, waiting for apply
         self._read_seq = 0
+        self._deadlines: list[tuple[float, int, asyncio.Future[Any], str | None]] = []
+        self._dl_seq = 0
         self._req_seq = 0
         self._boot = os.urandom(4).hex()
+        self._ctx_prefix = f"{cfg.id}.{self._boot}.".encode()
         self._role = Role.FOLLOWER
         self._leader: str | None = None
         self._term = 0
@@ -181,6 +188,7 @@ class Node:
                 nxt = time.monotonic()
             self.raft.tick()
             self._expire_read_rounds()
+            self._expire_deadlines()
             self._wake.set()
 
     # -- requests -----------------------------------------------------------------------------------------------
@@ -207,31 +215,46 @@ class Node:
         data = encode_command(Command(request_id=rid, op=op, key=key, value=value, expected_version=version))
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._proposals.append((data, rid, fut))
+        self._add_deadline(timeout, fut, rid)
         self._wake.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(fut)
-        except TimeoutError:
-            if self._pending.pop(rid, None) is not None:
-                raise MaybeError(f"commit not confirmed within {timeout:.3g}s") from None
-            # Never proposed (still queued): it is removed from the queue and certainly has no effect.
-            self._proposals = [p for p in self._proposals if p[1] != rid]
-            raise UnavailableError(f"not proposed within {timeout:.3g}s") from None
+        return await fut
 
-    async def read(self, key: str, timeout: float) -> tuple[str, int] | None:
-        """A linearizable read (ReadIndex, or the lease when the core runs with lease reads)."""
+    async def read(self, key: str, timeout: float, *, lease: bool = False) -> tuple[str, int] | None:
+        """A linearizable read by ReadIndex, on the leader or on a follower (the core forwards the request to the
+        leader; the follower serves it once it has applied the read index). With the core's lease reads on, the
+        leader answers from its lease. `lease=True` asks for a lease read: leader only (else NotLeaderError).
+        A follower waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
         if self.stopping:
             raise UnavailableError("node is shutting down")
         if self._role is not Role.LEADER:
-            raise self._not_leader()
+            if lease or self._leader is None:
+                raise self._not_leader()
+            timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
         fut: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
         self._read_queue.append((key, fut))
+        self._add_deadline(timeout, fut, None)
         self._wake.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise UnavailableError(f"leadership not confirmed within {timeout:.3g}s") from None
+        return await fut
+
+    def _add_deadline(self, timeout: float, fut: asyncio.Future[Any], rid: str | None) -> None:
+        """Deadlines live in one heap swept every tick (cheaper than a timer per request; a tick late at most)."""
+        self._dl_seq += 1
+        heapq.heappush(self._deadlines, (time.monotonic() + timeout, self._dl_seq, fut, rid))
+
+    def _expire_deadlines(self) -> None:
+        """A write proposed but not applied by its deadline is MAYBE; one never proposed (still queued) and a
+        read are UNAVAILABLE (definite: nothing happened)."""
+        dl, now = self._deadlines, time.monotonic()
+        while dl and dl[0][0] <= now:
+            _, _, fut, rid = heapq.heappop(dl)
+            if fut.done():
+                continue
+            if rid is None:
+                fut.set_exception(UnavailableError("read index not confirmed before the deadline"))
+            elif self._pending.pop(rid, None) is not None:
+                fut.set_exception(MaybeError("commit not confirmed before the deadline"))
+            else:
+                fut.set_exception(UnavailableError("not proposed before the deadline"))
 
     def read_stale(self, key: str) -> tuple[str, int] | None:
         return self.kv.get(key)
@@ -266,7 +289,8 @@ class Node:
         assert self.raft is not None
         waiters, self._read_queue = self._read_queue, []
         self._read_seq += 1
-        ctx = self._read_seq.to_bytes(8, "big")
+        # Unique per node and boot: the leader serves rounds of several followers at once.
+        ctx = self._ctx_prefix + self._read_seq.to_bytes(8, "big")
         try:
             self.raft.read_index(ctx)
         except NotLeader:
@@ -320,6 +344,10 @@ class Node:
             self._role = ss.role
             m.set_role(ss.role.value)
         if ss.leader != self._leader:
+            if self._read_rounds:  # forwarded ReadIndex rounds die with the old leader: ask the new one
+                for rnd in self._read_rounds.values():
+                    self._read_queue[:0] = [w for w in rnd.waiters if not w[1].done()]
+                self._read_rounds.clear()
             self.log.info("leader %s -> %s (term %d)", self._leader, ss.leader, self.raft.term)  # type: ignore
             self._leader = ss.leader
             m.leader_changes.inc()
@@ -421,6 +449,8 @@ class Node:
         assert self.raft is not None
         snap = self.raft.compact(applied, self.kv.snapshot())
         self.snapshot_index, self.snapshot_term = snap.meta.index, snap.meta.term
+        self.log.info("snapshot made at index %d term %d (%d bytes); log compacted", snap.meta.index,
+                      snap.meta.term, len(snap.data))
         self.metrics.snapshots.labels(kind="made").inc()
         self.metrics.snapshot_bytes.set(len(snap.data))
         self._snapshotting = True

@@ -12,9 +12,16 @@ from typing import Any
 import pytest
 
 from harness.backends.netns import NetnsRemote as NsRemote
-from harness.protocols import Op
+from harness.protocols import ExecResult, Op, RemoteError
 from harness.protocols import TestContext as Ctx
-from nemesis.partition import PartitionNemesis, describe_targets, restore_script, rules_of, split_groups
+from nemesis.partition import (
+    PartitionError,
+    PartitionNemesis,
+    describe_targets,
+    restore_script,
+    rules_of,
+    split_groups,
+)
 
 pytestmark = pytest.mark.netns
 PORT = 7999
@@ -186,3 +193,35 @@ def test_targets_name_the_cut_off_side_or_the_droppers() -> None:
     assert describe_targets(bridge, nodes) == ["n1", "n2", "n4", "n5"]
     assert split_groups({"n2": {"n1"}}, nodes) is None  # one-way
     assert describe_targets({"n2": {"n1"}}, nodes) == ["n2"]
+
+
+class BrokenHost:
+    """A host whose iptables refuses everything, or that cannot be reached at all."""
+
+    def __init__(self, name: str, *, reachable: bool) -> None:
+        self.name, self.address, self.reachable = name, f"192.0.2.{name[1:]}", reachable
+
+    async def exec(self, argv: Any, *, check: bool = True, timeout: float | None = 30.0,
+                   stdin: bytes | None = None) -> ExecResult:
+        if not self.reachable:
+            raise RemoteError(f"{self.name}: unreachable")
+        result = ExecResult(tuple(argv), 1, "", "iptables: permission denied")
+        if check:
+            raise RemoteError(f"{self.name}: {result.stderr}")
+        return result
+
+
+async def test_failures_name_the_host(tmp_path: Path) -> None:
+    hosts = [BrokenHost("n1", reachable=True), BrokenHost("n2", reachable=False)]
+    test = make_test(hosts, tmp_path)  # type: ignore[arg-type]
+    nemesis = PartitionNemesis(random.Random(1), prefix="rkx")
+    with pytest.raises(PartitionError, match=r"iptables is missing on n1 .*; n2 cannot be reached"):
+        await nemesis.setup(test)
+    nemesis.chain = "rkx-partition"
+    with pytest.raises(ExceptionGroup) as raised:
+        await nemesis.apply(test, {"n1": frozenset({"n2"})})
+    assert "n1: iptables-restore failed: iptables: permission denied" in str(raised.value.exceptions[0])
+    healed = await nemesis.heal(test)
+    assert healed["ok"] is False
+    assert healed["details"]["hosts"]["n2"] == "error: n2: unreachable"
+    assert healed["details"]["hosts"]["n1"].startswith("error: n1:")

@@ -4,6 +4,7 @@ kill -9 and restart, pause and resume, teardown."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,13 @@ async def test_pause_and_resume(cluster: Any) -> None:
         except RaftkvDBError:
             assert time.monotonic() < deadline, "resumed node never answered"
             await asyncio.sleep(0.05)
+
+
+async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
+    test, db = cluster
+    written = json.loads(Path(db.config_file(test, "n2")).read_text())
+    assert written["id"] == "n2" and written["peers"] == {n: f"{test.host(n).address}:7000" for n in test.nodes}
+    assert written["client"] == client_address(test, "n2") and written["tick_ms"] == 25
+    assert db.config_file(test, "n2") in db.log_files(test, "n2")
+    assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
+    assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"

@@ -15,7 +15,7 @@ from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
 from raftkv.client import GetResult, Maybe, NoKey, PutResult, Timeout, Unavailable, VersionMismatch
 from workloads import register
-from workloads.register import RegisterClient, RegisterGen, StatsChecker, final_generator, generator
+from workloads.register import RegisterClient, RegisterGen, final_generator, generator
 
 OPTIONS = {"keys": 3}
 
@@ -170,17 +170,10 @@ def test_bad_options_are_refused() -> None:
         register.key_names(0)
 
 
-def test_stats_count_completions_by_f() -> None:
-    history = [
-        {"index": 0, "process": 0, "type": "invoke", "f": "get", "key": "k0", "time": 1},
-        {"index": 1, "process": 0, "type": "ok", "f": "get", "key": "k0", "time": 2},
-        {"index": 2, "process": "nemesis", "type": "info", "f": "start", "time": 3},
-        {"index": 3, "process": 1, "type": "fail", "f": "put", "key": "k0", "time": 4, "error": "no-key"},
-    ]
-    result = StatsChecker().check({}, history)
-    assert result == {"valid": True, "by_f": {"get": {"ok": 1, "fail": 0, "info": 0},
-                                              "put": {"ok": 0, "fail": 1, "info": 0}}, "errors": {"no-key": 1}}
-    assert StatsChecker().check({}, history[3:])["valid"] == "unknown"
+def test_checked_per_key_with_the_versioned_kv_model_plus_stats() -> None:
+    checkers = register.checker({"checker_timeout": 30})
+    assert set(checkers) == {"linearizable", "stats"}
+    assert checkers["linearizable"].model.name == "versioned-kv" and checkers["linearizable"].timeout == 30.0
 
 
 def _events(*rows: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -224,3 +217,10 @@ async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path
     client, _ = await opened(tmp_path, Timeout("no answer"))
     await client.invoke(None, GET)  # type: ignore[arg-type]
     assert made[-1] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
+
+
+def test_the_client_answers_before_the_engine_gives_up() -> None:
+    assert register.client_timeout({"op_timeout": 5.0}) == 4.5
+    assert register.client_timeout({"op_timeout": 1.0}) == 0.8
+    assert register.client_timeout({}) == 4.5
+    assert 0 < register.client_timeout({"op_timeout": 0.01}) <= 0.05

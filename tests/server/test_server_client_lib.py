@@ -76,7 +76,7 @@ async def test_follows_redirect_and_remembers_leader(fakes: list[Fake]) -> None:
     async with KVClient([a.addr, b.addr], timeout=2) as kv:
         assert (await kv.put("k", "v", 0)).version == 1
         assert kv.leader == b.addr
-        g = await kv.get("k")
+        g = await kv.get("k", consistency="lease")  # lease reads go to the remembered leader
         assert (g.value, g.version, g.node) == ("v", 1, b.addr)
     assert b.seen[0][2] == {"value": "v", "version": 0}
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import signal
 import socket
 import time
@@ -49,8 +51,11 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert st is not None
     assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
     assert st["role"] == "leader" and st["commit"] >= 2
-    code, body = await c3.http(followers[0], "GET", "/kv/a")
+    code, body = await c3.http(followers[0], "GET", "/kv/a")  # followers serve linearizable reads (ReadIndex)
+    assert code == 200 and body == {"value": "1", "version": 1}
+    code, body = await c3.http(followers[0], "PUT", "/kv/a", b'{"value": "2", "version": 1}')
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
+    assert body["leader_url"] == f"http://{c3.client[leader]}"
     code, metrics = await c3.http(leader, "GET", "/metrics")
     assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
     code, body = await c3.http(leader, "GET", "/healthz")
@@ -105,6 +110,36 @@ async def test_occ_semantics_and_bad_requests_over_http(c3: Cluster) -> None:
     assert (await c3.status(leader))["commit"] == before  # type: ignore[index]  # nothing was proposed
 
 
+async def test_maybe_over_http_and_the_library_never_reports_a_false_failure(tmp_path: Path) -> None:
+    """Followers frozen (SIGSTOP) for less than an election timeout: the leader keeps its role but cannot commit.
+    A raw PUT answers 504 maybe; after the followers resume, that write applies. The library, retrying with the
+    same expected version across the freeze, ends with a version mismatch caused by its own earlier attempt: it
+    must say Maybe, never VersionMismatch."""
+    c3 = Cluster(tmp_path, 3, base_ip=60, election_ticks=150)  # 3 s election timeout
+    c3.start_all()
+    leader = await c3.wait_leader(timeout=30)
+    followers = [i for i in c3.ids if i != leader]
+    for f in followers:
+        os.kill(c3.procs[f].pid, signal.SIGSTOP)
+    try:
+        code, body = await c3.http(leader, "PUT", "/kv/raw?timeout_ms=300", b'{"value": "v", "version": 0}')
+        assert (code, body["error"]) == (504, "maybe"), body
+        async with KVClient([c3.client[leader]], timeout=10, attempt_timeout=0.3) as kv:
+            put = asyncio.create_task(kv.put("lib", "v", 0))
+            await asyncio.sleep(1.0)  # a few attempts answered "maybe"
+            assert not put.done()
+            for f in followers:
+                os.kill(c3.procs[f].pid, signal.SIGCONT)
+            with pytest.raises(Maybe, match="may have"):
+                await put
+            assert (await kv.get("lib")).version == 1  # the first attempt did apply, exactly once
+            assert (await kv.get("raw")).version == 1  # so did the raw write answered "maybe"
+    finally:
+        for f in followers:
+            os.kill(c3.procs[f].pid, signal.SIGCONT)
+        c3.stop_all()
+
+
 async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, tuple[int, str]]) -> None:
     """n writers, each owning a key, writing versions 1, 2, ...; acked[key] = last acknowledged (version, value).
     After an indeterminate answer a writer re-reads its key to learn the version (it may have applied)."""
@@ -121,6 +156,8 @@ async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, t
                 version = r.version
             except (Maybe, Unavailable, VersionMismatch):
                 for _ in range(100):
+                    if stop.is_set():
+                        return
                     try:
                         version = (await kv.get(key, timeout=3)).version
                         break
@@ -218,7 +255,8 @@ async def test_malformed_peer_frames_close_only_that_connection(c3: Cluster) -> 
                frames.encode(0, "n2", b"")[:4] + b"\x01" + b"\x00" * 10]  # truncated garbage header
     from raftkv.server.transport import cluster_id_of
     cid = cluster_id_of(c3.peer)
-    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, "n2", b"\x00not msgpack")]
+    other = next(i for i in c3.ids if i != leader)
+    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, other, b"\x00not msgpack")]
     for payload in attacks:
         with socket.create_connection((host, int(port)), timeout=2) as s:
             s.sendall(payload)
@@ -247,6 +285,16 @@ async def test_sigterm_is_graceful_and_corrupt_wal_refuses_to_start(tmp_path: Pa
                 await kv.put(f"k{i}", "v" * 100, 0)
         assert c.kill("n1", signal.SIGTERM) == 0
         assert "stopped" in c.log("n1")
+        # A torn tail (the last write cut short) is truncated at restart, with a log line saying how much.
+        seg = sorted((tmp_path / "n1" / "wal").glob("*.wal"))[-1]
+        seg.write_bytes(seg.read_bytes()[:-5])
+        c.start("n1")
+        await c.wait_leader()
+        assert re.search(r"truncated torn tail of \S+ at offset \d+: dropped \d+ bytes", c.log("n1"))
+        async with KVClient(c.addrs, timeout=5) as kv:
+            assert (await kv.get("k0")).version == 1
+        assert c.kill("n1", signal.SIGTERM) == 0
+        # A flipped byte in the middle of the log: refuse to start, naming the file and the offset.
         seg = sorted((tmp_path / "n1" / "wal").glob("*.wal"))[0]
         data = bytearray(seg.read_bytes())
         data[len(data) // 2] ^= 0x40
