@@ -177,3 +177,22 @@ async def test_the_report_is_rendered_when_reports_is_there(prefix: str, tmp_pat
 
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").exists()
+
+
+async def test_the_seed_replays_the_generator_and_the_nemesis_choices(prefix: str, tmp_path: Path) -> None:
+    def choices(run: Path) -> tuple[list[Any], list[Any]]:
+        h = history(run)
+        values = [e["value"] for e in h if e["type"] == "invoke" and e["f"] == "add"][:40]
+        targets = [e["value"]["targets"] for e in h if e["process"] == "nemesis" and e["type"] == "info"
+                   and e["f"] == "start"]
+        return values, targets
+
+    runs = []
+    for seed in (21, 21, 22):
+        res = await run_test(config(prefix, tmp_path / "store", seed=seed, time_limit=2.0, nemesis_interval=0.3,
+                                    rate=100.0, nemeses=("isolate",), final_time_limit=2.0))
+        assert res.error is None, res.error
+        runs.append(choices(res.run_dir))  # type: ignore[arg-type]
+    assert runs[0] == runs[1]
+    assert runs[0][1] and len(runs[0][0]) == 40
+    assert runs[0] != runs[2]
