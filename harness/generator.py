@@ -37,6 +37,13 @@ from typing import Any, TypeAlias
 
 from harness.protocols import Op
 
+__all__ = [
+    "NEMESIS", "PENDING", "Any_", "Context", "Generator", "GeneratorError", "OpResult", "Pending", "Thread",
+    "any_of", "clients", "clients_and_nemesis", "concurrency_limit", "cycle", "delay", "fill_in", "fn", "lift",
+    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "on_threads", "phases", "rate", "repeat", "secs",
+    "simulate", "sleep", "stagger", "stop_all", "synchronize", "then", "time_limit", "until_ok",
+]
+
 NEMESIS = "nemesis"
 Thread: TypeAlias = int | str
 NS_PER_S = 1_000_000_000
