@@ -152,7 +152,7 @@ def test_a_signal_mid_run_heals_and_tears_everything_down(prefix: str, tmp_path:
 def test_clean_after_sigkill_mid_run(prefix: str, tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = _cli(prefix, store, time_limit=60)
-    _wait_for_history(store, 100, proc)
+    run_dir = _wait_for_history(store, 100, proc)
     state = LabState.load(prefix)
     assert state is not None
     proc.kill()
@@ -164,6 +164,14 @@ def test_clean_after_sigkill_mid_run(prefix: str, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert leftovers(prefix) == []
     assert not any(is_same_alive(p) for p in state.pids)
+    # what happened before the kill is on disk, whole lines, and can be analyzed without a results.json
+    h = history(run_dir)
+    assert len(h) >= 100 and [e["index"] for e in h] == list(range(len(h)))
+    assert not (run_dir / "results.json").exists()
+    res = subprocess.run([sys.executable, os.path.join(HERE, "harness_fake.py"), "analyze", str(run_dir)],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert res.returncode == ExitCode.UNKNOWN, res.stderr  # no final reads: the fake checker cannot tell
+    assert json.loads((run_dir / "results.json").read_text())["valid"] == "unknown"
 
 
 async def test_the_report_is_rendered_when_reports_is_there(prefix: str, tmp_path: Path) -> None:
