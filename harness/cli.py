@@ -128,7 +128,8 @@ def build_parser() -> tuple[Parser, list[str]]:
                      help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
     run.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
-    run.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made (default netns)")
+    run.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
     run.add_argument("--nodes", type=_positive_int, default=5, help="number of hosts/nodes (default 5)")
     run.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of workload (default 60)")
     run.add_argument("--concurrency", "-c", type=_positive_int, default=10,

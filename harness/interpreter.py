@@ -131,7 +131,7 @@ class Interpreter:
         c = self.concurrency
 
         def context(now: int) -> Context:
-            return Context(now, threads, frozenset(free), self.processes, c, tuple(free))
+            return Context(now, threads, frozenset(free), dict(self.processes), c, tuple(free))
 
         try:
             await self._dispatch(gen, threads, free, inboxes, context)

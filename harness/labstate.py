@@ -25,7 +25,9 @@ from harness.procs import ProcId, identify
 
 PREFIX_ENV = "RAFTKV_LAB_PREFIX"
 DEFAULT_PREFIX = "rkl"
-STATE_ROOT = Path(os.environ.get("RAFTKV_LAB_STATE_ROOT", "/run/raftkv-lab"))
+# /run/raftkv-lab as root; a per-user directory otherwise (the local backend needs no root).
+STATE_ROOT = Path(os.environ.get("RAFTKV_LAB_STATE_ROOT") or (
+    "/run/raftkv-lab" if os.geteuid() == 0 else os.path.join(tempfile.gettempdir(), f"raftkv-lab-state-{os.getuid()}")))
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 

@@ -247,12 +247,16 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     r = _Run(config, progress, defaults)
     error: str | None = None
     interrupted = False
-    check_result: dict[str, Any] | None = None
+    result: RunResult | None = None
     try:
         try:
-            check_result = await _run_phases(r, workload, dbspec, nem_specs)
+            check_result = await _run_phases(r, workload, dbspec, nem_specs)  # 2-11
+            result = _store_results(r, check_result, None, False)  # 12
+            if config.render and r.run_dir is not None:
+                r.phase("render the report")
+                await _render(r.run_dir)  # 13
         finally:
-            # Shield the cleanup from a second cancellation only in effect: the CLI ignores repeated signals.
+            # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
             await _cleanup(r)
     except asyncio.CancelledError:
         interrupted = True
@@ -271,11 +275,20 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
             r.history.close()
         if r.cluster is not None:
             r.cluster.close()
+    if error is not None or result is None:
+        result = _store_results(r, None, error or "no check result", interrupted)
+    if r.log_handler is not None:
+        logging.getLogger("harness").removeHandler(r.log_handler)
+        r.log_handler.close()
+    return result
 
+
+def _store_results(r: _Run, check_result: dict[str, Any] | None, error: str | None,
+                   interrupted: bool) -> RunResult:
+    """results.json (and the latest links) from a check result, or from the error that prevented one."""
     heal = r.heal_result
-    if error is not None or check_result is None:
-        results: dict[str, Any] = {"valid": "unknown", "error": error or "no check result", "heal": heal,
-                                   "interrupted": interrupted}
+    if check_result is None:
+        results: dict[str, Any] = {"valid": "unknown", "error": error, "heal": heal, "interrupted": interrupted}
         valid: bool | str = "unknown"
         code = ExitCode.HARNESS_FAILED
     else:
@@ -287,11 +300,6 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     if r.run_dir is not None:
         r.run_dir.write_json("results.json", results)
         r.run_dir.link_latest()
-        if config.render and error is None:
-            await _render(r.run_dir)
-        if r.log_handler is not None:
-            logging.getLogger("harness").removeHandler(r.log_handler)
-            r.log_handler.close()
     return RunResult(code, valid, r.run_dir.path if r.run_dir else None, results, r.tally, error, heal)
 
 

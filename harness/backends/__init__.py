@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.protocols import Backend
 
-BACKENDS = ("netns",)
+BACKENDS = ("netns", "local")
 
 
 def make_backend(name: str, *, work_dir: Path, prefix: str | None = None) -> Backend:
@@ -15,4 +15,8 @@ def make_backend(name: str, *, work_dir: Path, prefix: str | None = None) -> Bac
         from harness.backends.netns import NetnsBackend
 
         return NetnsBackend(work_dir, prefix=prefix)
+    if name == "local":
+        from harness.backends.local import LocalBackend
+
+        return LocalBackend(work_dir, prefix=prefix)
     raise ValueError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")

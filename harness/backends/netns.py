@@ -158,7 +158,12 @@ class NetnsRemote:
         return self.backend._spawn(self._wrap(argv), log_path=log_path, env=env, cwd=cwd)
 
     async def signal(self, pid: int, sig: signal.Signals) -> bool:
-        return self.backend._signal(pid, sig)
+        """Signal a daemon this backend started. After SIGKILL it returns once the process is reaped (ms), so
+        alive() is false at once and a restart may reuse its port."""
+        sent = self.backend._signal(pid, sig)
+        if sent and sig == signal.SIGKILL and not await self.backend._procs.reaped(pid):
+            log.warning("%s: pid %d still not gone 2 s after SIGKILL (state D?)", self.name, pid)
+        return sent
 
     async def alive(self, pid: int) -> bool:
         return self.backend._alive(pid)
@@ -201,11 +206,18 @@ class ProcessTable:
             os.kill(pid, sig)
         except ProcessLookupError:
             return False
-        if sig == signal.SIGKILL:
-            # Reap now (a SIGKILLed process exits within ms) so alive() is false at once and no zombie lingers.
-            deadline = time.monotonic() + 2.0
-            while p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.001)
+        return True
+
+    async def reaped(self, pid: int, timeout: float = 2.0) -> bool:
+        """Wait (polling, bounded) until a signalled child has exited and is reaped; False at the deadline."""
+        p = self.procs.get(pid)
+        if p is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while p.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.001)
         return True
 
     def alive(self, pid: int) -> bool:

@@ -164,3 +164,16 @@ def test_clean_after_sigkill_mid_run(prefix: str, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert leftovers(prefix) == []
     assert not any(is_same_alive(p) for p in state.pids)
+
+
+async def test_the_report_is_rendered_when_reports_is_there(prefix: str, tmp_path: Path) -> None:
+    pytest.importorskip("reports.render")
+    res = await run_test(config(prefix, tmp_path / "store", time_limit=1.0, render=True))
+    assert res.exit_code == ExitCode.VALID, res.error
+    run = res.run_dir
+    assert run is not None and (run / "report.html").stat().st_size > 1000
+    (run / "report.html").unlink()
+    from harness.cli import main
+
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").exists()
