@@ -702,14 +702,17 @@ class Raft:
         if first_in_term and self._reads_waiting_commit:
             waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
             for context, origin in waiting:
-                self._leader_read(context, origin)
+                self._leader_read(context, origin, counted=True)
         return True
 
     # --- reads --------------------------------------------------------------------------------------------------
 
-    def _leader_read(self, context: bytes, origin: str | None) -> None:
+    def _leader_read(self, context: bytes, origin: str | None, counted: bool = False) -> None:
+        """A read request (`origin`: the follower that forwarded it, None for our own). `counted`: it was
+        already admitted under max_pending_reads (a waiting read being released)."""
         log = self._log
-        if len(self._pending_reads) + len(self._reads_waiting_commit) >= self._cfg.max_pending_reads:
+        if not counted and (len(self._pending_reads) + len(self._reads_waiting_commit)
+                            >= self._cfg.max_pending_reads):
             if origin is None:
                 raise ProposalDropped("too many pending reads")
             self._msgs.append(Message(type=_MT.READ_INDEX_RESP, src=self._id, dst=origin, term=self._term,
