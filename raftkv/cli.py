@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .client import (
     Indeterminate,
@@ -37,7 +37,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_MAYBE, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2, 3, 25
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's default exit code 2 would read as "maybe"
+    def error(self, message: str) -> NoReturn:  # argparse's default exit code 2 would read as "maybe"
         self.print_usage(sys.stderr)
         print(f"raftkv: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
@@ -139,7 +139,7 @@ async def _client_cmd(args: argparse.Namespace) -> int:
                 print(json.dumps({"version": w.version}) if args.json else f"ok: {args.key} now at version "
                       f"{w.version}")
                 return EXIT_OK
-            rows = []
+            rows: list[dict[str, Any]] = []
             for node in cluster:
                 try:
                     rows.append(await kv.status(node))
@@ -148,14 +148,14 @@ async def _client_cmd(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(rows, indent=1))
             else:
-                for r in rows:
-                    if "error" in r:
-                        print(f"{r['node']}: unreachable ({r['error']})")
+                for row in rows:
+                    if "error" in row:
+                        print(f"{row['node']}: unreachable ({row['error']})")
                     else:
-                        print(f"{r['id']}: {r['role']:<13} term {r['term']:<5} leader {r['leader'] or '-':<6} "
-                              f"commit {r['commit']:<8} applied {r['applied']:<8} "
-                              f"snapshot {r['last_snapshot']['index']}")
-            return EXIT_OK if any("error" not in r for r in rows) else EXIT_UNAVAILABLE
+                        print(f"{row['id']}: {row['role']:<13} term {row['term']:<5} "
+                              f"leader {row['leader'] or '-':<6} commit {row['commit']:<8} "
+                              f"applied {row['applied']:<8} snapshot {row['last_snapshot']['index']}")
+            return EXIT_OK if any("error" not in row for row in rows) else EXIT_UNAVAILABLE
         except (VersionMismatch, NoKey) as e:
             print(f"refused: {e.code}: {e}", file=sys.stderr)
             return EXIT_REFUSED

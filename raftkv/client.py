@@ -148,8 +148,18 @@ class _Pool:
         self.idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
 
     async def request(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
-        if self.idle:
+        conn = None
+        while self.idle:
             reader, writer = self.idle.pop()
+            # A connection the server closed while idle (e.g. the node restarted) is discarded before use:
+            # a request on it would fail after sending and so be counted as possibly applied.
+            if reader.at_eof() or reader.exception() is not None or writer.transport.is_closing():
+                writer.close()
+                continue
+            conn = reader, writer
+            break
+        if conn is not None:
+            reader, writer = conn
         else:
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -370,6 +380,8 @@ class KVClient:
                     self.leader = None
                 target = self._next_node(target) if not body.get("leader_url") else _norm(body["leader_url"])
             else:  # unavailable, or anything unexpected: try elsewhere
+                if err != "unavailable" and write:  # an unexplained answer (e.g. a 500): it may have applied
+                    ambiguous = True
                 last_error = f"{target}: {err or status}: {body.get('message', '')}"
                 if target == self.leader:
                     self.leader = None

@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -90,6 +91,7 @@ def run(cfg: ServerConfig) -> int:
     # switch interval it can wait that long behind a busy event loop each time; 0.5 ms halved the p99 write
     # latency under load in bench/kv_throughput.py at the same CPU per write.
     sys.setswitchinterval(0.0005)
+    uvloop: Any
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -363,9 +363,9 @@ class Node:
         self._read_rounds.clear()
         self._read_waiting.clear()
         for rnd in rounds:
-            for _, fut in rnd.waiters:
-                if not fut.done():
-                    fut.set_exception(err)
+            for _, rfut in rnd.waiters:
+                if not rfut.done():
+                    rfut.set_exception(err)
 
     def _apply(self, rd: Ready) -> None:
         kv = self.kv
@@ -499,9 +499,9 @@ class Node:
             if not fut.done():
                 fut.set_exception(UnavailableError(why))
         self._lost_leadership()
-        for _, fut in self._read_queue:
-            if not fut.done():
-                fut.set_exception(UnavailableError(why))
+        for _, rfut in self._read_queue:
+            if not rfut.done():
+                rfut.set_exception(UnavailableError(why))
         self._read_queue.clear()
 
     def idle(self) -> bool:

@@ -87,6 +87,7 @@ class DiskStorage:
         self._log = log
         self.hard_state = HardState()
         self.segment_max: dict[int, int] = {}  # segment seq -> highest entry index written into it
+        self.snapshot_index = 0  # of the newest durable snapshot file
 
     @classmethod
     def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger) -> tuple[DiskStorage, Recovered]:
@@ -101,7 +102,7 @@ class DiskStorage:
                 rec.snapshot = codec.decode_snapshot(latest[1])
             except codec.DecodeError as e:
                 raise StorageCorrupt(f"snapshot file {latest[0].path} does not decode: {e}") from None
-            snap_index = rec.snapshot.meta.index
+            snap_index = self.snapshot_index = rec.snapshot.meta.index
             rec.actions.append(f"loaded snapshot {latest[0].path.name} (index {snap_index})")
         log_entries: list[Entry] = []
         base = -1  # index before log_entries[0]; -1 = not yet known
@@ -110,18 +111,18 @@ class DiskStorage:
                 if r.rtype == HARD_STATE:
                     self.hard_state = codec.decode_hard_state(r.payload)
                 elif r.rtype == ENTRIES:
-                    for e in (codec.decode_entry(b) for b in msgpack.unpackb(r.payload)):
+                    for ent in (codec.decode_entry(b) for b in msgpack.unpackb(r.payload)):
                         if base < 0:
-                            base = e.index - 1
-                        if e.index <= base:
+                            base = ent.index - 1
+                        if ent.index <= base:
                             continue
-                        if e.index > base + len(log_entries) + 1:
-                            raise StorageCorrupt(f"WAL segment {r.segment}: entry {e.index} leaves a gap after "
+                        if ent.index > base + len(log_entries) + 1:
+                            raise StorageCorrupt(f"WAL segment {r.segment}: entry {ent.index} leaves a gap after "
                                                  f"{base + len(log_entries)}")
-                        del log_entries[e.index - base - 1:]
-                        log_entries.append(e)
-                        if e.index > self.segment_max.get(r.segment, 0):
-                            self.segment_max[r.segment] = e.index
+                        del log_entries[ent.index - base - 1:]
+                        log_entries.append(ent)
+                        if ent.index > self.segment_max.get(r.segment, 0):
+                            self.segment_max[r.segment] = ent.index
                 elif r.rtype == INSTALL:
                     meta = codec.decode_snapshot_meta(r.payload)
                     if meta.index <= snap_index:
@@ -131,10 +132,10 @@ class DiskStorage:
                         rec.actions.append(f"ignored unfinished snapshot install at index {meta.index}")
                 else:
                     raise StorageCorrupt(f"WAL segment {r.segment}: unknown record type {r.rtype}")
-            except (codec.DecodeError, ValueError, TypeError) as e:
-                if isinstance(e, StorageCorrupt):
+            except (codec.DecodeError, ValueError, TypeError) as exc:
+                if isinstance(exc, StorageCorrupt):
                     raise
-                raise StorageCorrupt(f"WAL segment {r.segment}: record of type {r.rtype} does not decode: {e}") \
+                raise StorageCorrupt(f"WAL segment {r.segment}: record of type {r.rtype} does not decode: {exc}") \
                     from None
         kept = [e for e in log_entries if e.index > snap_index]
         if kept and kept[0].index != snap_index + 1:
@@ -179,12 +180,15 @@ class DiskStorage:
         """Durable snapshot file (tmp, fsync, rename, dir fsync). Returns its size in bytes."""
         meta = snapshot.meta
         f = self.snaps.save(meta.index, meta.term, codec.encode_snapshot(snapshot))
+        self.snapshot_index = max(self.snapshot_index, meta.index)
         self._log.info("snapshot saved: index %d term %d, %d bytes (%s)", meta.index, meta.term, f.size,
                        f.path.name)
         return f.size
 
     def release_sync(self, index: int) -> int:
-        """Delete WAL segments whose entries all lie at or below `index` (a durable snapshot covers them)."""
+        """Delete WAL segments whose entries all lie at or below `index` and below the newest durable snapshot
+        (never more: a log without the snapshot that covers its start would not restart)."""
+        index = min(index, self.snapshot_index)
         drop_before = 0
         for seq in sorted(self.segment_max):
             if seq != self.wal.seq and self.segment_max[seq] <= index:

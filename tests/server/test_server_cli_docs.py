@@ -48,7 +48,7 @@ def test_serve_from_config_file_in_memory_and_the_client_commands(tmp_path: Path
     host = "127.0.0.90"
     peer, client = f"{host}:{free_port(host)}", f"{host}:{free_port(host)}"
     cfg = tmp_path / "n1.toml"
-    cfg.write_text(f'id = "n1"\nlisten = "{peer}"\nclient = "{client}"\nmemory = true\ntick-ms = 20\n'
+    cfg.write_text(f'id = "n1"\nlisten = "{peer}"\nclient = "{client}"\nmemory = true\nlease = true\ntick-ms = 20\n'
                    f'log_file = "{tmp_path / "n1.log"}"\n[peers]\nn1 = "{peer}"\n')
     p = subprocess.Popen([sys.executable, "-m", "raftkv", "serve", "--config", str(cfg)], env=ENV,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,6 +66,8 @@ def test_serve_from_config_file_in_memory_and_the_client_commands(tmp_path: Path
         r = raftkv("put", "k", "x", "--version", "0", "--cluster", client)
         assert r.returncode == 1 and "version-mismatch" in r.stderr
         r = raftkv("get", "k", "--cluster", client)
+        assert r.returncode == 0 and r.stdout.startswith("hello\t(version 1)")
+        r = raftkv("get", "k", "--consistency", "lease", "--cluster", client)
         assert r.returncode == 0 and r.stdout.startswith("hello\t(version 1)")
         r = raftkv("status", "--cluster", client)
         assert r.returncode == 0 and "n1: leader" in r.stdout

@@ -160,3 +160,27 @@ async def test_unavailable_retries_next_node(fakes: list[Fake]) -> None:
 def test_sync_client_refused() -> None:
     with SyncKVClient([f"127.0.0.1:{free_port()}"], timeout=0.2) as kv, pytest.raises(Unavailable):
         kv.get("k")
+
+
+async def test_a_pooled_connection_closed_by_the_server_is_not_reused(fakes: list[Fake]) -> None:
+    """After the server closes idle keep-alive connections (a restart), the next write opens a new connection
+    and is not counted as possibly applied: a refusal stays definite."""
+    a, _ = fakes
+    a.script = [j(200, version=1), j(409, error="version-mismatch", current_version=1)]
+    async with KVClient([a.addr], timeout=2) as kv:
+        assert (await kv.put("k", "v", 0)).version == 1
+        assert a.runner is not None
+        for conn in a.runner.server.connections if a.runner.server else []:  # type: ignore[union-attr]
+            conn.force_close()
+        await asyncio.sleep(0.1)  # the client's loop sees the EOF
+        with pytest.raises(VersionMismatch):
+            await kv.put("k", "v", 0)
+
+
+async def test_an_unexplained_server_error_on_a_write_is_ambiguous(fakes: list[Fake]) -> None:
+    a, b = fakes
+    a.script = [lambda r, body: web.Response(status=500, text="boom")]
+    b.script = [j(409, error="version-mismatch", current_version=1)]
+    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+        with pytest.raises(Maybe):
+            await kv.put("k", "v", 0, node=a.addr)

@@ -57,7 +57,15 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
     assert body["leader_url"] == f"http://{c3.client[leader]}"
     code, metrics = await c3.http(leader, "GET", "/metrics")
-    assert code == 200 and "raftkv_term" in metrics and 'raftkv_role{role="leader"} 1.0' in metrics
+    assert code == 200 and 'raftkv_role{role="leader"} 1.0' in metrics
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+    assert float(values["raftkv_term"]) >= 1 and float(values["raftkv_elections_won_total"]) == 1
+    assert float(values["raftkv_proposals_total"]) >= 1 and float(values["raftkv_wal_fsync_seconds_count"]) >= 1
+    assert float(values["raftkv_commit_index"]) >= 2 and float(values["raftkv_wal_bytes_written_total"]) > 0
+    assert all(float(values[f'raftkv_peer_connected{{peer="{f}"}}']) == 1 for f in followers)
+    assert float(values['raftkv_requests_total{op="put",outcome="ok"}']) >= 1
+    code, body = await c3.http(leader, "GET", "/kv/a?consistency=lease")  # lease reads are off by default
+    assert code == 503 and body["error"] == "unavailable" and "--lease" in body["message"]
     code, body = await c3.http(leader, "GET", "/healthz")
     assert code == 200 and body["ok"]
     assert "role follower -> " in c3.log(leader) and f"leader None -> {leader}" in c3.log(followers[0])
@@ -304,4 +312,28 @@ async def test_sigterm_is_graceful_and_corrupt_wal_refuses_to_start(tmp_path: Pa
         log = c.log("n1")
         assert "WAL corrupt" in log and str(seg) in log and "offset" in log
     finally:
+        c.stop_all()
+
+
+async def test_sigterm_answers_in_flight_writes_maybe_and_exits_cleanly(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, base_ip=80, election_ticks=150)
+    c.start_all()
+    try:
+        leader = await c.wait_leader(timeout=30)
+        followers = [i for i in c.ids if i != leader]
+        for f in followers:
+            os.kill(c.procs[f].pid, signal.SIGSTOP)  # nothing can commit now
+        pending = asyncio.create_task(c.http(leader, "PUT", "/kv/k", b'{"value": "v", "version": 0}', timeout=20))
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(c.procs[leader].pid, signal.SIGTERM)
+        code, body = await pending
+        assert (code, body["error"]) == (504, "maybe") and "shutting down" in body["message"]
+        assert c.procs[leader].wait(10) == 0 and time.monotonic() - t0 < 6
+        log = c.log(leader)
+        assert "stop requested" in log and log.rstrip().endswith("stopped")
+    finally:
+        for f in c.ids:
+            if c.procs[f].poll() is None:
+                os.kill(c.procs[f].pid, signal.SIGCONT)
         c.stop_all()

@@ -1,0 +1,90 @@
+"""DiskStorage: what a Ready persists is exactly what recovery returns, across segment cuts, compaction (segments
+deleted only below a durable snapshot), follower log truncation, and snapshot installs (finished or not)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from raftkv.core import Entry, HardState, Ready, Snapshot, SnapshotMeta, codec
+from raftkv.server.storage import INSTALL, DiskStorage, StorageCorrupt
+from raftkv.server.wal import frame_all
+
+LOG = logging.getLogger("test")
+VOTERS = ("n1", "n2", "n3")
+
+
+def ents(lo: int, hi: int, term: int = 1) -> tuple[Entry, ...]:
+    return tuple(Entry(term=term, index=i, data=b"x%d" % i) for i in range(lo, hi + 1))
+
+
+def open_(d: Path, segment_bytes: int = 1 << 20) -> tuple[DiskStorage, list[Entry], HardState | None,
+                                                           Snapshot | None]:
+    st, rec = DiskStorage.open(d, segment_bytes=segment_bytes, log=LOG)
+    return st, rec.entries, rec.hard_state, rec.snapshot
+
+
+def test_round_trip_with_overwrites_and_commit_only_states(tmp_path: Path) -> None:
+    st, e, hs, snap = open_(tmp_path)
+    assert (e, hs, snap) == ([], HardState(), None)
+    st.persist_sync(Ready(entries=ents(1, 5), hard_state=HardState(term=1, vote="n2", commit=0)))
+    st.persist_sync(Ready(entries=ents(4, 6, term=2), hard_state=HardState(term=2, vote="n3", commit=3)))
+    st.persist_sync(Ready(hard_state=HardState(term=2, vote="n3", commit=5)), sync=False)
+    st.close()
+    _, e, hs, snap = open_(tmp_path)
+    assert [(x.index, x.term) for x in e] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+    assert hs == HardState(term=2, vote="n3", commit=5) and snap is None
+
+
+def test_segments_cut_and_released_only_below_a_durable_snapshot(tmp_path: Path) -> None:
+    st, *_ = open_(tmp_path, segment_bytes=200)
+    for lo in range(1, 100, 10):
+        st.persist_sync(Ready(entries=ents(lo, lo + 9), hard_state=HardState(term=1, vote="n1", commit=lo + 9)))
+    n_segments = len(st.wal.segments())
+    assert n_segments >= 5
+    assert st.release_sync(95) == 0  # no durable snapshot yet: nothing may go
+    st.close()
+    st, e, hs, snap = open_(tmp_path, segment_bytes=200)
+    st.save_snapshot_sync(Snapshot(meta=SnapshotMeta(index=60, term=1, voters=VOTERS), data=b"state@60"))
+    removed = st.release_sync(60)
+    assert removed > 0 and len(st.wal.segments()) < n_segments
+    st.close()
+    _, e, hs, snap = open_(tmp_path, segment_bytes=200)
+    assert snap is not None and snap.meta.index == 60 and snap.data == b"state@60"
+    assert [x.index for x in e] == list(range(61, 101))
+    assert hs is not None and hs.commit == 100 and hs.vote == "n1"
+
+
+def test_snapshot_install_replaces_the_log(tmp_path: Path) -> None:
+    st, *_ = open_(tmp_path)
+    st.persist_sync(Ready(entries=ents(1, 10), hard_state=HardState(term=1, vote=None, commit=10)))
+    snap = Snapshot(meta=SnapshotMeta(index=50, term=3, voters=VOTERS), data=b"leader-state")
+    st.persist_sync(Ready(snapshot=snap, entries=ents(51, 52, term=3), hard_state=HardState(term=3, commit=50)))
+    st.close()
+    _, e, hs, got = open_(tmp_path)
+    assert got == snap and [x.index for x in e] == [51, 52] and hs == HardState(term=3, commit=50)
+
+
+def test_unfinished_install_leaves_the_old_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    st, *_ = open_(tmp_path)
+    st.persist_sync(Ready(entries=ents(1, 10), hard_state=HardState(term=1, commit=10)))
+    # crash after the marker's fsync, before the snapshot file existed
+    meta = SnapshotMeta(index=50, term=3, voters=VOTERS)
+    st.wal.append_sync(frame_all([(INSTALL, codec.encode_snapshot_meta(meta))]))
+    st.close()
+    with caplog.at_level(logging.INFO):
+        st, rec = DiskStorage.open(tmp_path, segment_bytes=1 << 20, log=LOG)
+    assert [x.index for x in rec.entries] == list(range(1, 11)) and rec.snapshot is None
+    assert any("ignored unfinished snapshot install at index 50" in a for a in rec.actions)
+
+
+def test_gap_between_snapshot_and_log_refuses(tmp_path: Path) -> None:
+    st, *_ = open_(tmp_path, segment_bytes=100)
+    for lo in range(1, 40, 5):
+        st.persist_sync(Ready(entries=ents(lo, lo + 4)))
+    st.wal.remove_segments_before(st.wal.seq)  # lose segments WITHOUT a snapshot covering them
+    st.close()
+    with pytest.raises(StorageCorrupt, match="the log starts at index"):
+        open_(tmp_path, segment_bytes=100)
