@@ -131,25 +131,25 @@ def generate_kv(*, ops: int = 1000, keys: int = 1, processes: int = 10, info_rat
 
 def _inject_stale_read(planned: list[_Op], rng: random.Random) -> dict[str, Any]:
     """Make one ok get return a state that certainly cannot be read any more (see the module docstring)."""
-    by_key: dict[str, list[tuple[int, _Op]]] = {}
-    for n, op in enumerate(planned):
-        by_key.setdefault(op.key, []).append((n, op))
-    choices = []
-    for key, ops in by_key.items():
-        writes = [op for _, op in ops if op.f != "get" and op.result == "ok"]
-        gets = [(n, op) for n, op in ops if op.f == "get" and op.result == "ok"]
-        for n, get in gets:
-            # P: an ok put that returned before an ok write X that returned before the get was called
-            xs = [x for x in writes if x.ret < get.call]
-            if not xs:
-                continue
-            latest_x_call = max(x.call for x in xs)
-            ps = [p for p in writes if p.f == "put" and p.ret < latest_x_call]
-            if ps:
-                choices.append((n, get, key, ps))
-    if not choices:
+    gets = [(n, op) for n, op in enumerate(planned) if op.f == "get" and op.result == "ok"]
+    if not gets:
         raise ValueError("history too small to inject a stale read; generate more operations")
-    n, get, key, ps = choices[len(choices) // 2]
+    middle = len(gets) // 2
+    order = sorted(range(len(gets)), key=lambda i: abs(i - middle))  # prefer a get near the middle
+    for i in order[:200]:
+        n, get = gets[i]
+        # P: an ok put that returned before an ok write X on the key that returned before the get was called
+        writes = [op for op in planned if op.key == get.key and op.f != "get" and op.result == "ok"]
+        xs = [x for x in writes if x.ret < get.call]
+        if not xs:
+            continue
+        latest_x_call = max(x.call for x in xs)
+        ps = [p for p in writes if p.f == "put" and p.ret < latest_x_call]
+        if ps:
+            key = get.key
+            break
+    else:
+        raise ValueError("history too small to inject a stale read; generate more operations")
     stale = rng.choice(ps)
     get.value = {"value": stale.invoke_value["value"], "version": stale.invoke_value["version"] + 1}
     return {"key": key, "kind": "stale-read", "stale": get.value, "_n": n}

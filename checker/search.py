@@ -57,7 +57,7 @@ REUSED = "relaxed linearization reuses an info op"
 
 
 def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: Any = None,
-           track: bool = True) -> SearchResult:
+           track: bool = True, first_budget: int | None = None) -> SearchResult:
     """Decide whether `ops` (one part) is linearizable from `model.init()`.
 
     `deadline` is a time.monotonic() instant; `stop` an object with is_set() (checked every few thousand nodes).
@@ -66,11 +66,13 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
     Two passes when the part has info ops. First a relaxed search that may use an info op more than once (its nodes
     are (regular set, state) only, far fewer): if even that finds no linearization, none exists. If it finds one
     in which distinct info ops can be assigned to the uses (checked by `_assign`), that is a real linearization.
-    Only otherwise does the exact search run, with the rest of the budget.
+    Only otherwise does the exact search run, with the rest of the budget. Before all that, the exact search
+    dives with a node budget (`first_budget`, default 30 per op): on a valid history it usually finishes within it,
+    and on an invalid one its dive finds the longest prefixes the report shows.
     """
     if not any(op.ret is None for op in ops):
         return _search(model, ops, deadline, stop, track, relaxed=False)
-    budget = 30 * len(ops) + 10_000
+    budget = 30 * len(ops) + 10_000 if first_budget is None else first_budget
     first = _search(model, ops, deadline, stop, track, relaxed=False, max_nodes=budget)
     if first.reason != BUDGET:
         return first
@@ -166,6 +168,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
     ci = 0
     mode = 0  # 0 fresh node, 1 scan the window, 2 info candidates, 3 next info candidate, 4 backtrack
     monotonic = time.monotonic
+    next_check = CHECK_EVERY if max_nodes is None else min(CHECK_EVERY, max_nodes + 1)
 
     def dominated(key: tuple[int, Any], used: int) -> bool:
         masks = seen_info.get(key)
@@ -180,13 +183,13 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
 
     while True:
         nodes += 1
-        if not nodes % CHECK_EVERY and (
-            (deadline is not None and monotonic() > deadline) or (stop is not None and stop.is_set())
-            or (max_nodes is not None and nodes > max_nodes)
-        ):
-            why = "stopped" if stop is not None and stop.is_set() else (
-                BUDGET if max_nodes is not None and nodes > max_nodes else "time budget ran out")
-            return SearchResult(None, _prefixes(best, infos, info_pos, regular), nodes, why)
+        if nodes >= next_check:  # every CHECK_EVERY nodes, or exactly at the node budget
+            next_check = nodes + CHECK_EVERY if max_nodes is None else min(nodes + CHECK_EVERY, max_nodes + 1)
+            if (max_nodes is not None and nodes > max_nodes) or (stop is not None and stop.is_set()) or (
+                    deadline is not None and monotonic() > deadline):
+                why = "stopped" if stop is not None and stop.is_set() else (
+                    BUDGET if max_nodes is not None and nodes > max_nodes else "time budget ran out")
+                return SearchResult(None, _prefixes(best, infos, info_pos, regular), nodes, why)
         if mode == 0:
             if remaining == 0:
                 if relaxed:
