@@ -111,32 +111,46 @@ class Page:
                     return value
                 await asyncio.sleep(0.1)
 
-    async def screenshot(self, path: Path, full_page: bool = True, max_height: int = 20000) -> Path:
-        """Save a PNG of the page (the whole scroll height when full_page, up to max_height px)."""
+    async def screenshot(self, path: Path, full_page: bool = True, max_height: int = 16000) -> Path:
+        """Save a PNG of the page: the whole scroll height when full_page (up to max_height px), taken by making
+        the viewport that tall for the shot (captureBeyondViewport would make responsive plots re-layout
+        half-way), then restoring it."""
         params: dict[str, Any] = {"format": "png"}
+        restore = None
         if full_page:
-            metrics = await self.send("Page.getLayoutMetrics")
-            size = metrics.get("cssContentSize") or metrics.get("contentSize")
-            params["captureBeyondViewport"] = True
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height),
-                              "scale": 1}
+            size = await self.evaluate("({w: innerWidth, h: innerHeight, H: document.documentElement.scrollHeight})")
+            restore = size
+            height = min(int(size["H"]), max_height)
+            await self.send("Emulation.setDeviceMetricsOverride",
+                            {"width": size["w"], "height": height, "deviceScaleFactor": 1, "mobile": False})
+            await self.evaluate("new Promise(r => setTimeout(() => requestAnimationFrame(() => "
+                                "requestAnimationFrame(r)), 300))")
         shot = await self.send("Page.captureScreenshot", params, timeout=60.0)
+        if restore is not None:
+            await self.send("Emulation.setDeviceMetricsOverride",
+                            {"width": restore["w"], "height": restore["h"], "deviceScaleFactor": 1, "mobile": False})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
     async def screenshot_element(self, selector: str, path: Path, margin: int = 8) -> Path:
-        """Save a PNG of the element matching a CSS selector (scrolled into view first)."""
+        """Save a PNG of the element matching a CSS selector. The page is scrolled to put it just below a sticky
+        header (90 px); an element taller than the viewport is cut at the viewport's bottom, so open the page
+        with a tall enough viewport (goto's height) for big elements."""
         box = await self.evaluate(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+            f"(async () => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+            " const fixed = getComputedStyle(e).position === 'fixed';"
+            " if (!fixed) window.scrollTo(0, Math.max(0, e.getBoundingClientRect().top + scrollY - 90));"
+            " await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));"
             " const r = e.getBoundingClientRect();"
-            " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()")
+            " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width,"
+            " height: Math.min(r.height, innerHeight - r.top)}; })()")
         if not box:
             raise BrowserError(f"no element matches {selector!r}")
         clip = {"x": max(0, box["x"] - margin), "y": max(0, box["y"] - margin), "width": box["width"] + 2 * margin,
-                "height": min(box["height"] + 2 * margin, 20000), "scale": 1}
+                "height": box["height"] + 2 * margin, "scale": 1}
         # Not captureBeyondViewport: resizing the viewport for the shot makes responsive plots re-layout
-        # half-way. Open the page with a viewport tall enough instead (goto's height).
+        # half-way.
         shot = await self.send("Page.captureScreenshot", {"format": "png", "clip": clip}, timeout=60.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))

@@ -29,7 +29,7 @@ _TIME = re.compile(rb'"time"\s*:\s*(\d+)')
 
 def find_runs(store: Path) -> list[Path]:
     """Every run directory of the store (see the module doc), in no particular order."""
-    runs = []
+    runs: list[Path] = []
     if not store.is_dir():
         return runs
     for test_dir in store.iterdir():
@@ -70,7 +70,8 @@ def quick_summary(run_dir: Path) -> dict[str, Any]:
                 if not m:
                     continue
                 if _NEMESIS.search(line):
-                    faults += m.group(1) == b"invoke" and b'"start"' in line
+                    if m.group(1) == b"invoke" and b'"start"' in line:
+                        faults += 1
                     continue
                 kind = m.group(1).decode()
                 if kind == "invoke":
@@ -143,16 +144,17 @@ def render_index(store: Path) -> Path:
 
 def _row(rel: str, run_dir: Path, info: dict[str, Any]) -> str:
     verdict = str(info.get("verdict") or "unchecked")
-    ops = info.get("ops") if isinstance(info.get("ops"), dict) else {}
-    total = sum(v for v in ops.values() if isinstance(v, int))
+    raw_ops = info.get("ops")
+    ops: dict[str, Any] = raw_ops if isinstance(raw_ops, dict) else {}
+    total = sum(v for v in ops.values() if isinstance(v, int) and not isinstance(v, bool))
     nem = [str(n) for n in info.get("nemeses") or []]
     report = (run_dir / REPORT).is_file()
     links = [f'<a href="{href(rel + "/" + REPORT)}">report</a>' if report else
              f'<a class="missing" href="{href(rel + "/" + REPORT)}" title="not rendered yet (harness serve renders it on '
              f'demand; or run harness report DIR)">report?</a>']
-    for name in ("history.jsonl", "results.json", "harness.log"):
+    for name, text in (("history.jsonl", "history"), ("results.json", "results"), ("harness.log", "log")):
         if (run_dir / name).is_file():
-            links.append(f'<a href="{href(rel + "/" + name)}">{esc(name.split(".")[0])}</a>')
+            links.append(f'<a href="{href(rel + "/" + name)}">{text}</a>')
     links.append(f'<a class="served-only" href="/zip/{href(rel)}">zip</a>')
     search = " ".join(str(x) for x in (rel, info.get("name"), info.get("workload"), " ".join(nem),
                                        info.get("why"), info.get("invalid_key")) if x)
@@ -188,7 +190,7 @@ td { padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top
 tr.run { border-left: 5px solid var(--unchecked); }
 tr.run.valid { border-left-color: var(--valid); } tr.run.invalid { border-left-color: var(--invalid); background: #fff7f7; }
 tr.run.unknown { border-left-color: var(--unknown); background: #fffbeb; }
-.pill { display: inline-block; padding: 1px 9px; border-radius: 10px; color: #fff; font-size: 12px; background: var(--unchecked); }
+.pill { display: inline-block; white-space: nowrap; padding: 1px 9px; border-radius: 10px; color: #fff; font-size: 12px; background: var(--unchecked); }
 .pill.valid { background: var(--valid); } .pill.invalid { background: var(--invalid); } .pill.unknown { background: var(--unknown); }
 .dim { color: #64748b; font-size: 12px; }
 .num { text-align: right; white-space: nowrap; }
@@ -204,7 +206,11 @@ body:not(.served) .served-only { display: none; }
 _JS = """
 (function () {
   'use strict';
-  if (location.protocol === 'http:' || location.protocol === 'https:') document.body.classList.add('served');
+  if (location.protocol === 'http:' || location.protocol === 'https:') {
+    document.body.classList.add('served');
+    // harness serve renders a missing report when it is asked for.
+    document.querySelectorAll('a.missing').forEach((a) => { a.classList.remove('missing'); a.textContent = 'report'; });
+  }
   const v = document.getElementById('f-verdict'), n = document.getElementById('f-nemesis'), q = document.getElementById('f-text');
   const rows = Array.from(document.querySelectorAll('tr.run'));
   const count = document.getElementById('count');

@@ -70,8 +70,8 @@ def _line_epoch(raw: bytes) -> float | None:
                         return v / 1e3
                     if v > 1e8:
                         return float(v)
-                if isinstance(v, str) and (dt := parse_wall(v)) is not None:
-                    return dt.timestamp()
+                if isinstance(v, str) and (wall := parse_wall(v)) is not None:
+                    return wall.timestamp()
     return None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import tempfile
 import time
 import traceback
@@ -251,10 +252,15 @@ def _config(test: dict[str, Any]) -> str:
         return '<p class="note">No readable test.json: the options, seed, versions and hosts are unknown.</p>'
     hosts = test.get("hosts")
     rest = {k: v for k, v in test.items() if k != "hosts"}
-    first = ["name", "workload", "nemesis", "seed", "start_wall", "backend"]
-    rows = sorted(_flatten(rest), key=lambda kv: (first.index(kv[0]) if kv[0] in first else len(first), kv[0]))
-    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_short(v))}</td></tr>" for k, v in rows)
-    out = f'<table class="kv">{table}</table>'
+    if isinstance(rest.get("argv"), list):  # as the command line it was
+        rest["argv"] = shlex.join(str(a) for a in rest["argv"])
+    first = ["name", "workload", "db", "nemesis", "nemeses", "seed", "start_wall", "nodes", "backend", "versions"]
+    rows = sorted(_flatten(rest), key=lambda kv: (first.index(kv[0].split(".")[0]) if kv[0].split(".")[0] in first
+                                                  else len(first), kv[0]))
+    cells = [f"<tr><th>{esc(k)}</th><td>{esc(_short(v))}</td></tr>" for k, v in rows]
+    half = (len(cells) + 1) // 2  # two tables side by side: half the height
+    out = (f'<div class="kv2"><table class="kv">{"".join(cells[:half])}</table>'
+           f'<table class="kv">{"".join(cells[half:])}</table></div>')
     if isinstance(hosts, list) and hosts:
         cols: list[str] = []
         for h in hosts:
@@ -273,7 +279,7 @@ def _checkers(summary: Summary, run: RunFiles) -> str:
     rows = []
     for name, r in summary.checkers.items():
         v = r.get("valid")
-        word = {True: "valid", False: "invalid"}.get(v, "unknown") if isinstance(v, bool) or v is None else "unknown"
+        word = "valid" if v is True else "invalid" if v is False else "unknown"
         facts = []
         for k in ("model", "elapsed_s", "parts", "unknown_reason", "error"):
             if k in r:

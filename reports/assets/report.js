@@ -3,7 +3,9 @@
  * page with textContent or as plotly data, never as HTML. Sets document.body.dataset.ready = "1" when done. */
 (function () {
   'use strict';
+  const tParse = performance.now();
   const D = JSON.parse(document.getElementById('report-data').textContent);
+  const parseMs = Math.round(performance.now() - tParse);
   const O = D.ops;
   const N = O ? O.i.length : 0;
   const TYPES = ['ok', 'fail', 'info', 'pending'];
@@ -41,12 +43,16 @@
     }
     return encPath(path);
   }
+  const timings = {};  // ms per part, for bench/report.py and curious readers (window.reportTimings)
+  window.reportTimings = timings;
   function guard(name, fn) {
+    const t0 = performance.now();
     try { fn(); } catch (err) {
       console.error('report: ' + name + ' failed', err);
       const box = document.getElementById(name);
       if (box) box.append(el('div', { cls: 'js-error', text: 'Drawing this part failed: ' + err }));
     }
+    timings[name] = Math.round(performance.now() - t0);
   }
   const rowOf = new Map();  // invoke or completion index -> row
   for (let r = 0; r < N; r++) { rowOf.set(O.i[r], r); if (O.c[r] >= 0) rowOf.set(O.c[r], r); }
@@ -105,6 +111,8 @@
   const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ['select2d', 'lasso2d'] };
   function newPlot(id, traces, layout) {
     const div = document.getElementById(id);
+    // With responsive plots the container decides the size on every window resize: give it the height.
+    div.style.height = layout.height + 'px';
     Plotly.newPlot(div, traces, layout, CONFIG);
     timePlots.push(div);
     return div;
@@ -456,7 +464,7 @@
       return [a - pad, b + pad];
     }
     let [wa, wb] = around();
-    const allRange = [sec(O.t[byCall[0]]), Math.max(...rows.map(endOf))];
+    const allRange = [sec(O.t[byCall[0]]), rows.reduce((m, r) => Math.max(m, endOf(r)), -Infinity)];
     const sel = prefixes.length > 1 ? el('select', { onchange: (e) => { pi = +e.target.value; draw(); } },
       ...prefixes.map((p, i) => el('option', { value: String(i), text: 'prefix ' + (i + 1) + ' (' + p.length + ' ops)' }))) : null;
     const zoom = (f) => { const c = (wa + wb) / 2, h = (wb - wa) * f / 2; wa = c - h; wb = c + h; draw(); };
@@ -561,6 +569,9 @@
   // ------------------------------------------------------------------------------------------------ files
   function files() {
     if (!served) return;
+    const dir = location.pathname.replace(/\/[^/]*$/, '');
+    document.getElementById('files').querySelector('h2').after(el('p', null,
+      el('a', { href: '/zip' + dir, text: 'Download this run as a zip' }), ' (with plotly.js, so the report opens offline once unzipped)'));
     document.querySelectorAll('a.file').forEach((a) => {
       a.after(el('a', { cls: 'preview', href: fileHref(a.dataset.path), text: 'preview' }));
     });
@@ -574,5 +585,6 @@
   guard('files', files);
   addEventListener('hashchange', onHash);
   onHash();
+  timings.parse = parseMs;
   document.body.dataset.ready = '1';
 })();

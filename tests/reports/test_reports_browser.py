@@ -77,6 +77,13 @@ async def test_report_and_index_in_chromium(store: Path) -> None:
             assert shown and set(shown) == {"invalid"}
             await page.evaluate("(() => { const s = document.getElementById('f-verdict'); s.value = '';"
                                 " s.dispatchEvent(new Event('change')); })()")
+            await page.evaluate("(() => { const s = document.getElementById('f-nemesis'); s.value = 'kill';"
+                                " s.dispatchEvent(new Event('change')); })()")
+            shown = await page.evaluate("[...document.querySelectorAll('tr.run')].filter(r => !r.hidden).length")
+            assert 0 < shown < rows  # the real run had partitions only
+            await page.evaluate("(() => { const s = document.getElementById('f-nemesis'); s.value = '';"
+                                " s.dispatchEvent(new Event('change')); })()")
+            assert await page.evaluate("getComputedStyle(document.querySelector('a.served-only')).display") != "none"
             await page.screenshot(SHOTS / "index.png")
             assert page.errors() == []
 
@@ -104,6 +111,15 @@ async def test_report_and_index_in_chromium(store: Path) -> None:
             drawer = await page.wait_for("!document.getElementById('drawer').hidden && "
                                          "document.getElementById('drawer-body').innerText")
             assert "history.jsonl line" in drawer and "node logs around" in drawer and "raftkv.log" in drawer
+            # Served, the log links open the preview at the right line.
+            link = await page.evaluate("[...document.querySelectorAll('#drawer-body a')].map(a => a.href)"
+                                       ".find(h => h.includes('raftkv.log?line='))")
+            assert link and "/preview/" in link
+            preview = await page.evaluate(f"fetch({json.dumps(link)}).then(r => r.text())")
+            assert 'class="hit"' in preview
+            zip_href = await page.evaluate("document.querySelector('a[href^=\"/zip/\"]').href")
+            assert await page.evaluate(f"fetch({json.dumps(zip_href)}).then(r => r.headers.get('content-type'))") \
+                == "application/zip"
             await page.screenshot_element("#drawer", SHOTS / "drawer.png")
 
             # The history table: filter by key, then jump to an op by its anchor.

@@ -97,7 +97,8 @@ def test_index_lists_every_run_newest_first_with_verdicts(rendered: Path) -> Non
     rows = re.findall(r'<tr class="run (\w+)" data-verdict="(\w+)"', page)
     assert sorted(v for v, _ in rows) == ["invalid", "invalid", "unchecked", "valid"]
     names = re.findall(r"<b>(raftkv-\w+)</b>", page)
-    assert len(names) == 4
+    # Same start_wall in these synthetic runs: newest first by the run's timestamp name.
+    assert names == ["raftkv-partial", "raftkv-evil", "raftkv-valid", "raftkv-invalid"]
     assert '<option value="partition">' in page
     assert "raftkv-evil" in page and "&lt;script&gt;" not in page.split("<tbody>")[0]
 
@@ -138,3 +139,33 @@ def test_a_real_invalid_run(tmp_path: Path) -> None:
     assert {lg["path"] for lg in data["logs"] if lg["points"]} >= {"harness.log", "n1/raftkv.log"}
     assert data["problems"] == []
     assert "raftkv_term" in page  # the final metrics table
+
+
+def test_unknown_verdict_says_what_ran_out(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "store" / "t" / "unknown"
+    shutil.copytree(runs["valid"], run)
+    (run / "results.json").write_text(json.dumps({"valid": "unknown", "checkers": {
+        "linearizable": {"valid": "unknown", "unknown_reason": "time budget of 60 s ran out; unchecked parts: k5"},
+        "stats": {"valid": "unknown", "error": "ZeroDivisionError: division by zero"}}}))
+    page = render_run(run).read_text()
+    assert 'class="banner unknown"' in page
+    assert "The linearizable checker could not decide: time budget of 60 s ran out; unchecked parts: k5." in page
+    assert "ZeroDivisionError" in page
+
+
+def test_keyless_history_failure(tmp_path: Path) -> None:
+    """A register history whose ops carry no key: the checker's failure names part null."""
+    run = tmp_path / "store" / "t" / "keyless"
+    run.mkdir(parents=True)
+    events = [{"process": 0, "type": "invoke", "f": "write", "value": 1, "time": 10},
+              {"process": 0, "type": "ok", "f": "write", "value": 1, "time": 20},
+              {"process": 1, "type": "invoke", "f": "read", "value": None, "time": 30},
+              {"process": 1, "type": "ok", "f": "read", "value": 2, "time": 40}]
+    (run / "history.jsonl").write_text("".join(json.dumps({"index": i, **e}) + "\n" for i, e in enumerate(events)))
+    (run / "results.json").write_text(json.dumps({"valid": False, "checkers": {"linearizable": {
+        "valid": False, "model": "register", "failure": {
+            "part": None, "explanation": "no linearization", "longest_prefixes": [[0]],
+            "stuck": [{"op": 2, "description": "read -> 2", "state_before": "1"}]}}}}))
+    page = render_run(run).read_text()
+    assert "found the history not linearizable" in page and "op 2 (read -&gt; 2)" in page
+    assert _data(page)["invalid"]["part"] is None

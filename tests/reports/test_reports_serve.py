@@ -137,3 +137,36 @@ def test_inside_refuses_every_way_out(store: Path) -> None:
             _inside(root, rel)
     assert _inside(root, "/etc/passwd") == root / "etc" / "passwd"  # a leading slash stays inside the store
     assert _inside(root, "") == root
+
+
+async def test_serve_command_serves_the_store_until_stopped(store: Path) -> None:
+    """`python -m reports serve STORE --port P` (what `harness serve` runs): up, answering, then ended by pid."""
+    import socket
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "reports", "serve", str(store), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(60):
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                        assert resp.status == 200
+                        assert "raftkv-invalid" in await resp.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                    await asyncio.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert f"on http://127.0.0.1:{port}/" in out
