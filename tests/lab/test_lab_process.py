@@ -198,7 +198,6 @@ async def test_a_failed_kill_is_still_undone_by_heal(cluster: Any) -> None:
     with pytest.raises(ExceptionGroup):
         await nemesis.invoke(test, start("kill", targets=["n1", "n3"]))
     db.kill = real_kill
-    assert not await db.is_running(test, "n1")
-    healed = await nemesis.heal(test)
-    assert healed["ok"] and "n1" in healed["details"]["restarted"]
+    healed = await nemesis.heal(test)  # n1 may or may not have died before n3's failure cancelled the rest
+    assert healed["ok"] and {"n1", "n3"} <= set(healed["details"]["restarted"])
     assert all([await db.is_running(test, n) for n in test.nodes])
