@@ -247,7 +247,15 @@ def main() -> int:
     p.add_argument("--node-ops", type=float, default=None, help="the node benchmark's ops/s, if known")
     p.add_argument("--node-seconds", type=float, default=10)
     p.add_argument("--no-node-bench", action="store_true")
+    p.add_argument("--no-uvloop", action="store_true", help="plain asyncio loop (harness run uses uvloop)")
     args = p.parse_args()
+    if not args.no_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main_async(args))
     return asyncio.run(main_async(args))
 
 
