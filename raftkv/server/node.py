@@ -388,6 +388,9 @@ class Node:
         durable_hs = raft.term, raft.vote
         while True:
             await self._wake.wait()
+            # One more loop iteration before cutting the batch: requests and peer answers that arrived in the
+            # same poll join it (bigger batches: fewer Readys, fsyncs and messages per write).
+            await asyncio.sleep(0)
             self._wake.clear()
             self._drain_proposals()
             self._issue_reads()

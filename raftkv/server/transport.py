@@ -85,6 +85,7 @@ class _PeerSender:
                             finally:
                                 waiter.cancel()
                             continue
+                        await asyncio.sleep(0)  # let this loop iteration's other messages join the write
                         batch, self.buf = self.buf, []
                         writer.write(b"".join(batch))
                         await writer.drain()
