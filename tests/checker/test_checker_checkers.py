@@ -79,3 +79,15 @@ def test_compose_a_crash_is_unknown_with_its_error() -> None:
     assert Compose({"crash": _Crash(), "bad": _Fixed(False)}).check({}, [])["valid"] is False
     assert Compose({"a": _Fixed(True), "b": _Fixed(True)}).check({}, [])["valid"] is True
     assert Compose({"odd": _Fixed("yes")}).check({}, [])["valid"] == "unknown"
+
+
+def test_the_standard_checker_composes_linearizable_and_stats() -> None:
+    from checker import generate_kv, standard_checker
+
+    events = generate_kv(ops=200, keys=2, seed=4).events
+    result = standard_checker("versioned-kv", timeout=30).check({}, events)
+    assert result["valid"] is True and set(result["checkers"]) == {"linearizable", "stats"}
+    broken = standard_checker("versioned-kv").check({}, [{"index": 0, "process": 0, "type": "ok", "f": "get",
+                                                          "key": "k", "time": 0}])
+    assert broken["valid"] == "unknown" and "unmatched completion" in broken["checkers"]["linearizable"]["error"]
+    assert set(standard_checker("set").checkers) == {"linearizable", "stats", "set"}
