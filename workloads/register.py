@@ -33,9 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from checker.checkers import Stats
-from checker.linearizability import LinearizabilityChecker
-from checker.models import make_model
+from checker import LinearizabilityChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload
@@ -194,7 +192,8 @@ class RegisterClient:
 
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The versioned-kv linearizability checker (per key) and the op statistics."""
+    """The versioned-kv linearizability checker (per key) and the op statistics: checker.standard_checker's
+    pair, as a mapping so the engine composes and stores them by name."""
     timeout = options.get("checker_timeout")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
