@@ -10,7 +10,10 @@
 2. throughput: a fault-free run of the workload with no rate limit (--concurrency workers, --seconds): completed
    operations/s the harness sustains, and the ratio to the node benchmark's figure (bench/kv_throughput.py run with
    the same number of clients, reads and writes averaged; or --node-ops), and the controller's own CPU use
-   (if it is far from a full core, the lab is not what limits the rate).
+   (if it is far from a full core, the lab is not what limits the rate). Then the node benchmark's own write load
+   through the harness (workload `bench-puts`, registered here: each worker puts to a key of its own with
+   versions 1, 2, 3, ..., every node address known to its client, as bench/kv_throughput.py does): puts/s against
+   the node benchmark's writes/s is the like-for-like ratio.
 3. partition: a --partition-seconds run with the partition nemesis at --rate: ok operations/s and their p50/p99
    latency during the run phase (the final reads excluded), and the verdict.
 
@@ -116,8 +119,22 @@ def _run_figures(run_dir: Path) -> dict[str, Any]:
         if e["type"] == "ok":
             lat_ok.append((e["time"] - inv["time"]) / 1e6)
     span = ((last or 0) - (first or 0)) / 1e9 or float("nan")
+    # The engine's own share of a worker's cycle: from a completion to the same thread's next invoke.
+    conc = int(test["options"]["concurrency"])
+    last_done: dict[int, int] = {}
+    gaps: list[float] = []
+    for e in h:
+        if e["process"] == "nemesis" or (heal_at is not None and e["time"] >= heal_at):
+            continue
+        th = e["process"] % conc
+        if e["type"] == "invoke":
+            if th in last_done:
+                gaps.append((e["time"] - last_done[th]) / 1e6)
+        else:
+            last_done[th] = e["time"]
     return {"ok_per_s": done["ok"] / span, "ops_per_s": sum(done.values()) / span, "span_s": span, **done,
-            "ok_p50_ms": _pct(lat_ok, 50), "ok_p99_ms": _pct(lat_ok, 99)}
+            "ok_p50_ms": _pct(lat_ok, 50), "ok_p99_ms": _pct(lat_ok, 99), "gap_p50_ms": _pct(gaps, 50),
+            "gap_mean_ms": statistics.mean(gaps) if gaps else float("nan")}
 
 
 async def bench_engine(seconds: float, concurrency: int) -> float:
@@ -154,8 +171,8 @@ async def bench_engine(seconds: float, concurrency: int) -> float:
 
 
 async def bench_run(args: argparse.Namespace, prefix: str, store: Path, *, nemeses: tuple[str, ...],
-                    seconds: float, rate: float) -> dict[str, Any]:
-    config = RunConfig(workload=args.workload, nemeses=nemeses, db=args.db, nodes=args.nodes, time_limit=seconds,
+                    seconds: float, rate: float, workload: str | None = None) -> dict[str, Any]:
+    config = RunConfig(workload=workload or args.workload, nemeses=nemeses, db=args.db, nodes=args.nodes, time_limit=seconds,
                        concurrency=args.concurrency, rate=rate, seed=args.seed, nemesis_interval=args.interval,
                        final_time_limit=10.0, store=store, prefix=prefix, render=False)
     t0 = time.monotonic()
@@ -169,10 +186,53 @@ async def bench_run(args: argparse.Namespace, prefix: str, store: Path, *, nemes
     return out
 
 
-def node_benchmark(args: argparse.Namespace) -> float | None:
-    """The node benchmark's ops/s (mean of its writes/s and reads/s) with as many clients as the harness has."""
+def register_bench_puts() -> None:
+    """The node benchmark's write phase as a harness workload (raftkv only: it needs raftkv.client)."""
+    from harness import generator as gen
+    from harness.protocols import Op
+    from raftkv.client import KVClient, RaftKVError
+    from workloads.raftkv_db import client_address
+
+    class PutClient:
+        count = 0
+
+        def __init__(self, options: Any = None) -> None:
+            self.kv: Any = None
+            self.key = ""
+            self.version = 0
+
+        async def open(self, test: Any, node: str) -> PutClient:
+            c = PutClient()
+            PutClient.count += 1
+            c.key = f"bench-{node}-{PutClient.count}"
+            c.kv = KVClient([client_address(test, n) for n in test.nodes], timeout=4.5)
+            return c
+
+        async def invoke(self, test: Any, op: Op) -> Op:
+            try:
+                r = await self.kv.put(self.key, "x" * 64, self.version)
+            except RaftKVError as e:
+                return Op(process=op.process, type="info", f=op.f, key=self.key, value=op.value, error=str(e))
+            self.version = r.version
+            return Op(process=op.process, type="ok", f=op.f, key=self.key, value={"version": r.version})
+
+        async def close(self, test: Any) -> None:
+            if self.kv is not None:
+                await self.kv.close()
+
+    class Counted:
+        def check(self, test: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"valid": True, "ok": sum(1 for e in history if e["type"] == "ok")}
+
+    registry.register_workload(registry.Workload(
+        name="bench-puts", client=PutClient, generator=lambda o, r: gen.repeat({"f": "put"}),
+        checker=lambda o: Counted(), db="raftkv", description="the node benchmark's write load"))
+
+
+def node_benchmark(args: argparse.Namespace) -> tuple[float, float] | None:
+    """The node benchmark's (writes/s, reads/s) with as many clients as the harness has workers."""
     if args.node_ops:
-        return float(args.node_ops)
+        return float(args.node_ops), float(args.node_ops)
     script = ROOT / "bench" / "kv_throughput.py"
     if not script.exists():
         return None
@@ -187,8 +247,8 @@ def node_benchmark(args: argparse.Namespace) -> float | None:
     if len(rates) != 2:
         print(f"(node benchmark gave no figure: {res.stdout[-300:]} {res.stderr[-300:]})", file=sys.stderr)
         return None
-    print(f"node benchmark ({args.concurrency} clients): writes {rates[0]:.0f}/s, reads {rates[1]:.0f}/s")
-    return sum(rates) / 2
+    print(f"node benchmark ({args.concurrency} clients, loopback): writes {rates[0]:.0f}/s, reads {rates[1]:.0f}/s")
+    return rates[0], rates[1]
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -211,11 +271,28 @@ async def main_async(args: argparse.Namespace) -> int:
         line = (f"throughput (no faults, no rate limit, {args.concurrency} workers, {args.seconds:g} s): "
                 f"{t.get('ops_per_s', float('nan')):.0f} ops/s completed, {t.get('ok_per_s', float('nan')):.0f} "
                 f"ok/s, ok p50 {t.get('ok_p50_ms', float('nan')):.1f} ms p99 {t.get('ok_p99_ms', float('nan')):.1f}"
-                f" ms, verdict {t['valid']}; controller CPU {t['controller_cpu']:.0%} of one core over the run")
+                f" ms, verdict {t['valid']}; controller CPU {t['controller_cpu']:.0%} of one core over the run; "
+                f"engine gap between a worker's ops p50 {t.get('gap_p50_ms', float('nan')):.2f} ms")
         print(line + (f" ERROR {t['error']}" if t["error"] else ""))
         node = node_benchmark(args) if not args.no_node_bench else None
         if node:
-            print(f"ratio to the node benchmark: {t.get('ops_per_s', 0) / node:.0%} of {node:.0f} ops/s")
+            mean = sum(node) / 2
+            print(f"  register mix vs the node benchmark's mean of writes and reads: "
+                  f"{t.get('ops_per_s', 0) / mean:.0%} of {mean:.0f} ops/s")
+        try:
+            register_bench_puts()
+        except ImportError as e:
+            print(f"(no like-for-like run: {e})")
+        else:
+            b = await bench_run(args, prefix, store, nemeses=(), seconds=args.seconds, rate=0, workload="bench-puts")
+            failed |= b["error"] is not None
+            print(f"the node benchmark's write load through the harness: {b.get('ok_per_s', float('nan')):.0f} "
+                  f"puts/s, p50 {b.get('ok_p50_ms', float('nan')):.1f} ms p99 {b.get('ok_p99_ms', float('nan')):.1f}"
+                  f" ms, controller CPU {b['controller_cpu']:.0%}, engine gap p50 {b.get('gap_p50_ms', float('nan')):.2f}"
+                  f" ms" + (f" ERROR {b['error']}" if b["error"] else ""))
+            if node:
+                print(f"  ratio to the node benchmark's writes: {b.get('ok_per_s', 0) / node[0]:.0%} "
+                      f"of {node[0]:.0f} writes/s")
     if "partition" in parts:
         p = await bench_run(args, prefix, store, nemeses=("partition",), seconds=args.partition_seconds,
                             rate=args.rate)

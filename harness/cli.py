@@ -250,6 +250,14 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     except ConfigError as e:
         print(f"harness run: error: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
+    if config.backend == "netns":
+        from harness.backends.netns import PrerequisiteError, check_prerequisites
+
+        try:
+            check_prerequisites()
+        except PrerequisiteError as e:
+            print(f"harness run: {e}", file=sys.stderr)
+            return ExitCode.HARNESS_FAILED
     handler = _setup_console_logging(args.verbose)
     try:
         return _run_with_progress(config, seed)

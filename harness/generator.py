@@ -37,6 +37,13 @@ from typing import Any, TypeAlias
 
 from harness.protocols import Op
 
+__all__ = [
+    "NEMESIS", "PENDING", "Any_", "Context", "Generator", "GeneratorError", "OpResult", "Pending", "Thread",
+    "any_of", "clients", "clients_and_nemesis", "concurrency_limit", "cycle", "delay", "fill_in", "fn", "lift",
+    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "on_threads", "once", "phases", "rate", "repeat", "secs",
+    "simulate", "sleep", "stagger", "stop_all", "synchronize", "then", "time_limit", "until_ok",
+]
+
 NEMESIS = "nemesis"
 Thread: TypeAlias = int | str
 NS_PER_S = 1_000_000_000
@@ -212,6 +219,12 @@ class Fn(Generator):
             return None
         _check_template(template)
         return fill_in(template, ctx), Fn(self.f, _next_state(self.state))
+
+
+def once(template: Mapping[str, Any]) -> Once:
+    """One op from a template (what a bare template means as a generator)."""
+    _check_template(template)
+    return Once(dict(template))
 
 
 def fn(f: Callable[[random.Random, Context], Mapping[str, Any] | None], *, seed: int = 0) -> Fn:

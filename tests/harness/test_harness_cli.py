@@ -78,3 +78,14 @@ def test_report_and_serve_say_clearly_when_reports_is_missing(tmp_path: Path,
 def test_clean_with_a_bad_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["clean", "--prefix", "Bad-Prefix"]) == 254
     assert "must be 1-8 lowercase" in capsys.readouterr().err
+
+
+def test_a_missing_prerequisite_stops_the_run_before_anything_exists(fakes: None, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.backends.netns as netns
+
+    monkeypatch.setattr(netns.shutil, "which", lambda tool: None if tool == "iptables" else "/usr/sbin/" + tool)
+    assert main(["run", "--workload", "fakeadd", "--store", str(tmp_path / "store"), "--prefix", "rtzz"]) == 3
+    assert "apt-get install -y iptables" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()

@@ -22,6 +22,13 @@ def test_a_template_emits_itself_once_on_the_first_free_thread() -> None:
     assert nxt is None
 
 
+def test_once_is_a_template_as_a_generator() -> None:
+    h = g.simulate(g.once({"f": "w", "value": 3}), Context.initial(2, nemesis=False))
+    assert [(op.type, op.f, op.value) for op in h] == [("invoke", "w", 3), ("ok", "w", 3)]
+    with pytest.raises(GeneratorError):
+        g.once({"value": 1})
+
+
 def test_no_free_thread_means_pending_and_the_same_state() -> None:
     ctx = Context(0, (0, 1), frozenset(), {0: 0, 1: 1}, 2)
     once = g.lift({"f": "read"})
