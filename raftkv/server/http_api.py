@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES
-from raftkv.kv import Op, Outcome
+from raftkv.kv import CommandError, Op, Outcome
 
 from .node import MaybeError, Node, NodeError, NotLeaderError, UnavailableError
 
@@ -39,7 +39,10 @@ class _Bad(Exception):
 
 def _key(request: web.BaseRequest) -> str:
     key = request.path[4:]  # after "/kv/"; percent-decoded, so a key may hold "/"
-    n = len(key.encode("utf-8", "surrogatepass"))
+    try:
+        n = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Bad("bad-request", "key is not valid UTF-8") from None
     if n > MAX_KEY_BYTES:
         raise _Bad("too-large", f"key is {n} bytes, over the limit of {MAX_KEY_BYTES}")
     if not key:
@@ -163,7 +166,10 @@ class Api:
             raise _Bad("bad-request", "value must be a string")
         if type(version) is not int or version < 0:
             raise _Bad("bad-request", "version must be an integer >= 0 (0 = create)")
-        n = len(value.encode("utf-8", "surrogatepass"))
+        try:
+            n = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _Bad("bad-request", "value is not valid UTF-8 (a lone surrogate escape?)") from None
         if n > MAX_VALUE_BYTES:
             raise _Bad("too-large", f"value is {n} bytes, over the limit of {MAX_VALUE_BYTES}")
         return await self._write(request, "put", Op.PUT, key, value, version)
@@ -180,6 +186,8 @@ class Api:
         t0 = time.perf_counter()
         try:
             res = await self.node.write(op, key, value, version, self._timeout(request))
+        except CommandError as e:  # the state machine's own validation: nothing was proposed
+            raise _Bad("bad-request", str(e)) from None
         except NodeError as e:
             self.m.requests.labels(op=op_name, outcome=type(e).__name__).inc()
             return self._node_error(request, e)

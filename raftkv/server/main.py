@@ -103,7 +103,9 @@ def run(cfg: ServerConfig) -> int:
             asyncio.run(serve(cfg, log))
     except KeyboardInterrupt:
         return 0
-    except Exception as e:  # refuse to start (corruption, bind failure): say so in the node log
-        log.critical("fatal: %s", e)
+    except Exception as e:  # refusing to start (corruption, bind failure) or a crash: say why in the node log
+        causes = list(e.exceptions) if isinstance(e, BaseExceptionGroup) else [e]
+        for cause in causes:
+            log.critical("fatal: %s", cause, exc_info=not isinstance(cause, OSError | RuntimeError))
         return 2
     return 0

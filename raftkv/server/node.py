@@ -7,8 +7,9 @@ One `ready loop` owns the core's output and follows its contract for every Ready
   -> restore a received snapshot, apply `committed_entries`, serve `read_states` -> `advance`.
 While the WAL thread syncs, the event loop keeps accepting requests; their proposals queue up and go into the next
 Ready as one `propose_many` batch: that is the group commit (one fsync covers every write that arrived meanwhile).
-A Ready whose only durable change is the commit index is written without an fsync: the commit index may be lost
-safely (the core's HardState contract), so committing never costs a disk flush of its own.
+A Ready whose only durable change is the commit index is not written at all (it rides along with the next synced
+batch): the commit index may be lost safely (the core's HardState contract), so committing never costs a disk
+flush or a trip to the WAL thread of its own.
 
 Writes: a request becomes a `Command` with a request id unique to this node's boot, is proposed, and its future
 resolves when an entry with that request id is applied here. If the deadline passes first, or this node stops
@@ -335,8 +336,6 @@ class Node:
         m = self.metrics
         if ss.role is not self._role:
             self.log.info("role %s -> %s (term %d)", self._role.value, ss.role.value, self.raft.term)  # type: ignore
-            if ss.role is Role.CANDIDATE:
-                m.elections.inc()
             if ss.role is Role.LEADER:
                 m.elections_won.inc()
             if self._role is Role.LEADER:
@@ -401,23 +400,30 @@ class Node:
                 self._on_soft_state(rd.soft_state)
             if rd.hard_state is not None and rd.hard_state.term != self._term:
                 self._term = rd.hard_state.term
-                self.log.info("term %d", self._term)
+                # A new term with our own vote is an election we started (seen even when candidate and leader
+                # follow each other within one Ready, as in a one-node cluster).
+                if rd.hard_state.vote == self.cfg.id:
+                    m.elections.inc()
+                self.log.info("term %d (vote %s)", self._term, rd.hard_state.vote)
             if rd.messages:
                 transport.send(rd.messages)
             hs = rd.hard_state
             needs_sync = bool(rd.entries) or rd.snapshot is not None or (
                 hs is not None and (hs.term, hs.vote) != durable_hs)
-            if needs_sync or hs is not None:
+            if needs_sync:
                 t0 = time.perf_counter()
-                stats = await loop.run_in_executor(self._wal_exec, storage.persist_sync, rd, needs_sync)
-                if needs_sync:
-                    m.append_latency.observe(time.perf_counter() - t0)
-                    m.fsync_latency.observe(stats.fsync_seconds)
+                stats = await loop.run_in_executor(self._wal_exec, storage.persist_sync, rd)
+                m.append_latency.observe(time.perf_counter() - t0)
+                m.fsync_latency.observe(stats.fsync_seconds)
                 m.wal_bytes.inc(stats.bytes)
                 if rd.entries:
                     m.batch_entries.observe(len(rd.entries))
                 if hs is not None:
                     durable_hs = hs.term, hs.vote
+            elif hs is not None:
+                # Only the commit index moved: losing it is safe (the core's HardState contract), so it is not
+                # written now (no trip to the WAL thread); the next synced batch or segment header carries it.
+                storage.note_commit_only(hs)
             if rd.snapshot is not None:
                 self.kv.restore(rd.snapshot.data)
                 meta = rd.snapshot.meta

@@ -65,6 +65,9 @@ class MemoryStorage:
     def persist_sync(self, ready: Ready, sync: bool = True) -> PersistStats:
         return PersistStats()
 
+    def note_commit_only(self, hard_state: HardState) -> None:
+        pass
+
     def save_snapshot_sync(self, snapshot: Snapshot) -> int:
         return 0
 
@@ -88,6 +91,7 @@ class DiskStorage:
         self.hard_state = HardState()
         self.segment_max: dict[int, int] = {}  # segment seq -> highest entry index written into it
         self.snapshot_index = 0  # of the newest durable snapshot file
+        self._unwritten_hs: HardState | None = None  # a commit-only change not yet written (see note_commit_only)
 
     @classmethod
     def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger) -> tuple[DiskStorage, Recovered]:
@@ -160,9 +164,11 @@ class DiskStorage:
         if ready.entries:
             enc = codec.encode_entry
             items.append((ENTRIES, msgpack.packb([enc(e) for e in ready.entries])))
-        if ready.hard_state is not None:
-            self.hard_state = ready.hard_state
-            items.append((HARD_STATE, codec.encode_hard_state(ready.hard_state)))
+        hs = ready.hard_state or self._unwritten_hs
+        self._unwritten_hs = None
+        if hs is not None:
+            self.hard_state = hs
+            items.append((HARD_STATE, codec.encode_hard_state(hs)))
         if self.wal.size >= self.wal.segment_bytes:
             self.wal.cut(frame_all([(HARD_STATE, codec.encode_hard_state(self.hard_state))]))
         data = frame_all(items)
@@ -175,6 +181,12 @@ class DiskStorage:
             # A follower's log cut back: segments that held higher (now overwritten) entries keep their max,
             # which only makes their deletion later, never earlier: safe.
         return PersistStats(dt, len(data))
+
+    def note_commit_only(self, hard_state: HardState) -> None:
+        """A hard state that differs from the durable one only in its commit index: not written now (its loss is
+        safe); remembered so that the next batch or segment header carries it. Called on the event loop between
+        WAL-thread calls (never concurrently with persist_sync: the ready loop awaits each one)."""
+        self._unwritten_hs = hard_state
 
     def save_snapshot_sync(self, snapshot: Snapshot) -> int:
         """Durable snapshot file (tmp, fsync, rename, dir fsync). Returns its size in bytes."""

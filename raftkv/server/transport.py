@@ -6,6 +6,8 @@
   writes every queued frame batch with one write. `send()` never blocks and never creates a task: it appends to
   the peer's buffer, which holds at most `max_queue` frames; beyond that, or while the peer is unreachable,
   messages are DROPPED (Raft repairs lost messages; hoarding them would only replay stale traffic).
+- Dead peers: TCP_USER_TIMEOUT (outbound) and keepalive (inbound) end connections to a peer that vanished
+  without a FIN (a silent partition) within ~2 s; see `_tune`.
 - Inbound: an asyncio Protocol per accepted connection decodes frames incrementally. A frame from another cluster
   or an unknown sender, a malformed frame, or a payload that does not decode closes that connection with a log
   line; the node keeps serving.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import zlib
 from collections.abc import Callable, Iterable
 
@@ -39,13 +42,33 @@ def _split(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _tune(sock: socket.socket | None, dead_ms: int, *, outbound: bool) -> None:
+    """Notice a peer that vanished without a FIN or RST (a partition that silently drops packets): an outbound
+    connection whose sent data stays unacknowledged for `dead_ms` is aborted by the kernel (TCP_USER_TIMEOUT), so
+    the sender loop reconnects with its <= 1 s back-off and a healed partition is noticed within about a second
+    instead of after TCP's retransmission back-off (which grows to tens of seconds). An inbound connection only
+    receives, so keepalive probes reap it when its peer is gone."""
+    if sock is None:
+        return
+    try:
+        if outbound and hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, dead_ms)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, dead_ms // 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError:  # not a TCP socket (tests may use others): nothing to tune
+        pass
+
+
 class _PeerSender:
     def __init__(self, transport: Transport, peer: str, addr: str) -> None:
         self.t = transport
         self.peer = peer
         self.addr = addr
         self.buf: list[bytes] = []
-        self.wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.connected = False
         self.dropped = 0
 
@@ -55,9 +78,15 @@ class _PeerSender:
             self.t.on_drop(self.peer)
             return
         self.buf.append(frame)
-        self.wake.set()
+        self._kick()
+
+    def _kick(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.05
         while True:
             host, port = _split(self.addr)
@@ -69,31 +98,31 @@ class _PeerSender:
                 backoff = min(backoff * 2, self.t.max_backoff)
                 continue
             backoff = 0.05
+            _tune(writer.get_extra_info("socket"), self.t.dead_peer_ms, outbound=True)
             self.connected = True
             self.t.on_peer_state(self.peer, True)
+            # The peer never writes on our outbound connection: EOF, a reset, or any byte ends it.
+            closed = asyncio.ensure_future(reader.read(1))
+            closed.add_done_callback(lambda _: self._kick())
             try:
                 writer.write(frames.encode(self.t.cluster_id, self.t.node_id,
                                            bytes([TAG_HELLO]) + self.t.client_url.encode(), self.t.max_frame))
-                closed = asyncio.ensure_future(reader.read())  # EOF or reset ends the connection
-                try:
-                    while not closed.done():
-                        if not self.buf:
-                            self.wake.clear()
-                            waiter = asyncio.ensure_future(self.wake.wait())
-                            try:
-                                await asyncio.wait((waiter, closed), return_when=asyncio.FIRST_COMPLETED)
-                            finally:
-                                waiter.cancel()
-                            continue
-                        await asyncio.sleep(0)  # let this loop iteration's other messages join the write
-                        batch, self.buf = self.buf, []
-                        writer.write(b"".join(batch))
-                        await writer.drain()
-                finally:
-                    closed.cancel()
+                while not closed.done():
+                    if not self.buf:
+                        self._waiter = loop.create_future()
+                        try:
+                            await self._waiter
+                        finally:
+                            self._waiter = None
+                        continue
+                    await asyncio.sleep(0)  # let this loop iteration's other messages join the write
+                    batch, self.buf = self.buf, []
+                    writer.write(b"".join(batch))
+                    await writer.drain()
             except (OSError, ConnectionError):
                 pass
             finally:
+                closed.cancel()
                 self.connected = False
                 self.buf.clear()
                 writer.close()
@@ -110,6 +139,7 @@ class _Inbound(asyncio.Protocol):
 
     def connection_made(self, tr: asyncio.BaseTransport) -> None:
         self.tr = tr  # type: ignore[assignment]
+        _tune(tr.get_extra_info("socket"), self.t.dead_peer_ms, outbound=False)
         self.peer_name = str(tr.get_extra_info("peername"))
 
     def _reject(self, why: str) -> None:
@@ -163,7 +193,7 @@ class Transport:
     def __init__(self, *, node_id: str, peers: dict[str, str], cluster_id: int, client_url: str,
                  on_message: Callable[[Message], None], on_hello: Callable[[str, str], None],
                  log: logging.Logger, max_frame: int = frames.DEFAULT_MAX_FRAME, max_queue: int = 4096,
-                 max_backoff: float = 1.0,
+                 max_backoff: float = 1.0, dead_peer_ms: int = 2000,
                  on_peer_state: Callable[[str, bool], None] = lambda p, up: None,
                  on_drop: Callable[[str], None] = lambda p: None,
                  on_reject: Callable[[str], None] = lambda why: None) -> None:
@@ -177,6 +207,7 @@ class Transport:
         self.max_frame = max_frame
         self.max_queue = max_queue
         self.max_backoff = max_backoff
+        self.dead_peer_ms = dead_peer_ms
         self._state_cb = on_peer_state
         self.on_drop = on_drop
         self.on_reject = on_reject

@@ -88,3 +88,39 @@ def test_bad_peer_lists_are_named(peers: str) -> None:
     r = raftkv("serve", "--id", "n1", "--listen", "127.0.0.1:1", "--client", "127.0.0.1:2", "--peers", peers,
                "--memory")
     assert r.returncode == 254 and "--peers" in r.stderr
+
+
+def test_json_config_as_the_lab_writes_it(tmp_path: Path) -> None:
+    import json
+
+    from raftkv.server.config import ConfigError, ServerConfig, load_file, parse_peers
+
+    cfg = tmp_path / "raftkv.json"
+    cfg.write_text(json.dumps({"id": "n2", "listen": "10.0.0.2:7000", "client": "10.0.0.2:8000",
+                               "peers": {"n1": "10.0.0.1:7000", "n2": "10.0.0.2:7000", "n3": "10.0.0.3:7000"},
+                               "data_dir": str(tmp_path / "d"), "log_file": str(tmp_path / "l.log"),
+                               "tick_ms": 10, "election_ticks": 20, "heartbeat_ticks": 1, "seed": 7}))
+    opts = load_file(cfg)
+    opts["peers"] = parse_peers(opts["peers"])
+    opts["data_dir"], opts["log_file"] = Path(opts["data_dir"]), Path(opts["log_file"])
+    c = ServerConfig(**opts)
+    assert (c.id, c.tick_ms, c.election_ticks, c.seed, len(c.peers)) == ("n2", 10, 20, 7, 3)
+    assert c.advertised_client_url == "http://10.0.0.2:8000"
+    cfg.write_text('{"id": "n2", "bogus": 1}')
+    with pytest.raises(ConfigError, match="unknown option 'bogus'"):
+        load_file(cfg)
+
+
+def test_a_port_in_use_refuses_to_start_with_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    host = "127.0.0.91"
+    with socket.socket() as busy:
+        busy.bind((host, free_port(host)))
+        busy.listen()
+        taken = f"{host}:{busy.getsockname()[1]}"
+        peer = f"{host}:{free_port(host)}"
+        r = raftkv("serve", "--id", "n1", "--listen", peer, "--client", taken, "--peers", f"n1={peer}",
+                   "--memory", "--log-file", str(tmp_path / "n1.log"))
+    assert r.returncode == 2
+    assert "fatal" in (tmp_path / "n1.log").read_text() and "address already in use" in r.stderr.lower()

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
+from server_cluster import free_port as cluster_free_port
 
 from raftkv.client import KVClient, Maybe, NoKey, SyncKVClient, Timeout, Unavailable, VersionMismatch
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return cluster_free_port("127.0.0.1")
 
 
 class Fake:

@@ -88,3 +88,18 @@ def test_gap_between_snapshot_and_log_refuses(tmp_path: Path) -> None:
     st.close()
     with pytest.raises(StorageCorrupt, match="the log starts at index"):
         open_(tmp_path, segment_bytes=100)
+
+
+def test_a_commit_only_change_rides_with_the_next_batch(tmp_path: Path) -> None:
+    st, *_ = open_(tmp_path)
+    st.persist_sync(Ready(entries=ents(1, 3), hard_state=HardState(term=1, vote="n1", commit=0)))
+    st.note_commit_only(HardState(term=1, vote="n1", commit=3))
+    st.close()
+    _, e, hs, _ = open_(tmp_path)
+    assert hs == HardState(term=1, vote="n1", commit=0)  # not written: losing a commit index is safe
+    st, *_ = open_(tmp_path)
+    st.note_commit_only(HardState(term=1, vote="n1", commit=3))
+    st.persist_sync(Ready(entries=ents(4, 4)))  # no hard state of its own: carries the remembered one
+    st.close()
+    _, e, hs, _ = open_(tmp_path)
+    assert hs == HardState(term=1, vote="n1", commit=3) and [x.index for x in e] == [1, 2, 3, 4]
