@@ -105,6 +105,7 @@ def run_kv(name: str, path: str) -> dict:
     wall = time.perf_counter() - w
     cpu = time.process_time() - c
     own, children = _peak_mb()
+    workers_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     anomaly = json.loads(Path(path + ".anomaly").read_text())
     expected = anomaly is None
     evidence = ""
@@ -113,7 +114,8 @@ def run_kv(name: str, path: str) -> dict:
         evidence = f"names key {result['failure']['part']}, anomaly op {'among' if anomaly and anomaly['op'] in stuck else 'NOT among'} the stuck ops"
     return {
         "case": name, "ops": result["ops"], "parts": result["parts"]["total"], "info_ops": result["info_ops"],
-        "wall_s": round(wall, 2), "cpu_s_main": round(cpu, 2), "read_s": round(read_s, 2),
+        "wall_s": round(wall, 2), "cpu_s_main": round(cpu, 2),
+        "cpu_s_workers": round(workers_cpu.ru_utime + workers_cpu.ru_stime, 2), "read_s": round(read_s, 2),
         "peak_mb": round(own, 1), "peak_worker_mb": round(children, 1), "nodes": result["nodes"],
         "verdict": result["valid"], "expected": expected,
         "ok": result["valid"] is expected, "evidence": evidence,

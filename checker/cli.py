@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -141,10 +142,11 @@ def main(argv: list[str]) -> int:
     except ModelError as exc:
         print(f"harness check: bad input: {exc}", file=sys.stderr)
         return BAD_INPUT
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    else:
-        print(render(result, args.history))
+    text = json.dumps(result, indent=1, default=str) if args.json else render(result, args.history)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # e.g. piped into head: the verdict is still the exit code
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
     return EXIT[result["valid"]]
 
 

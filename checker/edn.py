@@ -179,7 +179,7 @@ class _Reader:
 def loads_all(text: str) -> list[Any]:
     """Every top-level form of `text`."""
     reader = _Reader(text)
-    forms = []
+    forms: list[Any] = []
     while True:
         form = reader.read()
         if form is _END:

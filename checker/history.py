@@ -68,12 +68,12 @@ def parse_jsonl(text: str | Iterable[str]) -> list[dict[str, Any]]:
         events = json.loads("[" + ",".join(raw for _, raw in numbered) + "]")
         if len(events) != len(numbered):
             raise ValueError("a line holds more than one value")
-    except ValueError:
+    except (ValueError, RecursionError):
         events = []
         for number, raw in numbered:
             try:
                 events.append(json.loads(raw))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise HistoryError(number, f"malformed line, not JSON: {exc}") from None
             if not isinstance(events[-1], dict):
                 raise HistoryError(number, "malformed line, expected a JSON object, got "

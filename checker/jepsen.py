@@ -37,7 +37,7 @@ def _plain(value: Any) -> Any:
 def from_jepsen(ops: Sequence[Any]) -> list[dict[str, Any]]:
     """Jepsen op maps to our events (validated). Raises HistoryError naming the op (1-based) when malformed."""
     events: list[dict[str, Any]] = []
-    times = [op.get("time") if isinstance(op, dict) else None for op in ops]
+    times: list[Any] = [op.get("time") if isinstance(op, dict) else None for op in ops]
     use_time = all(isinstance(t, int) and not isinstance(t, bool) for t in times) and all(
         a <= b for a, b in zip(times, times[1:], strict=False))
     for position, op in enumerate(ops):
@@ -76,6 +76,8 @@ def loads_history(text: str) -> list[dict[str, Any]]:
         forms = edn.loads_all(text)
     except edn.EDNError as exc:
         raise HistoryError(None, f"malformed EDN: {exc}") from None
+    except RecursionError:
+        raise HistoryError(None, "malformed EDN: nested too deeply") from None
     if len(forms) == 1 and isinstance(forms[0], list):
         forms = forms[0]
     return from_jepsen(forms)

@@ -155,9 +155,11 @@ def explain_failure(model: Model, part: Part, result: SearchResult, by_id: Mappi
     window = [op for op in waiting if first_return is None or (op.call, 0, op.seq) < first_return]
     stuck_ops = [op for op in window if not model.step(state, op.input, op.output)[0]] or window
     before = model.describe_state(state)
-    stuck = [{"op": op.id, "description": describe(model, op, by_id), "state_before": before} for op in stuck_ops]
+    stuck: list[dict[str, Any]] = [{"op": op.id, "description": describe(model, op, by_id), "state_before": before}
+                                   for op in stuck_ops]
     key_text = "" if part.key is None else f"key {part.key}: "
-    names = "; ".join(f"{s['description']} (op {s['op']}, process {by_id[s['op']].process})" for s in stuck[:4])
+    names = "; ".join(f"{s['description']} (op {s['op']}, process {by_id[s['op']].process})"
+                      for s in stuck[:4])
     more = f" and {len(stuck) - 4} more" if len(stuck) > 4 else ""
     explanation = (
         f"{key_text}no linearization of its {len(part.ops)} operations exists. The longest linearizable prefix has "

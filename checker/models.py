@@ -10,6 +10,8 @@ Optional hints make the search faster; each is a promise the differential test h
 - `read_only(input, output)`: the operation never changes the state (if step succeeds, the new state equals the old one).
 - `info_guard(input)` / `state_guard(state)`: an operation with unknown outcome can change the state only in states
   whose `state_guard` equals its `info_guard`; `info_guard` None means "in any state".
+- `regular_guard(input, output)`: an operation with known outcome can succeed only in states whose `state_guard`
+  equals it (None: in any state).
 
 - `prepare(ops, init)`: rewrite one part's encoded ops and initial state before the search, e.g. to replace values
   no operation ever observes by one placeholder (`UNOBSERVED`), which is sound when steps only compare values
@@ -78,7 +80,7 @@ def freeze(value: Any) -> Hashable:
         return tuple(sorted(((k, freeze(v)) for k, v in value.items()), key=lambda kv: repr(kv[0])))
     if isinstance(value, set | frozenset):
         return frozenset(freeze(v) for v in value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @runtime_checkable
@@ -126,7 +128,7 @@ class _Base:
     name = "base"
 
     def partition_key(self, op: Operation) -> Hashable:
-        return op.key  # type: ignore[no-any-return]
+        return op.key
 
     def read_only(self, input: Any, output: Any) -> bool:
         return False
@@ -189,7 +191,7 @@ class Register(_Base):
         return False, state
 
     def read_only(self, input: Any, output: Any) -> bool:
-        return input[0] == "r"  # type: ignore[no-any-return]
+        return input[0] == "r"
 
     def prepare(self, ops: list[Any], init: Any) -> tuple[list[Any], Any]:
         """Values never read nor compared by a cas become UNOBSERVED (steps only test equality with those)."""
@@ -211,6 +213,10 @@ class Register(_Base):
 
     def info_guard(self, input: Any) -> Hashable:
         return ("v", input[1]) if input[0] == "cas" else None
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        kind = input[0]
+        return ("v", output) if kind == "r" else (("v", input[1]) if kind == "cas" else None)
 
     def state_guard(self, state: Any) -> Hashable:
         return ("v", state)
@@ -244,7 +250,7 @@ class VersionedKV(_Base):
     def partition_key(self, op: Operation) -> Hashable:
         if op.key is None:
             raise ModelError(f"versioned-kv op {op.f} has no key")
-        return op.key  # type: ignore[no-any-return]
+        return op.key
 
     @staticmethod
     def _version(value: Any, what: str) -> int:
@@ -312,10 +318,15 @@ class VersionedKV(_Base):
         return out, (value if value in observed or version == 0 else UNOBSERVED, version)
 
     def info_guard(self, input: Any) -> Hashable:
-        return input[-1]  # type: ignore[no-any-return]
+        return input[-1]
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        if input[0] == "get":
+            return output[1]
+        return None if output.__class__ is tuple else input[-1]  # a refusal fits many versions
 
     def state_guard(self, state: Any) -> Hashable:
-        return state[1]  # type: ignore[no-any-return]
+        return state[1]
 
     def describe_state(self, state: Any) -> str:
         return "absent" if state[1] == 0 else f"{_show(state[0])}@{state[1]}"
@@ -365,7 +376,7 @@ class SetModel(_Base):
         return True, state | {input[1]}
 
     def read_only(self, input: Any, output: Any) -> bool:
-        return input[0] == "read"  # type: ignore[no-any-return]
+        return input[0] == "read"
 
     def describe_operation(self, input: Any, output: Any) -> str:
         if input[0] == "read":
@@ -403,6 +414,9 @@ class Mutex(_Base):
 
     def info_guard(self, input: Any) -> Hashable:
         return input[0] == "release"  # can change the state only when held (release) / free (acquire)
+
+    def regular_guard(self, input: Any, output: Any) -> Hashable:
+        return input[0] == "release"
 
     def state_guard(self, state: Any) -> Hashable:
         return bool(state)
@@ -498,4 +512,4 @@ def make_model(name: str, initial: Any = None, *, jepsen: bool = False) -> Model
         factory = MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return factory(initial=initial, jepsen=jepsen)  # type: ignore[no-any-return]
+    return factory(initial=initial, jepsen=jepsen)

@@ -18,7 +18,12 @@ Operations with unknown outcome (info) are first-class rather than "returns at i
   with the same regular ops and state used a subset of its info ops (it had every option this one has).
 A further reduction: a read-only op (the model's `read_only`) that can be linearized now is linearized without
 trying siblings first, since any linearization can be reordered to start with it.
-The differential test (tests/checker) holds all of this against a brute-force search over all admissible orders.
+The models' `prepare` renames written values no op observes to one placeholder first (see checker.models).
+
+Parts with info ops go through up to three passes (see `search`): a bounded exact dive, the relaxed search of
+checker.relaxed (a sound refutation where info ops may be reused), and the exact search without bound.
+The differential test (tests/checker) holds all of this against a brute-force search over all admissible orders,
+with every pass forced.
 """
 
 from __future__ import annotations
@@ -71,12 +76,17 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
     and on an invalid one its dive finds the longest prefixes the report shows.
     """
     if not any(op.ret is None for op in ops):
-        return _search(model, ops, deadline, stop, track, relaxed=False)
+        return _search(model, ops, deadline, stop, track)
     budget = 30 * len(ops) + 10_000 if first_budget is None else first_budget
-    first = _search(model, ops, deadline, stop, track, relaxed=False, max_nodes=budget)
+    first = _search(model, ops, deadline, stop, track, max_nodes=budget)
     if first.reason != BUDGET:
         return first
-    relaxed = _search(model, ops, deadline, stop, track, relaxed=True)
+    from .relaxed import relaxed_search  # (late: relaxed builds on this module's helpers)
+
+    prepare = getattr(model, "prepare", None)
+    prepared, init = prepare(list(ops), model.init()) if prepare is not None else (ops, model.init())
+    relaxed = relaxed_search(model, [op for op in prepared if op.ret is not None],
+                             [op for op in prepared if op.ret is None], init, deadline, stop, track)
     nodes = first.nodes + relaxed.nodes
     if relaxed.ok is False:
         # the exact search's dive usually got further than the relaxed prefixes (cut at a reused info op)
@@ -86,13 +96,13 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
     if relaxed.ok is True or relaxed.reason != REUSED:
         relaxed.nodes = nodes
         return relaxed
-    last = _search(model, ops, deadline, stop, track, relaxed=False)
+    last = _search(model, ops, deadline, stop, track)
     last.nodes += nodes
     return last
 
 
 def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, track: bool,
-            relaxed: bool, max_nodes: int | None = None) -> SearchResult:
+            max_nodes: int | None = None) -> SearchResult:
     step = model.step
     prepare = getattr(model, "prepare", None)
     if prepare is not None:
@@ -102,39 +112,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
     regular = [op for op in ops if op.ret is not None]
     infos = [op for op in ops if op.ret is None]
     n = len(regular)
-    entries: list[tuple[int, int, int, int, int]] = []  # (time, 0 call/1 return, seq, kind, index)
-    for j, op in enumerate(regular):
-        entries.append((op.call, 0, op.seq, 0, j))
-        entries.append((op.ret, 1, op.seq, 1, j))  # type: ignore[arg-type]
-    for k, op in enumerate(infos):
-        entries.append((op.call, 0, op.seq, 2, k))
-    entries.sort()
-    size = len(entries)
-    head, end = size, size + 1
-    is_call = [False] * (size + 2)
-    e_op = [0] * (size + 2)
-    info_pos = [0] * len(infos)
-    order: list[int] = []  # positions of regular entries, in time order
-    for pos, (_, _, _, kind, idx) in enumerate(entries):
-        if kind == 2:
-            info_pos[idx] = pos
-        else:
-            e_op[pos] = idx
-            is_call[pos] = kind == 0
-            order.append(pos)
-    ret_pos = [0] * n
-    for pos in order:
-        if not is_call[pos]:
-            ret_pos[e_op[pos]] = pos
-    nxt = [end] * (size + 2)
-    prv = [head] * (size + 2)
-    last = head
-    for pos in order:
-        nxt[last] = pos
-        prv[pos] = last
-        last = pos
-    nxt[last] = end
-    prv[end] = last
+    info_pos, is_call, e_op, ret_pos, nxt, prv, head = _layout(regular, infos)
 
     inp = [op.input for op in regular]
     out = [op.output for op in regular]
@@ -150,7 +128,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
             wild.append(k)
         else:
             buckets.setdefault(guard, []).append(k)
-    has_info = bool(infos) and not relaxed  # the relaxed search keys its cache on (regular set, state) only
+    has_info = bool(infos)
     state_guard = model.state_guard
 
     lin = 0
@@ -192,10 +170,6 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
                 return SearchResult(None, _prefixes(best, infos, info_pos, regular), nodes, why)
         if mode == 0:
             if remaining == 0:
-                if relaxed:
-                    ids, complete = _assign(path, infos, info_pos, regular)
-                    return SearchResult(True if complete else None, [ids], nodes,
-                                        "" if complete else REUSED)
                 return SearchResult(True, [], nodes)
             e = nxt[head]
             mode = 1
@@ -270,7 +244,6 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
             # e is the first remaining return: info ops called before it are available.
             cands = []
             tried: set[Any] = set()
-            reuse: dict[Any, int] = {}
             group = buckets.get(state_guard(state))
             for bucket in (group, wild):
                 if not bucket:
@@ -279,9 +252,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
                     if info_pos[k] > e:
                         break
                     x = i_inp[k]
-                    if ibits & i_bit[k]:  # used on this path: the exact search must take another one
-                        if relaxed and x not in reuse:
-                            reuse[x] = k
+                    if ibits & i_bit[k]:  # used on this path
                         continue
                     if x in tried:
                         continue
@@ -291,28 +262,12 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
                         cands.append((k, new_state))
             if len(cands) > 1:  # most recent call first: an old info op is the least likely to land now
                 cands.sort(key=lambda c: -info_pos[c[0]])
-            for x, k in reuse.items():  # the relaxed search may reuse one, last (preferring unused ones keeps
-                if x not in tried:  # the linearization it finds assignable, see _assign)
-                    ok, new_state = step(state, x, UNKNOWN)
-                    if ok and new_state != state:
-                        cands.append((k, new_state))
             ci = 0
             mode = 3
         if mode == 3:
             while ci < len(cands):
                 k, new_state = cands[ci]
                 ci += 1
-                if relaxed:
-                    key = (lin, new_state)
-                    if key in seen_plain:
-                        continue
-                    seen_plain.add(key)
-                    stack.append((2, k, state, cands, ci if ibits & i_bit[k] else -ci))
-                    path.append((k, e))
-                    state = new_state
-                    ibits |= i_bit[k]
-                    mode = 0
-                    break
                 used = ibits | i_bit[k]
                 if not dominated((lin, new_state), used):
                     stack.append((2, k, state, cands, ci))
@@ -337,10 +292,9 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
         kind, x, state, saved, saved_ci = stack.pop()
         path.pop()
         if kind == 2:
-            if not relaxed or saved_ci < 0:  # the relaxed search marks a reused op by a positive ci: keep its bit
-                ibits ^= i_bit[x]
+            ibits ^= i_bit[x]
             cands = saved
-            ci = abs(saved_ci)
+            ci = saved_ci
             mode = 3
             continue
         j = e_op[x]
@@ -392,3 +346,46 @@ def _prefixes(best: list[list[Any]], infos: list[PartOp], info_pos: list[int],
         if ids not in out:
             out.append(ids)
     return out
+
+
+def _layout(regular: list[PartOp], infos: list[PartOp]) -> tuple[list[int], list[bool], list[int], list[int],
+                                                                 list[int], list[int], int]:
+    """The linked list of call and return entries of the regular ops, in time order (calls first at equal times).
+
+    Positions index the time order of all entries, info calls included (those are not linked, but `info_pos`
+    says where they fall). Returns (info_pos, is_call, e_op, ret_pos, nxt, prv, head); the list ends at
+    head + 1, an entry that is not a call."""
+    entries: list[tuple[int, int, int, int, int]] = []  # (time, 0 call/1 return, seq, kind, index)
+    for j, op in enumerate(regular):
+        entries.append((op.call, 0, op.seq, 0, j))
+        entries.append((op.ret, 1, op.seq, 1, j))  # type: ignore[arg-type]
+    for k, op in enumerate(infos):
+        entries.append((op.call, 0, op.seq, 2, k))
+    entries.sort()
+    size = len(entries)
+    head, end = size, size + 1
+    is_call = [False] * (size + 2)
+    e_op = [0] * (size + 2)
+    info_pos = [0] * len(infos)
+    order: list[int] = []  # positions of regular entries, in time order
+    for pos, (_, _, _, kind, idx) in enumerate(entries):
+        if kind == 2:
+            info_pos[idx] = pos
+        else:
+            e_op[pos] = idx
+            is_call[pos] = kind == 0
+            order.append(pos)
+    ret_pos = [0] * len(regular)
+    for pos in order:
+        if not is_call[pos]:
+            ret_pos[e_op[pos]] = pos
+    nxt = [end] * (size + 2)
+    prv = [head] * (size + 2)
+    last = head
+    for pos in order:
+        nxt[last] = pos
+        prv[pos] = last
+        last = pos
+    nxt[last] = end
+    prv[end] = last
+    return info_pos, is_call, e_op, ret_pos, nxt, prv, head

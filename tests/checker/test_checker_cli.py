@@ -125,3 +125,13 @@ def test_harness_check_through_a_subprocess(valid_file: Path, invalid_file: Path
     assert bad.returncode == 1 and json.loads(bad.stdout)["valid"] is False
     usage = subprocess.run([*run, "--timeout"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert usage.returncode == 254 and "error" in usage.stderr
+
+
+@pytest.mark.parametrize(("name", "text"), [("deep.edn", "[" * 100_000), ("deep.jsonl", "[" * 100_000 + "\n")])
+def test_absurdly_nested_input_is_bad_input_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert main([str(path), "--model", "register"]) == 254
+    err = capsys.readouterr().err
+    assert "malformed" in err and "Traceback" not in err
