@@ -10,7 +10,7 @@ still take effect later: a client must not guess.
 | version-mismatch  | 409  | yes      | the key exists with another version than the expected one (body: current_version) |
 | no-key            | 404  | yes      | put/delete with version > 0 on an absent key; a get of an absent key |
 | not-leader        | 307  | yes      | this node is a follower: nothing was proposed; `leader`/`leader_url` say where to go |
-| unavailable       | 503  | yes      | no known leader, shutting down, overloaded, lease reads disabled, or a read whose leadership could not be confirmed before its deadline (reads never take effect) |
+| unavailable       | 503  | yes      | no known leader, shutting down, overloaded, lease reads disabled, a write still queued (never proposed) at its deadline, or a read not confirmed within its deadline or two election timeouts (reads never take effect) |
 | bad-request       | 400  | yes      | malformed JSON, wrong types, bad key or consistency, version < 0 |
 | too-large         | 413  | yes      | a key over MAX_KEY_BYTES or a value over MAX_VALUE_BYTES |
 | not-found         | 404  | yes      | an unknown path |

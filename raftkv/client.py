@@ -12,10 +12,11 @@ Results: `GetResult(value, version, node)` (`value is None and version == 0` = a
 
 Errors (all subclasses of `RaftKVError`, with `.code`, `.definite`, `.node`, `.message`):
 - `Definite` (the operation certainly did not take effect): `VersionMismatch` (`.current_version`),
-  `NoKey`, `Unavailable` (no node could take it: never proposed), `BadRequest` (bad key/value/args, too large).
+  `NoKey`, `Unavailable` (until the deadline, no node took it: refused connections, "unavailable" answers;
+  a write was never proposed), `BadRequest` (bad key/value/args, too large).
 - `Indeterminate` (it may have taken effect, now or later): `Maybe` (the server could not confirm the commit
-  before the deadline, or an earlier attempt of this call had an unknown outcome and a retry was refused: the
-  first attempt may have applied), `Timeout` (the call's deadline passed after a request may have reached a node).
+  before its deadline, or an attempt had an unknown outcome and a retry was refused: the first attempt may have
+  applied), `Timeout` (the call's deadline passed while waiting for an answer).
   For reads an indeterminate error only means "no answer": reads never change state.
 
 Behaviour
@@ -319,7 +320,7 @@ class KVClient:
             target = self._next_node(None) if not follow else self.cluster[self._rr]
         path = "/kv/" + quote(key, safe="")
         ambiguous = False  # some attempt may have reached a server and we do not know what happened
-        reached = False  # some attempt reached a server at all
+        timed_out = False  # the deadline passed while waiting for an answer
         last_error = "no attempt made"
         backoff = 0.01
         redirects = 0
@@ -335,13 +336,12 @@ class KVClient:
                     status, headers, data = await self._pool(target).request(method, path + q, payload)
             except TimeoutError:
                 ambiguous = ambiguous or write
-                reached = True
+                timed_out = True
                 last_error = f"no answer from {target} before the deadline"
                 break
             except _ConnError as e:
                 if e.sent:
                     ambiguous = ambiguous or write
-                    reached = True
                 last_error = str(e)
                 if target == self.leader:
                     self.leader = None
@@ -349,7 +349,6 @@ class KVClient:
                 await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
-            reached = True
             try:
                 body = json.loads(data) if data else {}
             except ValueError:
@@ -388,12 +387,10 @@ class KVClient:
                 target = _norm(body["leader_url"]) if body.get("leader_url") else self._next_node(target)
             await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, self.max_backoff)
+        if timed_out:  # for a write, `ambiguous` is then set too: it may have applied
+            raise Timeout(f"no answer within {total:.3g}s ({last_error}); outcome unknown", node=target)
         if ambiguous:
-            if write:
-                raise Maybe(f"outcome unknown after {total:.3g}s: {last_error}", node=target)
-            raise Timeout(f"no answer after {total:.3g}s: {last_error}", node=target)
-        if reached and not write:
-            raise Timeout(f"no answer after {total:.3g}s: {last_error}", node=target)
+            raise Maybe(f"outcome unknown after {total:.3g}s: {last_error}", node=target)
         raise Unavailable(f"not accepted by any node within {total:.3g}s: {last_error}", node=target)
 
 

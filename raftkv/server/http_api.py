@@ -31,6 +31,13 @@ def _err(code: str, message: str, **extra: Any) -> web.Response:
     return _resp(ERRORS[code].http_status, {"error": code, "message": message, **extra})
 
 
+def _code(e: NodeError) -> str:
+    """The error code of the table in raftkv/api.py that a node error is answered with."""
+    if isinstance(e, NotLeaderError):
+        return "not-leader"
+    return "maybe" if isinstance(e, MaybeError) else "unavailable"
+
+
 class _Bad(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -143,7 +150,7 @@ class Api:
             else:
                 raise _Bad("bad-request", f"consistency must be linearizable, lease or stale, not {consistency!r}")
         except NodeError as e:
-            self.m.requests.labels(op="get", outcome=type(e).__name__).inc()
+            self._count("get", _code(e))
             return self._node_error(request, e)
         self._latency["get"].observe(time.perf_counter() - t0)
         if found is None:
@@ -189,7 +196,7 @@ class Api:
         except CommandError as e:  # the state machine's own validation: nothing was proposed
             raise _Bad("bad-request", str(e)) from None
         except NodeError as e:
-            self.m.requests.labels(op=op_name, outcome=type(e).__name__).inc()
+            self._count(op_name, _code(e))
             return self._node_error(request, e)
         self._latency[op_name].observe(time.perf_counter() - t0)
         self._count(op_name, res.outcome.value)

@@ -19,9 +19,10 @@ flight; every read queued before the round began is covered by it; a follower's 
 by the core) and are served from the local state machine once it has applied the read index. Followers serving
 reads spreads the HTTP work of reads over every node; the leader only pays one heartbeat round per batch.
 
-Snapshots: after `snapshot_entries` applied entries, the KV state is serialized (msgpack, on the loop: fast), the
-core compacts its log, and a separate snapshot thread writes the file durably; only then are WAL segments covered by
-it deleted (on the WAL thread, the only thread that touches the WAL).
+Snapshots: after `snapshot_entries` applied entries, the KV state is serialized on the snapshot thread while
+committed entries are held back (the loop keeps serving, heartbeating and persisting), the core compacts its log,
+the held-back entries are applied, and the snapshot thread writes the file durably; only then are WAL segments
+covered by it deleted (on the WAL thread, the only thread that touches the WAL).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ import logging
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from raftkv.core import (
+    Entry,
     EntryKind,
     Message,
     NotLeader,
@@ -44,9 +47,7 @@ from raftkv.core import (
     ProtocolError,
     Raft,
     RaftConfig,
-    Ready,
     Role,
-    Snapshot,
     SoftState,
 )
 from raftkv.kv import Command, KVStore, Op, Result, encode_command
@@ -110,9 +111,11 @@ class Node:
         self._term = 0
         self.snapshot_index = 0
         self.snapshot_term = 0
-        self._snap_pending: Snapshot | None = None
+        self._snap_due: int | None = None  # applied index of the snapshot the snapshotter should make
         self._snap_wake = asyncio.Event()
         self._snapshotting = False
+        self._snap_done: asyncio.Future[None] | None = None  # set while the KV is being serialized
+        self._deferred: list[Entry] = []  # committed entries held back while the KV is serialized
         self.stopping = False
         self._wal_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._snap_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snap")
@@ -224,13 +227,15 @@ class Node:
         """A linearizable read by ReadIndex, on the leader or on a follower (the core forwards the request to the
         leader; the follower serves it once it has applied the read index). With the core's lease reads on, the
         leader answers from its lease. `lease=True` asks for a lease read: leader only (else NotLeaderError).
-        A follower waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
+        It waits at most two election timeouts, then answers unavailable so the client tries elsewhere."""
         if self.stopping:
             raise UnavailableError("node is shutting down")
-        if self._role is not Role.LEADER:
-            if lease or self._leader is None:
-                raise self._not_leader()
-            timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
+        if self._role is not Role.LEADER and (lease or self._leader is None):
+            raise self._not_leader()
+        # A read that a quorum cannot confirm within two election timeouts will not be confirmed here soon (this
+        # node is cut off, or a leader it knew is gone): answer unavailable then, so the client tries elsewhere
+        # within its own deadline.
+        timeout = min(timeout, max(0.5, 2 * self._tick_s * self.cfg.election_ticks))
         fut: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
         self._read_queue.append((key, fut))
         self._add_deadline(timeout, fut, None)
@@ -366,10 +371,18 @@ class Node:
                 if not rfut.done():
                     rfut.set_exception(err)
 
-    def _apply(self, rd: Ready) -> None:
+    def _apply(self, entries: Sequence[Entry]) -> None:
+        """Apply committed entries in order, resolving the writes proposed here. While the snapshot thread
+        serializes the KV store, entries are held back (the store must not change under it) and applied when it
+        is done; the core is advanced meanwhile, which is fine: reads wait for the store's own applied index."""
+        if self._snap_done is not None:
+            self._deferred.extend(entries)
+            return
+        if self._deferred:
+            entries, self._deferred = [*self._deferred, *entries], []
         kv = self.kv
         pending = self._pending
-        for e in rd.committed_entries:
+        for e in entries:
             if e.index <= kv.applied_index:
                 continue
             if e.kind is EntryKind.NOOP or not e.data:
@@ -425,7 +438,12 @@ class Node:
                 # written now (no trip to the WAL thread); the next synced batch or segment header carries it.
                 storage.note_commit_only(hs)
             if rd.snapshot is not None:
-                self.kv.restore(rd.snapshot.data)
+                if self._snap_done is not None:  # never replace the store under the serializing thread
+                    await self._snap_done
+                self._apply(())  # entries held back during that serialization precede the snapshot
+                # Off the loop: it keeps stepping messages (heartbeats keep this follower's election timer quiet)
+                # and serving stale reads from the old state; nothing else touches the store meanwhile.
+                await loop.run_in_executor(self._snap_exec, self.kv.restore, rd.snapshot.data)
                 meta = rd.snapshot.meta
                 self.snapshot_index, self.snapshot_term = meta.index, meta.term
                 m.snapshots.labels(kind="installed").inc()
@@ -435,7 +453,7 @@ class Node:
             if rd.messages_after_persist:
                 transport.send(rd.messages_after_persist)
             if rd.committed_entries:
-                self._apply(rd)
+                self._apply(rd.committed_entries)
             for rs in rd.read_states:
                 rnd = self._read_rounds.pop(rs.context, None)
                 if rnd is not None:
@@ -455,30 +473,47 @@ class Node:
         applied = self.kv.applied_index
         if self._snapshotting or applied - self.snapshot_index < self.cfg.snapshot_entries:
             return
-        assert self.raft is not None
-        snap = self.raft.compact(applied, self.kv.snapshot())
-        self.snapshot_index, self.snapshot_term = snap.meta.index, snap.meta.term
-        self.log.info("snapshot made at index %d term %d (%d bytes); log compacted", snap.meta.index,
-                      snap.meta.term, len(snap.data))
-        self.metrics.snapshots.labels(kind="made").inc()
-        self.metrics.snapshot_bytes.set(len(snap.data))
         self._snapshotting = True
-        self._snap_pending = snap
+        # Hold back applies from now on, so that the store the snapshot thread serializes is exactly the one at
+        # `applied` (an entry applied in between would be in the data but also after the snapshot's index).
+        self._snap_done = asyncio.get_running_loop().create_future()
+        self._snap_due = applied
         self._snap_wake.set()
 
     async def run_snapshotter(self) -> None:
+        """Make a snapshot off the event loop: the KV store is serialized on the snapshot thread while committed
+        entries are held back (see `_apply`), so the loop keeps serving, heartbeating and persisting; then the
+        core compacts its log, the held-back entries are applied, the file is written durably (snapshot thread)
+        and WAL segments it covers are deleted (WAL thread)."""
         loop = asyncio.get_running_loop()
+        assert self.raft is not None
         while True:
             await self._snap_wake.wait()
             self._snap_wake.clear()
-            snap, self._snap_pending = self._snap_pending, None
-            if snap is None:
+            index, self._snap_due = self._snap_due, None
+            if index is None:
                 continue
             try:
+                try:
+                    assert self.kv.applied_index == index, (self.kv.applied_index, index)
+                    data = await loop.run_in_executor(self._snap_exec, self.kv.snapshot)
+                finally:
+                    done, self._snap_done = self._snap_done, None
+                    if done is not None:
+                        done.set_result(None)
+                    self._apply(())
+                    self._serve_reads()
+                    self._wake.set()
+                if index < self.snapshot_index:  # a snapshot from the leader was installed meanwhile
+                    continue
+                snap = self.raft.compact(index, data)
+                self.snapshot_index, self.snapshot_term = snap.meta.index, snap.meta.term
+                self.log.info("snapshot made at index %d term %d (%d bytes); log compacted", snap.meta.index,
+                              snap.meta.term, len(snap.data))
+                self.metrics.snapshots.labels(kind="made").inc()
+                self.metrics.snapshot_bytes.set(len(snap.data))
                 await loop.run_in_executor(self._snap_exec, self.storage.save_snapshot_sync, snap)
                 await loop.run_in_executor(self._wal_exec, self.storage.release_sync, snap.meta.index)
-                if not self.storage.durable:
-                    self.log.info("snapshot made at index %d (memory mode: not saved)", snap.meta.index)
             finally:
                 self._snapshotting = False
 

@@ -5,6 +5,9 @@ WAL record types (payloads are raftkv.core.codec encodings, opaque to wal.py):
   state, so deleting older segments never loses it.
 - ENTRIES (2): msgpack list of encode_entry; entries overwrite the log from their first index (a follower's log
   may be cut back by a new leader).
+- BATCH (4): msgpack list of [type, payload] of the records above: everything one Ready persists (entries and
+  the hard state) in ONE checksummed record, so a torn write keeps all of it or none of it. (Entries without the
+  hard state of their term would be refused by the core at restart: a log term above the hard state's term.)
 - INSTALL (3): encode_snapshot_meta of a snapshot received from the leader. Written and fsynced BEFORE the
   snapshot file: on replay the marker counts only if a snapshot file at or beyond its index exists (otherwise the
   install never finished and the old log stands; its acknowledgement was never sent). When it counts, every
@@ -36,7 +39,14 @@ from . import wal as wal_mod
 from .snapfiles import SnapshotStore
 from .wal import WAL, frame_all
 
-HARD_STATE, ENTRIES, INSTALL = 1, 2, 3
+HARD_STATE, ENTRIES, INSTALL, BATCH = 1, 2, 3, 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Rec:
+    segment: int
+    rtype: int
+    payload: bytes
 
 
 class StorageCorrupt(RuntimeError):
@@ -110,37 +120,46 @@ class DiskStorage:
             rec.actions.append(f"loaded snapshot {latest[0].path.name} (index {snap_index})")
         log_entries: list[Entry] = []
         base = -1  # index before log_entries[0]; -1 = not yet known
+        flat: list[tuple[int, int, bytes]] = []  # (segment, type, payload) with batches opened up
         for r in replayed:
+            if r.rtype != BATCH:
+                flat.append((r.segment, r.rtype, r.payload))
+                continue
             try:
-                if r.rtype == HARD_STATE:
-                    self.hard_state = codec.decode_hard_state(r.payload)
-                elif r.rtype == ENTRIES:
-                    for ent in (codec.decode_entry(b) for b in msgpack.unpackb(r.payload)):
+                flat.extend((r.segment, t, p) for t, p in msgpack.unpackb(r.payload))
+            except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                raise StorageCorrupt(f"WAL segment {r.segment}: a batch record does not decode: {exc}") from None
+        for item in (_Rec(*f) for f in flat):
+            try:
+                if item.rtype == HARD_STATE:
+                    self.hard_state = codec.decode_hard_state(item.payload)
+                elif item.rtype == ENTRIES:
+                    for ent in (codec.decode_entry(b) for b in msgpack.unpackb(item.payload)):
                         if base < 0:
                             base = ent.index - 1
                         if ent.index <= base:
                             continue
                         if ent.index > base + len(log_entries) + 1:
-                            raise StorageCorrupt(f"WAL segment {r.segment}: entry {ent.index} leaves a gap after "
+                            raise StorageCorrupt(f"WAL segment {item.segment}: entry {ent.index} leaves a gap after "
                                                  f"{base + len(log_entries)}")
                         del log_entries[ent.index - base - 1:]
                         log_entries.append(ent)
-                        if ent.index > self.segment_max.get(r.segment, 0):
-                            self.segment_max[r.segment] = ent.index
-                elif r.rtype == INSTALL:
-                    meta = codec.decode_snapshot_meta(r.payload)
+                        if ent.index > self.segment_max.get(item.segment, 0):
+                            self.segment_max[item.segment] = ent.index
+                elif item.rtype == INSTALL:
+                    meta = codec.decode_snapshot_meta(item.payload)
                     if meta.index <= snap_index:
                         log_entries.clear()
                         base = meta.index
                     else:
                         rec.actions.append(f"ignored unfinished snapshot install at index {meta.index}")
                 else:
-                    raise StorageCorrupt(f"WAL segment {r.segment}: unknown record type {r.rtype}")
+                    raise StorageCorrupt(f"WAL segment {item.segment}: unknown record type {item.rtype}")
             except (codec.DecodeError, ValueError, TypeError) as exc:
                 if isinstance(exc, StorageCorrupt):
                     raise
-                raise StorageCorrupt(f"WAL segment {r.segment}: record of type {r.rtype} does not decode: {exc}") \
-                    from None
+                raise StorageCorrupt(f"WAL segment {item.segment}: record of type {item.rtype} does not decode: "
+                                     f"{exc}") from None
         kept = [e for e in log_entries if e.index > snap_index]
         if kept and kept[0].index != snap_index + 1:
             raise StorageCorrupt(f"the log starts at index {kept[0].index} but the snapshot ends at {snap_index}")
@@ -158,28 +177,40 @@ class DiskStorage:
         `sync=False` only when nothing but the commit index changed (its loss is safe)."""
         items: list[tuple[int, bytes]] = []
         if ready.snapshot is not None:
-            # The marker first (fsynced), then the file: see the module docstring.
-            self.wal.append_sync(frame_all([(INSTALL, codec.encode_snapshot_meta(ready.snapshot.meta))]))
+            # The marker first (fsynced), then the file: see the module docstring. The marker carries the Ready's
+            # term and vote (with the commit already durable: a commit may be lost, and the snapshot's index may
+            # lie past the old log), so that a crash between here and the batch below never leaves a snapshot of
+            # a newer term than the durable hard state (the core refuses to start on that).
+            marker: list[tuple[int, bytes]] = [(INSTALL, codec.encode_snapshot_meta(ready.snapshot.meta))]
+            if ready.hard_state is not None:
+                hs0 = HardState(term=ready.hard_state.term, vote=ready.hard_state.vote,
+                                commit=min(self.hard_state.commit, ready.hard_state.commit))
+                marker.append((HARD_STATE, codec.encode_hard_state(hs0)))
+                self.hard_state = hs0  # durable below: a segment header written next must not go back from it
+            self.wal.append_sync(frame_all([(BATCH, msgpack.packb(marker))]))
             self.save_snapshot_sync(ready.snapshot)
         if ready.entries:
             enc = codec.encode_entry
             items.append((ENTRIES, msgpack.packb([enc(e) for e in ready.entries])))
+        if self.wal.size >= self.wal.segment_bytes:
+            # The new segment starts with the hard state durable BEFORE this batch (a torn batch must not leave
+            # its hard state behind without its entries: its commit could point past the log).
+            header = self._unwritten_hs or self.hard_state
+            self.wal.cut(frame_all([(HARD_STATE, codec.encode_hard_state(header))]))
         hs = ready.hard_state or self._unwritten_hs
         self._unwritten_hs = None
         if hs is not None:
             self.hard_state = hs
             items.append((HARD_STATE, codec.encode_hard_state(hs)))
-        if self.wal.size >= self.wal.segment_bytes:
-            self.wal.cut(frame_all([(HARD_STATE, codec.encode_hard_state(self.hard_state))]))
-        data = frame_all(items)
+        data = frame_all(items) if len(items) <= 1 else frame_all([(BATCH, msgpack.packb(items))])
         t0 = time.perf_counter()
         self.wal.append_sync(data, sync or bool(ready.entries) or ready.snapshot is not None)
         dt = time.perf_counter() - t0
         if ready.entries:
             last = ready.entries[-1].index
             self.segment_max[self.wal.seq] = last
-            # A follower's log cut back: segments that held higher (now overwritten) entries keep their max,
-            # which only makes their deletion later, never earlier: safe.
+            # After a follower's log was cut back this may lower the segment's max: safe, since the entries
+            # above it are overwritten (dead) and every live entry of the segment is at or below it.
         return PersistStats(dt, len(data))
 
     def note_commit_only(self, hard_state: HardState) -> None:

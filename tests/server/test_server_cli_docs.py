@@ -14,6 +14,7 @@ import pytest
 from server_cluster import ROOT, free_port
 
 from raftkv.api import ERRORS
+from raftkv.client import SyncKVClient, VersionMismatch
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -71,6 +72,13 @@ def test_serve_from_config_file_in_memory_and_the_client_commands(tmp_path: Path
         assert r.returncode == 0 and r.stdout.startswith("hello\t(version 1)")
         r = raftkv("status", "--cluster", client)
         assert r.returncode == 0 and "n1: leader" in r.stdout
+        with SyncKVClient([client], timeout=5) as kv:  # the blocking client against the same node
+            assert kv.put("s", "sync", 0).version == 1
+            assert (kv.get("s").value, kv.get("s", consistency="stale").version) == ("sync", 1)
+            with pytest.raises(VersionMismatch):
+                kv.put("s", "again", 0)
+            assert kv.delete("s", 1).version == 0 and not kv.get("s").found
+            assert kv.status()["role"] == "leader"
         assert raftkv("delete", "k", "--version", "1", "--cluster", client).returncode == 0
         r = raftkv("get", "k", "--cluster", client)
         assert r.returncode == 1 and "no such key" in r.stdout
