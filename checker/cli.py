@@ -1,5 +1,7 @@
 """`harness check HISTORY --model MODEL [--timeout S] [--json] [--initial V]`: check a history file on its own.
 
+`--to-edn` prints the history as Jepsen EDN instead of checking it (exit 0, or 254 for a bad history).
+
 HISTORY is our JSON lines (docs/history.md) or a Jepsen EDN history (by the `.edn` suffix; Knossos conventions).
 Prints the verdict and a short explanation (or, with --json, the result object of docs/history.md).
 Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad input or bad arguments (with the error on stderr).
@@ -43,6 +45,8 @@ def _parser() -> _Parser:
     parser.add_argument("--initial", default=None, metavar="VALUE",
                         help="initial value of register models (JSON, else EDN, else the text itself)")
     parser.add_argument("--sequential", action="store_true", help="never use worker processes")
+    parser.add_argument("--to-edn", action="store_true",
+                        help="do not check: print the (validated) history as Jepsen EDN, for Jepsen's tools")
     return parser
 
 
@@ -68,8 +72,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     events = read_history(args.history)
     model = make_model(args.model, parse_initial(args.initial), jepsen=str(args.history).endswith(".edn"))
     checkers: dict[str, Any] = {}
-    checkers["linearizable"] = check_linearizability(
-        events, model, timeout=args.timeout, parallel=False if args.sequential else None, validated=True)
+    try:
+        checkers["linearizable"] = check_linearizability(
+            events, model, timeout=args.timeout, parallel=False if args.sequential else None, validated=True)
+    except (HistoryError, ModelError):
+        raise  # bad input: exit 254
+    except Exception as exc:  # noqa: BLE001 - a crashing checker yields unknown with its error
+        checkers["linearizable"] = {"valid": "unknown", "model": model.name,
+                                    "error": f"{type(exc).__name__}: {exc}"}
     others: dict[str, Any] = {"stats": Stats()}
     if args.model == "set":
         others["set"] = SetChecker()
@@ -88,6 +98,8 @@ def _word(valid: Any) -> str:
 def render(result: dict[str, Any], path: str) -> str:
     """A short human explanation of a result."""
     lin = result["checkers"]["linearizable"]
+    if "error" in lin:
+        return f"{_word(result['valid'])}: {path}\nlinearizable ({lin['model']}): the checker failed: {lin['error']}"
     parts = lin["parts"]
     lines = [f"{_word(result['valid'])}: {path}",
              f"linearizable ({lin['model']}): {_word(lin['valid']).lower()}; {lin['ops']} ops in "
@@ -132,6 +144,11 @@ def main(argv: list[str]) -> int:
         print(f"harness check: error: --timeout must be positive, got {args.timeout:g}", file=sys.stderr)
         return BAD_INPUT
     try:
+        if args.to_edn:
+            from .jepsen import dumps_history
+
+            print(dumps_history(read_history(args.history)), end="")
+            return 0
         result = run(args)
     except HistoryError as exc:
         print(f"harness check: bad input: {args.history}: {exc}", file=sys.stderr)

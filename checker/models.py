@@ -6,7 +6,8 @@ A model is a small object (see `Model`). The search calls `step(state, input, ou
 becomes. States are hashable values compared with `==` (tuples, frozensets, scalars): that is the model's equal and
 hash, and what the search's cache is keyed by.
 
-Optional hints make the search faster; each is a promise the differential test holds models to:
+Optional hints (methods a model may leave out) make the search faster; each is a promise the differential test
+holds the built-in models to:
 - `read_only(input, output)`: the operation never changes the state (if step succeeds, the new state equals the old one).
 - `info_guard(input)` / `state_guard(state)`: an operation with unknown outcome can change the state only in states
   whose `state_guard` equals its `info_guard`; `info_guard` None means "in any state".

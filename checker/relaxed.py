@@ -15,23 +15,44 @@ Read-only ops applicable in the node's own state are taken first without sibling
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from typing import Any
 
 from .models import UNKNOWN
-from .search import CHECK_EVERY, REUSED, PartOp, SearchResult, _assign, _layout, _prefixes
+from .search import CHECK_EVERY, CLOSURE, REUSED, PartOp, SearchResult, _assign, _layout, _prefixes
+
+CLOSURE_LIMIT = 10_000
+
+
+class _Unbounded(Exception):
+    """The info-only closure of a state is too large for the relaxation to pay."""
 
 
 def relaxed_search(model: Any, regular: list[PartOp], infos: list[PartOp], state: Any, deadline: float | None,
                    stop: Any, track: bool = True) -> SearchResult:
-    """`regular` and `infos` are prepared ops (see Model.prepare); `state` the initial state."""
+    """`regular` and `infos` are prepared ops (see Model.prepare); `state` the initial state.
+
+    Gives up (ok None, reason CLOSURE) when a closure grows past CLOSURE_LIMIT states: with reusable info ops a
+    model with an unbounded state (a counter) could climb forever; the caller falls back to the exact search."""
+    try:
+        return _relaxed(model, regular, infos, state, deadline, stop, track)
+    except _Unbounded:
+        return SearchResult(None, [], 0, CLOSURE)
+
+
+def _relaxed(model: Any, regular: list[PartOp], infos: list[PartOp], state: Any, deadline: float | None,
+             stop: Any, track: bool) -> SearchResult:
     step = model.step
-    state_guard = model.state_guard
-    regular_guard = getattr(model, "regular_guard", None)
     n = len(regular)
     info_pos, is_call, e_op, ret_pos, nxt, prv, head = _layout(regular, infos)
     inp = [op.input for op in regular]
     out = [op.output for op in regular]
-    ro = [bool(model.read_only(op.input, op.output)) for op in regular]
+    read_only = getattr(model, "read_only", None)  # the hints are optional (checker.models)
+    state_guard = getattr(model, "state_guard", None)
+    info_guard = getattr(model, "info_guard", None) if state_guard else None  # guards only make sense in pairs
+    regular_guard = getattr(model, "regular_guard", None) if state_guard else None
+    state_guard = state_guard or _no_guard
+    ro = [bool(read_only(op.input, op.output)) if read_only else False for op in regular]
     guard_of = [regular_guard(op.input, op.output) if regular_guard else None for op in regular]
     bit = [1 << j for j in range(n)]
     by_input: dict[Any, int] = {}  # one representative (the earliest called) per distinct info input
@@ -40,14 +61,15 @@ def relaxed_search(model: Any, regular: list[PartOp], infos: list[PartOp], state
     buckets: dict[Any, list[int]] = {}
     wild: list[int] = []
     for k in sorted(by_input.values(), key=info_pos.__getitem__):
-        guard = model.info_guard(infos[k].input)
+        guard = info_guard(infos[k].input) if info_guard else None
         (wild if guard is None else buckets.setdefault(guard, [])).append(k)
 
+    rep_positions = sorted(info_pos[k] for k in by_input.values())
     closures: dict[tuple[Any, int], tuple[dict[Any, tuple[Any, int] | None], dict[Any, list[Any]]]] = {}
 
     def closure(start: Any, end: int) -> tuple[dict[Any, tuple[Any, int] | None], dict[Any, list[Any]]]:
         """States reachable from `start` by info ops called before position `end`: (parent links, by guard)."""
-        key = (start, end)
+        key = (start, bisect_right(rep_positions, end))  # what matters is which info ops are available
         found = closures.get(key)
         if found is not None:
             return found
@@ -65,6 +87,8 @@ def relaxed_search(model: Any, regular: list[PartOp], infos: list[PartOp], state
                     if ok and y not in parents:
                         parents[y] = (x, k)
                         frontier.append(y)
+                        if len(parents) > CLOSURE_LIMIT:  # reusable info ops may reach without end (a counter)
+                            raise _Unbounded
         grouped: dict[Any, list[Any]] = {}
         for y in parents:
             grouped.setdefault(state_guard(y), []).append(y)
@@ -196,3 +220,6 @@ def _window_end(nxt: list[int], is_call: list[bool], head: int) -> int:
         e = nxt[e]
     return e
 
+
+def _no_guard(state: Any) -> None:
+    return None

@@ -59,6 +59,7 @@ class SearchResult:
 CHECK_EVERY = 4096
 BUDGET = "node budget of the first pass spent"
 REUSED = "relaxed linearization reuses an info op"
+CLOSURE = "info-only closure too large for the relaxed search"
 
 
 def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: Any = None,
@@ -68,12 +69,13 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
     `deadline` is a time.monotonic() instant; `stop` an object with is_set() (checked every few thousand nodes).
     With `track`, the longest linearizable prefixes are kept for the failure report (up to 3 of maximal length).
 
-    Two passes when the part has info ops. First a relaxed search that may use an info op more than once (its nodes
-    are (regular set, state) only, far fewer): if even that finds no linearization, none exists. If it finds one
-    in which distinct info ops can be assigned to the uses (checked by `_assign`), that is a real linearization.
-    Only otherwise does the exact search run, with the rest of the budget. Before all that, the exact search
-    dives with a node budget (`first_budget`, default 30 per op): on a valid history it usually finishes within it,
-    and on an invalid one its dive finds the longest prefixes the report shows.
+    A part without info ops is one exact search. With info ops, up to three passes: (1) the exact search with a
+    node budget (`first_budget`, default 30 per op): a valid history usually finishes within it, and on an invalid
+    one its dive finds the longest prefixes the report shows; (2) the relaxed search (checker.relaxed), where an
+    info op may take effect more than once: if even that finds no linearization, none exists; if it finds one in
+    which distinct info ops can be assigned to the uses (`_assign`), that is a real linearization; (3) otherwise
+    (or when the relaxation does not pay, see relaxed.CLOSURE_LIMIT) the exact search without node budget.
+    The time budget (`deadline`) covers all passes.
     """
     if not any(op.ret is None for op in ops):
         return _search(model, ops, deadline, stop, track)
@@ -93,7 +95,7 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
         longest = max(first.longest[:1] + relaxed.longest[:1], key=len, default=[])
         others = [p for p in first.longest + relaxed.longest if len(p) == len(longest) and p != longest]
         return SearchResult(False, [longest] + others[:2], nodes)
-    if relaxed.ok is True or relaxed.reason != REUSED:
+    if relaxed.ok is True or relaxed.reason not in (REUSED, CLOSURE):
         relaxed.nodes = nodes
         return relaxed
     last = _search(model, ops, deadline, stop, track)
@@ -116,20 +118,23 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
 
     inp = [op.input for op in regular]
     out = [op.output for op in regular]
-    ro = [bool(model.read_only(op.input, op.output)) for op in regular]
+    read_only = getattr(model, "read_only", None)  # the hints are optional (checker.models)
+    state_guard = getattr(model, "state_guard", None)
+    info_guard = getattr(model, "info_guard", None) if state_guard else None  # guards only make sense in pairs
+    state_guard = state_guard or _no_guard
+    ro = [bool(read_only(op.input, op.output)) if read_only else False for op in regular]
     bit = [1 << j for j in range(n)]
     i_inp = [op.input for op in infos]
     i_bit = [1 << k for k in range(len(infos))]
     buckets: dict[Any, list[int]] = {}
     wild: list[int] = []
     for k in sorted(range(len(infos)), key=info_pos.__getitem__):
-        guard = model.info_guard(i_inp[k])
+        guard = info_guard(i_inp[k]) if info_guard else None
         if guard is None:
             wild.append(k)
         else:
             buckets.setdefault(guard, []).append(k)
     has_info = bool(infos)
-    state_guard = model.state_guard
 
     lin = 0
     ibits = 0
@@ -389,3 +394,7 @@ def _layout(regular: list[PartOp], infos: list[PartOp]) -> tuple[list[int], list
     nxt[last] = end
     prv[end] = last
     return info_pos, is_call, e_op, ret_pos, nxt, prv, head
+
+
+def _no_guard(state: Any) -> None:
+    return None

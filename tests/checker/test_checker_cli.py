@@ -135,3 +135,38 @@ def test_absurdly_nested_input_is_bad_input_not_a_crash(tmp_path: Path, capsys: 
     assert main([str(path), "--model", "register"]) == 254
     err = capsys.readouterr().err
     assert "malformed" in err and "Traceback" not in err
+
+
+def test_initial_values_parse_as_json_then_edn_then_text() -> None:
+    from checker.cli import parse_initial
+
+    assert parse_initial(None) is None
+    assert parse_initial("0") == 0
+    assert parse_initial('{"x": 0}') == {"x": 0}
+    assert parse_initial("{x 0 y 0}") == {"x": 0, "y": 0}
+    assert parse_initial("nil") is None
+    assert parse_initial("free") == "free"
+    assert parse_initial("[1 2") == "[1 2"
+
+
+def test_to_edn_exports_what_the_edn_reader_reads_back(valid_file: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from checker.history import read_history
+
+    assert main([str(valid_file), "--to-edn"]) == 0
+    exported = tmp_path / "h.edn"
+    exported.write_text(capsys.readouterr().out)
+    assert read_history(str(exported)) == read_history(str(valid_file))
+    assert main([str(exported)]) == 0
+
+
+def test_a_crashing_checker_is_unknown_not_a_traceback(valid_file: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import checker.cli
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("search exploded")
+
+    monkeypatch.setattr(checker.cli, "check_linearizability", broken)
+    assert main([str(valid_file)]) == 2
+    assert "the checker failed: RuntimeError: search exploded" in capsys.readouterr().out

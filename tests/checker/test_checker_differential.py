@@ -94,7 +94,7 @@ def _apply(model: str, f: str, value: Any, state: Any) -> tuple[str, Any, Any, s
 INITIAL = {"register": 0, "cas-register": 0, "versioned-kv": (None, 0), "set": frozenset(), "mutex": False}
 
 
-def build_history(model: str, ints: Ints) -> list[dict[str, Any]]:
+def build_history(model: str, ints: Ints, info_one_in: int = 5) -> list[dict[str, Any]]:
     """One random small history of `model` (see the module docstring), every choice made by `ints`."""
     concurrency = ints(1, 5)
     count = ints(1, 7)
@@ -107,7 +107,7 @@ def build_history(model: str, ints: Ints) -> list[dict[str, Any]]:
         ret = call + ints(0, 4)
         clocks[worker] = ret + 1
         f = _pick(ints, FS[model])
-        info = ints(0, 4) == 0
+        info = ints(0, info_one_in - 1) == 0
         # the instant it takes effect: inside [call, ret], or for an info op anywhere after its call (or never)
         at = call + ints(0, 16 if info else 2 * (ret - call)) / 2
         lands = not info or ints(0, 1) == 1
@@ -192,6 +192,14 @@ test_drawn_cas_register, test_batched_cas_register = _make_tests("cas-register")
 test_drawn_versioned_kv, test_batched_versioned_kv = _make_tests("versioned-kv")
 test_drawn_set, test_batched_set = _make_tests("set")
 test_drawn_mutex, test_batched_mutex = _make_tests("mutex")
+
+
+@pytest.mark.parametrize("model_name", ["cas-register", "versioned-kv", "mutex"])
+def test_info_heavy_histories(model_name: str) -> None:
+    """Half the ops indeterminate: exercises the relaxed pass, the assignment and the exact fallback more often."""
+    rng = random.Random(f"info-heavy {model_name}")
+    for _ in range(600):
+        check_both(model_name, build_history(model_name, rng.randint, info_one_in=2))
 
 
 @pytest.mark.parametrize("model_name", MODELS)

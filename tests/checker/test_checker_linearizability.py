@@ -226,3 +226,54 @@ def test_an_info_op_takes_effect_at_most_once() -> None:
     two = [{**e, "index": i} for i, e in enumerate(two + events[2:])]
     (part,), _ = split(register, pair(two))
     assert search(register, part.ops, first_budget=0).ok is True
+
+
+def test_users_can_register_their_own_model() -> None:
+    """A counter: `add` (invoke value = amount), `read` (ok value = the total); without the optional hints."""
+    from checker.models import MODELS, UNKNOWN, register_model
+
+    class Counter:
+        name = "counter"
+
+        def init(self) -> int:
+            return 0
+
+        def partition_key(self, op: Any) -> Any:
+            return op.key
+
+        def encode(self, op: Any) -> Any:
+            if op.complete_type == "fail" or (op.f == "read" and op.is_info):
+                return None
+            if op.f == "add":
+                return ("add", op.input), (UNKNOWN if op.is_info else None)
+            return ("read",), op.output
+
+        def step(self, state: int, input: Any, output: Any) -> tuple[bool, int]:
+            if input[0] == "add":
+                return True, state + input[1]
+            return state == output, state
+
+        def describe_operation(self, input: Any, output: Any) -> str:
+            return f"add {input[1]}" if input[0] == "add" else f"read -> {output}"
+
+        def describe_state(self, state: int) -> str:
+            return str(state)
+
+    register_model("counter", lambda initial=None, jepsen=False: Counter())
+    try:
+        events = history(
+            (0, "invoke", "add", None, 2, 0), (1, "invoke", "add", None, 3, 1), (0, "ok", "add", None, None, 2),
+            (1, "info", "add", None, None, 3), (2, "invoke", "read", None, None, 4), (2, "ok", "read", None, 5, 5),
+        )
+        assert check_linearizability(events, make_model("counter"))["valid"] is True
+        from checker.history import pair
+        from checker.linearizability import split
+        from checker.search import search
+
+        (part,), _ = split(make_model("counter"), pair(events))
+        assert search(make_model("counter"), part.ops, first_budget=0).ok is True
+        events[5]["value"] = 4
+        result = check_linearizability(events, make_model("counter"))
+        assert result["valid"] is False and result["failure"]["stuck"][0]["description"] == "read -> 4"
+    finally:
+        del MODELS["counter"]
