@@ -50,7 +50,7 @@ from raftkv.core import (
     Role,
     SoftState,
 )
-from raftkv.kv import Command, KVStore, Op, Result, encode_command
+from raftkv.kv import Command, KVStore, Op, Result, SnapshotError, encode_command
 
 from .config import ServerConfig
 from .metrics import Metrics
@@ -420,6 +420,21 @@ class Node:
                 self.log.info("term %d (vote %s)", self._term, rd.hard_state.vote)
             if rd.messages:
                 transport.send(rd.messages)
+            if rd.snapshot is not None:
+                # Restore into a fresh store BEFORE anything reaches the disk: a snapshot whose data is not a KV
+                # snapshot (a bug elsewhere) stops the node with its durable state untouched, instead of
+                # poisoning the disk so that it could never restart. Off the loop: the loop keeps stepping messages
+                # (heartbeats keep this follower's election timer quiet) and serving stale reads meanwhile.
+                if self._snap_done is not None:  # let a running serialization of the old store finish first
+                    await self._snap_done
+                self._apply(())  # entries held back during that serialization precede the snapshot
+                restored = KVStore()
+                try:
+                    await loop.run_in_executor(self._snap_exec, restored.restore, rd.snapshot.data)
+                except SnapshotError as e:
+                    self.log.critical("the leader's snapshot at index %d is not a KV snapshot (%s): stopping "
+                                      "before it reaches the disk", rd.snapshot.meta.index, e)
+                    raise
             hs = rd.hard_state
             needs_sync = bool(rd.entries) or rd.snapshot is not None or (
                 hs is not None and (hs.term, hs.vote) != durable_hs)
@@ -438,12 +453,7 @@ class Node:
                 # written now (no trip to the WAL thread); the next synced batch or segment header carries it.
                 storage.note_commit_only(hs)
             if rd.snapshot is not None:
-                if self._snap_done is not None:  # never replace the store under the serializing thread
-                    await self._snap_done
-                self._apply(())  # entries held back during that serialization precede the snapshot
-                # Off the loop: it keeps stepping messages (heartbeats keep this follower's election timer quiet)
-                # and serving stale reads from the old state; nothing else touches the store meanwhile.
-                await loop.run_in_executor(self._snap_exec, self.kv.restore, rd.snapshot.data)
+                self.kv = restored  # built and checked before the persist above
                 meta = rd.snapshot.meta
                 self.snapshot_index, self.snapshot_term = meta.index, meta.term
                 m.snapshots.labels(kind="installed").inc()
