@@ -94,7 +94,6 @@ class PartitionNemesis:
         self.chain = partition_chain(prefix) if prefix else ""
         self._rng = rng
         self._installed: set[str] = set()  # hosts whose INPUT jumps to our chain
-        self._grudge: grudges.Grudge = {}
 
     def faults(self) -> set[str]:
         return {"partition"}
@@ -142,7 +141,7 @@ class PartitionNemesis:
             grudge = grudges.build(shape, nodes, self._rng, leader=leader)
         await self.apply(test, grudge)
         done: dict[str, Any] = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),
-                "grudge": grudges.to_json(grudge)}
+                                "grudge": grudges.to_json(grudge)}
         groups = split_groups(grudge, nodes)
         if groups is not None:
             done["groups"] = groups
@@ -156,7 +155,6 @@ class PartitionNemesis:
                 dropped = sorted(grudge.get(host.name, ()))
                 if dropped or host.name in self._installed:
                     tg.create_task(self._apply_host(host, [addresses[n] for n in dropped]))
-        self._grudge = dict(grudge)
 
     async def _apply_host(self, host: Remote, sources: list[str]) -> None:
         add_jump = host.name not in self._installed
@@ -186,7 +184,6 @@ class PartitionNemesis:
         ok = all(isinstance(v, list) and not v for v in details.values())
         if ok:
             self._installed.clear()
-            self._grudge = {}
         return {"ok": ok, "details": {"chain": self.chain, "hosts": details}}
 
     async def _remove_host(self, host: Remote) -> list[str]:
@@ -205,7 +202,3 @@ class PartitionNemesis:
 
     async def teardown(self, test: TestContext) -> None:
         await self.heal(test)
-
-    def active(self) -> dict[str, list[str]]:
-        """The grudge currently applied (JSON form; empty when healed)."""
-        return grudges.to_json(self._grudge)

@@ -64,6 +64,7 @@ class RaftkvDB:
         self.election_ticks = int(options.get("raftkv_election_ticks") or DEFAULT_ELECTION_TICKS)
         if self.tick_ms < 1 or self.election_ticks < 2:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
+        self.lease = bool(options.get("raftkv_lease"))
         self.pids: dict[str, int] = {}
 
     # -- paths ------------------------------------------------------------------------------------------------
@@ -87,6 +88,7 @@ class RaftkvDB:
                 "peers": {n: peer_address(test, n) for n in test.nodes},
                 "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
                 "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
+                "lease": self.lease,
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
@@ -196,5 +198,7 @@ RAFTKV = DBSpec(
     options=(Option(flag="--raftkv-tick-ms", type=int, default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),
              Option(flag="--raftkv-election-ticks", type=int, default=DEFAULT_ELECTION_TICKS,
-                    help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)")),
+                    help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
+             Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
+                    help="start the nodes with leader leases (for --read-consistency lease)")),
 )

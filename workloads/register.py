@@ -15,6 +15,9 @@ version-mismatch, no-key, or unavailable (raftkv.client raises Unavailable only 
 the exception Jepsen makes too: a read that got no answer changed nothing, so it is a `fail` with the reason as its
 error, and the worker keeps its process.
 
+`--read-consistency lease` reads at the leader under its lease (nodes started with `--raftkv-lease`): safe only
+while no node is paused or slowed beyond the lease's margin, which the pause nemesis tests.
+
 `--read-consistency stale` sends every get to a random node with `?consistency=stale`: the node answers from its own
 applied state, which a partitioned or lagging node serves stale. The checker must then find a violation: it is the
 lab's proof that it can see one.
@@ -30,9 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from checker.checkers import Stats
-from checker.linearizability import LinearizabilityChecker
-from checker.models import make_model
+from checker import LinearizabilityChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload
@@ -49,7 +50,7 @@ from workloads.raftkv_db import client_address
 
 DEFAULT_KEYS = 8
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
-CONSISTENCIES = ("linearizable", "stale")
+CONSISTENCIES = ("linearizable", "lease", "stale")
 # Relative weights of the operation kinds.
 MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
@@ -161,7 +162,7 @@ class RegisterClient:
                     got = await self._kv.get(key, consistency="stale", node=self._rng.choice(self._addresses),
                                              timeout=self.timeout)
                 else:
-                    got = await self._kv.get(key, timeout=self.timeout)
+                    got = await self._kv.get(key, consistency=self.consistency, timeout=self.timeout)
                 return self._done(op, "ok", {"value": got.value, "version": got.version}, node=got.node)
             if op.f == "put":
                 put = await self._kv.put(key, op.value["value"], op.value["version"], timeout=self.timeout)
@@ -191,7 +192,8 @@ class RegisterClient:
 
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The versioned-kv linearizability checker (per key) and the op statistics."""
+    """The versioned-kv linearizability checker (per key) and the op statistics: checker.standard_checker's
+    pair, as a mapping so the engine composes and stores them by name."""
     timeout = options.get("checker_timeout")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
@@ -205,6 +207,8 @@ REGISTER = Workload(
     options=(
         Option(flag="--keys", type=int, default=DEFAULT_KEYS, help=f"number of keys (default {DEFAULT_KEYS})"),
         Option(flag="--read-consistency", choices=CONSISTENCIES, default="linearizable",
-               help="linearizable (ReadIndex at the leader) or stale (any node's local state: must be caught)"),
+               help="linearizable (ReadIndex at the leader), lease (the leader's lease: needs --raftkv-lease; "
+                    "safe only while clocks and pauses stay bounded) or stale (any node's local state: must be "
+                    "caught)"),
     ),
 )

@@ -171,3 +171,33 @@ async def test_bad_targets_are_refused(cluster: Any) -> None:
         PauseNemesis(random.Random(1), targets=("half",))
     with pytest.raises(ValueError, match="unknown f 'restart'"):
         await KillNemesis(random.Random(1)).invoke(test, Op(process="nemesis", type="invoke", f="restart"))
+
+
+async def test_kill_heal_restarts_a_node_that_died_on_its_own(cluster: Any) -> None:
+    """The final state the run promises is every node running, whoever took a node down."""
+    test, db = cluster
+    nemesis = KillNemesis(random.Random(5))
+    await db.kill(test, "n2")  # a crash, not the nemesis's doing
+    healed = await nemesis.heal(test)
+    assert healed == {"ok": True, "details": {"restarted": ["n2"], "not_running": []}}
+    assert await db.is_running(test, "n2")
+
+
+async def test_a_failed_kill_is_still_undone_by_heal(cluster: Any) -> None:
+    """A start that fails half-way (here: the DB refuses one node) must not leave the others down after heal."""
+    test, db = cluster
+    real_kill = db.kill
+
+    async def flaky_kill(t: Ctx, node: str) -> None:
+        if node == "n3":
+            raise RuntimeError("n3: pid in state D")
+        await real_kill(t, node)
+
+    db.kill = flaky_kill
+    nemesis = KillNemesis(random.Random(5))
+    with pytest.raises(ExceptionGroup):
+        await nemesis.invoke(test, start("kill", targets=["n1", "n3"]))
+    db.kill = real_kill
+    healed = await nemesis.heal(test)  # n1 may or may not have died before n3's failure cancelled the rest
+    assert healed["ok"] and {"n1", "n3"} <= set(healed["details"]["restarted"])
+    assert all([await db.is_running(test, n) for n in test.nodes])

@@ -104,3 +104,4 @@ async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
     assert db.config_file(test, "n2") in db.log_files(test, "n2")
     assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
     assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"
+    assert written["lease"] is False and RaftkvDB({"raftkv_lease": True}).config(test, "n2")["lease"] is True

@@ -224,3 +224,9 @@ def test_the_client_answers_before_the_engine_gives_up() -> None:
     assert register.client_timeout({"op_timeout": 1.0}) == 0.8
     assert register.client_timeout({}) == 4.5
     assert 0 < register.client_timeout({"op_timeout": 0.01}) <= 0.05
+
+
+async def test_lease_reads_ask_the_leader_under_its_lease(tmp_path: Path) -> None:
+    client, stub = await opened(tmp_path, GetResult("1", 1, None), read_consistency="lease")
+    await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert stub.calls == [("get", "k1", "lease", None)]
