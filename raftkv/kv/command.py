@@ -106,12 +106,26 @@ class Result:
 
 def encode_command(cmd: Command) -> bytes:
     """Bytes for a log entry: msgpack [request_id, op, key, value, expected_version]."""
-    raise NotImplementedError
+    if type(cmd) is not Command:
+        raise TypeError(f"encode_command takes a Command, got {type(cmd).__name__}")
+    return msgpack.packb([cmd.request_id, int(cmd.op), cmd.key, cmd.value, cmd.expected_version])
 
 
 def decode_command(data: bytes) -> Command:
     """The inverse of `encode_command`; `CommandError` for anything else (never another exception)."""
-    raise NotImplementedError
+    if type(data) is not bytes:
+        raise CommandError(f"a command must be bytes, got {type(data).__name__}")
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise CommandError(f"not a msgpack value: {type(exc).__name__}: {exc}") from None
+    if type(fields) is not list or len(fields) != 5:
+        raise CommandError("a command is a msgpack array of 5 fields")
+    request_id, op, key, value, expected = fields
+    if type(op) is not int or op not in _OPS:
+        raise CommandError(f"unknown command op {op!r}")
+    # Command.__post_init__ checks every other field and raises CommandError itself.
+    return Command(request_id=request_id, op=_OPS[op], key=key, value=value, expected_version=expected)
 
 
-_ = msgpack
+_OPS = {int(op): op for op in Op}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from .command import Result
+import msgpack
+
+from .command import MAX_KEY_BYTES, MAX_VALUE_BYTES, CommandError, Op, Outcome, Result, decode_command
 
 __all__ = ["KVStore", "KVUsageError", "SnapshotError"]
+
+_SNAPSHOT_TAG = "raftkv.kv/1"
 
 
 class KVUsageError(Exception):
@@ -17,34 +21,102 @@ class SnapshotError(ValueError):
 
 class KVStore:
     """The state machine. `apply(index, data)` must be called with strictly increasing indexes (gaps are fine:
-    NOOP entries carry no command). `snapshot()` is deterministic: equal states give equal bytes."""
+    NOOP entries carry no command; `note_applied` records them). `snapshot()` is deterministic: equal states
+    give equal bytes, whatever order the keys were written in."""
+
+    __slots__ = ("_data", "_applied")
 
     def __init__(self) -> None:
-        raise NotImplementedError
+        self._data: dict[str, tuple[str, int]] = {}
+        self._applied = 0
 
     @property
     def applied_index(self) -> int:
-        raise NotImplementedError
+        """The index of the last log entry applied (0 before any)."""
+        return self._applied
 
     def get(self, key: str) -> tuple[str, int] | None:
         """The current (value, version) of `key`, or None (a local read: serve it only under a ReadState)."""
-        raise NotImplementedError
+        return self._data.get(key)
 
-    def apply(self, index: int, data: bytes) -> Result:
-        """Apply the command encoded in `data` (an entry at log `index`) and return its result. Undecodable data
-        gives an INVALID result (deterministically), not an exception."""
-        raise NotImplementedError
+    def _check_index(self, index: int) -> None:
+        if type(index) is not int or index <= self._applied:
+            raise KVUsageError(f"apply index {index!r} must be an int above the applied index {self._applied}")
 
     def note_applied(self, index: int) -> None:
         """Record that `index` (a NOOP entry, or one with no command) is applied."""
-        raise NotImplementedError
+        self._check_index(index)
+        self._applied = index
+
+    def apply(self, index: int, data: bytes) -> Result:
+        """Apply the command encoded in `data` (the entry at log `index`) and return its result. Undecodable data
+        gives an INVALID result (the same on every replica), not an exception."""
+        self._check_index(index)
+        self._applied = index
+        try:
+            cmd = decode_command(data)
+        except CommandError as exc:
+            return Result(request_id="", outcome=Outcome.INVALID, detail=str(exc))
+        current = self._data.get(cmd.key)
+        rid = cmd.request_id
+        if cmd.op is Op.GET:
+            if current is None:
+                return Result(request_id=rid, outcome=Outcome.NO_KEY)
+            return Result(request_id=rid, outcome=Outcome.OK, value=current[0], version=current[1])
+        expected = cmd.expected_version
+        if current is None:
+            if expected != 0:
+                return Result(request_id=rid, outcome=Outcome.NO_KEY)
+        elif current[1] != expected:
+            return Result(request_id=rid, outcome=Outcome.VERSION_MISMATCH, value=current[0], version=current[1])
+        if cmd.op is Op.PUT:
+            assert cmd.value is not None  # guaranteed by Command
+            self._data[cmd.key] = (cmd.value, expected + 1)
+            return Result(request_id=rid, outcome=Outcome.OK, value=cmd.value, version=expected + 1)
+        # DELETE: expected >= 1 by Command, so the key exists here with that version.
+        del self._data[cmd.key]
+        return Result(request_id=rid, outcome=Outcome.OK, version=expected)
 
     def snapshot(self) -> bytes:
-        raise NotImplementedError
+        """The whole state (applied index and every key) as bytes; keys sorted so equal states give equal bytes."""
+        items = [[key, value, version] for key, (value, version) in sorted(self._data.items())]
+        return msgpack.packb([_SNAPSHOT_TAG, self._applied, items])
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state by a `snapshot()`; `SnapshotError` (and no change) if `data` is not one."""
-        raise NotImplementedError
+        if type(data) is not bytes:
+            raise SnapshotError(f"a snapshot must be bytes, got {type(data).__name__}")
+        try:
+            decoded = msgpack.unpackb(data, raw=False, use_list=True)
+        except Exception as exc:  # msgpack raises several unrelated types for garbage
+            raise SnapshotError(f"not a msgpack value: {type(exc).__name__}: {exc}") from None
+        if type(decoded) is not list or len(decoded) != 3 or decoded[0] != _SNAPSHOT_TAG:
+            raise SnapshotError(f"not a KV snapshot (expected [{_SNAPSHOT_TAG!r}, applied, items])")
+        _, applied, items = decoded
+        if type(applied) is not int or applied < 0:
+            raise SnapshotError(f"bad applied index {applied!r}")
+        if type(items) is not list:
+            raise SnapshotError("items must be an array")
+        state: dict[str, tuple[str, int]] = {}
+        for n, item in enumerate(items):
+            if type(item) is not list or len(item) != 3:
+                raise SnapshotError(f"item {n} is not [key, value, version]")
+            key, value, version = item
+            if type(key) is not str or not key or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise SnapshotError(f"item {n}: bad key")
+            if type(value) is not str or len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+                raise SnapshotError(f"item {n}: bad value")
+            if type(version) is not int or version < 1:
+                raise SnapshotError(f"item {n}: bad version {version!r}")
+            if key in state:
+                raise SnapshotError(f"item {n}: duplicate key {key!r}")
+            state[key] = (value, version)
+        self._data = state
+        self._applied = applied
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return len(self._data)
+
+    def items(self) -> list[tuple[str, str, int]]:
+        """Every (key, value, version), sorted by key (for tests and debugging)."""
+        return [(key, value, version) for key, (value, version) in sorted(self._data.items())]
