@@ -96,6 +96,8 @@ class Network:
         self.faults = faults or LinkFaults()
         self._blocked: set[tuple[int, int]] = set()
         self.stats = NetworkStats()
+        # Tests hook in here to count messages per link: observer(src, dst, payload) for every message sent.
+        self.observers: list[Callable[[int, int, Any], None]] = []
 
     # --- partitions -------------------------------------------------------------------------------------------
     def blocked(self, src: int, dst: int) -> bool:
@@ -154,6 +156,9 @@ class Network:
         stats = self.stats
         stats.sent[kind] = stats.sent.get(kind, 0) + 1
         stats.bytes[kind] = stats.bytes.get(kind, 0) + size
+        if self.observers:
+            for observer in self.observers:
+                observer(src, dst, payload)
         if (src, dst) in self._blocked:
             stats.dropped += 1
             return

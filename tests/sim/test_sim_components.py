@@ -10,7 +10,7 @@ from raftkv.kv import Command, Op, Outcome, Result, encode_command
 from raftkv.sim.client import OpRecord
 from raftkv.sim.disk import Disk, DiskFaults, TornRecord
 from raftkv.sim.history import AppliedLog, check_history
-from raftkv.sim.invariants import InvariantViolation, Invariants, LogView
+from raftkv.sim.invariants import Invariants, InvariantViolation, LogView
 from raftkv.sim.loop import EventLoop
 from raftkv.sim.network import LinkFaults, Network
 from raftkv.sim.rng import child_rng, child_seed
