@@ -2,6 +2,7 @@
 
     python -m raftkv.sim --seed S [--nodes N] [--steps K] [--trace]
     python -m raftkv.sim --seeds A..B [--nodes N] [--steps K]
+    (--broken-sync: a self-test of the checks with nodes whose fsync does nothing; violations are expected)
 
 One seed: prints the run's summary; exits 0 when every invariant held, 1 otherwise, printing the first violated
 invariant and a ``reproduce:`` line. ``--trace`` prints the event trace first (byte-identical for the same seed
@@ -60,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
                    help=f"events of the fault phase (default {DEFAULT_STEPS})")
     p.add_argument("--trace", action="store_true", help="print the event trace (one seed only)")
+    p.add_argument("--broken-sync", action="store_true",
+                   help="self-test of the checks: run nodes whose fsync does nothing (violations expected)")
     return p
 
 
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     if args.seed is not None:
         sink = (lambda line: out.write(line + "\n")) if args.trace else None
-        result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace, trace_sink=sink)
+        result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace, trace_sink=sink,
+                                broken_sync=args.broken_sync)
         print(result.summary())
         if result.ok:
             return EXIT_OK
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[SimResult] = []
     totals = {"events": 0, "committed": 0, "ops": 0, "crashes": 0}
     for seed in args.seeds:
-        result = run_simulation(seed, args.nodes, args.steps)
+        result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync)
         print(result.summary(), flush=True)
         if not result.ok:
             failed.append(result)

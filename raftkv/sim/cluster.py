@@ -45,6 +45,8 @@ class ClusterConfig:
       [1 - drift, 1 + drift] (0 <= drift < 1).
     - ``snapshot_entries``: a node snapshots and compacts when its log holds more entries (0: never).
     - ``sync_min_us`` / ``sync_max_us``: how long one fsync takes.
+    - ``broken_sync``: a deliberately broken node driver whose fsync does nothing (only for testing that the
+      checks catch lost durability).
     """
 
     nodes: int = 5
@@ -56,6 +58,7 @@ class ClusterConfig:
     snapshot_entries: int = 0
     sync_min_us: int = 100
     sync_max_us: int = 1_000
+    broken_sync: bool = False
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -88,7 +91,7 @@ class Cluster:
         self.names = names
         options = NodeOptions(tick_us=config.tick_us, raft=dict(config.raft),
                               snapshot_entries=config.snapshot_entries, sync_min_us=config.sync_min_us,
-                              sync_max_us=config.sync_max_us)
+                              sync_max_us=config.sync_max_us, broken_sync=config.broken_sync)
         drift_rng = child_rng(seed, "drift")
         self.nodes: list[SimNode] = []
         for i in range(1, config.nodes + 1):

@@ -56,10 +56,12 @@ _LEADER = Role.LEADER
 class NodeOptions:
     """Per-cluster knobs of the node driver (plain attributes; see `Cluster` for the defaults)."""
 
-    __slots__ = ("tick_us", "raft", "snapshot_entries", "sync_min_us", "sync_max_us", "read_timeout_us")
+    __slots__ = ("tick_us", "raft", "snapshot_entries", "sync_min_us", "sync_max_us", "read_timeout_us",
+                 "broken_sync")
 
     def __init__(self, *, tick_us: int = 10_000, raft: dict[str, Any] | None = None, snapshot_entries: int = 0,
-                 sync_min_us: int = 100, sync_max_us: int = 1_000, read_timeout_us: int = 1_000_000) -> None:
+                 sync_min_us: int = 100, sync_max_us: int = 1_000, read_timeout_us: int = 1_000_000,
+                 broken_sync: bool = False) -> None:
         if tick_us < 1:
             raise ValueError(f"tick_us must be >= 1, got {tick_us}")
         if not 0 <= sync_min_us <= sync_max_us:
@@ -72,6 +74,9 @@ class NodeOptions:
         self.sync_min_us = sync_min_us
         self.sync_max_us = sync_max_us
         self.read_timeout_us = read_timeout_us
+        # A deliberately broken driver for the checker's own tests: fsync does nothing, so a crash loses what the
+        # node promised was durable (votes, acknowledged entries). Never set outside tests.
+        self.broken_sync = broken_sync
 
 
 class SimNode:
@@ -105,7 +110,8 @@ class SimNode:
         self.disk = Disk(child_rng(seed, f"disk/{self.name}"))
         self.drift = 0.0  # tick-rate drift: a tick every tick_us * (1 + drift)
         self.alive = False
-        self.incarnation = 0
+        self.incarnation = 0  # bumped by every start and crash: stale timers and fsyncs check it
+        self.boots = 0
         self.raft: Raft | None = None
         self.kv: KVStore | None = None
         self.log = DurableLog()
@@ -128,13 +134,14 @@ class SimNode:
         if self.alive:
             raise RuntimeError(f"{self.name} is already running")
         self.incarnation += 1
+        self.boots += 1
         log, torn = recover(self.disk)
         self.log = log
         kv = KVStore()
         if log.snapshot is not None:
             kv.restore(log.snapshot.data)
         config = RaftConfig(id=self.name, peers=self._names,
-                            rng=child_rng(self._seed, f"core/{self.name}/{self.incarnation}"), **self._opt.raft)
+                            rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"), **self._opt.raft)
         self.raft = Raft(config, hard_state=log.hard_state, snapshot=log.snapshot, entries=tuple(log.entries),
                          applied=log.snap_index)
         self.kv = kv
@@ -155,7 +162,7 @@ class SimNode:
             inv.on_snapshot(self.id, meta.index, meta.term, log.snapshot.data, restore=True)
         inv.on_commit(self.id, max(log.hard_state.commit, log.snap_index))
         if self._trace.on:
-            self._trace(f"{self.name} start #{self.incarnation}: term {log.hard_state.term} vote "
+            self._trace(f"{self.name} start #{self.boots}: term {log.hard_state.term} vote "
                         f"{log.hard_state.vote} commit {log.hard_state.commit} snapshot {log.snap_index} "
                         f"last {log.last_index}{' (torn tail cut)' if torn else ''}")
         # The first tick lands at a random phase of the tick period, so nodes do not tick in lockstep.
@@ -196,7 +203,7 @@ class SimNode:
             return
         if type(payload) is Message:
             if self._trace.on:
-                self._trace(f"{self.name} <- {_describe(payload)}")
+                self._trace(f"{self.name} <- {payload.src} {_describe(payload)}")
             try:
                 self.raft.step(payload)  # type: ignore[union-attr]
             except ProtocolError as exc:
@@ -275,7 +282,7 @@ class SimNode:
     def _send(self, msg: Message) -> None:
         dst = self._ids[msg.dst]
         if self._trace.on:
-            self._trace(f"{self.name} -> {_describe(msg)}")
+            self._trace(f"{self.name} -> {msg.dst} {_describe(msg)}")
         self._net.send(self.id, dst, msg, message_kind(msg), message_size(msg))
 
     def _pump(self) -> None:
@@ -330,7 +337,8 @@ class SimNode:
         incarnation, rd, term = item
         if incarnation != self.incarnation:
             return  # crashed while the fsync ran
-        self.disk.sync()
+        if not self._opt.broken_sync:
+            self.disk.sync()
         self._finish(rd, term)
 
     def _finish(self, rd: Ready, term: int) -> None:
@@ -449,7 +457,7 @@ class SimNode:
 
 
 def _describe(msg: Message) -> str:
-    text = f"{msg.dst} {msg.type.name} from {msg.src} t{msg.term}"
+    text = f"{msg.type.name} t{msg.term}"
     if msg.index or msg.log_term:
         text += f" i{msg.index}/t{msg.log_term}"
     if msg.entries:

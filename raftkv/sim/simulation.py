@@ -43,18 +43,21 @@ class SimResult:
     nodes: int
     steps: int
     violation: InvariantViolation | None = None
+    broken_sync: bool = False
     phase: str = "setup"
     events: int = 0
     virtual_us: int = 0
     settings: str = ""
     stats: dict[str, int] = field(default_factory=dict)
+    stats_extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.violation is None
 
     def reproduce(self) -> str:
-        return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}"
+        extra = " --broken-sync" if self.broken_sync else ""
+        return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{extra}"
 
     def summary(self) -> str:
         """One line: the verdict and the main figures."""
@@ -169,14 +172,15 @@ class _Nemesis:
 
 
 def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, trace: bool = False,
-                   trace_sink: Callable[[str], None] | None = None) -> SimResult:
+                   trace_sink: Callable[[str], None] | None = None, broken_sync: bool = False) -> SimResult:
     """Run one simulation (see the module docstring). Never raises for a violated invariant: it is in the result.
-    ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise lines are dropped."""
+    ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise lines are dropped.
+    ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks themselves)."""
     if nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {nodes}")
     if steps < 0:
         raise ValueError(f"--steps must be >= 0, got {steps}")
-    result = SimResult(seed=seed, nodes=nodes, steps=steps)
+    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync)
     rng = child_rng(seed, "config")
     link_name, link = rng.choice(_LINKS)
     pre_vote = rng.random() < 0.7
@@ -187,6 +191,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
                        f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
+        broken_sync=broken_sync,
         raft=(("election_tick", 10), ("heartbeat_tick", 1), ("pre_vote", pre_vote),
               ("check_quorum", check_quorum), ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
               ("snapshot_chunk_bytes", 512)),
@@ -208,7 +213,9 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         while loop.events_run < steps and loop.step():
             pass
         result.phase = "liveness"
+        safety_events = loop.events_run
         _liveness(cluster, nemesis, seed)
+        result.stats_extra["liveness_events"] = loop.events_run - safety_events
         result.phase = "final"
         cluster.check_acknowledged()
         cluster.check_history()
@@ -216,7 +223,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         result.violation = violation
     result.events = cluster.loop.events_run
     result.virtual_us = cluster.loop.now
-    result.stats = _stats(cluster, nemesis)
+    result.stats = _stats(cluster, nemesis) | result.stats_extra
     return result
 
 
@@ -242,10 +249,14 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     for client in cluster.clients:
         client.stop()
     bound = 100 * cluster.config.tick_us * 10  # 100 election timeouts' worth of ticks is generous
+    # A healthy cluster needs a few thousand events per virtual second; a message storm (a loop of messages
+    # that breeds more messages) would make the bound take forever in real time, so events are bounded too.
+    budget = cluster.loop.events_run + 100_000
     probe = encode_command(Command(request_id="liveness", op=Op.GET, key="liveness"))
     state = {"index": 0, "leader": 0}
 
     def committed() -> bool:
+        _check_budget()
         leaders = [cluster.node(i) for i in majority
                    if cluster.node(i).alive and cluster.node(i).role is Role.LEADER]
         if not leaders:
@@ -262,12 +273,18 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
                 state["index"], state["leader"] = got, leader.id
         return False
 
+    def _check_budget() -> None:
+        if cluster.loop.events_run > budget:
+            raise InvariantViolation("liveness", "message storm: over 100,000 events in the liveness phase "
+                                     f"(healthy runs need ~1,000; {cluster.describe()})",
+                                     cluster.now)
+
     if not cluster.run_until(committed, bound):
         raise InvariantViolation("liveness", f"the healed majority {majority} did not elect a leader and commit "
                                  f"within {bound / 1e6:.1f}s ({cluster.describe()})", cluster.now)
     leader = cluster.node(state["leader"])
     target = leader.commit
-    if not cluster.run_until(lambda: cluster.clients_idle()
+    if not cluster.run_until(lambda: _check_budget() is None and cluster.clients_idle()
                              and all(cluster.node(i).applied >= target for i in majority), bound):
         raise InvariantViolation("liveness", f"the majority {majority} did not apply up to {target} and finish "
                                  f"the clients' operations within {bound / 1e6:.1f}s ({cluster.describe()})",

@@ -1,0 +1,56 @@
+"""Randomized runs: a sweep of 200 seeds, the regression list, and a self-test that the checks catch bugs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raftkv.sim import run_simulation
+
+REGRESSIONS = Path(__file__).with_name("regression_seeds.txt")
+SWEEP_SEEDS = range(1000, 1200)
+SWEEP_STEPS = 8_000
+
+
+def _regressions() -> list[tuple[int, int, int, str]]:
+    cases = []
+    for number, line in enumerate(REGRESSIONS.read_text().splitlines(), 1):
+        text, _, comment = line.partition("#")
+        if not text.strip():
+            continue
+        fields = text.split()
+        if len(fields) != 3:
+            raise ValueError(f"{REGRESSIONS.name}:{number}: expected 'seed nodes steps  # why', got {line!r}")
+        seed, nodes, steps = (int(f) for f in fields)
+        cases.append((seed, nodes, steps, comment.strip()))
+    return cases
+
+
+def test_sweep_of_200_seeds_has_no_violation() -> None:
+    failures = []
+    for seed in SWEEP_SEEDS:
+        nodes = 3 + 2 * (seed % 3)  # 3, 5 and 7 nodes
+        result = run_simulation(seed, nodes, SWEEP_STEPS)
+        if not result.ok:
+            failures.append(f"{result.summary()}\n  reproduce: {result.reproduce()}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize(("seed", "nodes", "steps", "why"), _regressions() or [pytest.param(0, 0, 0, "", marks=
+                         pytest.mark.skip(reason="the regression list is empty"))])
+def test_regression_seed_passes(seed: int, nodes: int, steps: int, why: str) -> None:
+    result = run_simulation(seed, nodes, steps)
+    assert result.ok, f"{result.summary()}\n  reproduce: {result.reproduce()}\n  (listed because: {why})"
+
+
+def test_the_checks_catch_a_node_that_loses_fsynced_state() -> None:
+    """With fsync broken, crashes lose votes and acknowledged entries: most seeds must report a violation. A
+    checker that let this pass would make every green sweep meaningless."""
+    caught = [run_simulation(seed, 5, 10_000, broken_sync=True) for seed in range(1, 11)]
+    violated = [r for r in caught if not r.ok]
+    assert len(violated) >= 3, [r.summary() for r in caught]
+    kinds = {r.violation.invariant for r in violated if r.violation}
+    assert kinds <= {"election-safety", "leader-completeness", "state-machine-safety", "log-matching",
+                     "acknowledged-write-lost", "read-consistency", "failed-write-applied", "liveness",
+                     "monotonic-commit", "monotonic-applied", "duplicate-apply"}, kinds
