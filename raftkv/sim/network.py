@@ -171,10 +171,12 @@ class Network:
         if faulty and f.duplicate and rng.random() < f.duplicate:
             copies = 2
             stats.duplicated += 1
+        spread = f.max_delay - f.min_delay + 1
         for _ in range(copies):
-            delay = f.min_delay if f.max_delay == f.min_delay else rng.randint(f.min_delay, f.max_delay)
+            # int(random() * n) rather than randint: the same uniform choice at a third of the cost (hot path).
+            delay = f.min_delay + int(rng.random() * spread)
             if f.reorder and rng.random() < f.reorder:
-                delay += rng.randint(0, f.long_delay)
+                delay += int(rng.random() * (f.long_delay + 1))
             self._loop.after(delay, self._arrive, (src, dst, payload))
 
     def _arrive(self, item: tuple[int, int, Any]) -> None:

@@ -108,7 +108,7 @@ class SimNode:
         self._on_apply = on_apply
         self._rng = child_rng(seed, f"node/{self.name}")
         self.disk = Disk(child_rng(seed, f"disk/{self.name}"))
-        self.drift = 0.0  # tick-rate drift: a tick every tick_us * (1 + drift)
+        self.drift = 0.0
         self.alive = False
         self.incarnation = 0  # bumped by every start and crash: stale timers and fsyncs check it
         self.boots = 0
@@ -186,8 +186,20 @@ class SimNode:
         if self._trace.on:
             self._trace(f"{self.name} crash (disk kept {len(self.disk.read())} records)")
 
+    @property
+    def drift(self) -> float:
+        """Tick-rate drift: this node ticks every ``tick_us * (1 + drift)`` (|drift| < 1)."""
+        return self._drift
+
+    @drift.setter
+    def drift(self, value: float) -> None:
+        if not -1.0 < value < 1.0:
+            raise ValueError(f"drift must be in (-1, 1), got {value}")
+        self._drift = value
+        self._tick_interval = max(1, int(self._opt.tick_us * (1.0 + value)))
+
     def tick_interval(self) -> int:
-        return max(1, int(self._opt.tick_us * (1.0 + self.drift)))
+        return self._tick_interval
 
     # --- inputs -----------------------------------------------------------------------------------------------
     def _tick(self, incarnation: int) -> None:
@@ -195,7 +207,7 @@ class SimNode:
             return
         self._guard(self.raft.tick)  # type: ignore[union-attr]
         self._pump()
-        self._loop.after(self.tick_interval(), self._tick, incarnation)
+        self._loop.after(self._tick_interval, self._tick, incarnation)
 
     def deliver(self, src: int, payload: Any) -> None:
         """A message arrived from endpoint ``src`` (a peer's Raft message or a client's request)."""
