@@ -31,9 +31,16 @@ class RaftConfig:
       follower that heard from a leader within the election timeout ignores vote requests (unless the request is
       a leadership transfer).
     - `lease_reads`: serve ReadIndex requests from the leader lease instead of a heartbeat round. Requires
-      `check_quorum`. Clock assumption: the tick rates of the nodes drift by a bounded ratio, so that a
-      follower's election timeout (>= election_tick of ITS ticks) is never shorter than `election_tick -
-      lease_margin_ticks` of the leader's ticks. Off by default: a paused or slow-ticking node breaks it.
+      `check_quorum`. How it works: a follower that heard from the leader ignores vote requests for
+      `election_tick` of ITS ticks (CheckQuorum); so once a majority answered a heartbeat round the leader sent at
+      its tick t, no other leader can be elected before the leader's tick t + election_tick - lease_margin_ticks,
+      and reads at the commit index are safe until then without a message. The lease rests on a clock
+      assumption: the nodes' tick rates drift by a bounded ratio, small enough that `election_tick` ticks of
+      any follower always last longer than `election_tick - lease_margin_ticks` ticks of the leader (so the
+      lease is always shorter than the election timeout). A paused or slow-ticking leader, or a fast-ticking
+      follower, breaks it: that is why it is off by default. Also: a (re)started node refuses votes for its
+      first `election_tick` ticks (it may have acknowledged the lease before crashing), and a leader that sent
+      TIMEOUT_NOW (leadership transfer) never trusts its lease again in that term.
     - `lease_margin_ticks`: the safety margin subtracted from the lease (must be < election_tick).
     """
 

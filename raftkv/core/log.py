@@ -14,6 +14,7 @@ Terms in a log never decrease with the index, which makes "first index of a term
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import attrgetter
 
 from .types import Entry
 
@@ -22,6 +23,9 @@ __all__ = ["LogConflict", "RaftLog"]
 
 def _term_of(entry: Entry) -> int:
     return entry.term
+
+
+_data_of = attrgetter("data")
 
 
 class LogConflict(Exception):
@@ -90,6 +94,8 @@ class RaftLog:
         """Up to `max_count` entries from `lo`, stopping before `max_bytes` of data (at least one entry)."""
         base = self.snap_index + 1
         batch = self._entries[lo - base:lo - base + max_count]
+        if sum(map(len, map(_data_of, batch))) <= max_bytes:  # the common case, at C speed
+            return batch
         total = 0
         for n, entry in enumerate(batch):
             total += len(entry.data)

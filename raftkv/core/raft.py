@@ -6,10 +6,11 @@ import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from .config import RaftConfig
-from .errors import NotLeader, ProposalDropped, ProtocolError, RaftError, RaftHalted, UsageError
+from .errors import ConfigError, NotLeader, ProposalDropped, ProtocolError, RaftError, RaftHalted, UsageError
 from .log import LogConflict, RaftLog
 from .progress import Progress, ProgressState
 from .quorum import VoteResult, committed_index, vote_result
@@ -25,6 +26,7 @@ from .types import (
     Snapshot,
     SnapshotMeta,
     SoftState,
+    trusted_entry,
 )
 
 __all__ = ["PeerStatus", "ProgressState", "Raft", "Status"]
@@ -61,6 +63,7 @@ class Status:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_term_of = attrgetter("term")
 
 _MT = MessageType
 # Messages that promise something made durable in the same Ready: they leave only after the persist step.
@@ -107,8 +110,6 @@ class Raft:
     def __init__(self, config: RaftConfig, *, hard_state: HardState | None = None,
                  snapshot: Snapshot | None = None, entries: Iterable[Entry] = (),
                  applied: int | None = None) -> None:
-        from .errors import ConfigError
-
         if not isinstance(config, RaftConfig):
             raise ConfigError(f"config must be a RaftConfig, got {type(config).__name__}")
         hard_state = hard_state if hard_state is not None else HardState()
@@ -141,6 +142,7 @@ class Raft:
         self._peers = config.peers
         self._others = tuple(p for p in config.peers if p != config.id)
         self._other_set = frozenset(self._others)
+        self._sorted_peers = sorted(config.peers)
         self._quorum = config.quorum
         self._rng = config.rng
         self._halted: BaseException | None = None
@@ -156,7 +158,7 @@ class Raft:
         self._snapshot_to_persist: Snapshot | None = None
         self._outstanding: Ready | None = None
         self._prev_hard = (hard_state.term, hard_state.vote, hard_state.commit)
-        self._prev_soft = (Role.FOLLOWER, None)
+        self._prev_soft: tuple[Role, str | None] = (Role.FOLLOWER, None)
         self._ticks = 0  # ticks since this object was built (the leader lease is measured in them)
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -165,13 +167,16 @@ class Raft:
         self._prs: dict[str, Progress] = {}
         self._lead_transferee: str | None = None
         self._send_due: set[str] = set()  # leader: peers that may have something to send at the next flush
-        self._commit_due = False  # leader: the commit index moved; tell the followers at the next flush
         self._hb_seq = 0  # leader: heartbeat rounds sent, never reset (ReadIndex and lease confirmations)
         self._read_round_due = False
         self._pending_reads: deque[tuple[int, int, bytes, str | None]] = deque()  # (seq, index, ctx, origin)
         self._reads_waiting_commit: list[tuple[bytes, str | None]] = []
         self._seq_ticks: deque[tuple[int, int]] = deque()  # (seq, tick it was sent) for the lease
         self._lease_start: int | None = None
+        self._lease_broken = False
+        # With leader leases, a freshly (re)started node refuses votes for an election timeout: it may have
+        # acknowledged a leader's heartbeat just before it crashed, and that leader may be counting on it.
+        self._boot_quiet_ticks = config.election_tick if config.lease_reads else 0
         self._snap_recv: tuple[SnapshotMeta, bytearray] | None = None  # follower: snapshot being received
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
@@ -183,6 +188,7 @@ class Raft:
         if term != self._term:
             self._term = term
             self._vote = None
+            self._snap_recv = None  # a partial snapshot from an earlier term's leader
         self._lead = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -191,12 +197,12 @@ class Raft:
         self._prs = {}
         self._lead_transferee = None
         self._send_due = set()
-        self._commit_due = False
         self._read_round_due = False
         self._pending_reads.clear()
         self._reads_waiting_commit = []
         self._seq_ticks.clear()
         self._lease_start = None
+        self._lease_broken = False
 
     def _become_follower(self, term: int, lead: str | None) -> None:
         self._reset(term)
@@ -237,28 +243,34 @@ class Raft:
         self._maybe_commit()  # a single-node cluster (it still waits for its own persist)
 
     def _hup(self, transfer: bool = False) -> None:
-        """Start an election (the election timeout elapsed, campaign() or TIMEOUT_NOW)."""
+        """Start an election: the election timeout elapsed or campaign() (with PreVote first, if configured), or
+        TIMEOUT_NOW (`transfer`: straight to the real election, and the voters' lease is overridden)."""
         if self._role is Role.LEADER:
             return
-        log = self._log
         if self._cfg.pre_vote and not transfer:
             self._become_pre_candidate()
-            kind, term = _MT.PRE_VOTE, self._term + 1
+            self._request_votes(_MT.PRE_VOTE, self._term + 1, transfer=False)
         else:
-            self._become_candidate()
-            kind, term = _MT.VOTE, self._term
+            self._start_election(transfer)
+
+    def _start_election(self, transfer: bool) -> None:
+        self._become_candidate()
+        self._request_votes(_MT.VOTE, self._term, transfer)
+
+    def _request_votes(self, kind: MessageType, term: int, transfer: bool) -> None:
         if len(self._peers) == 1:
             self._win_election()
             return
+        log = self._log
         for peer in self._others:
             self._send(Message(type=kind, src=self._id, dst=peer, term=term, index=log.last_index,
                                log_term=log.last_term, transfer=transfer))
 
     def _win_election(self) -> None:
         if self._role is Role.PRE_CANDIDATE:
-            self._hup(transfer=True)  # the pre-vote is won: the real election (no second pre-vote)
-            return
-        self._become_leader()
+            self._start_election(transfer=False)  # the pre-vote is won: now the real election
+        else:
+            self._become_leader()
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -311,6 +323,12 @@ class Raft:
                                   offset=offset, data=chunk, done=offset + len(chunk) >= len(snap.data)))
         pr.snap_wait = 0
 
+    def _send_timeout_now(self, to: str) -> None:
+        self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=to, term=self._term))
+        # The transferee's election overrides the followers' lease (transfer=True): our lease can no longer be
+        # trusted in this term, even if the transfer is abandoned.
+        self._lease_broken = True
+
     def _bcast_heartbeat(self) -> None:
         self._hb_seq += 1
         seq = self._hb_seq
@@ -331,21 +349,15 @@ class Raft:
         """Turn the leader's pending work (new entries, a moved commit index, reads) into messages, batched."""
         if self._role is not Role.LEADER:
             return
-        if self._send_due or self._commit_due:
-            peers = self._others if self._commit_due else sorted(self._send_due, key=self._peers.index)
-            commit_due = self._commit_due
+        # Followers learn a new commit index from the next APPEND or HEARTBEAT: no message of its own (that
+        # would double the APPENDs of a steady load; heartbeats come every heartbeat_tick anyway).
+        if self._send_due:
+            peers = sorted(self._send_due, key=self._peers.index)
             self._send_due = set()
-            self._commit_due = False
             for peer in peers:
                 pr = self._prs[peer]
-                sent = False
-                while self._send_append(peer, pr, allow_empty=False):
-                    sent = True
-                    if pr.state is not ProgressState.REPLICATE:
-                        break
-                if not sent and commit_due and pr.state is ProgressState.REPLICATE:
-                    # Only the commit index moved: tell the follower so that it can apply.
-                    self._send_append(peer, pr, allow_empty=True)
+                while self._send_append(peer, pr, allow_empty=False) and pr.state is ProgressState.REPLICATE:
+                    pass
         if self._read_round_due:
             self._bcast_heartbeat()
 
@@ -404,8 +416,9 @@ class Raft:
         kind = msg.type
         term = self._term
         if msg.term > term:
-            if ((kind is _MT.VOTE or kind is _MT.PRE_VOTE) and self._cfg.check_quorum and self._lead is not None
-                    and self._election_elapsed < self._cfg.election_tick and not msg.transfer):
+            if ((kind is _MT.VOTE or kind is _MT.PRE_VOTE) and self._cfg.check_quorum and not msg.transfer
+                    and self._election_elapsed < self._cfg.election_tick
+                    and (self._lead is not None or self._ticks < self._boot_quiet_ticks)):
                 # We heard from a leader within the election timeout: ignore the disruption (thesis 4.2.3).
                 return
             if kind is _MT.PRE_VOTE or (kind is _MT.PRE_VOTE_RESP and not msg.reject):
@@ -416,8 +429,8 @@ class Raft:
             if kind is _MT.APPEND or kind is _MT.HEARTBEAT:
                 # A stale leader (e.g. back from a partition): tell it the new term so that it steps down;
                 # with PreVote/CheckQuorum it could otherwise never learn it.
-                self._msgs.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=term,
-                                          reject=True, index=msg.index))
+                # (index 0, not a rejection: should it reach a leader of our term, it changes nothing.)
+                self._msgs.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=term))
             elif kind is _MT.PRE_VOTE:
                 self._msgs.append(Message(type=_MT.PRE_VOTE_RESP, src=self._id, dst=msg.src, term=term,
                                           reject=True))
@@ -435,17 +448,20 @@ class Raft:
         if kind is _MT.APPEND:
             if msg.log_term > msg.term:
                 raise ProtocolError(f"APPEND from {msg.src}: previous term {msg.log_term} above its term {msg.term}")
-            previous = msg.log_term
-            for entry in msg.entries:
-                if entry.term < previous or entry.term > msg.term:
-                    raise ProtocolError(f"APPEND from {msg.src}: entry {entry.index} has term {entry.term}, "
-                                        f"outside [{previous}, {msg.term}]")
-                previous = entry.term
+            entries = msg.entries
+            if entries:
+                terms = list(map(_term_of, entries))
+                if terms[0] < msg.log_term or terms[-1] > msg.term or terms != sorted(terms):
+                    raise ProtocolError(f"APPEND from {msg.src}: entry terms must not decrease and lie within "
+                                        f"[{msg.log_term}, {msg.term}]")
         elif kind is _MT.SNAPSHOT:
             if msg.snapshot is None:
                 raise ProtocolError(f"SNAPSHOT from {msg.src} without snapshot meta")
             if msg.snapshot.term > msg.term or msg.snapshot.index == 0:
                 raise ProtocolError(f"SNAPSHOT from {msg.src}: bad meta {msg.snapshot}")
+            if sorted(msg.snapshot.voters) != self._sorted_peers:
+                raise ProtocolError(f"SNAPSHOT from {msg.src}: voters {msg.snapshot.voters} are not ours "
+                                    f"(membership is fixed: {self._peers})")
         elif (kind is _MT.VOTE or kind is _MT.PRE_VOTE) and msg.log_term > msg.term:
             raise ProtocolError(f"{kind.name} from {msg.src}: last log term above its term")
 
@@ -520,16 +536,19 @@ class Raft:
         prev, prev_term, entries = msg.index, msg.log_term, msg.entries
         committed = log.committed
         if prev < committed:
-            # Entries up to our commit index are known to match (Log Matching): skip them.
+            # Entries up to our commit index must equal ours (committed entries never change): check their
+            # terms where we still have them, then skip them.
+            skip = min(committed - prev, len(entries))
+            first = log.first_index
+            for entry in entries[:skip]:
+                if entry.index >= first and entry.term != log.term(entry.index):
+                    raise ProtocolError(f"APPEND from {msg.src}: entry {entry.index} of term {entry.term} "
+                                        f"conflicts with our committed entry of term {log.term(entry.index)}")
             if prev + len(entries) <= committed:
                 self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src,
                                                 term=self._term, index=committed))
                 return
-            skip = committed - prev
             prev_term = entries[skip - 1].term
-            if prev_term != log.term(committed):
-                raise ProtocolError(f"APPEND from {msg.src}: entry {committed} of term {prev_term} conflicts "
-                                    f"with our committed entry of term {log.term(committed)}")
             prev, entries = committed, entries[skip:]
         try:
             last_new = log.maybe_append(prev, prev_term, msg.commit, entries)
@@ -629,7 +648,7 @@ class Raft:
         self._maybe_commit()
         self._send_due.add(msg.src)
         if msg.src == self._lead_transferee and pr.match == log.last_index:
-            self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=msg.src, term=self._term))
+            self._send_timeout_now(msg.src)
 
     def _handle_heartbeat_resp(self, msg: Message) -> None:
         pr = self._prs[msg.src]
@@ -680,18 +699,20 @@ class Raft:
             return False
         first_in_term = log.term(log.committed) != self._term
         log.committed = index
-        self._commit_due = True
         if first_in_term and self._reads_waiting_commit:
             waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
             for context, origin in waiting:
-                self._leader_read(context, origin)
+                self._leader_read(context, origin, counted=True)
         return True
 
     # --- reads --------------------------------------------------------------------------------------------------
 
-    def _leader_read(self, context: bytes, origin: str | None) -> None:
+    def _leader_read(self, context: bytes, origin: str | None, counted: bool = False) -> None:
+        """A read request (`origin`: the follower that forwarded it, None for our own). `counted`: it was
+        already admitted under max_pending_reads (a waiting read being released)."""
         log = self._log
-        if len(self._pending_reads) + len(self._reads_waiting_commit) >= self._cfg.max_pending_reads:
+        if not counted and (len(self._pending_reads) + len(self._reads_waiting_commit)
+                            >= self._cfg.max_pending_reads):
             if origin is None:
                 raise ProposalDropped("too many pending reads")
             self._msgs.append(Message(type=_MT.READ_INDEX_RESP, src=self._id, dst=origin, term=self._term,
@@ -708,7 +729,8 @@ class Raft:
         self._read_round_due = True
 
     def _lease_valid(self) -> bool:
-        if not self._cfg.lease_reads or self._lead_transferee is not None or self._lease_start is None:
+        if (not self._cfg.lease_reads or self._lead_transferee is not None or self._lease_start is None
+                or self._lease_broken):
             return False
         return self._ticks - self._lease_start < self._cfg.election_tick - self._cfg.lease_margin_ticks
 
@@ -744,20 +766,31 @@ class Raft:
             raise ProposalDropped(f"too many uncommitted entries (max_uncommitted_entries="
                                   f"{self._cfg.max_uncommitted_entries})")
 
-    @_guarded
     def propose(self, data: bytes) -> int:
         """Append `data` as a new entry (leader only) and return its index. The entry may still be lost (a new
         leader may overwrite it): the caller learns its fate when an entry at that index is applied (compare the
         data or a request id inside it). Raises `NotLeader(leader_hint)` or `ProposalDropped(reason)`."""
+        # The hot path of a server: the guard of `_guarded` is inlined here to save a call.
+        if self._halted is not None:
+            raise RaftHalted(self._halted)
         if type(data) is not bytes:
             raise UsageError(f"propose takes bytes, got {type(data).__name__}")
-        self._check_proposal(1)
-        log = self._log
-        index = log.last_index + 1
-        log._entries.append(Entry(term=self._term, index=index, data=data))
-        if self._others:
-            self._send_due.update(self._others)
-        return index
+        try:
+            log = self._log
+            entries = log._entries
+            index = log.snap_index + len(entries) + 1
+            if (self._role is not Role.LEADER or self._lead_transferee is not None
+                    or index - log.committed > self._cfg.max_uncommitted_entries):
+                self._check_proposal(1)
+            entries.append(trusted_entry(self._term, index, data))
+            if len(self._send_due) != len(self._others):
+                self._send_due.update(self._others)
+            return index
+        except RaftError:
+            raise
+        except Exception as exc:  # a bug: halt (as `_guarded` does)
+            self._halted = exc
+            raise RaftHalted(exc) from exc
 
     @_guarded
     def propose_many(self, datas: Sequence[bytes]) -> range:
@@ -769,8 +802,7 @@ class Raft:
         log = self._log
         first = log.last_index + 1
         term = self._term
-        log._entries.extend([Entry(term=term, index=index, data=data)
-                             for index, data in enumerate(datas, start=first)])
+        log._entries.extend([trusted_entry(term, index, data) for index, data in enumerate(datas, start=first)])
         if datas and self._others:
             self._send_due.update(self._others)
         return range(first, first + len(datas))
@@ -805,7 +837,7 @@ class Raft:
         self._election_elapsed = 0
         pr = self._prs[to]
         if pr.match == self._log.last_index:
-            self._msgs.append(Message(type=_MT.TIMEOUT_NOW, src=self._id, dst=to, term=self._term))
+            self._send_timeout_now(to)
         else:
             self._send_due.add(to)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 __all__ = [
     "Entry",
@@ -27,7 +29,7 @@ __all__ = [
 def _check_int(name: str, value: object, minimum: int = 0) -> None:
     if type(value) is not int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:  # type: ignore[operator]
+    if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
@@ -54,6 +56,11 @@ class Entry:
     data: bytes = b""
 
     def __post_init__(self) -> None:
+        # Fast path first: entries are built by the hundred thousand per second.
+        if (type(self.term) is int and self.term >= 1 and type(self.index) is int and self.index >= 1
+                and type(self.data) is bytes and (self.kind is EntryKind.NORMAL or
+                                                   (self.kind is EntryKind.NOOP and not self.data))):
+            return
         _check_int("Entry.term", self.term, 1)
         _check_int("Entry.index", self.index, 1)
         if type(self.kind) is not EntryKind:
@@ -62,6 +69,26 @@ class Entry:
             raise TypeError(f"Entry.data must be bytes, got {type(self.data).__name__}")
         if self.kind is EntryKind.NOOP and self.data:
             raise ValueError("Entry.data must be empty for a NOOP entry")
+
+
+_new_object = object.__new__
+# The slot descriptors of Entry (a frozen dataclass refuses plain attribute assignment).
+_slot: Any = vars(Entry)
+_set_term = _slot["term"].__set__
+_set_index = _slot["index"].__set__
+_set_kind = _slot["kind"].__set__
+_set_data = _slot["data"].__set__
+
+
+def trusted_entry(term: int, index: int, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> Entry:
+    """Build an Entry without validation, for the core's hot path, where the caller has checked the fields
+    (term, index >= 1 ints; data bytes; empty for NOOP). Several times faster than `Entry(...)`."""
+    entry = _new_object(Entry)
+    _set_term(entry, term)
+    _set_index(entry, index)
+    _set_kind(entry, kind)
+    _set_data(entry, data)
+    return entry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +160,10 @@ class MessageType(enum.IntEnum):
     READ_INDEX_RESP = 13
 
 
+_ENTRY_TYPE = {Entry}
+_index_of = attrgetter("index")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """One message between two cores. Every message has `type`, `src`, `dst` and `term` (the sender's term; for
@@ -194,15 +225,15 @@ class Message:
         _check_int("Message.seq", self.seq)
         if type(self.entries) is not tuple:
             raise TypeError("Message.entries must be a tuple of Entry")
-        if self.entries:
-            expected = self.index + 1
-            for entry in self.entries:
-                if type(entry) is not Entry:
-                    raise TypeError("Message.entries must hold Entry values")
-                if entry.index != expected:
-                    raise ValueError(f"Message.entries must be contiguous from index {self.index + 1}, "
-                                     f"got index {entry.index} where {expected} was expected")
-                expected += 1
+        entries = self.entries
+        if entries:
+            # Checked with C-speed builtins: an APPEND may carry thousands of entries.
+            if set(map(type, entries)) != _ENTRY_TYPE:
+                raise TypeError("Message.entries must hold Entry values")
+            first = self.index + 1
+            if list(map(_index_of, entries)) != list(range(first, first + len(entries))):
+                raise ValueError(f"Message.entries must be contiguous from index {first}, got indexes "
+                                 f"{[e.index for e in entries][:10]}...")
         if self.snapshot is not None and type(self.snapshot) is not SnapshotMeta:
             raise TypeError("Message.snapshot must be a SnapshotMeta or None")
         if type(self.data) is not bytes or type(self.context) is not bytes:

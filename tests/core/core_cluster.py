@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -62,7 +63,8 @@ class Cluster:
         self.cut: set[tuple[str, str]] = set()  # (src, dst) pairs whose messages are dropped
         self.down: set[str] = set()
         self.sent: list[Message] = []  # every message that left a node (for counting)
-        self.drop_filter = None  # optional callable(Message) -> bool (True: drop)
+        self.drop_filter: Callable[[Message], bool] | None = None  # True: drop the message
+        self.restarted: set[str] = set()  # for checkers: nodes restarted since they last looked
         for node_id in self.ids:
             self.nodes[node_id] = Node(raft=self._build(node_id, Durable()), durable=Durable())
 
@@ -209,3 +211,55 @@ class Cluster:
 
     def count(self, kind: MessageType) -> int:
         return sum(1 for m in self.sent if m.type is kind)
+
+
+class SafetyChecker:
+    """Raft's safety properties over a Cluster, checked after every step: one leader per term, leader
+    completeness, commit never going back (except across a restart), state machine safety, log matching."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.c = cluster
+        self.leaders: dict[int, str] = {}
+        self.applied: dict[int, bytes] = {}  # index -> data applied somewhere
+        # index -> the highest term any node had when the entry was first seen applied: the entry was committed
+        # in that term or earlier, so every leader of a LATER term must hold it (Leader Completeness).
+        self.applied_term: dict[int, int] = {}
+        self.commit: dict[str, int] = {}
+
+    def check(self) -> None:
+        c = self.c
+        for node_id in c.ids:
+            if node_id in c.down:
+                continue
+            raft = c.raft(node_id)
+            if raft.role is Role.LEADER:
+                seen = self.leaders.setdefault(raft.term, node_id)
+                assert seen == node_id, f"two leaders in term {raft.term}: {seen}, {node_id}"
+                # Leader completeness: everything applied anywhere is in this leader's log.
+                for index, data in self.applied.items():
+                    if index >= raft.first_index and raft.term > self.applied_term[index]:
+                        assert index <= raft.last_index, f"leader {node_id} misses applied entry {index}"
+                        assert raft.entries(index, index + 1)[0].data == data, f"leader lost entry {index}"
+            assert raft.commit_index >= self.commit.get(node_id, 0) or node_id in c.restarted, "commit went back"
+            self.commit[node_id] = raft.commit_index
+            for index, data in c.nodes[node_id].applied:
+                if index not in self.applied:
+                    self.applied_term[index] = max(c.raft(i).term for i in c.ids)
+                prior = self.applied.setdefault(index, data)
+                assert prior == data, f"state machine safety: index {index} applied as {prior!r} and {data!r}"
+        # Log matching between every pair of live logs (same index and term -> same prefix): check the
+        # highest common index with equal terms has identical entries below it.
+        live = [c.raft(i) for i in c.ids if i not in c.down]
+        for a in live:
+            for b in live:
+                if a.id >= b.id:
+                    continue
+                lo = max(a.first_index, b.first_index)
+                hi = min(a.last_index, b.last_index)
+                if lo > hi:
+                    continue
+                ea, eb = a.entries(lo, hi + 1), b.entries(lo, hi + 1)
+                for k in range(len(ea) - 1, -1, -1):
+                    if ea[k].term == eb[k].term:
+                        assert ea[: k + 1] == eb[: k + 1], f"log matching violated between {a.id} and {b.id}"
+                        break

@@ -66,7 +66,7 @@ def commands(draw: st.DrawFn) -> Command:
 @RELAXED
 @given(st.lists(commands(), max_size=60))
 def test_store_matches_the_dict_model(cmds: list[Command]) -> None:
-    store, model = KVStore(), {}
+    store, model = KVStore(), dict[str, tuple[str, int]]()
     for index, cmd in enumerate(cmds, start=1):
         result = store.apply(index, encode_command(cmd))
         outcome, value, version = model_apply(model, cmd)
