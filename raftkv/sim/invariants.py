@@ -8,9 +8,13 @@ caught at the step that caused it and the check costs O(new work), not O(log) pe
 - ``log-matching``: two entries with the same index and term hold the same data and follow an entry of the same
   term. (By induction over the index this is the paper's Log Matching property: logs that agree on an entry agree
   on the whole prefix.) Every entry any node persists is checked against a registry keyed by (index, term).
-- ``leader-completeness``: an entry committed in term T is in the log of every leader of a term > T. Checked when a
-  node becomes leader (its whole log against every committed entry) and when an entry gets committed (against
-  the logs of the current leaders of later terms). Entries covered by a node's snapshot count as present.
+- ``leader-completeness``: an entry committed in term T is in the log of every leader of a term > T. T is the term
+  in which the entry BECAME committed, not the entry's own term: an entry of term 4 that a leader of term 8
+  commits need not be in the log of a (stale) leader of term 5. The checker takes T as the term of the node that
+  first reports the commit (exact when that is the committing leader, an upper bound otherwise, so the check
+  may miss a violation but never invents one). Checked when a node becomes leader (its log against every entry
+  committed in an earlier term) and when an entry gets committed (against the current leaders of later terms).
+  Entries covered by a node's snapshot count as present.
 - ``state-machine-safety``: no two nodes commit or apply different entries at one index (a global committed log
   keyed by index), entries are applied in order without gaps, and snapshots taken at one index hold the same bytes.
 - ``monotonic-commit`` / ``monotonic-applied``: within one incarnation of a node (between restarts) its commit and
@@ -27,6 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["InvariantViolation", "Invariants", "LogView"]
+
+
+_UNKNOWN_TERM = 1 << 62  # the commit term of an entry only known from a snapshot: no completeness check for it
 
 
 class InvariantViolation(Exception):  # noqa: N818 - the name says what it is, a failed check, not an error of use
@@ -64,6 +71,7 @@ class Invariants:
         self._now = now
         self.leaders: dict[int, int] = {}  # term -> the node that led it
         self.committed: dict[int, int] = {}  # index -> term of the committed entry
+        self.committed_in: dict[int, int] = {}  # index -> the term it became committed in (an upper bound)
         self.max_committed = 0
         self._entries: dict[tuple[int, int], tuple[int, bytes]] = {}  # (index, term) -> (prev term, data)
         self._snapshots: dict[int, tuple[int, bytes]] = {}  # index -> (term, state machine bytes)
@@ -110,9 +118,10 @@ class Invariants:
         snap = log.snapshot_index()
         term_at = log.term_at
         committed = self.committed
+        committed_in = self.committed_in
         for index in range(snap + 1, self.max_committed + 1):
             want = committed.get(index)
-            if want is not None and want < term and term_at(index) != want:
+            if want is not None and committed_in[index] < term and term_at(index) != want:
                 self._fail("leader-completeness", f"n{node} leads term {term} without the committed entry "
                            f"{index}@t{want} (its log has term {term_at(index)} there)")
 
@@ -120,8 +129,9 @@ class Invariants:
         """``node`` is no longer leader."""
         self._marks[node].leader_term = 0
 
-    def on_commit(self, node: int, commit: int) -> None:
-        """``node``'s commit index is now ``commit`` (its log holds the entries up to it, or a snapshot does)."""
+    def on_commit(self, node: int, commit: int, term: int) -> None:
+        """``node``, in ``term``, has commit index ``commit`` (its log holds the entries up to it, or a snapshot
+        does)."""
         self.checks += 1
         marks = self._marks[node]
         old = marks.commit
@@ -134,26 +144,28 @@ class Invariants:
         snap = log.snapshot_index()
         committed = self.committed
         for index in range(max(old, snap) + 1, commit + 1):
-            term = log.term_at(index)
-            if term is None:
+            entry_term = log.term_at(index)
+            if entry_term is None:
                 self._fail("state-machine-safety", f"n{node} commits index {index} that is not in its log")
             known = committed.get(index)
             if known is None:
-                committed[index] = term
-                self._new_committed(index, term)
-            elif known != term:
-                self._fail("state-machine-safety", f"n{node} commits {index}@t{term} where {index}@t{known} "
-                           "was committed before")
+                committed[index] = entry_term
+                self.committed_in[index] = term
+                self._new_committed(index, entry_term, term)
+            elif known != entry_term:
+                self._fail("state-machine-safety", f"n{node} commits {index}@t{entry_term} where "
+                           f"{index}@t{known} was committed before")
         if commit > self.max_committed:
             self.max_committed = commit
 
-    def _new_committed(self, index: int, term: int) -> None:
+    def _new_committed(self, index: int, entry_term: int, commit_term: int) -> None:
         for other, marks in sorted(self._marks.items()):
-            if marks.leader_term > term:
+            if marks.leader_term > commit_term:
                 log = self._logs[other]
-                if index > log.snapshot_index() and log.term_at(index) != term:
-                    self._fail("leader-completeness", f"{index}@t{term} got committed but n{other}, leader of "
-                               f"term {marks.leader_term}, has term {log.term_at(index)} there")
+                if index > log.snapshot_index() and log.term_at(index) != entry_term:
+                    self._fail("leader-completeness", f"{index}@t{entry_term} got committed in term "
+                               f"{commit_term} but n{other}, leader of term {marks.leader_term}, has term "
+                               f"{log.term_at(index)} there")
 
     def on_apply(self, node: int, index: int, term: int) -> None:
         """``node`` applied the entry (index, term) to its state machine."""
@@ -183,6 +195,7 @@ class Invariants:
                 self._fail("state-machine-safety", f"n{node} snapshot at {index}@t{term}, an index that "
                            "is below the commit point but missing from the committed log")
             self.committed[index] = term
+            self.committed_in[index] = _UNKNOWN_TERM
             self.max_committed = index
         seen = self._snapshots.get(index)
         if seen is None:

@@ -160,7 +160,7 @@ class SimNode:
         if log.snapshot is not None:
             meta = log.snapshot.meta
             inv.on_snapshot(self.id, meta.index, meta.term, log.snapshot.data, restore=True)
-        inv.on_commit(self.id, max(log.hard_state.commit, log.snap_index))
+        inv.on_commit(self.id, max(log.hard_state.commit, log.snap_index), log.hard_state.term)
         if self._trace.on:
             self._trace(f"{self.name} start #{self.boots}: term {log.hard_state.term} vote "
                         f"{log.hard_state.vote} commit {log.hard_state.commit} snapshot {log.snap_index} "
@@ -394,7 +394,7 @@ class SimNode:
         self.term = term
         if rd.hard_state is not None:
             self.commit = rd.hard_state.commit
-            inv.on_commit(node, rd.hard_state.commit)
+            inv.on_commit(node, rd.hard_state.commit, term)
         for msg in rd.messages_after_persist:
             self._send(msg)
         if rd.committed_entries:

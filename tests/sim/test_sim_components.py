@@ -209,29 +209,43 @@ def test_commit_apply_and_leader_completeness() -> None:
     log2 = {1: 1, 2: 2}
     inv.register(1, _view(log1))
     inv.register(2, _view(log2))
-    inv.on_commit(1, 2)
+    inv.on_commit(1, 2, 1)
     inv.on_apply(1, 1, 1)
     with pytest.raises(InvariantViolation) as caught:
         inv.on_apply(1, 3, 1)  # a gap
     assert caught.value.invariant == "state-machine-safety"
     with pytest.raises(InvariantViolation) as caught:
-        inv.on_commit(2, 2)  # another entry at a committed index
+        inv.on_commit(2, 2, 2)  # another entry at a committed index
     assert caught.value.invariant == "state-machine-safety"
     with pytest.raises(InvariantViolation) as caught:
-        inv.on_leader(2, 3)  # leads term 3 without the committed 2@t1
+        inv.on_leader(2, 3)  # leads term 3 without 2@t1, committed in term 1
     assert caught.value.invariant == "leader-completeness"
     with pytest.raises(InvariantViolation) as caught:
-        inv.on_commit(1, 1)
+        inv.on_commit(1, 1, 1)
     assert caught.value.invariant == "monotonic-commit"
     inv.register(1, _view(log1))  # a restart may lower the commit index
-    inv.on_commit(1, 1)
+    inv.on_commit(1, 1, 1)
+
+
+def test_a_stale_leader_may_lack_an_old_entry_committed_in_a_later_term() -> None:
+    """Regression (seed 87, 3 nodes): 24@t4 committed by the leader of term 8 is not owed to a stale leader of
+    term 5 (completeness is about the term an entry BECAME committed in, not its own term)."""
+    inv = Invariants()
+    inv.register(1, _view({24: 4}, snap=23))
+    inv.register(2, _view({24: 5}, snap=23))
+    inv.on_leader(2, 5)
+    inv.on_leader(1, 8)
+    inv.on_commit(1, 24, 8)  # no violation: n2 leads term 5 < 8
+    inv.register(3, _view({24: 5}, snap=23))
+    with pytest.raises(InvariantViolation, match="leader-completeness"):
+        inv.on_leader(3, 9)  # but a leader of term 9 must have it
 
 
 def test_snapshots_at_one_index_must_agree() -> None:
     inv = Invariants()
     inv.register(1, _view({1: 1}))
     inv.register(2, _view({1: 1}))
-    inv.on_commit(1, 1)
+    inv.on_commit(1, 1, 1)
     inv.on_apply(1, 1, 1)
     inv.on_snapshot(1, 1, 1, b"state", restore=False)
     with pytest.raises(InvariantViolation):
