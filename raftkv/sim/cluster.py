@@ -18,7 +18,7 @@ from raftkv.kv import Result
 from .client import ClientOptions, OpRecord, SimClient
 from .disk import DiskFaults
 from .history import AppliedLog, check_history
-from .invariants import Invariants
+from .invariants import Invariants, InvariantViolation
 from .loop import EventLoop
 from .network import LinkFaults, Network
 from .node import NodeOptions, SimNode
@@ -280,7 +280,11 @@ class Cluster:
 
     def check_history(self) -> None:
         """The client-visible checks of `raftkv.sim.history` on everything so far."""
-        check_history(self.history, self.applied)
+        try:
+            check_history(self.history, self.applied)
+        except InvariantViolation as violation:
+            violation.time = self.now
+            raise
 
     def check_acknowledged(self) -> None:
         """Every acknowledged write is in the leader's log, and in the log of each running node whose commit

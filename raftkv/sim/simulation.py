@@ -3,7 +3,8 @@
 Phases (the run stops at the first violated invariant; every event's effects are checked as they happen):
 
 1. **setup**: the seed's ``config`` generator picks the run's shape: network quality, PreVote and CheckQuorum on
-   or off, how often nodes snapshot, tick drift. Clients start issuing Gets and versioned Puts.
+   or off, lease reads (a quarter of the runs with CheckQuorum; then drift stays within the lease's clock
+   assumption), how often nodes snapshot, tick drift. Clients start issuing Gets and versioned Puts.
 2. **safety** (``steps`` events): the ``nemesis`` generator injects faults at random intervals: symmetric
    partitions, one-way cuts, isolating the leader, crashes (also of a node in the middle of an fsync, and of
    every node at once) with restarts later, network quality changes, tick drift changes, leadership transfers,
@@ -89,6 +90,7 @@ class _Nemesis:
         self.active = True
         self.faults = 0
         self.crashes = 0
+        self.max_drift = 0.2
 
     def start(self) -> None:
         self.c.loop.after(self._gap(), self._act, None)
@@ -145,7 +147,7 @@ class _Nemesis:
             self._trace(f"network {name}")
         elif action == "drift":
             node = rng.choice(c.nodes)
-            node.drift = rng.uniform(-0.2, 0.2)
+            node.drift = rng.uniform(-0.2, 0.2) * self.max_drift / 0.2
             self._trace(f"drift n{node.id} {node.drift:+.3f}")
         elif action == "transfer":
             leader = c.leader()
@@ -187,18 +189,27 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     check_quorum = rng.random() < 0.7
     snapshot_entries = rng.choice((0, 10, 30, 100))
     drift = rng.choice((0.0, 0.05, 0.2))
+    # Later additions draw from their own generators, so the draws above keep their meaning for every seed.
+    lease_reads = check_quorum and child_rng(seed, "config/lease").random() < 0.25
+    max_drift = 0.2
+    if lease_reads:
+        # The lease's clock assumption (RaftConfig.lease_reads): tick rates differ by a bounded ratio. With
+        # election_tick 10 and a margin of 2 ticks, drifts within +-5% keep every follower's timeout longer.
+        drift, max_drift = min(drift, 0.05), 0.05
     result.settings = (f"{link_name} network, pre_vote={pre_vote}, check_quorum={check_quorum}, "
-                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
+                       f"lease_reads={lease_reads}, snapshot every {snapshot_entries or 'never'}, drift {drift}")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
         broken_sync=broken_sync,
         raft=(("election_tick", 10), ("heartbeat_tick", 1), ("pre_vote", pre_vote),
-              ("check_quorum", check_quorum), ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
+              ("check_quorum", check_quorum), ("lease_reads", lease_reads), ("lease_margin_ticks", 2),
+              ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
               ("snapshot_chunk_bytes", 512)),
     )
     sink = trace_sink if trace_sink is not None else (lambda line: None)
     cluster = Cluster(config, seed=seed, trace=trace, trace_sink=sink, start=False)
     nemesis = _Nemesis(cluster, seed)
+    nemesis.max_drift = max_drift
     try:
         if trace:
             cluster.tracer(f"sim seed {seed}: {result.settings}")
