@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--trace needs a single --seed")
     out = sys.stdout
     if args.seed is not None:
-        sink = (lambda line: out.write(line + "\n")) if args.trace else None
-        result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace, trace_sink=sink,
+        def sink(line: str) -> None:
+            out.write(line + "\n")
+
+        result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace,
+                                trace_sink=sink if args.trace else None,
                                 broken_sync=args.broken_sync)
         print(result.summary())
         if result.ok:

@@ -237,9 +237,10 @@ class Cluster:
                         break
             if index is not None:
                 until = min(deadline, self.loop.now + 2_000_000)
-                got = self.run_until(lambda i=index: self.n_committed(i)[0] >= expected
-                                     or (i in self.applied_data and self.applied_data[i] != data),
-                                     until - self.loop.now)
+                def settled(i: int = index) -> bool:
+                    return self.n_committed(i)[0] >= expected or (i in self.applied_data
+                                                                  and self.applied_data[i] != data)
+                got = self.run_until(settled, until - self.loop.now)
                 count, at = self.n_committed(index)
                 if got and count >= expected and at == data:
                     return index

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 __all__ = ["InvariantViolation", "Invariants", "LogView"]
 
@@ -80,7 +81,7 @@ class Invariants:
         self.acknowledged: list[tuple[int, int]] = []  # (index, term) of writes a client saw succeed
         self.checks = 0
 
-    def _fail(self, invariant: str, detail: str) -> None:
+    def _fail(self, invariant: str, detail: str) -> NoReturn:
         raise InvariantViolation(invariant, detail, self._now())
 
     def register(self, node: int, log: LogView) -> None:

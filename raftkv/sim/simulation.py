@@ -295,8 +295,11 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
                                  f"within {bound / 1e6:.1f}s ({cluster.describe()})", cluster.now)
     leader = cluster.node(state["leader"])
     target = leader.commit
-    if not cluster.run_until(lambda: _check_budget() is None and cluster.clients_idle()
-                             and all(cluster.node(i).applied >= target for i in majority), bound):
+    def settled() -> bool:
+        _check_budget()
+        return cluster.clients_idle() and all(cluster.node(i).applied >= target for i in majority)
+
+    if not cluster.run_until(settled, bound):
         raise InvariantViolation("liveness", f"the majority {majority} did not apply up to {target} and finish "
                                  f"the clients' operations within {bound / 1e6:.1f}s ({cluster.describe()})",
                                  cluster.now)
