@@ -165,21 +165,23 @@ def test_backing_up_quickly_over_fifty_conflicting_entries() -> None:
     for _ in range(50):  # the new leader piles up 50 more that will never commit
         c.node(leader2).propose(cmd())
     c.run_for(ELECTION // 2)
+    # From here on two repairs happen: the first leader and its follower rejoin with 50 conflicting entries of an
+    # old term (repaired by the new leader right away), then the second leader and its follower with 50 more.
+    # Count the rejected APPENDs: each is one round trip of backing up; one per conflicting TERM is the goal.
+    rejects: list[int] = []
+    c.net.observers.append(lambda s, d, m: rejects.append(s) if getattr(m, "type", None) is MessageType.APPEND_RESP
+                           and m.reject else None)
     for i in c.ids:
         c.disconnect(i)
     for i in (n(0), n(1), other):
         c.connect(i)
     for _ in range(50):
         c.one(cmd(), 3)
-    # Now everyone rejoins: the two nodes with 50 conflicting entries each must be repaired quickly. Count the
-    # rejected APPENDs (each is one round trip of backing up).
-    rejects: list[int] = []
-    c.net.observers.append(lambda s, d, m: rejects.append(s) if getattr(m, "type", None) is MessageType.APPEND_RESP
-                           and m.reject else None)
     for i in c.ids:
         c.connect(i)
     c.one(cmd(), 5)
-    assert len(rejects) <= 12, f"{len(rejects)} rejected APPENDs to repair the logs: backing up is too slow"
+    assert 0 < len(rejects) <= 12, f"{len(rejects)} rejected APPENDs to repair the logs: backing up is too slow"
+    print(f"backing up over 50 conflicting entries on each of 2 nodes took {len(rejects)} rejected APPENDs")
 
 
 def test_message_budget_for_ten_entries() -> None:

@@ -13,7 +13,7 @@ from raftkv.sim.node import SimNode
 
 REGRESSIONS = Path(__file__).with_name("regression_seeds.txt")
 SWEEP_SEEDS = range(1000, 1200)
-SWEEP_STEPS = 8_000
+SWEEP_STEPS = 6_000
 
 
 def _regressions() -> list[tuple[int, int, int, str]]:
