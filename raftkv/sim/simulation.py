@@ -8,7 +8,8 @@ Phases (the run stops at the first violated invariant; every event's effects are
 2. **safety** (``steps`` events): the ``nemesis`` generator injects faults at random intervals: symmetric
    partitions, one-way cuts, isolating the leader, crashes (also of a node in the middle of an fsync, and of
    every node at once) with restarts later, network quality changes, tick drift changes, leadership transfers,
-   and heals.
+   and heals; and, on a schedule of their own, process pauses (SIGSTOP-like freezes of 10-800 ms; not in lease
+   runs, whose clock assumption a pause breaks).
 3. **liveness**: faults stop; a random majority is healed (running, connected, reliable links), the rest stays
    as it is. Within a bound (``liveness_timeout_us``) the majority must elect a leader and commit a new entry,
    the clients' last operations must end, and the majority must apply everything that leader committed.
@@ -86,14 +87,41 @@ class _Nemesis:
 
     def __init__(self, cluster: Cluster, seed: int) -> None:
         self.c = cluster
+        self.seed = seed
         self.rng = child_rng(seed, "nemesis")
+        self.pause_rng = child_rng(seed, "nemesis/pause")
+        self.pauses = 0
         self.active = True
         self.faults = 0
         self.crashes = 0
         self.max_drift = 0.2
 
-    def start(self) -> None:
+    def start(self, pauses: bool) -> None:
         self.c.loop.after(self._gap(), self._act, None)
+        if pauses:
+            # Pauses have their own generator and schedule, so they do not shift the other faults' draws.
+            self.pause_rng = child_rng(self.seed, "nemesis/pause")
+            self.c.loop.after(self.pause_rng.randint(100_000, 2_000_000), self._pause, None)
+
+    def _pause(self, _: object) -> None:
+        if not self.active:
+            return
+        rng = self.pause_rng
+        node = self.c.node(rng.randint(1, len(self.c.nodes)))
+        hold = rng.randint(10_000, 800_000)
+        if node.alive and not node.paused:
+            self.pauses += 1
+            self._trace(f"pause n{node.id} for {hold}us")
+            node.pause()
+            self.c.loop.after(hold, self._resume, (node.id, node.incarnation))
+        self.c.loop.after(rng.randint(100_000, 2_000_000), self._pause, None)
+
+    def _resume(self, item: tuple[int, int]) -> None:
+        i, incarnation = item
+        node = self.c.node(i)
+        if node.incarnation == incarnation and node.paused:
+            self._trace(f"resume n{i}")
+            node.resume()
 
     def _gap(self) -> int:
         return self.rng.randint(20_000, 400_000)
@@ -218,7 +246,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         clients = cluster.add_clients(3, ["a", "b", "c"], ClientOptions())
         for client in clients:
             client.start()
-        nemesis.start()
+        nemesis.start(pauses=not lease_reads)
         result.phase = "safety"
         loop = cluster.loop
         while loop.events_run < steps and loop.step():
@@ -250,6 +278,8 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     cluster.net.heal()
     for i in minority:  # the rest stays as it is, but may not help: cut it off
         cluster.net.isolate(i, majority)
+    for node in cluster.nodes:
+        node.resume()
     for i in majority:
         node = cluster.node(i)
         if not node.alive:
@@ -311,6 +341,7 @@ def _stats(cluster: Cluster, nemesis: _Nemesis) -> dict[str, int]:
         "leaders": len(cluster.invariants.leaders),
         "committed": cluster.invariants.max_committed,
         "crashes": nemesis.crashes,
+        "pauses": nemesis.pauses,
         "faults": nemesis.faults,
         "ops_ok": sum(1 for o in ops if o.type == "ok"),
         "ops_fail": sum(1 for o in ops if o.type == "fail"),
