@@ -71,3 +71,16 @@ def test_message_budget_of_an_election_and_of_an_idle_second() -> None:
     c.run_for(ELECTION)
     idle = c.net.stats.total_sent(REQUESTS)
     assert idle <= 3 * 20, f"{idle} requests in one idle second"
+
+
+def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes() -> None:
+    c = lab_cluster(3)
+    old = c.check_one_leader()
+    c.one(b"before", 3)
+    c.node(old).pause()  # frozen: no ticks, messages wait
+    assert c.run_until(lambda: any(n.id != old and n.role.name == "LEADER" for n in c.nodes), 5 * ELECTION)
+    index = c.one(b"during", 2)
+    c.node(old).resume()  # it handles the held messages and learns of the higher term
+    assert c.run_until(lambda: c.node(old).role.name != "LEADER", ELECTION)
+    c.wait_committed(index, 3)
+    c.one(b"after", 3)
