@@ -44,7 +44,17 @@ from .loop import EventLoop
 from .messages import ClientReply, ClientRequest, ReplyStatus, message_kind, message_size
 from .network import Network
 from .rng import child_rng
-from .storage import Append, Compact, DurableLog, Install, SetHardState, StorageError, record_size, recover
+from .storage import (
+    Append,
+    Batch,
+    Compact,
+    DurableLog,
+    Install,
+    SetHardState,
+    StorageError,
+    record_size,
+    recover,
+)
 from .trace import Tracer
 
 __all__ = ["NodeOptions", "SimNode"]
@@ -137,15 +147,19 @@ class SimNode:
             raise RuntimeError(f"{self.name} is already running")
         self.incarnation += 1
         self.boots += 1
-        log, torn = recover(self.disk)
+        try:
+            log, torn = recover(self.disk)
+            kv = KVStore()
+            if log.snapshot is not None:
+                kv.restore(log.snapshot.data)
+            config = RaftConfig(id=self.name, peers=self._names,
+                                rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"), **self._opt.raft)
+            self.raft = Raft(config, hard_state=log.hard_state, snapshot=log.snapshot,
+                             entries=tuple(log.entries), applied=log.snap_index)
+        except Exception as exc:  # a node that cannot boot from its own disk is a durability bug
+            raise InvariantViolation("restart-failed", f"{self.name} cannot restart from its disk: {exc!r}",
+                                     self._loop.now) from exc
         self.log = log
-        kv = KVStore()
-        if log.snapshot is not None:
-            kv.restore(log.snapshot.data)
-        config = RaftConfig(id=self.name, peers=self._names,
-                            rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"), **self._opt.raft)
-        self.raft = Raft(config, hard_state=log.hard_state, snapshot=log.snapshot, entries=tuple(log.entries),
-                         applied=log.snap_index)
         self.kv = kv
         self.alive = True
         self.busy = False
@@ -366,19 +380,19 @@ class SimNode:
             disk = self.disk
             log = self.log
             inv = self._inv
-            records: list[object] = []
+            parts: list[Install | Append | SetHardState] = []
             if rd.snapshot is not None:
-                records.append(Install(rd.snapshot))
+                parts.append(Install(rd.snapshot))
             if rd.entries:
-                records.append(Append(rd.entries))
+                parts.append(Append(rd.entries))
             if rd.hard_state is not None:
-                records.append(SetHardState(rd.hard_state))
-            for record in records:
-                try:
-                    log.apply(record)
-                except StorageError as exc:
-                    raise InvariantViolation("ready-contract", f"{self.name}: {exc}", self._loop.now) from exc
-                disk.write(record, record_size(record))
+                parts.append(SetHardState(rd.hard_state))
+            record = Batch(tuple(parts))  # one frame: a crash keeps the whole Ready's state or none of it
+            try:
+                log.apply(record)
+            except StorageError as exc:
+                raise InvariantViolation("ready-contract", f"{self.name}: {exc}", self._loop.now) from exc
+            disk.write(record, record_size(record))
             if rd.entries:
                 prev = log.term_at(rd.entries[0].index - 1)
                 for entry in rd.entries:

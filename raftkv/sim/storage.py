@@ -8,6 +8,11 @@ Records (each one a frame of a write-ahead log; a real WAL would checksum every 
   later ones are kept.
 - ``Append(entries)``: entries from a Ready; they overwrite the log from ``entries[0].index`` on.
 - ``SetHardState(hard_state)``.
+- ``Batch(records)``: the records of one Ready as ONE frame, so a crash keeps all of them or none. This is not a
+  detail: written as separate frames, a crash in the middle of the fsync can keep a Ready's entries (of a new
+  term) but lose its hard state (still the old term), or keep a commit index beyond the entries that survived,
+  and the core rightly refuses to restart from such a state (`ConfigError`). A real WAL must do the same (one
+  checksummed frame per Ready, or recovery that repairs the difference).
 
 `DurableLog` is the state those records describe. The driver keeps one up to date with what it WRITES (the node's
 log as the protocol sees it, used by the invariant checks), and recovery rebuilds a fresh one from what the disk
@@ -22,7 +27,7 @@ from raftkv.core import Entry, HardState, Snapshot
 
 from .disk import Disk, TornRecord
 
-__all__ = ["Append", "Compact", "DurableLog", "Install", "SetHardState", "StorageError", "recover"]
+__all__ = ["Append", "Batch", "Compact", "DurableLog", "Install", "SetHardState", "StorageError", "recover"]
 
 
 class StorageError(Exception):
@@ -48,6 +53,11 @@ class Append:
 @dataclass(frozen=True, slots=True)
 class SetHardState:
     hard_state: HardState
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    records: tuple[Install | Append | SetHardState, ...]
 
 
 class DurableLog:
@@ -81,7 +91,10 @@ class DurableLog:
 
     def apply(self, record: object) -> None:
         """Change the state as the record says. `StorageError` when the record cannot follow this state."""
-        if type(record) is Append:
+        if type(record) is Batch:
+            for part in record.records:
+                self.apply(part)
+        elif type(record) is Append:
             entries = record.entries
             if not entries:
                 return
@@ -132,6 +145,8 @@ def record_size(record: object) -> int:
         return 40
     if type(record) is Install or type(record) is Compact:
         return 64 + len(record.snapshot.data)
+    if type(record) is Batch:
+        return sum(record_size(part) for part in record.records)
     return 16
 
 

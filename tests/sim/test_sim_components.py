@@ -3,9 +3,11 @@ durable log recovery, the invariant checker and the client-history checker."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from raftkv.core import Entry, HardState, Snapshot, SnapshotMeta
+from raftkv.core import ConfigError, Entry, HardState, Raft, RaftConfig, Snapshot, SnapshotMeta
 from raftkv.kv import Command, Op, Outcome, Result, encode_command
 from raftkv.sim.client import OpRecord
 from raftkv.sim.disk import Disk, DiskFaults, TornRecord
@@ -14,7 +16,16 @@ from raftkv.sim.invariants import Invariants, InvariantViolation, LogView
 from raftkv.sim.loop import EventLoop
 from raftkv.sim.network import LinkFaults, Network
 from raftkv.sim.rng import child_rng, child_seed
-from raftkv.sim.storage import Append, Compact, DurableLog, Install, SetHardState, StorageError, recover
+from raftkv.sim.storage import (
+    Append,
+    Batch,
+    Compact,
+    DurableLog,
+    Install,
+    SetHardState,
+    StorageError,
+    recover,
+)
 
 
 # --- rng ---------------------------------------------------------------------------------------------------------
@@ -175,6 +186,20 @@ def test_recovery_replays_synced_records_and_cuts_a_torn_tail() -> None:
     assert not any(isinstance(r, TornRecord) for r in disk.read())  # the tail was cut off the disk
     log2, torn2 = recover(disk)
     assert not torn2 and log2.records() == log.records()
+
+
+def test_a_ready_split_across_frames_can_be_unbootable_so_the_driver_writes_one_frame() -> None:
+    """Why `Batch` exists: if a crash kept a Ready's entries (of a new term) but not its hard state, the core
+    would refuse to restart. One frame per Ready: a crash keeps all of it or none."""
+    with pytest.raises(ConfigError):
+        Raft(RaftConfig(id="n1", peers=("n1", "n2", "n3"), rng=random.Random(1)),
+             hard_state=HardState(term=1), entries=(_e(1, 2),))
+    for seed in range(40):
+        disk = Disk(child_rng(seed, "disk"), DiskFaults(flush_some=1.0, tear=0.5))
+        disk.write(Batch((Append((_e(1, 2),)), SetHardState(HardState(term=2, vote="n2", commit=1)))), 80)
+        disk.crash()
+        log, _ = recover(disk)
+        assert (log.last_index, log.hard_state.term) in ((0, 0), (1, 2))
 
 
 # --- invariants --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import random
 
 from simlab import ELECTION, lab_cluster
 
-from raftkv.sim import ClientOptions, Cluster, LinkFaults
+from raftkv.sim import ClientOptions, Cluster, DiskFaults, LinkFaults
 
 
 def _restart_all(c: Cluster) -> None:
@@ -151,3 +151,27 @@ def test_reliable_churn() -> None:
 
 def test_unreliable_churn() -> None:
     _churn(unreliable=True, seed=22)
+
+
+def test_a_node_crashing_mid_fsync_on_rejoin_can_always_restart() -> None:
+    """A node that rejoins after missing an election learns the new term from the new leader while its first
+    Readies are written; crash it in the middle of that fsync, over and over, with a disk that flushes some of the
+    unsynced writes and tears the next: it must always restart from what the disk kept and catch up."""
+    rng = random.Random(41)
+    c = lab_cluster(5, seed=41, disk=DiskFaults(flush_some=1.0, tear=0.5))
+    c.one(b"start", 5)
+    crashed_mid_sync = 0
+    for k in range(25):
+        leader = c.check_one_leader()
+        follower = rng.choice([i for i in c.ids if i != leader])
+        c.disconnect(follower)
+        c.disconnect(leader)  # a new leader, of a new term, that the follower does not know of
+        c.one(b"k%d" % k, 3)
+        c.connect(leader)
+        c.connect(follower)
+        if c.run_until(lambda f=follower: c.node(f).busy, ELECTION, poll_us=100):
+            c.crash(follower)
+            crashed_mid_sync += 1
+            c.node(follower).start()
+        c.one(b"after%d" % k, 5, timeout_us=20 * ELECTION)
+    assert crashed_mid_sync > 10
