@@ -178,8 +178,9 @@ class RaftLog:
                     start = len(entries)
             if start < len(entries):
                 entries_list.extend(entries[start:] if start else entries)
-        if commit > self.committed:
-            self.committed = min(commit, last_new)
+        new_commit = min(commit, last_new)
+        if new_commit > self.committed:  # never backwards, even for a stale append below our commit index
+            self.committed = new_commit
         return last_new
 
     def commit_to(self, index: int) -> None:

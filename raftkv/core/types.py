@@ -282,7 +282,9 @@ class Ready:
        parallel with step 1 (a leader's appends: the leader counts its own copy only after `advance`).
        Sending is best effort: a lost message is repaired by the protocol.
     3. **apply** `committed_entries` to the state machine in order (skip NOOP entries, but note their index as
-       applied); serve each `read_states` entry once the applied index reaches its `index`.
+       applied); serve each `read_states` entry once the applied index reaches its `index`. Committed entries
+       may include entries of this very Ready's `entries` (hence persist first), and follow `snapshot` if both
+       are set.
     4. **advance**: call `Raft.advance(ready)` with this very object. Until then `Raft.ready()` refuses to hand out
        another batch (`tick`, `step` and `propose` may still be called; their work goes to the next batch).
 

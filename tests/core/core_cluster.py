@@ -181,6 +181,19 @@ class Cluster:
         """Lose everything not durable; the node stays down until `restart`."""
         self.down.add(node_id)
 
+    def crash_mid_ready(self, node_id: str) -> bool:
+        """Crash `node_id` in the middle of handling a Ready: its `messages` (allowed to leave before the persist
+        step) are sent, nothing is persisted, nothing after-persist leaves. Returns False if it had no Ready."""
+        raft = self.nodes[node_id].raft
+        if not raft.has_ready():
+            return False
+        rd = raft.ready()
+        for msg in rd.messages:
+            self.sent.append(msg)
+            self.queue.append(msg)
+        self.crash(node_id)
+        return True
+
     def restart(self, node_id: str) -> None:
         node = self.nodes[node_id]
         durable = node.durable

@@ -256,3 +256,31 @@ def test_timeout_now_starts_a_transfer_election_without_prevote() -> None:
     votes = drain(raft)
     assert raft.role is Role.CANDIDATE and raft.term == 2
     assert {m.type for m in votes} == {MessageType.VOTE} and all(m.transfer for m in votes)
+
+
+def test_a_candidate_that_hears_from_a_leader_of_its_term_becomes_follower() -> None:
+    """Raft Figure 2: if AppendEntries RPC received from new leader: convert to follower."""
+    raft = node(pre_vote=False)
+    raft.campaign()
+    drain(raft)
+    assert raft.role is Role.CANDIDATE and raft.term == 1
+    raft.step(msg(MessageType.APPEND, "n2", term=1))
+    assert raft.role is Role.FOLLOWER and raft.leader == "n2" and raft.term == 1
+
+
+def test_a_vote_request_of_an_older_term_is_not_granted() -> None:
+    """Raft Figure 2: RequestVote: reply false if term < currentTerm."""
+    raft = node("n3", pre_vote=False)
+    raft.step(msg(MessageType.HEARTBEAT, "n1", "n3", term=4))
+    drain(raft)
+    raft.step(msg(MessageType.VOTE, "n2", "n3", term=3, index=50, log_term=3))
+    assert raft.vote is None and not any(m.type is MessageType.VOTE_RESP and not m.reject for m in drain(raft))
+
+
+def test_a_candidate_that_loses_returns_to_follower() -> None:
+    raft = node(pre_vote=False)
+    raft.campaign()
+    drain(raft)
+    raft.step(msg(MessageType.VOTE_RESP, "n2", term=1, reject=True))
+    raft.step(msg(MessageType.VOTE_RESP, "n3", term=1, reject=True))
+    assert raft.role is Role.FOLLOWER and raft.term == 1 and raft.vote == "n1"

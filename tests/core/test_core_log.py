@@ -121,3 +121,9 @@ def test_slice_limited_respects_count_and_bytes_but_sends_at_least_one() -> None
     assert len(log.slice_limited(1, 100, 25)) == 2
     assert len(log.slice_limited(1, 100, 1)) == 1
     assert [e.index for e in log.slice_limited(9, 100, 1000)] == [9, 10]
+
+
+def test_a_stale_append_never_lowers_the_commit_index() -> None:
+    log = RaftLog(entries=ents(1, 1, 1, 1), committed=4, applied=0)
+    assert log.maybe_append(1, 1, 10, tuple(ents(1, start=2))) == 2
+    assert log.committed == 4

@@ -56,8 +56,8 @@ class CoreCluster(RuleBasedStateMachine):
     def deliver_everything(self) -> None:
         self.c.deliver()
 
-    @rule(count=st.integers(1, 5))
-    def propose(self, count: int) -> None:
+    @rule(count=st.integers(1, 5), process=st.booleans())
+    def propose(self, count: int, process: bool) -> None:
         leader = self.c.leader()
         if leader is None:
             return
@@ -65,7 +65,8 @@ class CoreCluster(RuleBasedStateMachine):
             self.counter += 1
             with contextlib.suppress(NotLeader, ProposalDropped):
                 self.c.raft(leader).propose(b"p%d" % self.counter)
-        self.c.process(leader)
+        if process:  # else the Ready waits: a crash may catch it half done
+            self.c.process(leader)
 
     @rule()
     def tick_all(self) -> None:
@@ -79,12 +80,12 @@ class CoreCluster(RuleBasedStateMachine):
         if node not in self.c.down and self.c.nodes[node].applied_index >= self.c.raft(node).first_index:
             self.c.compact(node)
 
-    @rule(node=node_ids)
-    def crash_or_restart(self, node: str) -> None:
+    @rule(node=node_ids, mid_ready=st.booleans())
+    def crash_or_restart(self, node: str, mid_ready: bool) -> None:
         if node in self.c.down:
             self.c.restart(node)
             self.c.restarted.add(node)
-        elif not self.c.down:
+        elif not self.c.down and not (mid_ready and self.c.crash_mid_ready(node)):
             self.c.crash(node)
 
     @rule(node=node_ids)
