@@ -1,6 +1,6 @@
 """Command line of the simulator.
 
-    python -m raftkv.sim --seed S [--nodes N] [--steps K] [--trace]
+    python -m raftkv.sim --seed S [--nodes N] [--steps K] [--trace] [--history FILE]
     python -m raftkv.sim --seeds A..B [--nodes N] [--steps K]
     (--broken-sync: a self-test of the checks with nodes whose fsync does nothing; violations are expected)
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .export import write_history
 from .simulation import DEFAULT_STEPS, SimResult, run_simulation
 
 EXIT_OK = 0
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
                    help=f"events of the fault phase (default {DEFAULT_STEPS})")
     p.add_argument("--trace", action="store_true", help="print the event trace (one seed only)")
+    p.add_argument("--history", metavar="FILE",
+                   help="write the clients' operations as a history.jsonl (docs/history.md, model versioned-kv)")
     p.add_argument("--broken-sync", action="store_true",
                    help="self-test of the checks: run nodes whose fsync does nothing (violations expected)")
     return p
@@ -72,8 +75,8 @@ def _reproduce(result: SimResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.seeds is not None and args.trace:
-        _parser().error("--trace needs a single --seed")
+    if args.seeds is not None and (args.trace or args.history):
+        _parser().error("--trace and --history need a single --seed")
     out = sys.stdout
     if args.seed is not None:
         def sink(line: str) -> None:
@@ -83,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                                 trace_sink=sink if args.trace else None,
                                 broken_sync=args.broken_sync)
         print(result.summary())
+        if args.history:
+            try:
+                with open(args.history, "w", encoding="utf-8") as out:
+                    count = write_history(result.history, out)
+            except OSError as exc:
+                print(f"cannot write the history to {args.history}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"history: {count} events written to {args.history}")
         if result.ok:
             return EXIT_OK
         print(f"first violated invariant: {result.violation.invariant}")  # type: ignore[union-attr]

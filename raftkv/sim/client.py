@@ -66,6 +66,9 @@ class OpRecord:
     result_version: int = 0
     error: str = ""
     attempts: int = 0
+    invoke_seq: int = 0  # the event loop's event count at invoke / completion: orders events at one instant
+    complete_seq: int = 0
+    node: int = 0  # the node the last attempt went to
 
     def describe(self) -> str:
         what = f"{self.f}({self.key}" + (f", {self.value!r}, v{self.expected})" if self.f == "put" else ")")
@@ -123,9 +126,11 @@ class SimClient:
         self._seq += 1
         if rng.random() < self._opt.put_ratio:
             op = OpRecord(client=self.id, f="put", key=key, value=f"c{self.id}.{self._seq}",
-                          expected=self._known.get(key, 0), invoke=self._loop.now)
+                          expected=self._known.get(key, 0), invoke=self._loop.now,
+                          invoke_seq=self._loop.events_run)
         else:
-            op = OpRecord(client=self.id, f="get", key=key, value=None, expected=0, invoke=self._loop.now)
+            op = OpRecord(client=self.id, f="get", key=key, value=None, expected=0, invoke=self._loop.now,
+                          invoke_seq=self._loop.events_run)
         self._op = op
         self._unknown = False
         self._history.append(op)
@@ -135,6 +140,7 @@ class SimClient:
         op = self._op
         assert op is not None
         op.attempts += 1
+        op.node = self._target
         self._rid = f"c{self.id}.{self._seq}.{op.attempts}"
         if op.f == "put":
             cmd = Command(request_id=self._rid, op=Op.PUT, key=op.key, value=op.value, expected_version=op.expected)
@@ -229,6 +235,7 @@ class SimClient:
         op = self._op
         assert op is not None
         op.complete = self._loop.now
+        op.complete_seq = self._loop.events_run
         op.type = kind
         op.result_value = value
         op.result_version = version

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from raftkv.core import Role
 from raftkv.kv import Command, Op, encode_command
 
-from .client import ClientOptions
+from .client import ClientOptions, OpRecord
 from .cluster import Cluster, ClusterConfig
 from .disk import DiskFaults
 from .invariants import InvariantViolation
@@ -52,6 +52,7 @@ class SimResult:
     settings: str = ""
     stats: dict[str, int] = field(default_factory=dict)
     stats_extra: dict[str, int] = field(default_factory=dict)
+    history: list[OpRecord] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -263,6 +264,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     result.events = cluster.loop.events_run
     result.virtual_us = cluster.loop.now
     result.stats = _stats(cluster, nemesis) | result.stats_extra
+    result.history = cluster.history
     return result
 
 
