@@ -204,7 +204,7 @@ def test_message_budget_for_ten_entries() -> None:
 
 def test_unreliable_agreement() -> None:
     c = lab_cluster(5, unreliable=True, seed=11)
-    for it in range(1, 30):
+    for it in range(1, 51):
         leader = c.leader()
         if leader is not None:
             for j in range(4):  # concurrent proposals, retried by `one` below if lost
@@ -230,7 +230,7 @@ def _figure_8(*, unreliable: bool, seed: int) -> None:
     c = lab_cluster(5, seed=seed, unreliable=unreliable)
     c.one(b"%d" % rng.randrange(10000), 1)
     up = 5
-    for _ in range(300):
+    for _ in range(1000):
         leader = None
         for node in c.nodes:
             if (node.alive and c.connected(node.id) and node.role is Role.LEADER

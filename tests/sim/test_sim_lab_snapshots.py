@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from simlab import lab_cluster
 
+from raftkv.kv import Command, Op, encode_command
 from raftkv.sim import Cluster
 
 SNAPSHOT_EVERY = 10  # a node snapshots when its log holds more entries than this
@@ -27,8 +27,10 @@ def _snapshot_common(*, disconnect: bool, unreliable: bool, crash: bool, seed: i
     c = lab_cluster(3, seed=seed, unreliable=unreliable, snapshot_entries=SNAPSHOT_EVERY,
                     raft=(("snapshot_chunk_bytes", 64),))
 
-    def cmd() -> bytes:
-        return b"%d" % rng.randrange(10**9)
+    counter = iter(range(10**9))
+
+    def cmd() -> bytes:  # real KV writes: snapshots carry state, several 64-byte chunks of it
+        return _put(next(counter))
 
     c.one(cmd(), 3)
     leader1 = c.check_one_leader()
@@ -58,6 +60,9 @@ def _snapshot_common(*, disconnect: bool, unreliable: bool, crash: bool, seed: i
     if disconnect or crash:
         sent = c.net.stats.sent.get("SNAPSHOT", 0)
         assert sent > 0, "no InstallSnapshot was ever sent to the lagging follower"
+    last = c.one(cmd(), 3)
+    assert c.run_until(lambda: all(n.applied >= last for n in c.nodes), 2_000_000)
+    assert len({tuple(n.kv.items()) for n in c.nodes if n.applied == last}) == 1  # type: ignore[union-attr]
 
 
 def test_snapshot_basic_log_stays_bounded() -> None:
@@ -97,12 +102,16 @@ def test_snapshot_all_nodes_crash() -> None:
     assert all(n.log.snapshot is not None for n in c.nodes)
 
 
+def _put(n: int) -> bytes:
+    """A KV command that succeeds (a fresh key), so the state machines and their snapshots hold real state."""
+    return encode_command(Command(request_id=f"r{n}", op=Op.PUT, key=f"k{n}", value=f"v{n}", expected_version=0))
+
+
 def test_restart_from_a_snapshot() -> None:
-    rng = random.Random(37)
     c = lab_cluster(3, seed=37, snapshot_entries=SNAPSHOT_EVERY)
-    c.one(b"%d" % rng.randrange(10**9), 3)
-    for _ in range(SNAPSHOT_EVERY + 2):
-        c.one(b"%d" % rng.randrange(10**9), 3)
+    c.one(_put(0), 3)
+    for n in range(1, SNAPSHOT_EVERY + 3):
+        c.one(_put(n), 3)
     before = {n.id: n.log.snap_index for n in c.nodes}
     assert all(v > 0 for v in before.values()), f"no snapshot was taken: {before}"
     for i in c.ids:
@@ -110,11 +119,14 @@ def test_restart_from_a_snapshot() -> None:
     for i in c.ids:
         c.node(i).start()  # the state machine comes back from the snapshot, the rest from the log
         assert c.node(i).applied >= before[i]
-    c.one(b"%d" % rng.randrange(10**9), 3)
+        assert c.node(i).kv.get("k1") == ("v1", 1)  # type: ignore[union-attr]
+    c.one(_put(100), 3)
     for i in c.ids:
         c.crash(i)
     for i in c.ids:
         c.node(i).start()
-    c.one(b"%d" % rng.randrange(10**9), 3)
+    last = c.one(_put(101), 3)
+    assert c.run_until(lambda: all(n.applied == last for n in c.nodes), 1_000_000)
     states = {tuple(n.kv.items()) for n in c.nodes}  # type: ignore[union-attr]
-    assert len(states) <= 1 or pytest.fail("the state machines differ after restarting from snapshots")
+    assert len(states) == 1, "the state machines differ after restarting from snapshots"
+    assert len(next(iter(states))) == SNAPSHOT_EVERY + 3 + 2
