@@ -4,7 +4,8 @@ Phases (the run stops at the first violated invariant; every event's effects are
 
 1. **setup**: the seed's ``config`` generator picks the run's shape: network quality, PreVote and CheckQuorum on
    or off, lease reads (a quarter of the runs with CheckQuorum; then drift stays within the lease's clock
-   assumption), how often nodes snapshot, tick drift. Clients start issuing Gets and versioned Puts.
+   assumption), how often nodes snapshot, tick drift; 2 to 6 clients start issuing Gets and versioned Puts on
+   1 to 5 keys.
 2. **safety** (``steps`` events): the ``nemesis`` generator injects faults at random intervals: symmetric
    partitions, one-way cuts, isolating the leader, crashes (also of a node in the middle of an fsync, and of
    every node at once) with restarts later, network quality changes, tick drift changes, leadership transfers,
@@ -225,7 +226,10 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         # The lease's clock assumption (RaftConfig.lease_reads): tick rates differ by a bounded ratio. With
         # election_tick 10 and a margin of 2 ticks, drifts within +-5% keep every follower's timeout longer.
         drift, max_drift = min(drift, 0.05), 0.05
-    result.settings = (f"{link_name} network, pre_vote={pre_vote}, check_quorum={check_quorum}, "
+    shape = child_rng(seed, "config/clients")
+    n_clients = shape.randint(2, 6)
+    keys = ["a", "b", "c", "d", "e"][: shape.randint(1, 5)]
+    result.settings = (f"{n_clients} clients on {len(keys)} keys, {link_name} network, pre_vote={pre_vote}, check_quorum={check_quorum}, "
                        f"lease_reads={lease_reads}, snapshot every {snapshot_entries or 'never'}, drift {drift}")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
@@ -244,7 +248,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
             cluster.tracer(f"sim seed {seed}: {result.settings}")
         for node in cluster.nodes:
             node.start()
-        clients = cluster.add_clients(3, ["a", "b", "c"], ClientOptions())
+        clients = cluster.add_clients(n_clients, keys, ClientOptions())
         for client in clients:
             client.start()
         nemesis.start(pauses=not lease_reads)
