@@ -133,6 +133,9 @@ class SimNode:
         self.term = 0
         self.commit = 0
         self.applied = 0
+        # Called as sync_hook(node, ready, fsync_delay) when an fsync starts: lets a nemesis crash a node right in
+        # the window where it has written but not yet synced (and so not yet sent its promises).
+        self.sync_hook: Callable[[SimNode, Ready, int], None] | None = None
         self.protocol_errors = 0
         self.readies = 0
         self.compactions = 0
@@ -405,6 +408,8 @@ class SimNode:
             opt = self._opt
             delay = self._rng.randint(opt.sync_min_us, opt.sync_max_us)
             self._loop.after(delay, self._synced, (self.incarnation, rd, term))
+            if self.sync_hook is not None:
+                self.sync_hook(self, rd, delay)
         else:
             self._finish(rd, term)
 

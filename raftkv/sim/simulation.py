@@ -7,8 +7,8 @@ Phases (the run stops at the first violated invariant; every event's effects are
    assumption), how often nodes snapshot, tick drift; 2 to 6 clients start issuing Gets and versioned Puts on
    1 to 5 keys.
 2. **safety** (``steps`` events): the ``nemesis`` generator injects faults at random intervals: symmetric
-   partitions, one-way cuts, isolating the leader, crashes (also of a node in the middle of an fsync, and of
-   every node at once) with restarts later, network quality changes, tick drift changes, leadership transfers,
+   partitions, one-way cuts, isolating the leader, crashes (also of every node at once, and of a node caught in
+   the middle of the fsync of a vote or an acknowledgement, restarted within 50 ms) with restarts later, network quality changes, tick drift changes, leadership transfers,
    and heals; and, on a schedule of their own, process pauses (SIGSTOP-like freezes of 10-800 ms; not in lease
    runs, whose clock assumption a pause breaks).
 3. **liveness**: faults stop; a random majority is healed (running, connected, reliable links), the rest stays
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from raftkv.core import Role
+from raftkv.core import MessageType, Ready, Role
 from raftkv.kv import Command, Op, encode_command
 
 from .client import ClientOptions, OpRecord
@@ -31,6 +31,7 @@ from .cluster import Cluster, ClusterConfig
 from .disk import DiskFaults
 from .invariants import InvariantViolation
 from .network import LinkFaults
+from .node import SimNode
 from .rng import child_rng
 
 __all__ = ["DEFAULT_STEPS", "SimResult", "run_simulation"]
@@ -82,6 +83,9 @@ _LINKS = (
     ("lossy", LinkFaults(min_delay=500, max_delay=5_000, loss=0.05, duplicate=0.02, reorder=0.05)),
     ("unreliable", LinkFaults.unreliable()),
 )
+
+
+_PROMISES = frozenset({MessageType.VOTE_RESP, MessageType.APPEND_RESP, MessageType.SNAPSHOT_RESP})
 
 
 class _Nemesis:
@@ -161,12 +165,17 @@ class _Nemesis:
         elif action == "heal":
             c.net.heal()
             self._trace("heal")
-        elif action in ("crash", "crash-syncing"):
+        elif action == "crash":
             alive = [n for n in c.nodes if n.alive]
-            if action == "crash-syncing":
-                alive = [n for n in alive if n.busy] or alive
             if alive:
                 self._crash(rng.choice(alive).id)
+        elif action == "crash-syncing":
+            # Arm a trap: the next node that starts an fsync of a Ready holding promises (a vote, an
+            # acknowledgement) is crashed before the fsync completes, and restarted soon, while its term is still
+            # current. A driver that sent the promises early would now have broken them.
+            self._trace("armed: crash the next node that syncs a promise")
+            for node in c.nodes:
+                node.sync_hook = self._sync_trap
         elif action == "crash-all":
             for node in c.nodes:
                 if node.alive:
@@ -187,12 +196,29 @@ class _Nemesis:
                 leader.transfer_leadership(to)
         c.loop.after(self._gap(), self._act, None)
 
-    def _crash(self, i: int) -> None:
+    def _crash(self, i: int, soon: bool = False) -> None:
         c = self.c
         self.crashes += 1
         self._trace(f"crash n{i}")
         c.crash(i)
-        c.loop.after(self.rng.randint(10_000, 1_500_000), self._restart, (i, c.node(i).incarnation))
+        downtime = self.rng.randint(1_000, 50_000) if soon else self.rng.randint(10_000, 1_500_000)
+        c.loop.after(downtime, self._restart, (i, c.node(i).incarnation))
+
+    def _sync_trap(self, node: SimNode, ready: Ready, delay: int) -> None:
+        # A Ready "holds a promise" when it answers a vote or an append: by the contract those answers are in
+        # messages_after_persist, but the trap looks at both lists, so it also springs on a core or driver that
+        # put them in the wrong one.
+        if not self.active or not any(m.type in _PROMISES for m in ready.messages_after_persist + ready.messages):
+            return
+        for other in self.c.nodes:
+            other.sync_hook = None
+        at = self.rng.randint(0, max(0, delay - 1))
+        self.c.loop.after(at, self._crash_in_sync, (node.id, node.incarnation))
+
+    def _crash_in_sync(self, item: tuple[int, int]) -> None:
+        i, incarnation = item
+        if self.active and self.c.node(i).incarnation == incarnation and self.c.node(i).alive:
+            self._crash(i, soon=True)
 
     def _restart(self, item: tuple[int, int]) -> None:
         i, incarnation = item
@@ -275,6 +301,8 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
 def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     """Heal a random majority and require that it elects a leader and commits, within a bound."""
     nemesis.active = False
+    for node in cluster.nodes:
+        node.sync_hook = None
     rng = child_rng(seed, "liveness")
     ids = list(cluster.ids)
     rng.shuffle(ids)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from raftkv.core import Raft, Ready
 from raftkv.kv import Op, Outcome, Result
 from raftkv.sim import run_simulation
 from raftkv.sim.messages import ClientReply, ClientRequest, ReplyStatus
@@ -76,3 +78,24 @@ def test_the_checks_catch_reads_served_without_read_index(monkeypatch: pytest.Mo
     results = [run_simulation(seed, 5, 6_000) for seed in range(1, 9)]
     stale = [r for r in results if not r.ok and r.violation and r.violation.invariant == "read-consistency"]
     assert len(stale) >= 2, [r.summary() for r in results]
+
+
+def test_the_checks_catch_a_driver_that_sends_promises_before_the_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Votes and acknowledgements sent before the fsync completes are broken by a crash in that window (the
+    nemesis sets exactly that trap): some of a few dozen seeds must report it."""
+    originals: dict[int, Ready] = {}
+    real_ready, real_advance = Raft.ready, Raft.advance
+
+    def early_ready(self: Raft) -> Ready:
+        rd = real_ready(self)
+        fake = dataclasses.replace(rd, messages=rd.messages + rd.messages_after_persist, messages_after_persist=())
+        originals[id(fake)] = rd
+        return fake
+
+    def advance(self: Raft, rd: Ready) -> None:
+        real_advance(self, originals.pop(id(rd), rd))
+
+    monkeypatch.setattr(Raft, "ready", early_ready)
+    monkeypatch.setattr(Raft, "advance", advance)
+    caught = next((seed for seed in range(1, 61) if not run_simulation(seed, 5, 10_000).ok), None)
+    assert caught is not None, "no seed caught promises sent before the fsync"
