@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = {"events": 0, "committed": 0, "ops": 0, "crashes": 0}
     for seed in args.seeds:
         result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync)
-        print(result.summary(), flush=True)
+        print(result.line(), flush=True)
         if not result.ok:
             failed.append(result)
             print(_reproduce(result), flush=True)

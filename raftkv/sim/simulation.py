@@ -64,6 +64,15 @@ class SimResult:
         extra = " --broken-sync" if self.broken_sync else ""
         return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{extra}"
 
+    def line(self) -> str:
+        """A short line for sweeps: the verdict and the main figures (the full `summary` for a violation)."""
+        if self.violation is not None:
+            return self.summary()
+        s = self.stats
+        return (f"seed {self.seed}: ok  {self.events} events, {self.virtual_us / 1e6:5.1f}s virtual, "
+                f"{s.get('leaders', 0):2d} leaders, {s.get('committed', 0):4d} committed, {s.get('crashes', 0):2d} "
+                f"crashes, ops {s.get('ops_ok', 0)} ok/{s.get('ops_fail', 0)} fail/{s.get('ops_info', 0)} info")
+
     def summary(self) -> str:
         """One line: the verdict and the main figures."""
         s = self.stats
