@@ -327,3 +327,25 @@ def test_history_catches_lost_write_stale_read_and_applied_failure() -> None:
     _put(other, 1, "k", "a", 1)
     with pytest.raises(InvariantViolation, match="state-machine-safety"):
         other.record(2, 1, b"", Result(request_id="r1", outcome=Outcome.INVALID))
+
+
+# --- misuse of the scenario API ----------------------------------------------------------------------------------
+def test_cluster_configuration_is_validated() -> None:
+    from raftkv.sim import Cluster, ClusterConfig
+
+    with pytest.raises(ValueError, match="at least one node"):
+        ClusterConfig(nodes=0)
+    with pytest.raises(ValueError, match="drift"):
+        ClusterConfig(drift=1.5)
+    with pytest.raises(TypeError, match="either"):
+        Cluster(ClusterConfig(nodes=3), nodes=5)
+    c = Cluster(nodes=3, seed=1)
+    with pytest.raises(RuntimeError, match="already running"):
+        c.node(1).start()
+    with pytest.raises(ValueError, match="drift"):
+        c.node(1).drift = -1.0
+    c.crash(2)
+    c.crash(2)  # crashing a crashed node is a no-op
+    assert not c.node(2).alive
+    c.node(2).start()
+    assert c.node(2).alive and c.node(2).boots == 2
