@@ -16,13 +16,52 @@ from core_cluster import Cluster, SafetyChecker
 from raftkv.core import NotLeader, ProposalDropped
 
 
-def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Cluster:
+class ReadChecker:
+    """ReadIndex (and lease) linearizability: a read point handed out must be at least every commit index any
+    node knew when the read was requested (every write completed before the read started is visible), and
+    itself a committed index."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.c = cluster
+        self.issued: dict[bytes, int] = {}
+        self.seen: dict[str, int] = {}
+        self.served = 0
+
+    def known_commit(self) -> int:
+        return max(self.c.raft(i).commit_index for i in self.c.ids)
+
+    def issue(self, node_id: str) -> None:
+        context = b"r%d" % len(self.issued)
+        self.issued[context] = self.known_commit()
+        with contextlib.suppress(NotLeader, ProposalDropped):
+            self.c.raft(node_id).read_index(context)
+        self.c.process(node_id)
+
+    def check(self) -> None:
+        high = self.known_commit()
+        for node_id in self.c.ids:
+            states = self.c.nodes[node_id].read_states
+            if len(states) < self.seen.get(node_id, 0):
+                self.seen[node_id] = 0  # the node restarted: a new, empty list
+            for rs in states[self.seen.get(node_id, 0):]:
+                floor = self.issued[rs.context]
+                assert floor <= rs.index <= high, (
+                    f"{node_id} got read point {rs.index} for {rs.context!r}, issued when commit {floor} was "
+                    f"known (highest commit now {high})")
+                self.served += 1
+            self.seen[node_id] = len(states)
+
+
+def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> tuple[Cluster, ReadChecker]:
     rng = random.Random(seed)
     c = Cluster(n, seed=seed, max_entries_per_msg=rng.choice([1, 3, 64]), max_inflight_msgs=rng.choice([1, 4, 64]),
                 snapshot_chunk_bytes=rng.choice([7, 64, 1 << 20]), pre_vote=rng.random() < 0.8,
                 check_quorum=rng.random() < 0.8)
+    if c.overrides["check_quorum"] and rng.random() < 0.5:
+        c = Cluster(n, seed=seed, **{**c.overrides, "lease_reads": True})
     checker = SafetyChecker(c)
     counter = 0
+    reads = ReadChecker(c)
     loss = rng.choice([0.0, 0.05, 0.2])
     for _ in range(steps):
         r = rng.random()
@@ -58,6 +97,10 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
             c.heal()
             if rng.random() < 0.5:
                 c.isolate(rng.choice(c.ids))
+        elif r < 0.26:
+            node_id = rng.choice(c.ids)
+            if node_id not in c.down:
+                reads.issue(node_id)
         elif c.queue:
             # Deliver a random queued message (reordering), maybe dropping or duplicating it.
             k = rng.randrange(len(c.queue))
@@ -71,6 +114,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
                 c.raft(msg.dst).step(msg)
                 c.process(msg.dst)
         checker.check()
+        reads.check()
         c.restarted.clear()
     # Liveness: heal everything, restart every node, and require progress.
     c.heal()
@@ -96,7 +140,7 @@ def run(seed: int, steps: int = 1500, n: int = 5, snapshots: bool = True) -> Clu
             break
     else:
         raise AssertionError(f"no progress after healing: {c.status()}")
-    return c
+    return c, reads
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -154,3 +154,34 @@ def test_with_leases_a_restarted_node_does_not_vote_at_once() -> None:
     c.crash(leader)  # the leader is gone, so the restarted node heard no leader while it ticked
     restarted.step(vote)
     assert restarted.term == term + 5 and restarted.vote == a
+
+
+def _stale_read_after_the_leader_clock_stops(lease_reads: bool) -> tuple[int, int, list[ReadState]]:
+    c = Cluster(3, seed=1, lease_reads=lease_reads)
+    old = c.wait_leader()
+    c.tick(2)
+    c.isolate(old)
+    others = [n for n in c.ids if n != old]
+    for _ in range(60):  # only the others tick: the old leader's clock has stopped (a paused process)
+        for n in others:
+            c.raft(n).tick()
+        c.deliver()
+        if any(c.raft(n).role is Role.LEADER for n in others):
+            break
+    new = next(n for n in others if c.raft(n).role is Role.LEADER)
+    index = c.propose(b"written after the old leader paused", via=new)
+    c.raft(old).read_index(b"stale?")
+    c.process(old)
+    c.deliver()
+    return index, c.raft(new).commit_index, c.nodes[old].read_states
+
+
+def test_the_lease_rests_on_the_clock_assumption() -> None:
+    """Why lease_reads is off by default: a leader whose clock stops (a paused process) keeps believing in its
+    lease while the others elect a new leader and commit; its lease read then misses that write. ReadIndex
+    (the default) needs a heartbeat round a majority answers, which the old leader cannot get."""
+    index, commit, states = _stale_read_after_the_leader_clock_stops(lease_reads=True)
+    assert commit >= index
+    assert len(states) == 1 and states[0].index < index  # stale: the clock assumption was broken
+    index, commit, states = _stale_read_after_the_leader_clock_stops(lease_reads=False)
+    assert states == []
