@@ -5,7 +5,7 @@
     (--broken-sync: a self-test of the checks with nodes whose fsync does nothing; violations are expected)
 
 One seed: prints the run's summary; exits 0 when every invariant held, 1 otherwise, printing the first violated
-invariant and a ``reproduce:`` line. ``--trace`` prints the event trace first (byte-identical for the same seed
+invariant (after the last trace lines that led to it, from a deterministic replay) and a ``reproduce:`` line. ``--trace`` prints the event trace first (byte-identical for the same seed
 and arguments). A sweep runs seeds A to B inclusive, prints one line per seed and a summary line, and exits 1 if
 any seed failed. Bad arguments exit 254.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
 
 from .export import write_history
 from .simulation import DEFAULT_STEPS, SimResult, run_simulation
@@ -21,6 +22,7 @@ from .simulation import DEFAULT_STEPS, SimResult, run_simulation
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_USAGE = 254
+TRACE_TAIL = 30
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"history: {count} events written to {args.history}")
         if result.ok:
             return EXIT_OK
+        if not args.trace:
+            # The run is deterministic: replay it with tracing on to show what led up to the violation.
+            tail: deque[str] = deque(maxlen=TRACE_TAIL)
+            run_simulation(args.seed, args.nodes, args.steps, trace=True, trace_sink=tail.append,
+                           broken_sync=args.broken_sync)
+            print(f"the last {len(tail)} trace lines before the violation:")
+            for line in tail:
+                print(f"  {line}")
         print(f"first violated invariant: {result.violation.invariant}")  # type: ignore[union-attr]
         print(_reproduce(result))
         return EXIT_VIOLATION

@@ -20,8 +20,10 @@ def test_a_violation_exits_1_naming_the_invariant_and_how_to_reproduce(capsys: p
     assert main(["--seed", "20", "--broken-sync"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert re.match(r"seed 20: VIOLATION [a-z-]+ in the \w+ phase", out[0])
-    assert out[1].startswith("first violated invariant: ")
-    assert out[2] == "reproduce: python -m raftkv.sim --seed 20 --nodes 5 --steps 20000 --broken-sync"
+    assert out[1] == "the last 30 trace lines before the violation:"
+    assert all(line.startswith("  ") for line in out[2:32])
+    assert out[-2].startswith("first violated invariant: ")
+    assert out[-1] == "reproduce: python -m raftkv.sim --seed 20 --nodes 5 --steps 20000 --broken-sync"
 
 
 def test_sweep_prints_a_line_per_seed_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
