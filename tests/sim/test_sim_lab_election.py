@@ -84,3 +84,16 @@ def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes() -> None:
     assert c.run_until(lambda: c.node(old).role.name != "LEADER", ELECTION)
     c.wait_committed(index, 3)
     c.one(b"after", 3)
+
+
+def test_leadership_transfer_moves_the_leader_to_the_chosen_node() -> None:
+    c = lab_cluster(5, seed=6)
+    for target_offset in (1, 2, 3):
+        leader = c.check_one_leader()
+        c.one(b"before %d" % target_offset, 5)
+        target = (leader - 1 + target_offset) % 5 + 1
+        c.node(leader).transfer_leadership(target)
+        assert c.run_until(lambda t=target: c.node(t).role.name == "LEADER", ELECTION), (
+            f"leadership did not move from n{leader} to n{target} ({c.describe()})")
+        assert c.check_one_leader() == target
+        c.one(b"after %d" % target_offset, 5)
