@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,18 @@ def test_sweep_of_200_seeds_has_no_violation() -> None:
     for seed in SWEEP_SEEDS:
         nodes = 3 + 2 * (seed % 3)  # 3, 5 and 7 nodes
         result = run_simulation(seed, nodes, SWEEP_STEPS)
+        if not result.ok:
+            failures.append(f"{result.summary()}\n  reproduce: {result.reproduce()}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RAFTKV_SLOW") != "1", reason="slow: set RAFTKV_SLOW=1")
+def test_torture_sweep_of_1000_deeper_seeds() -> None:
+    """1,000 seeds of 20,000 events on 3 to 9 nodes (a couple of minutes)."""
+    failures = []
+    for seed in range(100_000, 101_000):
+        result = run_simulation(seed, 3 + seed % 7, 20_000)
         if not result.ok:
             failures.append(f"{result.summary()}\n  reproduce: {result.reproduce()}")
     assert not failures, "\n".join(failures)
