@@ -264,8 +264,9 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     shape = child_rng(seed, "config/clients")
     n_clients = shape.randint(2, 6)
     keys = ["a", "b", "c", "d", "e"][: shape.randint(1, 5)]
-    result.settings = (f"{n_clients} clients on {len(keys)} keys, {link_name} network, pre_vote={pre_vote}, check_quorum={check_quorum}, "
-                       f"lease_reads={lease_reads}, snapshot every {snapshot_entries or 'never'}, drift {drift}")
+    result.settings = (f"{n_clients} clients on {len(keys)} keys, {link_name} network, pre_vote={pre_vote}, "
+                       f"check_quorum={check_quorum}, lease_reads={lease_reads}, "
+                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
         broken_sync=broken_sync,
