@@ -106,6 +106,7 @@ class _Nemesis:
         self.rng = child_rng(seed, "nemesis")
         self.pause_rng = child_rng(seed, "nemesis/pause")
         self.pauses = 0
+        self.trap_crashes = 0
         self.active = True
         self.faults = 0
         self.crashes = 0
@@ -227,6 +228,7 @@ class _Nemesis:
     def _crash_in_sync(self, item: tuple[int, int]) -> None:
         i, incarnation = item
         if self.active and self.c.node(i).incarnation == incarnation and self.c.node(i).alive:
+            self.trap_crashes += 1
             self._crash(i, soon=True)
 
     def _restart(self, item: tuple[int, int]) -> None:
@@ -391,6 +393,8 @@ def _stats(cluster: Cluster, nemesis: _Nemesis) -> dict[str, int]:
         "ops_fail": sum(1 for o in ops if o.type == "fail"),
         "ops_info": sum(1 for o in ops if o.type == "info"),
         "messages": cluster.net.stats.total_sent(),
+        "snapshot_messages": cluster.net.stats.sent.get("SNAPSHOT", 0),
+        "trap_crashes": nemesis.trap_crashes,
         "protocol_errors": sum(n.protocol_errors for n in cluster.nodes),
         "compactions": sum(n.compactions for n in cluster.nodes),
         "torn_writes": sum(n.disk.torn_writes for n in cluster.nodes),
