@@ -75,10 +75,12 @@ def test_leader_and_follower_failure_then_no_agreement() -> None:
     leader2 = c.check_one_leader()
     c.disconnect(leader2)
     remaining = [i for i in c.ids if i not in (leader1, leader2)]
+    committed = c.invariants.max_committed
     index = c.node(remaining[0]).propose(b"104")
     c.run_for(2 * ELECTION)
     if index is not None:
         assert c.n_committed(index)[0] == 0, "an entry committed without a majority"
+    assert c.invariants.max_committed == committed, "something committed while no two nodes could talk"
 
 
 def test_no_agreement_without_a_majority() -> None:
