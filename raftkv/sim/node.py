@@ -309,10 +309,19 @@ class SimNode:
         self._pump()
         return indexes
 
-    def transfer_leadership(self, to: int) -> None:
-        if self.alive and self.role is _LEADER:
-            self._guard(self.raft.transfer_leadership, self._names[to - 1])  # type: ignore[union-attr]
-            self._pump()
+    def transfer_leadership(self, to: int) -> bool:
+        """Ask this node, if it leads, to hand leadership to node ``to``; whether it accepted. The role seen here
+        comes from the last Ready: the core may have stepped down since, and then refuses (NotLeader)."""
+        if not self.alive or self.role is not _LEADER:
+            return False
+        try:
+            self.raft.transfer_leadership(self._names[to - 1])  # type: ignore[union-attr]
+        except NotLeader:
+            return False
+        except Exception as exc:
+            self._core_failed("transfer_leadership", exc)
+        self._pump()
+        return True
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
