@@ -1,7 +1,7 @@
 """Simulated clients: each issues Get and versioned Put requests one at a time, with timeouts and retries.
 
 A client sends a request to the node it believes is the leader, follows NOT_LEADER hints, and after a timeout
-tries another node. Every logical operation becomes one `OpRecord` in the history, with the honest outcome:
+tries another node. Requests and replies travel like HTTP over TCP: lost or delayed, never duplicated. Every logical operation becomes one `OpRecord` in the history, with the honest outcome:
 
 - Get: ``ok`` with (value, version), or ``fail`` when every attempt was refused or timed out (a read has no effect).
 - Put(key, value, expected_version), values unique per operation:
@@ -149,7 +149,11 @@ class SimClient:
         if self._trace.on:
             self._trace(f"c{self.id} -> n{self._target} {self._rid} {op.f} {op.key}"
                         + (f" {op.value!r} v{op.expected}" if op.f == "put" else ""))
-        self._net.send(self.id, self._target, ClientRequest(self.id, self._rid, cmd), "client-request", 64)
+        # Like an HTTP request on its own connection: it may be lost or late, never delivered twice. (A duplicate
+        # would be proposed twice under one request id, and an answer about one copy, e.g. LOST, would be taken
+        # for the fate of the other: the driver correlates answers by request id, as a server does.)
+        self._net.send(self.id, self._target, ClientRequest(self.id, self._rid, cmd), "client-request", 64,
+                       stream=True)
         self._loop.after(self._opt.timeout_us, self._timeout, self._rid)
 
     def _other_node(self) -> int:

@@ -150,9 +150,11 @@ class Network:
     def reset_stats(self) -> None:
         self.stats = NetworkStats()
 
-    def send(self, src: int, dst: int, payload: Any, kind: str, size: int, faulty: bool = True) -> None:
-        """Hand one message to the network. ``faulty=False`` exempts it from loss and duplication (clients' own
-        links use the same delays but may be made reliable by the caller)."""
+    def send(self, src: int, dst: int, payload: Any, kind: str, size: int, faulty: bool = True,
+             stream: bool = False) -> None:
+        """Hand one message to the network. ``faulty=False`` exempts it from loss and duplication. ``stream=True``
+        models a message on its own TCP connection (a client request or reply): it may be lost (the connection
+        dropped) or delayed, but never duplicated."""
         stats = self.stats
         stats.sent[kind] = stats.sent.get(kind, 0) + 1
         stats.bytes[kind] = stats.bytes.get(kind, 0) + size
@@ -168,7 +170,7 @@ class Network:
             stats.dropped += 1
             return
         copies = 1
-        if faulty and f.duplicate and rng.random() < f.duplicate:
+        if faulty and not stream and f.duplicate and rng.random() < f.duplicate:
             copies = 2
             stats.duplicated += 1
         spread = f.max_delay - f.min_delay + 1

@@ -335,7 +335,7 @@ class SimNode:
 
     # --- client requests --------------------------------------------------------------------------------------
     def _reply(self, client: int, reply: ClientReply) -> None:
-        self._net.send(self.id, client, reply, "client-reply", 32, faulty=True)
+        self._net.send(self.id, client, reply, "client-reply", 32, stream=True)
 
     def _client_request(self, client: int, req: ClientRequest) -> None:
         raft = self.raft
