@@ -94,6 +94,15 @@ def test_lossy_network_loses_duplicates_and_reorders() -> None:
     assert len(set(payloads)) < 2000  # some were lost
 
 
+def test_stream_messages_may_be_lost_but_never_duplicated() -> None:
+    loop, net, got = _net(LinkFaults(min_delay=0, max_delay=1000, loss=0.2, duplicate=0.5))
+    for i in range(2000):
+        net.send(1001, 2, i, "client-request", 64, stream=True)
+    loop.run_until(10**9)
+    payloads = [p for _, _, p in got]
+    assert len(payloads) == len(set(payloads)) < 2000 and net.stats.duplicated == 0
+
+
 def test_partitions_are_directed_and_eat_messages_in_flight() -> None:
     loop, net, got = _net(LinkFaults(min_delay=100, max_delay=100))
     net.block(1, 2)
