@@ -1,0 +1,133 @@
+"""Command line of the simulator.
+
+    python -m raftkv.sim --seed S [--nodes N] [--steps K] [--trace] [--history FILE]
+    python -m raftkv.sim --seeds A..B [--nodes N] [--steps K]
+    (--broken-sync: a self-test of the checks with nodes whose fsync does nothing; violations are expected)
+
+One seed: prints the run's summary; exits 0 when every invariant held, 1 otherwise, printing the first violated
+invariant (after the last trace lines that led to it, from a deterministic replay) and a ``reproduce:`` line. ``--trace`` prints the event trace first (byte-identical for the same seed
+and arguments). A sweep runs seeds A to B inclusive, prints one line per seed and a summary line, and exits 1 if
+any seed failed. Bad arguments exit 254.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+
+from .export import write_history
+from .simulation import DEFAULT_STEPS, SimResult, run_simulation
+
+EXIT_OK = 0
+EXIT_VIOLATION = 1
+EXIT_USAGE = 254
+TRACE_TAIL = 30
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _seed_range(text: str) -> range:
+    lo, sep, hi = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        a, b = int(lo), int(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A..B (two integers), got {text!r}") from None
+    if b < a:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}: B must be >= A")
+    return range(a, b + 1)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m raftkv.sim", description="Deterministic simulation of a raftkv cluster.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seed", type=int, help="run one seed")
+    which.add_argument("--seeds", type=_seed_range, metavar="A..B", help="sweep the seeds A to B inclusive")
+    p.add_argument("--nodes", type=_positive, default=5, help="cluster size (default 5)")
+    p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
+                   help=f"events of the fault phase (default {DEFAULT_STEPS})")
+    p.add_argument("--trace", action="store_true", help="print the event trace (one seed only)")
+    p.add_argument("--history", metavar="FILE",
+                   help="write the clients' operations as a history.jsonl (docs/history.md, model versioned-kv)")
+    p.add_argument("--broken-sync", action="store_true",
+                   help="self-test of the checks: run nodes whose fsync does nothing (violations expected)")
+    return p
+
+
+def _reproduce(result: SimResult) -> str:
+    return f"reproduce: {result.reproduce()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.seeds is not None and (args.trace or args.history):
+        _parser().error("--trace and --history need a single --seed")
+    out = sys.stdout
+    if args.seed is not None:
+        def sink(line: str) -> None:
+            out.write(line + "\n")
+
+        result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace,
+                                trace_sink=sink if args.trace else None,
+                                broken_sync=args.broken_sync)
+        print(result.summary())
+        if args.history:
+            try:
+                with open(args.history, "w", encoding="utf-8") as out:
+                    count = write_history(result.history, out)
+            except OSError as exc:
+                print(f"cannot write the history to {args.history}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"history: {count} events written to {args.history}")
+        if result.ok:
+            return EXIT_OK
+        if not args.trace:
+            # The run is deterministic: replay it with tracing on to show what led up to the violation.
+            tail: deque[str] = deque(maxlen=TRACE_TAIL)
+            run_simulation(args.seed, args.nodes, args.steps, trace=True, trace_sink=tail.append,
+                           broken_sync=args.broken_sync)
+            print(f"the last {len(tail)} trace lines before the violation:")
+            for line in tail:
+                print(f"  {line}")
+        print(f"first violated invariant: {result.violation.invariant}")  # type: ignore[union-attr]
+        print(_reproduce(result))
+        return EXIT_VIOLATION
+    failed: list[SimResult] = []
+    totals = {"events": 0, "committed": 0, "ops": 0, "crashes": 0}
+    for seed in args.seeds:
+        result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync)
+        print(result.line(), flush=True)
+        if not result.ok:
+            failed.append(result)
+            print(_reproduce(result), flush=True)
+        totals["events"] += result.events
+        totals["committed"] += result.stats.get("committed", 0)
+        totals["ops"] += sum(result.stats.get(k, 0) for k in ("ops_ok", "ops_fail", "ops_info"))
+        totals["crashes"] += result.stats.get("crashes", 0)
+    seeds = args.seeds
+    print(f"sweep seeds {seeds.start}..{seeds.stop - 1}: {len(seeds)} runs, {len(failed)} with violations, "
+          f"{totals['events']} events, {totals['committed']} entries committed, {totals['ops']} client ops, "
+          f"{totals['crashes']} crashes"
+          + (f"; failing seeds: {' '.join(str(r.seed) for r in failed)}" if failed else ""))
+    return EXIT_VIOLATION if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
