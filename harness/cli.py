@@ -1,18 +1,424 @@
-"""`harness`: the lab's command line. Subcommands are added by their issues; `check` works on its own."""
+"""`harness`: the lab's command line.
+
+    harness run      run a test: hosts up, DB up, workload + faults, heal, final reads, check, store, report
+    harness clean    remove whatever a killed run left behind (namespaces, links, rules, processes of the prefix)
+    harness analyze  re-check a stored run
+    harness check    check a history file (the checker's own command line)
+    harness report   render a stored run to report.html
+    harness serve    serve the store's reports over HTTP
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness itself failed, 254 bad arguments.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness import registry
+from harness.backends import BACKENDS
+from harness.run import ConfigError, ExitCode, RunConfig, random_seed
+
+log = logging.getLogger("harness")
+
+EPILOG = """exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness itself failed, 254 bad arguments.
+environment: RAFTKV_LAB_PREFIX (default rkl) names everything a run creates (namespaces <prefix>-n1..,
+bridge <prefix>-br, veths <prefix>-v1.., state in /run/raftkv-lab/<prefix>/), so concurrent runs use different
+prefixes; RAFTKV_LAB_SUBNET (e.g. 10.77.5) overrides the hosts' /24."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "check":
+# Ctrl-C, kill, and a closed terminal all mean: stop, heal, tear down.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with exit code 254 on bad arguments (the lab's contract), instead of 2 (which means unknown)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.BAD_ARGUMENTS)
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    v = float(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
+    return v
+
+
+def _names(s: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in s.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("empty list")
+    return names
+
+
+GENERIC_DESTS = {"workload", "nemesis", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
+                 "nemesis_interval", "op_timeout", "final_time_limit", "quiesce_timeout", "setup_timeout",
+                 "status_interval", "store", "name", "prefix", "no_report", "verbose", "cmd"}
+
+
+def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
+    """Add every registered workload's, DB's and nemesis's options; return their dests."""
+    dests: dict[str, registry.Option] = {}
+    for kind, label in ((registry.Kind.WORKLOAD, "workload"), (registry.Kind.DB, "db"),
+                        (registry.Kind.NEMESIS, "nemesis")):
+        for spec in registry.all_specs(kind):
+            opts = [o for o in spec.options if o.name not in dests]
+            clash = [o for o in spec.options if o.name in dests and
+                     (dests[o.name].type, dests[o.name].default) != (o.type, o.default)]
+            for o in clash:
+                log.warning("%s %s redeclares %s differently; the first declaration wins", label, spec.name, o.flag)
+            if not opts:
+                continue
+            group = p.add_argument_group(f"{label} {spec.name}", spec.description or None)
+            for o in opts:
+                if o.name in GENERIC_DESTS:
+                    log.warning("%s %s declares %s, which the harness owns; ignored", label, spec.name, o.flag)
+                    continue
+                kwargs: dict[str, Any] = {"dest": o.name, "default": o.default, "help": o.help}
+                if o.action:
+                    kwargs["action"] = o.action
+                else:
+                    kwargs["type"] = o.type
+                    if o.choices is not None:
+                        kwargs["choices"] = list(o.choices)
+                group.add_argument(o.flag, **kwargs)
+                dests[o.name] = o
+    return list(dests)
+
+
+def build_parser() -> tuple[Parser, list[str]]:
+    parser = Parser(prog="harness", description="The raftkv lab: Jepsen-style fault injection on a local cluster.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
+
+    run = sub.add_parser("run", help="run a test end to end and print its verdict",
+                         description="Bring up the hosts, start the DB, run the workload while the nemeses inject "
+                                     "faults, heal, run final reads, check the history, store the run, render "
+                                     "its report, tear everything down.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    workloads = registry.names(registry.Kind.WORKLOAD)
+    nemeses = registry.names(registry.Kind.NEMESIS)
+    run.add_argument("--workload", "-w", default="register" if "register" in workloads or not workloads
+                     else workloads[0], help=f"the workload (registered: {', '.join(workloads) or 'none'})")
+    run.add_argument("--nemesis", "-n", type=_names, default=("none",),
+                     help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
+    run.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
+                     f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
+    run.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
+    run.add_argument("--nodes", type=_positive_int, default=5, help="number of hosts/nodes (default 5)")
+    run.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of workload (default 60)")
+    run.add_argument("--concurrency", "-c", type=_positive_int, default=10,
+                     help="client workers, one op in flight each (default 10)")
+    run.add_argument("--rate", type=_nonneg_float, default=200.0,
+                     help="total client ops/s over all workers; 0 = as fast as they go (default 200)")
+    run.add_argument("--seed", type=int, default=None,
+                     help="seed of the generator's and nemeses' choices (default: random, printed and stored)")
+    run.add_argument("--nemesis-interval", type=_positive_float, default=10.0,
+                     help="seconds between fault start and stop, and stop and the next start (default 10)")
+    run.add_argument("--op-timeout", type=_positive_float, default=5.0,
+                     help="seconds before a client op is recorded as info/timeout (default 5)")
+    run.add_argument("--final-time-limit", type=_nonneg_float, default=30.0,
+                     help="bound on the final-read phase, seconds (default 30)")
+    run.add_argument("--quiesce-timeout", type=_nonneg_float, default=15.0,
+                     help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
+    run.add_argument("--setup-timeout", type=_positive_float, default=30.0,
+                     help="wait at most this long for the started cluster to agree on a leader (default 30)")
+    run.add_argument("--status-interval", type=_positive_float, default=0.5,
+                     help="seconds between node status polls into cluster.jsonl (default 0.5)")
+    run.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
+    run.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
+    run.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
+    run.add_argument("--no-report", action="store_true", help="do not render report.html")
+    run.add_argument("--verbose", "-v", action="store_true", help="log the controller's INFO lines to stderr")
+    plugin_dests = _add_plugin_options(run)
+
+    clean = sub.add_parser("clean", help="remove what a killed run left behind (only things of the prefix)",
+                           description="Kill the processes a run started (recorded PIDs and anything inside the "
+                                       "prefix's namespaces), delete its veths, bridge and namespaces, its "
+                                       "iptables chains, nft tables and cgroups named <prefix>-* or <prefix>_*, "
+                                       "and its work directories. Touches nothing else.")
+    clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
+    clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
+    clean.add_argument("--all", action="store_true",
+                       help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
+
+    analyze = sub.add_parser("analyze", help="re-check a stored run (rewrites its results.json)")
+    analyze.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory (store/<test>/<time>)")
+    analyze.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub.add_parser("check", help="check a history file: harness check HISTORY --model MODEL [--timeout S] [--json]",
+                   add_help=False)
+
+    report = sub.add_parser("report", help="render a stored run to report.html")
+    report.add_argument("run_dir", type=Path, metavar="DIR")
+
+    serve = sub.add_parser("serve", help="serve the store's reports over HTTP (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--store", type=Path, default=Path("store"))
+    return parser, plugin_dests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "check":
         from checker.cli import main as check_main
 
-        return check_main(args[1:])
-    print("usage: harness check HISTORY --model MODEL [--timeout S] [--json]", file=sys.stderr)
-    return 254
+        return check_main(args_list[1:])
+    parser, plugin_dests = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as e:  # --help exits 0; errors exit 254 (Parser.error)
+        return int(e.code) if isinstance(e.code, int) else ExitCode.BAD_ARGUMENTS
+    if args.cmd is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    if args.cmd == "run":
+        return _cmd_run(args, plugin_dests)
+    if args.cmd == "clean":
+        return _cmd_clean(args)
+    if args.cmd == "analyze":
+        return _cmd_analyze(args)
+    if args.cmd == "report":
+        return _cmd_report(args)
+    if args.cmd == "serve":
+        return _cmd_serve(args)
+    return ExitCode.BAD_ARGUMENTS  # pragma: no cover - argparse restricts cmd
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each record, so lines go above rich's live display (which swaps
+    sys.stderr while it runs) instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _setup_console_logging(verbose: bool) -> logging.Handler:
+    h = _CurrentStderr()
+    h.setFormatter(logging.Formatter("harness: %(levelname)s %(message)s"))
+    h.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.addHandler(h)
+    log.setLevel(logging.DEBUG)
+    return h
+
+
+def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
+    from harness.run import resolve
+
+    seed = args.seed if args.seed is not None else random_seed()
+    try:
+        config = RunConfig(
+            workload=args.workload, nemeses=tuple(n for n in args.nemesis if n != "none"), db=args.db,
+            backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
+            rate=args.rate, seed=seed, nemesis_interval=args.nemesis_interval, op_timeout=args.op_timeout,
+            final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
+            setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
+            name=args.name, prefix=args.prefix, render=not args.no_report,
+            extra={d: getattr(args, d) for d in plugin_dests})
+        resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
+    except ConfigError as e:
+        print(f"harness run: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    if config.backend == "netns":
+        from harness.backends.netns import PrerequisiteError, check_prerequisites
+
+        try:
+            check_prerequisites()
+        except PrerequisiteError as e:
+            print(f"harness run: {e}", file=sys.stderr)
+            return ExitCode.HARNESS_FAILED
+    handler = _setup_console_logging(args.verbose)
+    try:
+        return _run_with_progress(config, seed)
+    finally:
+        log.removeHandler(handler)
+
+
+def _run_with_progress(config: RunConfig, seed: int) -> int:
+    """Run with the live display; SIGINT/SIGTERM cancel the run (which heals and tears down), once."""
+    from harness.progress import ConsoleProgress, summary_lines
+    from harness.run import run_test
+
+    for err in registry.load_errors():
+        log.warning("%s", err)
+    progress = ConsoleProgress()
+    progress.note(f"seed {seed}")
+
+    async def main_async() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        received: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            if received:
+                progress.note(f"{sig.name} again: already healing and tearing down, please wait "
+                              "(if it hangs, `harness clean` removes what is left)")
+                return
+            received.append(sig)
+            progress.note(f"{sig.name}: stopping; healing and tearing down")
+            task.cancel()
+
+        for s in STOP_SIGNALS:
+            loop.add_signal_handler(s, on_signal, s)
+        try:
+            return await run_test(config, progress=progress)
+        finally:
+            for s in STOP_SIGNALS:
+                loop.remove_signal_handler(s)
+
+    try:
+        result = _event_loop_runner()(main_async())
+    except ConfigError as e:
+        progress.close()
+        print(f"harness run: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        progress.close()
+        print("harness run: interrupted before the run started", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    progress.close()
+    lines = summary_lines(valid=result.valid, error=result.error, tally=result.tally, heal=result.heal,
+                          run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed)
+    print("\n".join(lines))
+    return int(result.exit_code)
+
+
+def _event_loop_runner() -> Any:
+    """asyncio.run on uvloop when it is installed (a project dependency on Linux: the clients' HTTP goes faster),
+    unless RAFTKV_LAB_NO_UVLOOP=1; the plain asyncio loop otherwise."""
+    if os.environ.get("RAFTKV_LAB_NO_UVLOOP") != "1":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from harness.labstate import PrefixError, default_prefix, known_prefixes
+
+    if args.all:
+        worst = 0
+        for prefix in sorted(set(known_prefixes()) | {default_prefix()}):
+            worst = max(worst, _clean_one(prefix, args.force, quiet=True))
+        return worst
+    try:
+        prefix = args.prefix or default_prefix()
+    except PrefixError as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    return _clean_one(prefix, args.force)
+
+
+def _clean_one(prefix: str, force: bool, *, quiet: bool = False) -> int:
+    """Clean one prefix. quiet (for --all): say nothing when there is nothing, and skip a live run's prefix
+    without calling it a failure."""
+    from harness.clean import clean, leftovers
+    from harness.labstate import PrefixBusy, PrefixError
+
+    try:
+        done = clean(prefix, force=force)
+    except PrefixBusy as e:
+        if quiet:
+            print(f"prefix {prefix}: skipped, {e}".split(";")[0])
+            return 0
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    except PrefixError as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    except PermissionError as e:
+        print(f"harness clean: must run as root: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    for line in done:
+        print(f"{prefix}: {line}" if quiet else line)
+    left = leftovers(prefix)
+    if left:
+        print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    if not done and not quiet:
+        print(f"nothing to clean for prefix {prefix}")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from harness.run import analyze, exit_code_for
+    from harness.store import StoreError
+
+    try:
+        result = analyze(args.run_dir)
+    except (StoreError, ConfigError) as e:
+        print(f"harness analyze: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(f"verdict: {result.get('valid')}")
+        for name, res in (result.get("checkers") or {}).items():
+            print(f"  {name}: {res.get('valid') if isinstance(res, dict) else res}")
+    return int(exit_code_for(result.get("valid")))
+
+
+def _reports_missing(what: str) -> int:
+    print(f"harness {what}: the reports package is not available yet (reports.render / reports.serve); "
+          "nothing to do", file=sys.stderr)
+    return ExitCode.HARNESS_FAILED
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from reports.render import render_run
+    except ImportError:
+        return _reports_missing("report")
+    if not (args.run_dir / "test.json").is_file():
+        print(f"harness report: {args.run_dir} is not a run directory (no test.json)", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    out = render_run(args.run_dir)
+    print(out if out is not None else args.run_dir / "report.html")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from reports.serve import serve
+    except ImportError:
+        return _reports_missing("serve")
+    serve(store=args.store, port=args.port)
+    return 0
 
 
 if __name__ == "__main__":

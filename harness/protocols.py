@@ -9,11 +9,14 @@ Ctrl-C, SIGTERM and time limits, then runs teardown.
 
 from __future__ import annotations
 
+import random
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from harness.seeds import child_rng
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 
@@ -88,6 +91,9 @@ class Backend(Protocol):
     """Brings up and tears down the hosts of a run (netns by default; ssh, docker elsewhere)."""
 
     name: str
+    # Every name the run creates on the machine (namespaces, links, iptables chains, nft tables, cgroups) starts
+    # with this prefix, so `harness clean` finds exactly what the lab made. Nemeses name their rules with it too.
+    prefix: str
 
     async def setup(self, count: int) -> list[Remote]: ...
 
@@ -106,6 +112,8 @@ class Backend(Protocol):
 class TestContext:
     """What every role sees of the run. Built by the engine; roles must not mutate it except `shared`."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     options: Mapping[str, Any]
     hosts: list[Remote]
@@ -118,6 +126,11 @@ class TestContext:
     @property
     def nodes(self) -> list[str]:
         return [h.name for h in self.hosts]
+
+    def rng(self, component: str) -> random.Random:
+        """A random stream of its own for one component ("workload", "nemesis.partition", ...), split from the
+        run's seed (harness.seeds), so runs replay and adding a component does not shift the others."""
+        return child_rng(self.seed, component)
 
     def host(self, name: str) -> Remote:
         for h in self.hosts:

@@ -1,0 +1,340 @@
+"""Is the lab the bottleneck? Three figures, against whatever DB/workload/nemesis the registry holds.
+
+    python bench/harness_overhead.py                       # all three parts (about 2.5 min)
+    python bench/harness_overhead.py --parts hosts         # only bring-up/teardown
+    python bench/harness_overhead.py --node-ops 950        # ratio against a known node-benchmark figure
+
+0. engine: the interpreter alone against an in-memory client (no DB, no network): its ceiling in ops/s.
+1. hosts: time to bring up 5 network-namespace hosts AND the DB on them (until every node answers its status and
+   they agree on a leader), and to tear it all down (DB teardown + backend teardown). Median of --repeat runs.
+2. throughput: a fault-free run of the workload with no rate limit (--concurrency workers, --seconds): completed
+   operations/s the harness sustains, and the ratio to the node benchmark's figure (bench/kv_throughput.py run with
+   the same number of clients, reads and writes averaged; or --node-ops), and the controller's own CPU use
+   (if it is far from a full core, the lab is not what limits the rate). Then the node benchmark's own write load
+   through the harness (workload `bench-puts`, registered here: each worker puts to a key of its own with
+   versions 1, 2, 3, ..., every node address known to its client, as bench/kv_throughput.py does): puts/s against
+   the node benchmark's writes/s is the like-for-like ratio.
+3. partition: a --partition-seconds run with the partition nemesis at --rate: ok operations/s and their p50/p99
+   latency during the run phase (the final reads excluded), and the verdict.
+
+Needs root (network namespaces). Runs under the prefix $RAFTKV_LAB_PREFIX or `rkb`, stores runs in a temporary
+directory unless --store. Exit code 0 when every part ran (whatever the figures), 3 when one failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness import registry  # noqa: E402
+from harness.backends.netns import NetnsBackend  # noqa: E402
+from harness.monitor import ClusterMonitor  # noqa: E402
+from harness.protocols import TestContext  # noqa: E402
+from harness.run import RunConfig, run_test  # noqa: E402
+from harness.store import read_jsonl  # noqa: E402
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def _options(workload: str, db: str, extra: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in (registry.workload(workload), registry.db(db)):
+        out.update({o.name: o.default for o in spec.options})
+    out.update(extra)
+    return out
+
+
+async def bench_hosts(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    ups, downs, hosts_only = [], [], []
+    db_name = args.db or registry.workload(args.workload).db
+    for i in range(args.repeat):
+        work = Path(tempfile.mkdtemp(prefix="rkb-hosts-"))
+        backend = NetnsBackend(work, prefix=prefix)
+        options = _options(args.workload, db_name, {"nodes": args.nodes, "op_timeout": 5.0})
+        db = registry.db(db_name).factory(options)
+        test = TestContext(name="bench", options=options, hosts=[], backend=backend, db=db, seed=i,
+                           store_dir=work)
+        t0 = time.monotonic()
+        try:
+            test.hosts = await backend.setup(args.nodes)
+            t_hosts = time.monotonic()
+            await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
+            await asyncio.gather(*(db.start(test, n) for n in test.nodes))
+            if not await ClusterMonitor(test, None, interval=0.05).wait_agreed(30):
+                raise RuntimeError("the cluster did not agree on a leader within 30 s")
+            t_up = time.monotonic()
+        finally:
+            t1 = time.monotonic()
+            await asyncio.gather(*(db.teardown(test, n) for n in test.nodes), return_exceptions=True)
+            await backend.teardown()
+            t_down = time.monotonic()
+        ups.append(t_up - t0)
+        hosts_only.append(t_hosts - t0)
+        downs.append(t_down - t1)
+    return {"hosts_up_s": statistics.median(hosts_only), "hosts_and_db_up_s": statistics.median(ups),
+            "teardown_s": statistics.median(downs), "repeat": args.repeat}
+
+
+def _run_figures(run_dir: Path) -> dict[str, Any]:
+    """ok ops/s and ok latency of the run phase (everything before the final heal's first event)."""
+    test = json.loads((run_dir / "test.json").read_text())
+    h = read_jsonl(run_dir / "history.jsonl")
+    heal_at = next((e["time"] for e in h if e["process"] == "nemesis" and isinstance(e.get("value"), dict)
+                    and e["value"].get("heal")), None)
+    invokes: dict[Any, dict[str, Any]] = {}
+    lat_ok: list[float] = []
+    done = {"ok": 0, "fail": 0, "info": 0}
+    first = last = None
+    for e in h:
+        if e["process"] == "nemesis":
+            continue
+        if e["type"] == "invoke":
+            invokes[e["process"]] = e
+            first = e["time"] if first is None else first
+            continue
+        inv = invokes.pop(e["process"], None)
+        if inv is None or (heal_at is not None and inv["time"] >= heal_at):
+            continue
+        if heal_at is None and inv["time"] - test["start_time"] > test["options"]["time_limit"] * 1e9 + 5e9:
+            continue
+        done[e["type"]] += 1
+        last = e["time"]
+        if e["type"] == "ok":
+            lat_ok.append((e["time"] - inv["time"]) / 1e6)
+    span = ((last or 0) - (first or 0)) / 1e9 or float("nan")
+    # The engine's own share of a worker's cycle: from a completion to the same thread's next invoke.
+    conc = int(test["options"]["concurrency"])
+    last_done: dict[int, int] = {}
+    gaps: list[float] = []
+    for e in h:
+        if e["process"] == "nemesis" or (heal_at is not None and e["time"] >= heal_at):
+            continue
+        th = e["process"] % conc
+        if e["type"] == "invoke":
+            if th in last_done:
+                gaps.append((e["time"] - last_done[th]) / 1e6)
+        else:
+            last_done[th] = e["time"]
+    return {"ok_per_s": done["ok"] / span, "ops_per_s": sum(done.values()) / span, "span_s": span, **done,
+            "ok_p50_ms": _pct(lat_ok, 50), "ok_p99_ms": _pct(lat_ok, 99), "gap_p50_ms": _pct(gaps, 50),
+            "gap_mean_ms": statistics.mean(gaps) if gaps else float("nan")}
+
+
+async def bench_engine(seconds: float, concurrency: int) -> float:
+    """Completed ops/s of the interpreter with a client that answers at once (the engine's ceiling)."""
+    from dataclasses import replace
+
+    from harness import generator as gen
+    from harness.interpreter import Interpreter, Tally
+    from harness.store import HistoryWriter
+
+    class Instant:
+        async def open(self, test: Any, node: str) -> Instant:
+            return self
+
+        async def invoke(self, test: Any, op: Any) -> Any:
+            await asyncio.sleep(0)  # one trip through the event loop, as a real reply would take
+            return replace(op, type="ok")
+
+        async def close(self, test: Any) -> None:
+            return None
+
+    class Host:
+        name, address = "n1", "127.0.0.1"
+
+    with tempfile.TemporaryDirectory() as d:
+        test = TestContext(name="engine", options={}, hosts=[Host()], backend=None, db=None, seed=1,  # type: ignore[list-item,arg-type]
+                           store_dir=Path(d))
+        tally = Tally()
+        interp = Interpreter(test, history=HistoryWriter(Path(d) / "h.jsonl"), origin_ns=time.monotonic_ns(),
+                             concurrency=concurrency, client_factory=Instant, observers=[tally.observe])
+        t0 = time.monotonic()
+        await interp.run(gen.time_limit(seconds, gen.repeat({"f": "write", "key": "k", "value": 1})))
+        return tally.ok / (time.monotonic() - t0)
+
+
+async def bench_run(args: argparse.Namespace, prefix: str, store: Path, *, nemeses: tuple[str, ...],
+                    seconds: float, rate: float, workload: str | None = None) -> dict[str, Any]:
+    config = RunConfig(workload=workload or args.workload, nemeses=nemeses, db=args.db, nodes=args.nodes, time_limit=seconds,
+                       concurrency=args.concurrency, rate=rate, seed=args.seed, nemesis_interval=args.interval,
+                       final_time_limit=10.0, store=store, prefix=prefix, render=False)
+    t0 = time.monotonic()
+    cpu0 = time.process_time()
+    res = await run_test(config)
+    wall = time.monotonic() - t0
+    out: dict[str, Any] = {"valid": res.valid, "error": res.error, "wall_s": wall, "run_dir": str(res.run_dir),
+                           "controller_cpu": (time.process_time() - cpu0) / wall}
+    if res.run_dir is not None and (res.run_dir / "history.jsonl").exists():
+        out.update(_run_figures(res.run_dir))
+    return out
+
+
+def register_bench_puts() -> None:
+    """The node benchmark's write phase as a harness workload (raftkv only: it needs raftkv.client)."""
+    from harness import generator as gen
+    from harness.protocols import Op
+    from raftkv.client import KVClient, RaftKVError
+    from workloads.raftkv_db import client_address
+
+    class PutClient:
+        count = 0
+
+        def __init__(self, options: Any = None) -> None:
+            self.kv: Any = None
+            self.key = ""
+            self.version = 0
+
+        async def open(self, test: Any, node: str) -> PutClient:
+            c = PutClient()
+            PutClient.count += 1
+            c.key = f"bench-{node}-{PutClient.count}"
+            c.kv = KVClient([client_address(test, n) for n in test.nodes], timeout=4.5)
+            return c
+
+        async def invoke(self, test: Any, op: Op) -> Op:
+            try:
+                r = await self.kv.put(self.key, "x" * 64, self.version)
+            except RaftKVError as e:
+                return Op(process=op.process, type="info", f=op.f, key=self.key, value=op.value, error=str(e))
+            self.version = r.version
+            return Op(process=op.process, type="ok", f=op.f, key=self.key, value={"version": r.version})
+
+        async def close(self, test: Any) -> None:
+            if self.kv is not None:
+                await self.kv.close()
+
+    class Counted:
+        def check(self, test: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"valid": True, "ok": sum(1 for e in history if e["type"] == "ok")}
+
+    registry.register_workload(registry.Workload(
+        name="bench-puts", client=PutClient, generator=lambda o, r: gen.repeat({"f": "put"}),
+        checker=lambda o: Counted(), db="raftkv", description="the node benchmark's write load"))
+
+
+def node_benchmark(args: argparse.Namespace) -> tuple[float, float] | None:
+    """The node benchmark's (writes/s, reads/s) with as many clients as the harness has workers."""
+    if args.node_ops:
+        return float(args.node_ops), float(args.node_ops)
+    script = ROOT / "bench" / "kv_throughput.py"
+    if not script.exists():
+        return None
+    res = subprocess.run([sys.executable, str(script), "--nodes", str(min(args.nodes, 5)), "--clients",
+                          str(args.concurrency), "--seconds", str(args.node_seconds)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    rates = []
+    for line in res.stdout.splitlines():
+        words = line.split()
+        if words and words[0] in ("writes:", "reads:"):
+            rates.append(float(words[1].rstrip("/s")))
+    if len(rates) != 2:
+        print(f"(node benchmark gave no figure: {res.stdout[-300:]} {res.stderr[-300:]})", file=sys.stderr)
+        return None
+    print(f"node benchmark ({args.concurrency} clients, loopback): writes {rates[0]:.0f}/s, reads {rates[1]:.0f}/s")
+    return rates[0], rates[1]
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    prefix = os.environ.get("RAFTKV_LAB_PREFIX", "rkb")
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="rkb-store-"))
+    failed = False
+    parts = set(args.parts.split(","))
+    if "engine" in parts:
+        rate = await bench_engine(5.0, args.concurrency)
+        print(f"engine: {rate:.0f} ops/s with an instant in-memory client ({args.concurrency} workers, every event "
+              "appended to history.jsonl)")
+    if "hosts" in parts:
+        h = await bench_hosts(args, prefix)
+        print(f"hosts: {args.nodes} namespaces up in {h['hosts_up_s']:.3f} s; with the DB running and a leader "
+              f"agreed {h['hosts_and_db_up_s']:.2f} s; teardown {h['teardown_s']:.2f} s "
+              f"(median of {h['repeat']})")
+    if "throughput" in parts:
+        t = await bench_run(args, prefix, store, nemeses=(), seconds=args.seconds, rate=0)
+        failed |= t["error"] is not None
+        line = (f"throughput (no faults, no rate limit, {args.concurrency} workers, {args.seconds:g} s): "
+                f"{t.get('ops_per_s', float('nan')):.0f} ops/s completed, {t.get('ok_per_s', float('nan')):.0f} "
+                f"ok/s, ok p50 {t.get('ok_p50_ms', float('nan')):.1f} ms p99 {t.get('ok_p99_ms', float('nan')):.1f}"
+                f" ms, verdict {t['valid']}; controller CPU {t['controller_cpu']:.0%} of one core over the run; "
+                f"engine gap between a worker's ops p50 {t.get('gap_p50_ms', float('nan')):.2f} ms")
+        print(line + (f" ERROR {t['error']}" if t["error"] else ""))
+        node = node_benchmark(args) if not args.no_node_bench else None
+        if node:
+            mean = sum(node) / 2
+            print(f"  register mix vs the node benchmark's mean of writes and reads: "
+                  f"{t.get('ops_per_s', 0) / mean:.0%} of {mean:.0f} ops/s")
+        try:
+            register_bench_puts()
+        except ImportError as e:
+            print(f"(no like-for-like run: {e})")
+        else:
+            b = await bench_run(args, prefix, store, nemeses=(), seconds=args.seconds, rate=0, workload="bench-puts")
+            failed |= b["error"] is not None
+            print(f"the node benchmark's write load through the harness: {b.get('ok_per_s', float('nan')):.0f} "
+                  f"puts/s, p50 {b.get('ok_p50_ms', float('nan')):.1f} ms p99 {b.get('ok_p99_ms', float('nan')):.1f}"
+                  f" ms, controller CPU {b['controller_cpu']:.0%}, engine gap p50 {b.get('gap_p50_ms', float('nan')):.2f}"
+                  f" ms" + (f" ERROR {b['error']}" if b["error"] else ""))
+            if node:
+                print(f"  ratio to the node benchmark's writes: {b.get('ok_per_s', 0) / node[0]:.0%} "
+                      f"of {node[0]:.0f} writes/s")
+    if "partition" in parts:
+        p = await bench_run(args, prefix, store, nemeses=("partition",), seconds=args.partition_seconds,
+                            rate=args.rate)
+        failed |= p["error"] is not None
+        print(f"partition run ({args.partition_seconds:g} s, rate {args.rate:g}/s, interval {args.interval:g} s): "
+              f"{p.get('ok_per_s', float('nan')):.0f} ok/s of {p.get('ops_per_s', float('nan')):.0f} ops/s, "
+              f"ok p50 {p.get('ok_p50_ms', float('nan')):.1f} ms p99 {p.get('ok_p99_ms', float('nan')):.1f} ms, "
+              f"fail {p.get('fail')}, info {p.get('info')}, verdict {p['valid']}, "
+              f"controller CPU {p['controller_cpu']:.0%}"
+              + (f" ERROR {p['error']}" if p["error"] else ""))
+    print(f"(runs stored under {store})")
+    return 3 if failed else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--parts", default="engine,hosts,throughput,partition")
+    p.add_argument("--workload", default="register")
+    p.add_argument("--db", default=None)
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--partition-seconds", type=float, default=60)
+    p.add_argument("--rate", type=float, default=200)
+    p.add_argument("--interval", type=float, default=10)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--store", default=None)
+    p.add_argument("--node-ops", type=float, default=None, help="the node benchmark's ops/s, if known")
+    p.add_argument("--node-seconds", type=float, default=10)
+    p.add_argument("--no-node-bench", action="store_true")
+    p.add_argument("--no-uvloop", action="store_true", help="plain asyncio loop (harness run uses uvloop)")
+    args = p.parse_args()
+    if not args.no_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main_async(args))
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

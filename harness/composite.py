@@ -1,0 +1,86 @@
+"""Nemeses combined: route each op to the nemesis that handles its fault kind; heal and tear down all of them.
+
+Also the no-op nemesis (``--nemesis none``), which handles no fault and heals trivially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from harness.protocols import Nemesis, Op, TestContext
+
+
+class NemesisError(ValueError):
+    """An op for a fault kind no selected nemesis handles, or two nemeses claiming one kind (caller misuse)."""
+
+
+class NoopNemesis:
+    def faults(self) -> set[str]:
+        return set()
+
+    async def setup(self, test: TestContext) -> None:
+        return None
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        return replace(op, type="info")
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        return {"ok": True, "details": "no faults"}
+
+    async def teardown(self, test: TestContext) -> None:
+        return None
+
+
+class CompositeNemesis:
+    def __init__(self, named: Sequence[tuple[str, Nemesis]]) -> None:
+        self.named = list(named)
+        self.route: dict[str, Nemesis] = {}
+        for name, nem in self.named:
+            for kind in nem.faults():
+                if kind in self.route:
+                    raise NemesisError(f"fault kind {kind!r} is handled by two selected nemeses (one is {name})")
+                self.route[kind] = nem
+
+    def faults(self) -> set[str]:
+        return set(self.route)
+
+    async def setup(self, test: TestContext) -> None:
+        for _, nem in self.named:
+            await nem.setup(test)
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        kind = op.value.get("fault") if isinstance(op.value, dict) else None
+        nem = self.route.get(kind) if isinstance(kind, str) else None
+        if nem is None:
+            raise NemesisError(f"no selected nemesis handles fault {kind!r} (have: {sorted(self.route)})")
+        return await nem.invoke(test, op)
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        """Heal all (concurrently); ok only if every one says ok. A nemesis whose heal raises is not ok."""
+        async def one(nem: Nemesis) -> dict[str, Any]:
+            try:
+                res = await nem.heal(test)
+                return res if isinstance(res, dict) else {"ok": False, "details": f"heal returned {res!r}"}
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - reported in results.json
+                return {"ok": False, "details": f"heal raised {type(e).__name__}: {e}"}
+
+        results = await asyncio.gather(*(one(n) for _, n in self.named))
+        details = {name: r for (name, _), r in zip(self.named, results, strict=True)}
+        return {"ok": all(bool(r.get("ok")) for r in results), "details": details}
+
+    async def teardown(self, test: TestContext) -> None:
+        errors = []
+        for name, nem in self.named:
+            try:
+                await nem.teardown(test)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - tear down the others regardless
+                errors.append(f"{name}: {type(e).__name__}: {e}")
+        if errors:
+            raise RuntimeError("nemesis teardown failed: " + "; ".join(errors))

@@ -1,0 +1,313 @@
+"""The interpreter: runs a pure generator against real clients and a nemesis, and records the history.
+
+One asyncio worker per client thread (``0 .. concurrency-1``) plus one for the nemesis thread. The dispatcher asks
+the generator for the next op (harness.generator), waits when told to (pending, or an op scheduled in the future),
+hands each op to its thread's worker, and feeds every invoke and completion back to the generator.
+
+Recording (docs/history.md): the worker takes the monotonic time just before it sends the request and writes the
+``invoke`` line, then takes the time just after the reply and writes the completion line (both appended live by
+harness.store.HistoryWriter). A client exception or a per-op timeout is recorded as ``info`` (its outcome is
+unknown); ``fail`` only comes from a client that says so. A thread whose op ended in ``info`` continues under a new
+process id (process + concurrency), and its client is closed and re-opened, as in Jepsen. A client that cannot be
+opened yields ``fail`` with error ``no-client: ...`` (nothing was sent, so nothing happened).
+
+Nemesis ops are recorded as an ``invoke`` and an ``info`` completion on process ``"nemesis"``; the completion's value
+is what the nemesis reports it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread
+from harness.protocols import Client, Nemesis, Op, TestContext
+from harness.store import HistoryWriter
+
+log = logging.getLogger("harness.interpreter")
+
+COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+@dataclass(slots=True)
+class Tally:
+    """Running counts for the progress display and the summary (updated on every recorded event)."""
+
+    ok: int = 0
+    fail: int = 0
+    info: int = 0
+    invokes: int = 0
+    by_f: dict[str, dict[str, int]] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)  # active fault kind -> its start completion's value
+    nemesis_events: int = 0
+    last_error: str | None = None
+
+    def observe(self, op: Op) -> None:
+        if op.process == NEMESIS:
+            if op.type == "info":
+                self.nemesis_events += 1
+                kind = op.value.get("fault") if isinstance(op.value, dict) else None
+                if kind is not None:
+                    if op.f == "start":
+                        self.faults[kind] = op.value
+                    elif op.f == "stop":
+                        self.faults.pop(kind, None)
+            return
+        if op.type == "invoke":
+            self.invokes += 1
+            return
+        counts = self.by_f.setdefault(op.f, {"ok": 0, "fail": 0, "info": 0})
+        counts[op.type] += 1
+        if op.type == "ok":
+            self.ok += 1
+        elif op.type == "fail":
+            self.fail += 1
+        else:
+            self.info += 1
+        if op.error and op.type != "ok":
+            self.last_error = op.error
+
+
+class Interpreter:
+    """Runs generators for one test. Keeps each thread's process across :meth:`run` calls (the main phase and the
+    final-read phase share process numbering, so a process retired by ``info`` stays retired)."""
+
+    def __init__(self, test: TestContext, *, history: HistoryWriter, origin_ns: int, concurrency: int,
+                 client_factory: Callable[[], Client] | None, nemesis: Nemesis | None = None,
+                 op_timeout: float = 5.0, nemesis_timeout: float = 60.0, open_timeout: float = 5.0,
+                 observers: Sequence[Callable[[Op], None]] = ()) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.test = test
+        self.history = history
+        self.origin = origin_ns
+        self.concurrency = concurrency
+        self.client_factory = client_factory
+        self.nemesis = nemesis
+        self.op_timeout = op_timeout
+        self.nemesis_timeout = nemesis_timeout
+        self.open_timeout = open_timeout
+        self.observers = list(observers)
+        self.processes: dict[Thread, int | str] = {t: t for t in range(concurrency)}
+        self.processes[NEMESIS] = NEMESIS
+        self._done: deque[Op] = deque()
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------------------------------ dispatcher
+
+    def now(self) -> int:
+        """Context time: ns since the run's origin."""
+        return time.monotonic_ns() - self.origin
+
+    def _record(self, op: Op) -> Op:
+        op = self.history.record(op)
+        for obs in self.observers:
+            obs(op)
+        return op
+
+    async def run(self, gen: Generator | None, *, nemesis_thread: bool | None = None) -> None:
+        """Run ``gen`` until it is exhausted and every op it started has completed. Cancellation (Ctrl-C, SIGTERM,
+        an outer timeout) stops the workers at once; ops in flight then stay without completion, which the history
+        format reads as indeterminate."""
+        use_nemesis = (self.nemesis is not None) if nemesis_thread is None else nemesis_thread
+        if use_nemesis and self.nemesis is None:
+            raise ValueError("nemesis_thread=True without a nemesis")
+        if self.client_factory is None and gen is not None:
+            raise ValueError("a generator needs a client factory")
+        threads: tuple[Thread, ...] = tuple(range(self.concurrency)) + ((NEMESIS,) if use_nemesis else ())
+        free: dict[Thread, None] = dict.fromkeys(threads)  # insertion order = least recently busy first
+        inboxes: dict[Thread, asyncio.Queue[Op | None]] = {t: asyncio.Queue() for t in threads}
+        self._done.clear()
+        c = self.concurrency
+
+        def context(now: int) -> Context:
+            return Context(now, threads, frozenset(free), dict(self.processes), c, tuple(free))
+
+        try:
+            await self._dispatch(gen, threads, free, inboxes, context)
+        except BaseExceptionGroup as eg:
+            # One failure (a generator error, a worker bug) is re-raised as itself, not wrapped in a group.
+            if len(eg.exceptions) == 1:
+                raise eg.exceptions[0] from eg
+            raise
+
+    async def _dispatch(self, gen: Generator | None, threads: tuple[Thread, ...], free: dict[Thread, None],
+                        inboxes: dict[Thread, asyncio.Queue[Op | None]], context: Callable[[int], Context]) -> None:
+        c = self.concurrency
+        async with asyncio.TaskGroup() as tg:
+            for t in threads:
+                tg.create_task(self._worker(t, inboxes[t]), name=f"worker-{t}")
+            try:
+                g = gen
+                while True:
+                    while self._done:
+                        comp = self._done.popleft()
+                        th = comp.process % c if isinstance(comp.process, int) else comp.process
+                        free[th] = None
+                        if comp.type == "info" and isinstance(comp.process, int):
+                            self.processes[th] = comp.process + c
+                        if g is not None:
+                            g = g.update(context(self.now()), replace(comp, time=comp.time - self.origin))
+                    now = self.now()
+                    res = g.op(context(now)) if g is not None else None
+                    if res is None:
+                        g = None
+                        if len(free) == len(threads):
+                            break
+                        await self._wait(None)
+                        continue
+                    x, nxt = res
+                    if isinstance(x, Pending):
+                        g = nxt if nxt is not None else g
+                        if x.wake is None and len(free) == len(threads):
+                            raise GeneratorError("generator is pending with nothing in flight and no wake time")
+                        await self._wait(None if x.wake is None else max(1, x.wake - now))
+                        continue
+                    # An op for later is dispatched now (its thread is busy from now on); the worker sends it at
+                    # x.time. The generator's state is committed either way, so deadlines it set stick.
+                    th = x.process % c if isinstance(x.process, int) else x.process
+                    if th not in free or self.processes.get(th) != x.process:
+                        raise GeneratorError(f"generator emitted {x} for a busy or unknown process "
+                                             f"(free threads: {sorted(map(str, free))})")
+                    del free[th]
+                    g = nxt.update(context(now), x) if nxt is not None else None
+                    inboxes[th].put_nowait(x)
+            finally:
+                for q in inboxes.values():
+                    q.put_nowait(None)
+
+    async def _wait(self, timeout_ns: int | None) -> None:
+        """Until a completion arrives or timeout_ns passes (None = no timeout)."""
+        if self._done:
+            return
+        self._wake.clear()
+        if timeout_ns is None:
+            await self._wake.wait()
+            return
+        if timeout_ns <= 0:
+            return
+        try:
+            async with asyncio.timeout(timeout_ns / 1e9):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _until(self, when: int) -> None:
+        """Wait until context time ``when`` (the op's scheduled send time)."""
+        delay = when - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay / 1e9)
+
+    def _complete(self, op: Op) -> None:
+        self._done.append(op)
+        self._wake.set()
+
+    # --------------------------------------------------------------------------------------------- workers
+
+    async def _worker(self, thread: Thread, inbox: asyncio.Queue[Op | None]) -> None:
+        if thread == NEMESIS:
+            while (op := await inbox.get()) is not None:
+                await self._until(op.time)
+                self._complete(await self._nemesis_op(op))
+            return
+        nodes = self.test.nodes
+        node = nodes[int(thread) % len(nodes)] if nodes else None
+        client: Client | None = None
+        try:
+            while (op := await inbox.get()) is not None:
+                await self._until(op.time)
+                if client is None:
+                    client, why = await self._open(node)
+                    if client is None:
+                        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+                        self._complete(self._record(Op(process=inv.process, type="fail", f=inv.f, key=inv.key,
+                                                       value=inv.value, time=time.monotonic_ns(), node=node,
+                                                       error=f"no-client: {why}")))
+                        continue
+                comp = await self._client_op(client, op, node)
+                if comp.type == "info":
+                    await self._close(client)
+                    client = None
+                self._complete(comp)
+        finally:
+            if client is not None:
+                await self._close(client)
+
+    async def _open(self, node: str | None) -> tuple[Client | None, str]:
+        assert self.client_factory is not None
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                client = await self.client_factory().open(self.test, node or "")
+            return client, ""
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            return None, f"open timed out after {self.open_timeout} s"
+        except Exception as e:  # noqa: BLE001 - any failure to open is reported as no-client
+            return None, _describe(e)
+
+    async def _close(self, client: Client) -> None:
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                await client.close(self.test)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a client that fails to close is dropped
+            log.debug("client close failed: %s", _describe(e))
+
+    async def _client_op(self, client: Client, op: Op, node: str | None) -> Op:
+        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+        res: Any
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                res = await client.invoke(self.test, inv)
+            t1 = time.monotonic_ns()
+        except TimeoutError:
+            t1 = time.monotonic_ns()
+            res = replace(inv, type="info", error="timeout")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Jepsen's rule: an exception means the outcome is unknown
+            t1 = time.monotonic_ns()
+            res = replace(inv, type="info", error=_describe(e))
+        if not isinstance(res, Op) or res.type not in COMPLETION_TYPES:
+            res = replace(inv, type="info", error=f"client returned {res!r}, not a completion op")
+        return self._record(Op(process=inv.process, type=res.type, f=inv.f, key=inv.key, value=res.value,
+                               time=t1, node=res.node or node, error=res.error))
+
+    async def _nemesis_op(self, op: Op) -> Op:
+        assert self.nemesis is not None
+        inv = self._record(replace(op, time=time.monotonic_ns()))
+        value, error, node = inv.value, None, None
+        try:
+            async with asyncio.timeout(self.nemesis_timeout):
+                res = await self.nemesis.invoke(self.test, inv)
+            if isinstance(res, Op):
+                value, error, node = res.value, res.error, res.node
+            else:
+                error = f"nemesis returned {res!r}, not an op"
+        except TimeoutError:
+            error = f"timeout after {self.nemesis_timeout} s"
+        except asyncio.CancelledError:
+            # Close the nemesis's interval in the history (the heal that follows is a new nemesis op); what the
+            # interrupted op did is unknown, and the heal undoes it either way.
+            self._record(Op(process=NEMESIS, type="info", f=inv.f, value=inv.value, time=time.monotonic_ns(),
+                            error="interrupted"))
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded; the final heal still runs
+            error = _describe(e)
+            log.warning("nemesis %s %s failed: %s", inv.f, inv.value, error)
+        if isinstance(inv.value, dict) and isinstance(value, dict) and "fault" not in value and "fault" in inv.value:
+            value = {"fault": inv.value["fault"], **value}
+        return self._record(Op(process=NEMESIS, type="info", f=inv.f, value=value, time=time.monotonic_ns(),
+                               node=node, error=error))

@@ -1,0 +1,602 @@
+"""One run of the lab, from nothing to a verdict and back to nothing: :func:`run_test`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import importlib.metadata
+import logging
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness import generator as gen
+from harness import registry
+from harness.backends import make_backend
+from harness.checking import run_checkers
+from harness.composite import CompositeNemesis, NoopNemesis
+from harness.interpreter import Interpreter, Tally
+from harness.labstate import default_prefix, work_root
+from harness.monitor import ClusterMonitor
+from harness.protocols import Backend, Nemesis, Op, TestContext
+from harness.seeds import child_seed
+from harness.store import HistoryWriter, JsonlWriter, RunDir
+
+log = logging.getLogger("harness.run")
+
+
+class ConfigError(ValueError):
+    """The run was asked for something that does not exist or does not fit (bad arguments: exit code 254)."""
+
+
+class HarnessError(RuntimeError):
+    """The lab itself could not do its job (no leader after start, a backend failure...): exit code 3."""
+
+
+class ExitCode(enum.IntEnum):
+    VALID = 0
+    INVALID = 1
+    UNKNOWN = 2
+    HARNESS_FAILED = 3
+    BAD_ARGUMENTS = 254
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """Everything a run needs. ``extra`` holds the options contributed by the workload, DB and nemeses."""
+
+    workload: str
+    nemeses: tuple[str, ...] = ()
+    db: str | None = None
+    backend: str = "netns"
+    nodes: int = 5
+    time_limit: float = 60.0
+    concurrency: int = 10
+    rate: float = 200.0
+    seed: int = 0
+    nemesis_interval: float = 10.0
+    op_timeout: float = 5.0
+    final_time_limit: float = 30.0
+    quiesce_timeout: float = 15.0
+    setup_timeout: float = 30.0
+    status_interval: float = 0.5
+    store: Path = Path("store")
+    name: str | None = None
+    prefix: str | None = None
+    render: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [(self.nodes >= 1, "--nodes must be >= 1"), (self.time_limit > 0, "--time-limit must be > 0"),
+                  (self.concurrency >= 1, "--concurrency must be >= 1"), (self.rate >= 0, "--rate must be >= 0"),
+                  (self.nemesis_interval > 0, "--nemesis-interval must be > 0"),
+                  (self.op_timeout > 0, "--op-timeout must be > 0"),
+                  (self.final_time_limit >= 0, "--final-time-limit must be >= 0"),
+                  (self.status_interval > 0, "--status-interval must be > 0")]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    def options(self) -> dict[str, Any]:
+        """The flat option mapping roles see (and test.json stores): the generic options plus ``extra``."""
+        out = {k: v for k, v in asdict(self).items() if k != "extra"}
+        out["nemeses"] = list(self.nemeses)
+        out["store"] = str(self.store)
+        out.update(self.extra)
+        return out
+
+
+@dataclass(slots=True)
+class RunResult:
+    exit_code: ExitCode
+    valid: bool | str
+    run_dir: Path | None
+    results: dict[str, Any] | None
+    tally: Tally
+    error: str | None = None
+    heal: dict[str, Any] | None = None
+
+
+class ProgressSink(Protocol):
+    """What the run tells a display: the phase, and (every half second) the running figures."""
+
+    def phase(self, name: str) -> None: ...
+
+    def update(self, *, elapsed: float, tally: Tally, leader: str | None) -> None: ...
+
+
+class _NullProgress:
+    def phase(self, name: str) -> None:
+        return None
+
+    def update(self, *, elapsed: float, tally: Tally, leader: str | None) -> None:
+        return None
+
+
+def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list[registry.NemesisSpec]]:
+    """Look the roles up in the registry; every unknown name is a ConfigError, raised before anything exists."""
+    try:
+        workload = registry.workload(config.workload)
+        db_name = config.db or workload.db
+        if db_name is None:
+            dbs = registry.names(registry.Kind.DB)
+            if len(dbs) != 1:
+                raise ConfigError(f"workload {workload.name} names no DB and --db is not given "
+                                  f"(available: {', '.join(dbs) or 'none'})")
+            db_name = dbs[0]
+        dbspec = registry.db(db_name)
+        nems = [registry.nemesis(n) for n in config.nemeses if n != "none"]
+    except registry.RegistryError as e:
+        raise ConfigError(str(e)) from None
+    seen: dict[str, str] = {}
+    for spec in nems:
+        for kind in spec.kinds:
+            if kind in seen:
+                raise ConfigError(f"fault kind {kind!r} is handled by both nemesis {seen[kind]} and {spec.name}")
+            seen[kind] = spec.name
+    return workload, dbspec, nems
+
+
+def _versions() -> dict[str, Any]:
+    out: dict[str, Any] = {"python": sys.version.split()[0], "kernel": platform.release()}
+    try:
+        out["raftkv-lab"] = importlib.metadata.version("raftkv-lab")
+    except importlib.metadata.PackageNotFoundError:
+        out["raftkv-lab"] = None
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = None
+    return out
+
+
+def build_main_generator(config: RunConfig, workload: registry.Workload, nem_specs: list[registry.NemesisSpec],
+                         options: Mapping[str, Any], test: TestContext) -> gen.Generator:
+    """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream (each nemesis's own
+    schedule, or the default start/stop cycle every --nemesis-interval over the remaining kinds)."""
+    client_gen: gen.Generator = workload.generator(options, test.rng("workload"))
+    if config.rate > 0:
+        client_gen = gen.rate(config.rate, client_gen)
+    client_gen = gen.time_limit(config.time_limit, client_gen)
+    schedules: list[gen.Generator] = []
+    default_kinds: list[str] = []
+    for spec in nem_specs:
+        if spec.generator is not None:
+            schedules.append(spec.generator(options, test.rng(f"nemesis.{spec.name}.schedule")))
+        else:
+            default_kinds += sorted(spec.kinds)
+    if default_kinds:
+        schedules.append(gen.nemesis_cycle(default_kinds, config.nemesis_interval,
+                                           seed=child_seed(config.seed, "nemesis.schedule")))
+    if not schedules:
+        return gen.clients(client_gen)
+    return gen.clients_and_nemesis(client_gen, gen.time_limit(config.time_limit, gen.any_of(*schedules)))
+
+
+class _Run:
+    """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
+    path knows exactly what to undo."""
+
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
+        self.config = config
+        self.progress = progress
+        self.options = {**defaults, **config.options()}
+        self.tally = Tally()
+        self.run_dir: RunDir | None = None
+        self.backend: Backend | None = None
+        self.test: TestContext | None = None
+        self.nemesis: Nemesis | None = None
+        self.nemesis_setup = False
+        self.db_setup: list[str] = []
+        self.interp: Interpreter | None = None
+        self.history: HistoryWriter | None = None
+        self.cluster: JsonlWriter | None = None
+        self.monitor: ClusterMonitor | None = None
+        self.heal_result: dict[str, Any] | None = None
+        self.collected = False
+        self.origin = time.monotonic_ns()
+        self.start_wall = datetime.now(UTC)
+        self.log_handler: logging.Handler | None = None
+
+    def phase(self, name: str) -> None:
+        log.info("phase: %s", name)
+        self.progress.phase(name)
+
+
+async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -> RunResult:
+    """Run one test and return its verdict. The phases, in order:
+
+    1. resolve the workload, DB and nemeses in the registry (a bad name fails here, before anything exists);
+    2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
+    3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
+    4. install and start the DB: DB.setup then DB.start on every node, then wait (``setup_timeout``) until every
+       node answers DB.status and they agree on a leader;
+    5. set up clients and nemesis: Nemesis.setup; the cluster monitor starts polling DB.status into cluster.jsonl;
+    6. run the generator until the time limit: the workload's client stream (``--rate`` ops/s in total) beside the
+       nemesis stream, every invoke and completion appended live to history.jsonl;
+    7. heal every fault: Nemesis.heal (recorded as ``stop`` events of the active faults) and verify that every
+       node runs;
+    8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until all nodes agree on one leader;
+    9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``;
+    10. stop: scrape each node's metrics into ``<node>/metrics.txt``, kill the nodes, collect their log files
+        into ``<node>/``;
+    11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
+    12. store results: results.json (the checker result plus ``heal``), and the ``latest`` links;
+    13. render the report (reports.render.render_run) when the reports package is importable;
+    14. tear down: Nemesis.teardown, DB.teardown on every node, backend teardown.
+
+    Heal and teardown happen on every path. On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the
+    run skips to: heal, collect what can be collected, tear down; results.json then says ``"valid": "unknown"``
+    with the error, and the exit code is 3. Exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness failed.
+    """
+    progress = progress or _NullProgress()
+    workload, dbspec, nem_specs = resolve(config)  # 1
+    specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
+    defaults = {o.name: o.default for spec in specs for o in spec.options}
+    r = _Run(config, progress, defaults)
+    error: str | None = None
+    interrupted = False
+    result: RunResult | None = None
+    try:
+        try:
+            check_result = await _run_phases(r, workload, dbspec, nem_specs)  # 2-11
+            result = _store_results(r, check_result, None, False)  # 12
+            if config.render and r.run_dir is not None:
+                r.phase("render the report")
+                await _render(r.run_dir)  # 13
+        finally:
+            # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
+            await _cleanup(r)
+    except asyncio.CancelledError:
+        interrupted = True
+        error = "interrupted (Ctrl-C or SIGTERM)"
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        log.warning("run interrupted; healed and torn down")
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the lab is reported, with its traceback in the log
+        error = describe_error(e)
+        log.exception("run failed")
+    finally:
+        if r.history is not None:
+            r.history.close()
+        if r.cluster is not None:
+            r.cluster.close()
+    if error is not None or result is None:
+        result = _store_results(r, None, error or "no check result", interrupted)
+    if r.log_handler is not None:
+        logging.getLogger("harness").removeHandler(r.log_handler)
+        r.log_handler.close()
+    return result
+
+
+def _store_results(r: _Run, check_result: dict[str, Any] | None, error: str | None,
+                   interrupted: bool) -> RunResult:
+    """results.json (and the latest links) from a check result, or from the error that prevented one."""
+    heal = r.heal_result
+    if check_result is None:
+        results: dict[str, Any] = {"valid": "unknown", "error": error, "heal": heal, "interrupted": interrupted}
+        valid: bool | str = "unknown"
+        code = ExitCode.HARNESS_FAILED
+    else:
+        results = {**check_result, "heal": heal}
+        valid = check_result.get("valid", "unknown")
+        code = exit_code_for(valid)
+    results["run"] = {"ok": r.tally.ok, "fail": r.tally.fail, "info": r.tally.info, "by_f": r.tally.by_f,
+                      "nemesis_events": r.tally.nemesis_events, "elapsed_s": (time.monotonic_ns() - r.origin) / 1e9}
+    if r.run_dir is not None:
+        r.run_dir.write_json("results.json", results)
+        r.run_dir.link_latest()
+    return RunResult(code, valid, r.run_dir.path if r.run_dir else None, results, r.tally, error, heal)
+
+
+async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBSpec,
+                      nem_specs: list[registry.NemesisSpec]) -> dict[str, Any]:
+    config = r.config
+    # 2. store
+    name = config.name or f"{workload.name}-{'+'.join(s.name for s in nem_specs) or 'none'}"
+    r.run_dir = run = RunDir.create(config.store, name, r.start_wall)
+    r.log_handler = logging.FileHandler(run.log_path)
+    r.log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    r.log_handler.setLevel(logging.DEBUG)
+    hlog = logging.getLogger("harness")
+    hlog.addHandler(r.log_handler)
+    if hlog.level == logging.NOTSET or hlog.level > logging.DEBUG:
+        hlog.setLevel(logging.DEBUG)
+    prefix = config.prefix or default_prefix()
+    work_dir = work_root(prefix) / f"{name}-{run.path.name}"
+    r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix)
+    db = dbspec.factory(r.options)
+    r.test = test = TestContext(name=name, options=r.options, hosts=[], backend=r.backend, db=db, seed=config.seed,
+                                store_dir=run.path)
+    r.history = HistoryWriter(run.history_path)
+    r.cluster = JsonlWriter(run.cluster_path)
+    _write_test_json(r, workload, dbspec, nem_specs)
+    log.info("run %s seed %d -> %s", name, config.seed, run.path)
+
+    # 3. hosts
+    r.phase("prepare hosts")
+    t0 = time.monotonic()
+    test.hosts = await r.backend.setup(config.nodes)
+    log.info("%d hosts up in %.2f s", len(test.hosts), time.monotonic() - t0)
+    _write_test_json(r, workload, dbspec, nem_specs)
+
+    # 4. DB
+    r.phase("install and start the DB")
+    r.db_setup = list(test.nodes)
+    await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
+    await asyncio.gather(*(db.start(test, n) for n in test.nodes))
+    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval)
+    if not await monitor.wait_agreed(config.setup_timeout):
+        raise HarnessError(f"the cluster did not come up within {config.setup_timeout} s: {monitor.last}")
+    log.info("cluster up, leader %s", monitor.leader)
+
+    # 5. clients and nemesis
+    r.phase("set up clients and nemesis")
+    nems = [(s.name, s.factory(r.options, test.rng(f"nemesis.{s.name}"))) for s in nem_specs]
+    r.nemesis = CompositeNemesis(nems) if nems else NoopNemesis()
+    r.nemesis_setup = True
+    await r.nemesis.setup(test)
+    r.interp = interp = Interpreter(
+        test, history=r.history, origin_ns=r.origin, concurrency=config.concurrency,
+        client_factory=lambda: workload.client(r.options), nemesis=r.nemesis if nems else None,
+        op_timeout=config.op_timeout, open_timeout=config.op_timeout, observers=[r.tally.observe])
+    main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
+    final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
+
+    async with asyncio.TaskGroup() as tg:
+        poller = tg.create_task(monitor.run(), name="cluster-monitor")
+        ticker = tg.create_task(_tick(r), name="progress")
+        try:
+            # 6. main phase
+            r.phase("run")
+            await interp.run(main_gen)
+            # 7. heal
+            r.phase("heal")
+            await _heal(r)
+            # 8. quiesce
+            r.phase("quiesce")
+            if not await ClusterMonitor(test, None, interval=config.status_interval).wait_agreed(
+                    config.quiesce_timeout):
+                log.warning("cluster did not agree on a leader within %.1f s of the heal", config.quiesce_timeout)
+            # 9. final reads
+            if final is not None and config.final_time_limit > 0:
+                r.phase("final reads")
+                await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
+        finally:
+            poller.cancel()
+            ticker.cancel()
+    r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=monitor.leader)
+
+    # 10. stop and collect
+    r.phase("stop and collect")
+    await _collect(r)
+
+    # 11. check
+    r.phase("check")
+    test_json = run.read_json("test.json")
+    history = run.history()
+    checkers = workload.checker(r.options)
+    t0 = time.monotonic()
+    result = await in_daemon_thread(run_checkers, checkers, test_json, history)
+    log.info("checked %d events in %.2f s: valid=%s", len(history), time.monotonic() - t0, result.get("valid"))
+    return result
+
+
+def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSpec,
+                     nem_specs: list[registry.NemesisSpec]) -> None:
+    assert r.run_dir is not None and r.test is not None
+    backend_info: dict[str, Any] = {"name": r.config.backend}
+    describe = getattr(r.backend, "describe", None)
+    if callable(describe):
+        backend_info.update(describe())
+    r.run_dir.write_json("test.json", {
+        "name": r.test.name,
+        "workload": workload.name,
+        "db": dbspec.name,
+        "nemeses": [s.name for s in nem_specs],
+        "seed": r.config.seed,
+        "options": r.options,
+        "hosts": [{"name": h.name, "address": h.address} for h in r.test.hosts],
+        "nodes": r.test.nodes,
+        "backend": backend_info,
+        "versions": _versions(),
+        "start_wall": r.start_wall.isoformat(),
+        "start_time": r.origin,
+        "argv": sys.argv,
+    })
+
+
+async def _tick(r: _Run) -> None:
+    while True:
+        leader = r.monitor.leader if r.monitor else None
+        r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=leader)
+        await asyncio.sleep(0.5)
+
+
+def _record_nemesis(r: _Run, f: str, typ: str, value: Any) -> None:
+    assert r.history is not None
+    op = r.history.record(Op(process="nemesis", type=typ, f=f, value=value,  # type: ignore[arg-type]
+                             time=time.monotonic_ns()))
+    r.tally.observe(op)
+
+
+async def _heal(r: _Run, timeout: float = 60.0) -> None:
+    """End every fault and verify: the nemesis's heal, recorded as a stop of each active fault, then every node
+    must run. Sets r.heal_result = {"ok", "details": {"nemesis": ..., "running": {node: bool}}}."""
+    assert r.test is not None
+    if r.heal_result is not None or r.nemesis is None or not r.nemesis_setup:
+        return
+    active = sorted(r.tally.faults)
+    if r.history is not None:
+        for kind in active:
+            _record_nemesis(r, "stop", "invoke", {"fault": kind, "heal": True})
+            if kind != active[-1]:
+                _record_nemesis(r, "stop", "info", {"fault": kind, "heal": True})
+    try:
+        async with asyncio.timeout(timeout):
+            res = await r.nemesis.heal(r.test)
+    except TimeoutError:
+        res = {"ok": False, "details": f"heal did not finish within {timeout} s"}
+    except Exception as e:  # noqa: BLE001 - recorded as a failed heal
+        res = {"ok": False, "details": f"heal raised {type(e).__name__}: {e}"}
+    if active and r.history is not None:
+        _record_nemesis(r, "stop", "info", {"fault": active[-1], "heal": True, "ok": bool(res.get("ok"))})
+    running: dict[str, Any] = {}
+    for node in r.db_setup:
+        try:
+            async with asyncio.timeout(10):
+                running[node] = bool(await r.test.db.is_running(r.test, node))
+        except Exception as e:  # noqa: BLE001
+            running[node] = f"error: {type(e).__name__}: {e}"
+    ok = bool(res.get("ok")) and all(v is True for v in running.values())
+    r.heal_result = {"ok": ok, "details": {"nemesis": res.get("details"), "running": running}}
+    (log.info if ok else log.warning)("heal: %s", r.heal_result)
+
+
+async def _collect(r: _Run) -> None:
+    """Scrape metrics, kill the nodes, copy their log files into <node>/. Best effort per node and file."""
+    if r.collected or r.test is None or r.run_dir is None or not r.db_setup:
+        return
+    r.collected = True
+    test, run = r.test, r.run_dir
+
+    async def one(node: str) -> None:
+        d = run.node_dir(node)
+        try:
+            async with asyncio.timeout(10):
+                (d / "metrics.txt").write_text(await test.db.metrics(test, node))
+        except Exception as e:  # noqa: BLE001
+            (d / "metrics.txt").write_text(f"# metrics scrape failed: {type(e).__name__}: {e}\n")
+        try:
+            async with asyncio.timeout(10):
+                await test.db.kill(test, node)
+        except Exception as e:  # noqa: BLE001
+            log.warning("stopping %s failed: %s", node, e)
+        host = test.host(node)
+        for path in test.db.log_files(test, node):
+            try:
+                await host.download(path, d / Path(path).name)
+            except Exception as e:  # noqa: BLE001
+                log.warning("collecting %s:%s failed: %s", node, path, e)
+
+    await asyncio.gather(*(one(n) for n in r.db_setup))
+
+
+async def _cleanup(r: _Run) -> None:
+    """Every path: heal, collect (if not yet), nemesis teardown, DB teardown, backend teardown. Each step is
+    bounded and its failure logged; the next still runs."""
+    steps = [("heal", lambda: _heal(r)), ("collect", lambda: _collect(r))]
+    if r.nemesis is not None and r.test is not None and r.nemesis_setup:
+        nemesis, test_ = r.nemesis, r.test
+        steps.append(("nemesis teardown", lambda: nemesis.teardown(test_)))
+    if r.test is not None and r.db_setup:
+        test = r.test
+
+        async def db_teardown() -> None:
+            await asyncio.gather(*(test.db.teardown(test, n) for n in r.db_setup))
+
+        steps.append(("DB teardown", db_teardown))
+    if r.backend is not None:
+        steps.append(("backend teardown", r.backend.teardown))
+    if steps:
+        r.phase("tear down")
+    for name, step in steps:
+        try:
+            async with asyncio.timeout(60):
+                await step()
+        except Exception as e:  # noqa: BLE001 - keep tearing down
+            log.error("%s failed: %s: %s", name, type(e).__name__, e)
+
+
+async def _render(run_dir: RunDir) -> None:
+    try:
+        from reports.render import render_run
+    except ImportError:
+        log.info("no report renderer (reports.render) yet; skipping report.html")
+        return
+    try:
+        await in_daemon_thread(render_run, run_dir.path)
+    except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
+        log.warning("report rendering failed: %s: %s", type(e).__name__, e)
+
+
+def analyze(run_path: Path) -> dict[str, Any]:
+    """Re-check a stored run with its workload's checkers (registry lookup by test.json's workload and options);
+    rewrites results.json, keeping the stored heal verification. Returns the new results."""
+    run = RunDir.open(run_path)
+    test_json = run.read_json("test.json")
+    try:
+        workload = registry.workload(test_json["workload"])
+    except KeyError:
+        raise ConfigError(f"{run.path}/test.json names no workload") from None
+    except registry.RegistryError as e:
+        raise ConfigError(str(e)) from None
+    options = test_json.get("options", {})
+    result = run_checkers(workload.checker(options), test_json, run.history())
+    try:
+        old = run.read_json("results.json")
+    except Exception:  # noqa: BLE001 - a run killed before its results has none
+        old = {}
+    new = {**result, "heal": old.get("heal"), "run": old.get("run"), "analyzed_at": datetime.now(UTC).isoformat()}
+    run.write_json("results.json", new)
+    return new
+
+
+async def in_daemon_thread(fn: Any, *args: Any) -> Any:
+    """Run a CPU-bound function (a checker, the renderer) in a daemon thread and await it. Unlike
+    asyncio.to_thread, a Ctrl-C/SIGTERM does not have to wait for it: the await is cancelled and the process may
+    exit while the thread still runs (nothing it does needs cleaning up)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            res: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            res = (False, e)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(deliver, *res)
+
+    threading.Thread(target=work, name=f"harness-{getattr(fn, '__name__', 'work')}", daemon=True).start()
+    return await fut
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error; a task group's wrapper is looked through to the failures inside it."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe_error(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def exit_code_for(valid: Any) -> ExitCode:
+    """0 for exactly True, 1 for exactly False, 2 for anything else (unknown)."""
+    if valid is True:
+        return ExitCode.VALID
+    if valid is False:
+        return ExitCode.INVALID
+    return ExitCode.UNKNOWN
+
+
+def random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "big")

@@ -1,0 +1,174 @@
+"""Process faults through the DB protocol only: kill -9 then restart (`KillNemesis`), SIGSTOP then SIGCONT
+(`PauseNemesis`). The DB adapter owns the PIDs and how to signal them; the nemesis only picks targets and keeps track
+of what it did, so that `stop`, `heal` and `teardown` undo exactly that.
+
+Nemesis ops (docs/history.md):
+- invoke `start` value `{"fault": "kill" | "pause", "target": SPEC}` with SPEC one of nemesis.targets.TARGET_SPECS
+  (a random one of the configured specs when absent), or `"targets": [nodes]` for an explicit choice. Completion
+  value `{"fault", "target", "targets"}`; with spec "leader" and no leader known, `"targets": []` and
+  `"skipped": "no leader"`.
+- invoke `stop`: restarts (kill) or resumes (pause) every node this nemesis took down, in any earlier start;
+  completion `{"fault", "targets": [nodes brought back]}`.
+
+`heal` brings back everything taken down and verifies: kill, that every node of the cluster is running
+(`{"ok", "details": {"restarted", "not_running"}}`); pause, that every node it paused and that still runs answers its
+status again (`{"ok", "details": {"resumed", "gone", "not_answering"}}`).
+Targets already down are skipped by a later start, so two overlapping kills never restart a node twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from harness.protocols import Op, TestContext
+from nemesis.leader import current_leader
+from nemesis.targets import TARGET_SPECS, select_targets
+
+DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
+RUNNING_TIMEOUT_S = 20.0
+
+
+class _ProcessNemesis:
+    kind = ""
+
+    def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS) -> None:
+        unknown = [t for t in targets if t not in TARGET_SPECS]
+        if unknown or not targets:
+            raise ValueError(f"{self.kind} targets {list(targets)!r}: unknown {unknown!r}; known: {TARGET_SPECS}")
+        self.specs = tuple(targets)
+        self._rng = rng  # the engine's child of the run's seed for this nemesis
+        self._down: set[str] = set()  # nodes this nemesis took down and has not brought back yet
+
+    def faults(self) -> set[str]:
+        return {self.kind}
+
+    async def setup(self, test: TestContext) -> None:
+        return None
+
+    async def _take_down(self, test: TestContext, node: str) -> None:
+        raise NotImplementedError
+
+    async def _bring_back(self, test: TestContext, node: str) -> None:
+        raise NotImplementedError
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        value = dict(op.value or {})
+        if op.f == "start":
+            done = await self._start(test, value)
+        elif op.f == "stop":
+            done = {"fault": self.kind, "targets": await self._restore(test)}
+        else:
+            raise ValueError(f"{self.kind} nemesis: unknown f {op.f!r} (expected start or stop)")
+        return Op(process=op.process, type="info", f=op.f, value=done, node=",".join(done["targets"]) or None)
+
+    async def _start(self, test: TestContext, value: dict[str, Any]) -> dict[str, Any]:
+        if "targets" in value:
+            spec = "explicit"
+            unknown = set(value["targets"]) - set(test.nodes)
+            if unknown:
+                raise ValueError(f"{self.kind} nemesis: unknown targets {sorted(unknown)!r}")
+            chosen: tuple[str, ...] = tuple(sorted(set(value["targets"])))
+        else:
+            spec = value.get("target") or self._rng.choice(self.specs)
+            leader = await current_leader(test) if spec == "leader" else None
+            chosen = select_targets(spec, test.nodes, self._rng, leader=leader)
+            if spec == "leader" and not chosen:
+                return {"fault": self.kind, "target": spec, "targets": [], "skipped": "no leader"}
+        fresh = [n for n in chosen if n not in self._down]
+        self._down.update(fresh)  # before acting: a cancelled start must still be undone by heal
+        async with asyncio.TaskGroup() as tg:
+            for node in fresh:
+                tg.create_task(self._take_down(test, node))
+        return {"fault": self.kind, "target": spec, "targets": list(chosen)}
+
+    async def _restore(self, test: TestContext) -> list[str]:
+        back = sorted(self._down)
+        async with asyncio.TaskGroup() as tg:
+            for node in back:
+                tg.create_task(self._bring_back(test, node))
+        self._down.difference_update(back)
+        return back
+
+    async def _not_running(self, test: TestContext, nodes: Sequence[str]) -> list[str]:
+        """The nodes among `nodes` that are still not running after RUNNING_TIMEOUT_S (polled, not slept)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RUNNING_TIMEOUT_S
+        waiting = list(nodes)
+        while waiting:
+            waiting = [n for n in waiting if not await test.db.is_running(test, n)]
+            if not waiting or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)  # polling a process table: there is no event to await
+        return waiting
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def teardown(self, test: TestContext) -> None:
+        await self.heal(test)
+
+
+class KillNemesis(_ProcessNemesis):
+    """kill -9 of the targets; `stop` restarts them through the DB adapter."""
+
+    kind = "kill"
+
+    async def _take_down(self, test: TestContext, node: str) -> None:
+        await test.db.kill(test, node)
+
+    async def _bring_back(self, test: TestContext, node: str) -> None:
+        await test.db.start(test, node)
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        restarted = await self._restore(test)
+        # Any node not running is started, not only ours: the final state the run promises is "every node running".
+        for node in test.nodes:
+            if not await test.db.is_running(test, node):
+                await test.db.start(test, node)
+                restarted.append(node)
+        not_running = await self._not_running(test, test.nodes)
+        return {"ok": not not_running, "details": {"restarted": sorted(set(restarted)), "not_running": not_running}}
+
+
+class PauseNemesis(_ProcessNemesis):
+    """SIGSTOP of the targets; `stop` sends SIGCONT through the DB adapter."""
+
+    kind = "pause"
+
+    async def _take_down(self, test: TestContext, node: str) -> None:
+        await test.db.pause(test, node)
+
+    async def _bring_back(self, test: TestContext, node: str) -> None:
+        await test.db.resume(test, node)
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        """SIGCONT to every node paused, then verify each one still running answers its status (a stopped process
+        would not). A paused node that is no longer running was killed by another fault: restarting it is the kill
+        nemesis's heal, so it is listed under "gone", not counted as a failure here."""
+        resumed = await self._restore(test)
+        running = [n for n in resumed if await test.db.is_running(test, n)]
+        gone = sorted(set(resumed) - set(running))
+        silent = await self._unanswered(test, running)
+        return {"ok": not silent, "details": {"resumed": resumed, "gone": gone, "not_answering": silent}}
+
+    async def _unanswered(self, test: TestContext, nodes: Sequence[str]) -> list[str]:
+        """The nodes among `nodes` whose status still fails after RUNNING_TIMEOUT_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RUNNING_TIMEOUT_S
+        waiting = list(nodes)
+        while waiting:
+            still = []
+            for node in waiting:
+                try:
+                    async with asyncio.timeout(max(0.1, min(2.0, deadline - loop.time()))):
+                        await test.db.status(test, node)
+                except Exception:  # noqa: BLE001 - any failure to answer is "not yet"; the deadline bounds it
+                    still.append(node)
+            waiting = still
+            if not waiting or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.1)  # the node is resuming; nothing to await but its answer
+        return waiting

@@ -1,0 +1,107 @@
+"""The raftkv DB adapter against real raftkv nodes in real namespaces: start, leader discovery, status, metrics,
+kill -9 and restart, pause and resume, teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.netns import NetnsBackend, NetnsRemote
+from harness.protocols import TestContext as Ctx
+from raftkv.client import KVClient, RaftKVError
+from workloads.raftkv_db import RaftkvDB, RaftkvDBError, client_address
+
+pytestmark = pytest.mark.netns
+
+
+async def await_leader(db: RaftkvDB, test: Ctx, deadline_s: float = 30.0, *, not_: str | None = None) -> str:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        leader = await db.leader(test)
+        if leader is not None and leader != not_:
+            return leader
+        assert time.monotonic() < deadline, "no leader elected"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture()
+async def cluster(netns_backend: NetnsBackend, netns_hosts: list[NetnsRemote], tmp_path: Path) -> Any:
+    db = RaftkvDB({})
+    test = Ctx(name="db", options={}, hosts=list(netns_hosts), backend=netns_backend, db=db, seed=11,
+               store_dir=tmp_path)
+    for node in test.nodes:
+        await db.setup(test, node)
+    for node in test.nodes:
+        await db.start(test, node)
+    try:
+        yield test, db
+    finally:
+        for node in test.nodes:
+            await db.teardown(test, node)
+        assert not [n for n in test.nodes if await db.is_running(test, n)]
+
+
+async def test_start_elect_write_kill_restart_teardown(cluster: Any) -> None:
+    test, db = cluster
+    leader = await await_leader(db, test)
+    status = await db.status(test, leader)
+    assert status["role"] == "leader" and status["id"] == leader
+    assert "raftkv" in await db.metrics(test, leader)
+    async with KVClient([client_address(test, n) for n in test.nodes], timeout=10) as kv:
+        assert (await kv.put("k", "v1", 0)).version == 1
+        await db.kill(test, leader)
+        assert not await db.is_running(test, leader)
+        with pytest.raises(RaftkvDBError):
+            await db.status(test, leader)
+        await await_leader(db, test, not_=leader)
+        assert (await kv.put("k", "v2", 1)).version == 2
+        await db.start(test, leader)
+        await db.start(test, leader)  # a second start of a running node is a no-op
+        deadline = time.monotonic() + 30
+        while True:  # the restarted node recovers from its WAL and catches up from the leader
+            try:
+                got = await kv.get("k", consistency="stale", node=client_address(test, leader), timeout=1)
+                if (got.value, got.version) == ("v2", 2):
+                    break
+            except RaftKVError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, "restarted node never caught up"
+            await asyncio.sleep(0.05)
+        assert await db.is_running(test, leader)
+    logs = db.log_files(test, leader)
+    assert all(Path(p).exists() for p in logs)
+
+
+async def test_pause_and_resume(cluster: Any) -> None:
+    test, db = cluster
+    leader = await await_leader(db, test)
+    await db.pause(test, leader)
+    assert await db.is_running(test, leader)  # stopped, not dead
+    with pytest.raises(RaftkvDBError):
+        await db.status(test, leader)
+    await await_leader(db, test, not_=leader)
+    await db.resume(test, leader)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await db.status(test, leader)
+            break
+        except RaftkvDBError:
+            assert time.monotonic() < deadline, "resumed node never answered"
+            await asyncio.sleep(0.05)
+
+
+async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
+    test, db = cluster
+    written = json.loads(Path(db.config_file(test, "n2")).read_text())
+    assert written["id"] == "n2" and written["peers"] == {n: f"{test.host(n).address}:7000" for n in test.nodes}
+    assert written["client"] == client_address(test, "n2") and written["tick_ms"] == 25
+    assert db.config_file(test, "n2") in db.log_files(test, "n2")
+    assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
+    assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"
+    assert written["lease"] is False and RaftkvDB({"raftkv_lease": True}).config(test, "n2")["lease"] is True

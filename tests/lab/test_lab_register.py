@@ -1,0 +1,232 @@
+"""The register workload without a cluster: its generator as a pure function (harness.generator.simulate, no
+threads, no sleeps), and its client's outcome mapping against a stub of raftkv's client library."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import generator as gen
+from harness.protocols import Op
+from harness.protocols import TestContext as Ctx
+from raftkv.client import GetResult, Maybe, NoKey, PutResult, Timeout, Unavailable, VersionMismatch
+from workloads import register
+from workloads.register import RegisterClient, RegisterGen, final_generator, generator
+
+OPTIONS = {"keys": 3}
+
+
+def invokes(history: list[Op]) -> list[Op]:
+    return [op for op in history if op.type == "invoke"]
+
+
+def test_the_generator_is_seeded_and_pure() -> None:
+    ctx = gen.Context.initial(4, nemesis=False)
+    a = gen.simulate(gen.limit(200, generator(OPTIONS, random.Random(9))), ctx)
+    b = gen.simulate(gen.limit(200, generator(OPTIONS, random.Random(9))), ctx)
+    c = gen.simulate(gen.limit(200, generator(OPTIONS, random.Random(10))), ctx)
+    assert [(o.f, o.key, o.value) for o in a] == [(o.f, o.key, o.value) for o in b]
+    assert [(o.f, o.key, o.value) for o in a] != [(o.f, o.key, o.value) for o in c]
+    ops = invokes(a)
+    assert {o.key for o in ops} == {"k0", "k1", "k2"}
+    counts = Counter(o.f for o in ops)
+    assert counts["get"] > 60 and counts["put"] > 60, counts
+
+
+def test_writes_carry_the_last_observed_version_and_unique_values() -> None:
+    g: gen.Generator = RegisterGen(("k0",), (0,), state=1)
+    ctx = gen.Context.initial(1, nemesis=False)
+    g = g.update(ctx, Op(process=0, type="ok", f="get", key="k0", value={"value": "7", "version": 5}))
+    seen_values = set()
+    for _ in range(300):
+        op, nxt = g.op(ctx)  # type: ignore[misc]
+        assert isinstance(op, Op) and nxt is not None
+        if op.f == "put":
+            assert op.value["version"] in (5, 6)  # the write's 5, or a cas betting on 6
+            assert op.value["value"] not in seen_values
+            seen_values.add(op.value["value"])
+        elif op.f == "delete":
+            assert op.value == {"version": 5}
+        g = nxt
+    assert len(seen_values) > 100
+    # Only completions that say ok teach a version; a refused put teaches nothing.
+    same = g.update(ctx, Op(process=0, type="fail", f="put", key="k0", value={"version": 9}, error="version-mismatch"))
+    assert same is g
+    deleted = g.update(ctx, Op(process=0, type="ok", f="delete", key="k0", value={"version": 0}))
+    assert isinstance(deleted, RegisterGen) and deleted.versions == (0,)
+
+
+def test_no_delete_of_a_key_not_known_to_exist() -> None:
+    ctx = gen.Context.initial(2, nemesis=False)
+    history = gen.simulate(gen.limit(300, RegisterGen(("k0", "k1"), (0, 0), state=3)), ctx,
+                           complete=lambda op: ("fail", 1000))
+    assert not [o for o in invokes(history) if o.f == "delete"]
+    assert all(o.value["version"] in (0, 1) for o in invokes(history) if o.f == "put")
+
+
+def test_final_reads_read_every_key_until_one_succeeds() -> None:
+    ctx = gen.Context.initial(4, nemesis=False)
+    attempts: Counter[str] = Counter()
+
+    def complete(op: Op) -> tuple[str, int]:
+        attempts[str(op.key)] += 1
+        return ("ok" if attempts[str(op.key)] >= 3 else "fail"), 1_000_000
+
+    history = gen.simulate(final_generator(OPTIONS, random.Random(1)), ctx, complete=complete)
+    assert all(o.f == "get" for o in history)
+    assert attempts == {"k0": 3, "k1": 3, "k2": 3}, "one reader per key, until the first ok"
+
+
+class StubKV:
+    """Stands in for raftkv.client.KVClient: answers or raises what the test scripts."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _answer(self, *call: Any) -> Any:
+        self.calls.append(call)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    async def get(self, key: str, consistency: str = "linearizable", node: str | None = None,
+                  timeout: float | None = None) -> Any:
+        return await self._answer("get", key, consistency, node)
+
+    async def put(self, key: str, value: str, version: int, *, timeout: float | None = None) -> Any:
+        return await self._answer("put", key, value, version)
+
+    async def delete(self, key: str, version: int, *, timeout: float | None = None) -> Any:
+        return await self._answer("delete", key, version)
+
+    async def close(self) -> None:
+        return None
+
+
+class Host:
+    def __init__(self, name: str, address: str) -> None:
+        self.name, self.address = name, address
+
+
+async def opened(tmp_path: Path, outcome: Any, **options: Any) -> tuple[RegisterClient, StubKV]:
+    hosts = [Host("n1", "10.0.0.11"), Host("n2", "10.0.0.12"), Host("n3", "10.0.0.13")]
+    test = Ctx(name="t", options={}, hosts=hosts, backend=None, db=None, seed=1,  # type: ignore[arg-type]
+               store_dir=tmp_path)
+    client = await RegisterClient(options).open(test, "n2")
+    assert client._addresses[0] == "10.0.0.12:8000"  # a worker talks to its own node first
+    stub = StubKV(outcome)
+    client._kv = stub  # type: ignore[assignment]
+    return client, stub
+
+
+PUT = Op(process=4, type="invoke", f="put", key="k1", value={"value": "17", "version": 2})
+GET = Op(process=4, type="invoke", f="get", key="k1")
+DELETE = Op(process=4, type="invoke", f="delete", key="k1", value={"version": 3})
+
+
+@pytest.mark.parametrize(("op", "outcome", "expected"), [
+    (PUT, PutResult(3, "10.0.0.11:8000"), ("ok", {"version": 3}, None, "n1")),
+    (DELETE, PutResult(0, "10.0.0.11:8000"), ("ok", {"version": 0}, None, "n1")),
+    (GET, GetResult("17", 3, "10.0.0.13:8000"), ("ok", {"value": "17", "version": 3}, None, "n3")),
+    (GET, GetResult(None, 0, "10.0.0.13:8000"), ("ok", {"value": None, "version": 0}, None, "n3")),
+    (PUT, VersionMismatch("v4", node="10.0.0.11:8000", current_version=4), ("fail", None, "version-mismatch", "n1")),
+    (DELETE, NoKey("gone"), ("fail", None, "no-key", None)),
+    (PUT, Unavailable("nobody took it"), ("fail", None, "unavailable", None)),
+    (PUT, Maybe("commit unconfirmed"), ("info", None, "maybe", None)),
+    (PUT, Timeout("no answer"), ("info", None, "timeout", None)),
+    (DELETE, Timeout("no answer"), ("info", None, "timeout", None)),
+    (GET, Timeout("no answer"), ("fail", None, "timeout", None)),  # a read without an answer changed nothing
+])
+async def test_outcomes_follow_jepsen(tmp_path: Path, op: Op, outcome: Any,
+                                      expected: tuple[str, Any, str | None, str | None]) -> None:
+    client, stub = await opened(tmp_path, outcome)
+    done = await client.invoke(None, op)  # type: ignore[arg-type]
+    assert (done.type, done.value, done.error, done.node) == expected
+    assert (done.process, done.f, done.key) == (op.process, op.f, op.key)
+    if op.f == "put":
+        assert stub.calls == [("put", "k1", "17", 2)]
+
+
+async def test_stale_reads_go_to_a_random_node(tmp_path: Path) -> None:
+    client, stub = await opened(tmp_path, GetResult("1", 1, "10.0.0.11:8000"), read_consistency="stale")
+    for _ in range(30):
+        await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert {c[2] for c in stub.calls} == {"stale"}
+    assert {c[3] for c in stub.calls} == {"10.0.0.11:8000", "10.0.0.12:8000", "10.0.0.13:8000"}
+    linear, stub2 = await opened(tmp_path, GetResult("1", 1, None))
+    await linear.invoke(None, GET)  # type: ignore[arg-type]
+    assert stub2.calls == [("get", "k1", "linearizable", None)]
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="read-consistency"):
+        RegisterClient({"read_consistency": "eventual"})
+    with pytest.raises(ValueError, match="--keys must be >= 1"):
+        register.key_names(0)
+
+
+def test_checked_per_key_with_the_versioned_kv_model_plus_stats() -> None:
+    checkers = register.checker({"checker_timeout": 30})
+    assert set(checkers) == {"linearizable", "stats"}
+    assert checkers["linearizable"].model.name == "versioned-kv" and checkers["linearizable"].timeout == 30.0
+
+
+def _events(*rows: tuple[Any, ...]) -> list[dict[str, Any]]:
+    out = []
+    for i, (process, type_, f, value, time_, *error) in enumerate(rows):
+        event = {"index": i, "process": process, "type": type_, "f": f, "key": "k0", "value": value, "time": time_}
+        if error:
+            event["error"] = error[0]
+        out.append(event)
+    return out
+
+
+def test_the_checker_accepts_a_linearizable_history_and_names_a_stale_read() -> None:
+    checkers = register.checker({})
+    good = _events(
+        (0, "invoke", "put", {"value": "a", "version": 0}, 1), (0, "ok", "put", {"version": 1}, 2),
+        (1, "invoke", "put", {"value": "b", "version": 0}, 3), (1, "fail", "put", None, 4, "version-mismatch"),
+        (1, "invoke", "get", None, 5), (1, "ok", "get", {"value": "a", "version": 1}, 6),
+    )
+    assert checkers["linearizable"].check({}, good)["valid"] is True
+    stale = good + _events(
+        (0, "invoke", "put", {"value": "c", "version": 1}, 7), (0, "ok", "put", {"version": 2}, 8),
+        (2, "invoke", "get", None, 9), (2, "ok", "get", {"value": "a", "version": 1}, 10),  # after c: stale
+    )
+    for i, event in enumerate(stale):
+        event["index"] = i
+    result = checkers["linearizable"].check({}, stale)
+    assert result["valid"] is False and result["parts"]["invalid"] == ["k0"]
+    assert result["failure"]["part"] == "k0"
+
+
+async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path, monkeypatch: Any) -> None:
+    made: list[list[str]] = []
+
+    class RecordingKV(StubKV):
+        def __init__(self, addresses: list[str], timeout: float) -> None:
+            super().__init__(Timeout("no answer"))
+            made.append(list(addresses))
+
+    monkeypatch.setattr(register, "KVClient", RecordingKV)
+    client, _ = await opened(tmp_path, Timeout("no answer"))
+    await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert made[-1] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
+
+
+def test_the_client_answers_before_the_engine_gives_up() -> None:
+    assert register.client_timeout({"op_timeout": 5.0}) == 4.5
+    assert register.client_timeout({"op_timeout": 1.0}) == 0.8
+    assert register.client_timeout({}) == 4.5
+    assert 0 < register.client_timeout({"op_timeout": 0.01}) <= 0.05
+
+
+async def test_lease_reads_ask_the_leader_under_its_lease(tmp_path: Path) -> None:
+    client, stub = await opened(tmp_path, GetResult("1", 1, None), read_consistency="lease")
+    await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert stub.calls == [("get", "k1", "lease", None)]

@@ -1,0 +1,204 @@
+"""The raftkv DB adapter: installs, starts, faults and inspects one raftkv node per host (harness's DB protocol).
+
+On each host (any backend: everything goes through Remote):
+- data in `<backend data dir>/raftkv`, logs in `<backend log dir>/` (`raftkv.log` written by the node,
+  `stdout.log` its stdout and stderr);
+- the node listens for peers on `<host address>:PEER_PORT` and for clients on `<host address>:CLIENT_PORT`;
+- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs);
+- it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
+  so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
+  backends must provide the same paths).
+
+Election settings default to fast ones (a 25 ms tick, elections after 10 to 20 ticks) so faults are felt and healed
+within a second; `--raftkv-tick-ms` and `--raftkv-election-ticks` change them.
+
+PIDs are the adapter's own state (one adapter per run): kill/pause/resume signal exactly the process `start` spawned,
+and `kill` returns only once the process is gone, so a following `start` never races the old one for its ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from harness.protocols import RemoteError, TestContext
+from harness.registry import DBSpec, Option
+
+PEER_PORT = 7000
+CLIENT_PORT = 8000
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+DEFAULT_TICK_MS = 25
+DEFAULT_ELECTION_TICKS = 10
+STATUS_TIMEOUT_S = 1.0
+GONE_TIMEOUT_S = 10.0
+
+
+class RaftkvDBError(RuntimeError):
+    """The node could not be started or inspected (the message names the node and the cause)."""
+
+
+def client_address(test: TestContext, node: str) -> str:
+    """The HOST:PORT of a node's client API."""
+    return f"{test.host(node).address}:{CLIENT_PORT}"
+
+
+def peer_address(test: TestContext, node: str) -> str:
+    return f"{test.host(node).address}:{PEER_PORT}"
+
+
+class RaftkvDB:
+    """One per run. `options` may carry raftkv_tick_ms and raftkv_election_ticks."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        options = options or {}
+        self.tick_ms = int(options.get("raftkv_tick_ms") or DEFAULT_TICK_MS)
+        self.election_ticks = int(options.get("raftkv_election_ticks") or DEFAULT_ELECTION_TICKS)
+        if self.tick_ms < 1 or self.election_ticks < 2:
+            raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
+        self.lease = bool(options.get("raftkv_lease"))
+        self.pids: dict[str, int] = {}
+
+    # -- paths ------------------------------------------------------------------------------------------------
+
+    def data_dir(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.data_dir(node)}/raftkv"
+
+    def log_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.log_dir(node)}/raftkv.log"
+
+    def stdout_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.log_dir(node)}/stdout.log"
+
+    def config_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.data_dir(node)}/raftkv.json"
+
+    def config(self, test: TestContext, node: str) -> dict[str, Any]:
+        """The node's configuration (`raftkv serve --config` keys): addresses, directories, election settings and
+        a seed of its own for the election-timeout randomness (drawn from the run's seed)."""
+        return {"id": node, "listen": peer_address(test, node), "client": client_address(test, node),
+                "peers": {n: peer_address(test, n) for n in test.nodes},
+                "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
+                "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
+                "lease": self.lease,
+                "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
+
+    def command(self, test: TestContext, node: str) -> list[str]:
+        """The node's argv: the controller's own interpreter (netns hosts share the controller's file system)."""
+        return [sys.executable, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def setup(self, test: TestContext, node: str) -> None:
+        """Create the node's directories and write its configuration file (through Remote.exec: any backend)."""
+        host = test.host(node)
+        await host.exec(["mkdir", "-p", self.data_dir(test, node), test.backend.log_dir(node)])
+        text = json.dumps(self.config(test, node), indent=2, sort_keys=True) + "\n"
+        await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.config_file(test, node)], stdin=text.encode())
+
+    async def start(self, test: TestContext, node: str) -> None:
+        if await self.is_running(test, node):
+            return
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
+               "LANG": "C.UTF-8"}
+        self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
+                                                      env=env, cwd=REPO_ROOT)
+
+    async def kill(self, test: TestContext, node: str) -> None:
+        pid = self.pids.get(node)
+        if pid is None:
+            return
+        host = test.host(node)
+        await host.signal(pid, signal.SIGKILL)
+        await self._await_gone(test, node, pid)
+        self.pids.pop(node, None)
+
+    async def _await_gone(self, test: TestContext, node: str, pid: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GONE_TIMEOUT_S
+        while await test.host(node).alive(pid):
+            if loop.time() >= deadline:
+                raise RaftkvDBError(f"{node}: pid {pid} still alive {GONE_TIMEOUT_S:g} s after SIGKILL")
+            await asyncio.sleep(0.005)  # the kernel reaps in ~2 ms; nothing to await but the process table
+
+    async def pause(self, test: TestContext, node: str) -> None:
+        if node in self.pids:
+            await test.host(node).signal(self.pids[node], signal.SIGSTOP)
+
+    async def resume(self, test: TestContext, node: str) -> None:
+        if node in self.pids:
+            await test.host(node).signal(self.pids[node], signal.SIGCONT)
+
+    async def is_running(self, test: TestContext, node: str) -> bool:
+        pid = self.pids.get(node)
+        return pid is not None and await test.host(node).alive(pid)
+
+    async def teardown(self, test: TestContext, node: str) -> None:
+        pid = self.pids.get(node)
+        if pid is not None:
+            await test.host(node).signal(pid, signal.SIGCONT)  # a stopped process must not linger stopped
+            await self.kill(test, node)
+        with contextlib.suppress(RemoteError):  # the host may already be gone; its data dir then went with it
+            await test.host(node).exec(["rm", "-rf", self.data_dir(test, node)])
+
+    def log_files(self, test: TestContext, node: str) -> list[str]:
+        return [self.log_file(test, node), self.stdout_file(test, node), self.config_file(test, node)]
+
+    # -- inspection -------------------------------------------------------------------------------------------
+
+    async def _get(self, test: TestContext, node: str, path: str) -> Any:
+        url = f"http://{client_address(test, node)}{path}"
+        timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+                if resp.status != 200:
+                    raise RaftkvDBError(f"{node}: GET {path} answered {resp.status}")
+                if path == "/status":
+                    return await resp.json(content_type=None)
+                return await resp.text()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RaftkvDBError(f"{node}: GET {path} failed: {type(exc).__name__}: {exc}") from None
+
+    async def status(self, test: TestContext, node: str) -> dict[str, Any]:
+        """GET /status: {"id", "role", "term", "leader", "commit", "applied", ...}; RaftkvDBError when no answer."""
+        status = await self._get(test, node, "/status")
+        if not isinstance(status, dict):
+            raise RaftkvDBError(f"{node}: /status is not a JSON object: {status!r}")
+        return status
+
+    async def metrics(self, test: TestContext, node: str) -> str:
+        return str(await self._get(test, node, "/metrics"))
+
+    async def leader(self, test: TestContext) -> str | None:
+        """The node that says it leads in the highest term any node reports, or None (no answer names one)."""
+        async def ask(node: str) -> dict[str, Any] | None:
+            try:
+                return await self.status(test, node)
+            except RaftkvDBError:
+                return None
+
+        async with asyncio.TaskGroup() as tg:
+            asks = {node: tg.create_task(ask(node)) for node in test.nodes}
+        leaders = [(int(s.get("term", 0)), node) for node, task in asks.items()
+                   if (s := task.result()) is not None and s.get("role") == "leader"]
+        return max(leaders)[1] if leaders else None
+
+
+RAFTKV = DBSpec(
+    name="raftkv", factory=RaftkvDB,
+    description="raftkv nodes started as `python -m raftkv serve` on each host",
+    options=(Option(flag="--raftkv-tick-ms", type=int, default=DEFAULT_TICK_MS,
+                    help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),
+             Option(flag="--raftkv-election-ticks", type=int, default=DEFAULT_ELECTION_TICKS,
+                    help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
+             Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
+                    help="start the nodes with leader leases (for --read-consistency lease)")),
+)

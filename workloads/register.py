@@ -1,0 +1,214 @@
+"""The `register` workload: independent versioned keys on raftkv, each one a register.
+
+Operations, as docs/history.md's versioned-kv model names them (every op carries its key, `k0` .. `k<K-1>`):
+- `get`: a read. ok value `{"value": V, "version": N}` (`{"value": null, "version": 0}`: no key).
+- `put`, two flavours recorded alike (invoke value `{"value": V, "version": E}`; ok value `{"version": E+1}`):
+  a *write* puts a fresh value with the version last observed for the key (blind-ish: another client may have
+  written since), a *cas* expects either that version or the one after it (betting that a concurrent write
+  landed), so both outcomes of a compare-and-set are exercised. E = 0 creates the key.
+- `delete`: invoke value `{"version": E}` with E the last observed version (> 0); ok value `{"version": 0}`.
+Values are unique strings (a counter), so every read names the one write it saw.
+
+Outcomes follow Jepsen (docs/history.md): ok when it took effect; `fail` only when it certainly did not:
+version-mismatch, no-key, or unavailable (raftkv.client raises Unavailable only when no node ever took the request);
+`info` for everything that might have happened (Maybe, Timeout, a lost connection, any unexpected error). Reads are
+the exception Jepsen makes too: a read that got no answer changed nothing, so it is a `fail` with the reason as its
+error, and the worker keeps its process.
+
+`--read-consistency lease` reads at the leader under its lease (nodes started with `--raftkv-lease`): safe only
+while no node is paused or slowed beyond the lease's margin, which the pause nemesis tests.
+
+`--read-consistency stale` sends every get to a random node with `?consistency=stale`: the node answers from its own
+applied state, which a partitioned or lagging node serves stale. The checker must then find a violation: it is the
+lab's proof that it can see one.
+
+The generator is pure: it learns the latest version of each key from the completions it is shown (`update`), draws
+every choice from the seed carried in its state, and never sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from checker import LinearizabilityChecker, Stats, make_model
+from harness import generator as gen
+from harness.protocols import Op, TestContext
+from harness.registry import Option, Workload
+from raftkv.client import (
+    BadRequest,
+    Indeterminate,
+    KVClient,
+    NoKey,
+    RaftKVError,
+    Unavailable,
+    VersionMismatch,
+)
+from workloads.raftkv_db import client_address
+
+DEFAULT_KEYS = 8
+DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
+CONSISTENCIES = ("linearizable", "lease", "stale")
+# Relative weights of the operation kinds.
+MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
+
+
+def client_timeout(options: Mapping[str, Any]) -> float:
+    """The raftkv client's deadline for one operation: a little under the engine's --op-timeout, so the client
+    library gives its own answer (Maybe, Timeout, Unavailable: each one precise) before the engine gives up on the
+    operation and records a bare info."""
+    op_timeout = float(options.get("op_timeout") or DEFAULT_OP_TIMEOUT_S)
+    return max(0.05, op_timeout - min(0.5, op_timeout * 0.2))
+
+
+def key_names(count: int) -> tuple[str, ...]:
+    if count < 1:
+        raise ValueError(f"--keys must be >= 1, got {count}")
+    return tuple(f"k{i}" for i in range(count))
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterGen(gen.Generator):
+    """The client op stream (infinite). `versions[i]` is the latest version observed for `keys[i]`."""
+
+    keys: tuple[str, ...]
+    versions: tuple[int, ...]
+    state: int
+    counter: int = 0
+
+    def op(self, ctx: gen.Context) -> gen.OpResult:
+        if ctx.some_free_thread() is None:
+            return gen.PENDING, self
+        rng = random.Random(self.state)
+        i = rng.randrange(len(self.keys))
+        key, known = self.keys[i], self.versions[i]
+        kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+        template: dict[str, Any]
+        if kind == "get":
+            template = {"f": "get", "key": key}
+        elif kind == "delete" and known > 0:
+            template = {"f": "delete", "key": key, "value": {"version": known}}
+        else:
+            expected = known + (rng.random() < 0.5) if kind == "cas" else known
+            template = {"f": "put", "key": key, "value": {"value": str(self.counter), "version": expected}}
+        nxt = replace(self, state=rng.getrandbits(64), counter=self.counter + (template["f"] == "put"))
+        return gen.fill_in(template, ctx), nxt
+
+    def update(self, ctx: gen.Context, event: Op) -> gen.Generator:
+        if event.type != "ok" or event.key not in self.keys or not isinstance(event.value, dict):
+            return self
+        version = event.value.get("version")
+        if not isinstance(version, int):
+            return self
+        i = self.keys.index(event.key)
+        return replace(self, versions=self.versions[:i] + (version,) + self.versions[i + 1:])
+
+
+def generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
+    keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
+    return RegisterGen(keys, (0,) * len(keys), rng.getrandbits(64))
+
+
+def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
+    """Read every key until a read succeeds: one reader per key at a time, all keys side by side."""
+    keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
+    return gen.any_of(*(gen.concurrency_limit(1, gen.until_ok(gen.repeat({"f": "get", "key": k}))) for k in keys))
+
+
+class RegisterClient:
+    """One worker's connection. `open` returns a fresh opened client bound to a node; the instance it is called on
+    only carries the options."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.timeout = client_timeout(options)
+        self.consistency = options.get("read_consistency") or "linearizable"
+        if self.consistency not in CONSISTENCIES:
+            raise ValueError(f"--read-consistency must be one of {CONSISTENCIES}, got {self.consistency!r}")
+        self.options = options
+        self._kv: KVClient | None = None
+        self._rng = random.Random(0)
+        self._names: dict[str, str] = {}  # client address -> node name
+        self._addresses: list[str] = []
+
+    async def open(self, test: TestContext, node: str) -> RegisterClient:
+        client = RegisterClient(self.options)
+        nodes = test.nodes
+        start = nodes.index(node)
+        client._addresses = [client_address(test, n) for n in nodes[start:] + nodes[:start]]  # its node first
+        client._names = {client_address(test, n): n for n in nodes}
+        client._kv = KVClient(client._addresses, timeout=self.timeout)
+        client._rng = test.rng(f"workload.register.client.{node}")
+        return client
+
+    async def close(self, test: TestContext) -> None:
+        if self._kv is not None:
+            await self._kv.close()
+            self._kv = None
+
+    def _done(self, op: Op, type_: str, value: Any = None, *, node: str | None = None, error: str | None = None
+              ) -> Op:
+        return Op(process=op.process, type=type_, f=op.f, key=op.key, value=value,  # type: ignore[arg-type]
+                  node=self._names.get(node or "", node), error=error)
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        if self._kv is None:
+            raise RuntimeError("RegisterClient.invoke before open")
+        key = str(op.key)
+        try:
+            if op.f == "get":
+                if self.consistency == "stale":
+                    got = await self._kv.get(key, consistency="stale", node=self._rng.choice(self._addresses),
+                                             timeout=self.timeout)
+                else:
+                    got = await self._kv.get(key, consistency=self.consistency, timeout=self.timeout)
+                return self._done(op, "ok", {"value": got.value, "version": got.version}, node=got.node)
+            if op.f == "put":
+                put = await self._kv.put(key, op.value["value"], op.value["version"], timeout=self.timeout)
+                return self._done(op, "ok", {"version": put.version}, node=put.node)
+            if op.f == "delete":
+                deleted = await self._kv.delete(key, op.value["version"], timeout=self.timeout)
+                return self._done(op, "ok", {"version": deleted.version}, node=deleted.node)
+            raise ValueError(f"register workload: unknown f {op.f!r}")
+        except (VersionMismatch, NoKey, Unavailable, BadRequest) as exc:  # certainly not applied
+            return self._done(op, "fail", node=exc.node, error=exc.code)
+        except Indeterminate as exc:
+            if op.f == "get":  # a read without an answer changed nothing
+                await self._look_elsewhere()
+                return self._done(op, "fail", node=exc.node, error=exc.code)
+            return self._done(op, "info", node=exc.node, error=exc.code)
+        except RaftKVError as exc:  # an error class this workload does not know: not certain, so info
+            return self._done(op, "fail" if op.f == "get" else "info", node=exc.node, error=exc.code)
+
+    async def _look_elsewhere(self) -> None:
+        """After a read got no answer: start again from the next node, forgetting the leader the library
+        remembers (a paused leader accepts connections and never answers, so a worker that kept asking it would
+        stall until it resumes). A write that got no answer ends in info, and the engine opens a new client."""
+        assert self._kv is not None
+        await self._kv.close()
+        self._addresses = self._addresses[1:] + self._addresses[:1]
+        self._kv = KVClient(self._addresses, timeout=self.timeout)
+
+
+def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The versioned-kv linearizability checker (per key) and the op statistics: checker.standard_checker's
+    pair, as a mapping so the engine composes and stores them by name."""
+    timeout = options.get("checker_timeout")
+    return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
+                                                   timeout=None if timeout is None else float(timeout)),
+            "stats": Stats()}
+
+
+REGISTER = Workload(
+    name="register", db="raftkv",
+    client=RegisterClient, generator=generator, final_generator=final_generator, checker=checker,
+    description="independent versioned keys: reads, writes and compare-and-set through raftkv's versioned put",
+    options=(
+        Option(flag="--keys", type=int, default=DEFAULT_KEYS, help=f"number of keys (default {DEFAULT_KEYS})"),
+        Option(flag="--read-consistency", choices=CONSISTENCIES, default="linearizable",
+               help="linearizable (ReadIndex at the leader), lease (the leader's lease: needs --raftkv-lease; "
+                    "safe only while clocks and pauses stay bounded) or stale (any node's local state: must be "
+                    "caught)"),
+    ),
+)
