@@ -2,7 +2,10 @@
 
 One asyncio worker per client thread (``0 .. concurrency-1``) plus one for the nemesis thread. The dispatcher asks
 the generator for the next op (harness.generator), waits when told to (pending, or an op scheduled in the future),
-hands each op to its thread's worker, and feeds every invoke and completion back to the generator.
+hands each op to its thread's worker, and feeds every invoke and completion back to the generator. That dispatch
+step is synchronous and also runs inline in a worker right after it records a completion, so a worker's next op
+is in its inbox before it returns to the event loop: the engine adds no loop round trip between one op's reply and
+the next op's request (the generator is called in the same order either way).
 
 Recording (docs/history.md): the worker takes the monotonic time just before it sends the request and writes the
 ``invoke`` line, then takes the time just after the reply and writes the completion line (both appended live by
