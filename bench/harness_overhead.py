@@ -7,13 +7,18 @@
 0. engine: the interpreter alone against an in-memory client (no DB, no network): its ceiling in ops/s.
 1. hosts: time to bring up 5 network-namespace hosts AND the DB on them (until every node answers its status and
    they agree on a leader), and to tear it all down (DB teardown + backend teardown). Median of --repeat runs.
-2. throughput: a fault-free run of the workload with no rate limit (--concurrency workers, --seconds): completed
-   operations/s the harness sustains, and the ratio to the node benchmark's figure (bench/kv_throughput.py run with
-   the same number of clients, reads and writes averaged; or --node-ops), and the controller's own CPU use
-   (if it is far from a full core, the lab is not what limits the rate). Then the node benchmark's own write load
-   through the harness (workload `bench-puts`, registered here: each worker puts to a key of its own with
-   versions 1, 2, 3, ..., every node address known to its client, as bench/kv_throughput.py does): puts/s against
-   the node benchmark's writes/s is the like-for-like ratio.
+2. throughput (--throughput-nodes, default 3; --reps rounds, back to back, each figure printed with the load
+   average; then the medians and ratios): with --concurrency workers or clients and no rate limit,
+   a. the node benchmark as it is (bench/kv_throughput.py, its own nodes on loopback): writes/s and reads/s;
+   b. the node benchmark's own client (kv_throughput.py --client-mode) against a cluster the lab brought up as
+      `harness run` does, then on that cluster the register workload's op mix straight through raftkv.client;
+   c. the harness (a whole `harness run`, no faults) with the node benchmark's write load (workload `bench-puts`,
+      registered here: each worker puts to a key of its own with versions 1, 2, 3, ...), its read load
+      (`bench-gets`: linearizable gets of random keys) and --workload (register).
+   Ratios: puts/writes and gets/reads (like for like: same nodes, concurrency and ops), and the register mix
+   against the same mix without the harness. a vs b is the cost of the lab's network and node settings, b vs c
+   the harness's own. Controller CPU per op (everything the run spent, bring-up and check included, over its
+   ops) is printed with each run.
 3. partition: a --partition-seconds run with the partition nemesis at --rate: ok operations/s and their p50/p99
    latency during the run phase (the final reads excluded), and the verdict.
 
@@ -290,10 +295,12 @@ def node_benchmark(args: argparse.Namespace) -> tuple[float, float] | None:
     return rates
 
 
-async def node_benchmark_in_lab(args: argparse.Namespace, prefix: str) -> tuple[float, float] | None:
+async def node_benchmark_in_lab(args: argparse.Namespace, prefix: str) -> tuple[float, float, float] | None:
     """The node benchmark's own load generator (kv_throughput.py --client-mode, a separate process) against a
     cluster the lab brought up exactly as `harness run` does (network namespaces, the DB adapter's settings):
-    the same nodes and network the harness drives, so harness/node is the lab's own overhead and nothing else."""
+    the same nodes and network the harness drives, so harness/node is the lab's own overhead and nothing else.
+    Then, on the same cluster, the register workload's op mix driven straight through raftkv.client (no harness).
+    Returns (writes/s, reads/s, register-mix ops/s)."""
     work = Path(tempfile.mkdtemp(prefix="rkb-node-"))
     backend = NetnsBackend(work, prefix=prefix)
     db_name = args.db or registry.workload(args.workload).db
@@ -319,10 +326,54 @@ async def node_benchmark_in_lab(args: argparse.Namespace, prefix: str) -> tuple[
         rates = _node_rates(out.decode())
         if rates is None:
             print(f"(node benchmark in the lab gave no figure: {out[-300:]!r} {err[-300:]!r})", file=sys.stderr)
-        return rates
+            return None
+        mix = await _direct_register_mix([client_address(test, n) for n in test.nodes], args.concurrency,
+                                         args.node_seconds)
+        return rates[0], rates[1], mix
     finally:
         await asyncio.gather(*(db.teardown(test, n) for n in test.nodes), return_exceptions=True)
         await backend.teardown()
+
+
+async def _direct_register_mix(addrs: list[str], workers: int, seconds: float) -> float:
+    """Completed ops/s of the register workload's mix (workloads/register.py MIX: get/write/cas/delete on 8 keys,
+    each worker with its own client that tries its own node first) with raftkv.client alone: the node's rate for
+    that mix, without the harness."""
+    import random
+
+    from raftkv.client import KVClient, RaftKVError
+    from workloads.register import MIX
+
+    keys = [f"k{i}" for i in range(8)]
+    versions = dict.fromkeys(keys, 0)
+    kinds, weights = [k for k, _ in MIX], [w for _, w in MIX]
+    done = 0
+    stop_at = time.monotonic() + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        rng = random.Random(i)
+        async with KVClient(addrs[i % len(addrs):] + addrs[:i % len(addrs)], timeout=4.5) as kv:
+            while time.monotonic() < stop_at:
+                key = rng.choice(keys)
+                kind = rng.choices(kinds, weights)[0]
+                try:
+                    if kind == "get":
+                        versions[key] = (await kv.get(key)).version
+                    elif kind == "delete" and versions[key] > 0:
+                        versions[key] = (await kv.delete(key, versions[key])).version
+                    else:
+                        expected = versions[key] + (kind == "cas" and rng.random() < 0.5)
+                        versions[key] = (await kv.put(key, str(done), expected)).version
+                except RaftKVError:
+                    pass
+                done += 1
+
+    t0 = time.monotonic()
+    async with asyncio.TaskGroup() as tg:
+        for i in range(workers):
+            tg.create_task(worker(i))
+    return done / (time.monotonic() - t0)
 
 
 def _load() -> str:
@@ -342,7 +393,7 @@ async def bench_throughput(args: argparse.Namespace, prefix: str, store: Path) -
         print(f"(no like-for-like runs: {e})")
         like_for_like = False
     failed = False
-    fig: dict[str, list[float]] = {k: [] for k in ("node_w", "node_r", "lab_w", "lab_r", "puts", "gets", "reg",
+    fig: dict[str, list[float]] = {k: [] for k in ("node_w", "node_r", "lab_w", "lab_r", "lab_mix", "puts", "gets", "reg",
                                                      "cpu_puts", "cpu_gets", "cpu_reg")}
     for rep in range(args.reps):
         if not args.no_node_bench:
@@ -357,8 +408,10 @@ async def bench_throughput(args: argparse.Namespace, prefix: str, store: Path) -
                 if lab:
                     fig["lab_w"].append(lab[0])
                     fig["lab_r"].append(lab[1])
+                    fig["lab_mix"].append(lab[2])
                     print(f"[{rep}] node benchmark's client against a lab cluster: writes {lab[0]:.0f}/s, reads "
-                          f"{lab[1]:.0f}/s ({_load()})", flush=True)
+                          f"{lab[1]:.0f}/s; the register mix through raftkv.client alone {lab[2]:.0f} ops/s "
+                          f"({_load()})", flush=True)
         runs = [("puts", "bench-puts"), ("gets", "bench-gets")] if like_for_like else []
         for key, workload in [*runs, ("reg", args.workload)]:
             t = await bench_run(args, prefix, store, nemeses=(), seconds=args.seconds, rate=0, workload=workload)
@@ -383,6 +436,9 @@ async def bench_throughput(args: argparse.Namespace, prefix: str, store: Path) -
             print(f"  {what}: harness {med(h):.0f}/s; node benchmark loopback {med(n):.0f}/s -> "
                   f"{med(h) / med(n):.0%}; node benchmark's client on the lab's cluster {med(nl):.0f}/s -> "
                   f"{med(h) / med(nl):.0%}")
+    if fig["lab_mix"]:
+        print(f"  register mix: harness {med('reg'):.0f}/s; the same mix through raftkv.client alone on a lab cluster "
+              f"{med('lab_mix'):.0f}/s -> {med('reg') / med('lab_mix'):.0%}")
     # The register mix is half reads, half writes (put/cas/delete): the node's rate for that mix is the harmonic
     # combination of its write and read rates (the time of one op of the mix is the mean of the two times).
     for label, w, r in (("loopback", "node_w", "node_r"), ("lab cluster", "lab_w", "lab_r")):

@@ -37,6 +37,12 @@ log = logging.getLogger("harness.interpreter")
 COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
 
 
+def _at(op: Op, t: int, node: str | None) -> Op:
+    """``op`` at time ``t`` on ``node``: dataclasses.replace spelled out, as it runs two or three times per op."""
+    return Op(process=op.process, type=op.type, f=op.f, key=op.key, value=op.value, time=t, node=node,
+              error=op.error, index=op.index)
+
+
 def _describe(e: BaseException) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -175,7 +181,7 @@ class Interpreter:
                         self.processes[th] = comp.process + c
                         st.processes = dict(self.processes)  # a new snapshot: contexts already given keep theirs
                     if g is not None:
-                        g = g.update(self._context(st, self.now()), replace(comp, time=comp.time - self.origin))
+                        g = g.update(self._context(st, self.now()), _at(comp, comp.time - self.origin, comp.node))
                 now = self.now()
                 res = g.op(self._context(st, now)) if g is not None else None
                 if res is None:
@@ -264,7 +270,7 @@ class Interpreter:
                 if client is None:
                     client, why = await self._open(node)
                     if client is None:
-                        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+                        inv = self._record(_at(op, time.monotonic_ns(), node))
                         self._complete(self._record(Op(process=inv.process, type="fail", f=inv.f, key=inv.key,
                                                        value=inv.value, time=time.monotonic_ns(), node=node,
                                                        error=f"no-client: {why}")), st)
@@ -301,7 +307,7 @@ class Interpreter:
             log.debug("client close failed: %s", _describe(e))
 
     async def _client_op(self, client: Client, op: Op, node: str | None) -> Op:
-        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+        inv = self._record(_at(op, time.monotonic_ns(), node))
         res: Any
         try:
             async with asyncio.timeout(self.op_timeout):

@@ -241,3 +241,16 @@ async def test_a_wait_asked_for_after_a_completion_is_honoured(tmp_path: Path) -
     check_well_formed(h)
     assert [(e["f"], e["type"]) for e in h] == [("a", "invoke"), ("a", "ok"), ("b", "invoke"), ("b", "ok")]
     assert h[2]["time"] - h[1]["time"] >= 0.045e9
+
+
+def test_the_spelled_out_op_copies_keep_every_field(tmp_path: Path) -> None:
+    """The interpreter and the history writer copy ops field by field (faster than dataclasses.replace): a field
+    added to Op must be added there too, or it would be dropped silently."""
+    from dataclasses import fields
+
+    from harness.interpreter import _at
+
+    op = Op(process=3, type="ok", f="put", key="k", value={"v": 1}, time=5, node="n1", error="e", index=7)
+    assert {f.name for f in fields(Op)} == {"process", "type", "f", "key", "value", "time", "node", "error", "index"}
+    assert _at(op, 9, "n2") == replace(op, time=9, node="n2")
+    assert HistoryWriter(tmp_path / "h.jsonl").record(op) == replace(op, index=0)
