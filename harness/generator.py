@@ -115,9 +115,17 @@ class Context:
 
     def restrict(self, threads: Iterable[Thread]) -> Context:
         keep = set(threads)
-        return replace(self, threads=tuple(t for t in self.threads if t in keep),
-                       free=frozenset(t for t in self.free if t in keep),
-                       idle=None if self.idle is None else tuple(t for t in self.idle if t in keep))
+        if keep.issuperset(self.threads):  # nothing to take away (the common case: it runs for every op)
+            return self
+        return Context(self.time, tuple(t for t in self.threads if t in keep),
+                       frozenset(t for t in self.free if t in keep), self.processes, self.concurrency,
+                       None if self.idle is None else tuple(t for t in self.idle if t in keep))
+
+    def without_nemesis(self) -> Context:
+        """The client threads only (``self`` itself when the nemesis thread is not in it)."""
+        if NEMESIS not in self.threads:
+            return self
+        return self.restrict(t for t in self.threads if t != NEMESIS)
 
     def at(self, time: int) -> Context:
         return replace(self, time=time)
@@ -349,7 +357,7 @@ class Repeat(Generator):
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.current is None:
             return self
-        return replace(self, current=self.current.update(ctx, event))
+        return Repeat(self.original, self.current.update(ctx, event), self.ops_left, self.runs_left, self.fresh)
 
 
 def repeat(gen: GenLike, n: int | None = None) -> Repeat:
@@ -425,7 +433,7 @@ class TimeLimit(Generator):
         return x, TimeLimit(self.duration, nxt, deadline)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return self if self.gen is None else replace(self, gen=self.gen.update(ctx, event))
+        return self if self.gen is None else TimeLimit(self.duration, self.gen.update(ctx, event), self.deadline)
 
 
 def time_limit(seconds: float, gen: GenLike) -> TimeLimit:
@@ -712,7 +720,7 @@ class _ClientThreads(Generator):
     def op(self, ctx: Context) -> OpResult:
         if self.gen is None:
             return None
-        sub = ctx.restrict(t for t in ctx.threads if t != NEMESIS)
+        sub = ctx.without_nemesis()
         if not sub.threads:
             return None
         res = self.gen.op(sub)
@@ -724,7 +732,7 @@ class _ClientThreads(Generator):
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.gen is None or event.process == NEMESIS:
             return self
-        return _ClientThreads(self.gen.update(ctx.restrict(t for t in ctx.threads if t != NEMESIS), event))
+        return _ClientThreads(self.gen.update(ctx.without_nemesis(), event))
 
 
 def on_threads(threads: Iterable[Thread], gen: GenLike) -> OnThreads:

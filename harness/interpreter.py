@@ -2,7 +2,10 @@
 
 One asyncio worker per client thread (``0 .. concurrency-1``) plus one for the nemesis thread. The dispatcher asks
 the generator for the next op (harness.generator), waits when told to (pending, or an op scheduled in the future),
-hands each op to its thread's worker, and feeds every invoke and completion back to the generator.
+hands each op to its thread's worker, and feeds every invoke and completion back to the generator. That dispatch
+step is synchronous and also runs inline in a worker right after it records a completion, so a worker's next op
+is in its inbox before it returns to the event loop: the engine adds no loop round trip between one op's reply and
+the next op's request (the generator is called in the same order either way).
 
 Recording (docs/history.md): the worker takes the monotonic time just before it sends the request and writes the
 ``invoke`` line, then takes the time just after the reply and writes the completion line (both appended live by
@@ -32,6 +35,12 @@ from harness.store import HistoryWriter
 log = logging.getLogger("harness.interpreter")
 
 COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
+
+
+def _at(op: Op, t: int, node: str | None) -> Op:
+    """``op`` at time ``t`` on ``node``: dataclasses.replace spelled out, as it runs two or three times per op."""
+    return Op(process=op.process, type=op.type, f=op.f, key=op.key, value=op.value, time=t, node=node,
+              error=op.error, index=op.index)
 
 
 def _describe(e: BaseException) -> str:
@@ -76,6 +85,21 @@ class Tally:
             self.info += 1
         if op.error and op.type != "ok":
             self.last_error = op.error
+
+
+@dataclass(slots=True)
+class _Dispatch:
+    """One :meth:`Interpreter.run`'s dispatch state: the generator, the threads (free ones in least recently busy
+    order), each thread's inbox, and what the dispatcher task waits for."""
+
+    gen: Generator | None
+    threads: tuple[Thread, ...]
+    free: dict[Thread, None]
+    inboxes: dict[Thread, asyncio.Queue[Op | None]]
+    processes: dict[Thread, int | str]  # a snapshot of Interpreter.processes, never changed once made
+    finished: bool = False  # the generator is exhausted and nothing is in flight
+    wake: int | None = None  # the generator asked to be asked again at this context time (None: on an event)
+    waiting_for: int | None = None  # the wake time the dispatcher task is waiting for
 
 
 class Interpreter:
@@ -125,71 +149,82 @@ class Interpreter:
         if self.client_factory is None and gen is not None:
             raise ValueError("a generator needs a client factory")
         threads: tuple[Thread, ...] = tuple(range(self.concurrency)) + ((NEMESIS,) if use_nemesis else ())
-        free: dict[Thread, None] = dict.fromkeys(threads)  # insertion order = least recently busy first
-        inboxes: dict[Thread, asyncio.Queue[Op | None]] = {t: asyncio.Queue() for t in threads}
         self._done.clear()
-        c = self.concurrency
-
-        def context(now: int) -> Context:
-            return Context(now, threads, frozenset(free), dict(self.processes), c, tuple(free))
-
+        st = _Dispatch(gen, threads, dict.fromkeys(threads), {t: asyncio.Queue() for t in threads},
+                       dict(self.processes))
         try:
-            await self._dispatch(gen, threads, free, inboxes, context)
+            await self._dispatch(st)
         except BaseExceptionGroup as eg:
             # One failure (a generator error, a worker bug) is re-raised as itself, not wrapped in a group.
             if len(eg.exceptions) == 1:
                 raise eg.exceptions[0] from eg
             raise
 
-    async def _dispatch(self, gen: Generator | None, threads: tuple[Thread, ...], free: dict[Thread, None],
-                        inboxes: dict[Thread, asyncio.Queue[Op | None]], context: Callable[[int], Context]) -> None:
+    def _context(self, st: _Dispatch, now: int) -> Context:
+        return Context(now, st.threads, frozenset(st.free), st.processes, self.concurrency, tuple(st.free))
+
+    def _step(self, st: _Dispatch) -> None:
+        """Feed the generator every completion so far and dispatch every op it has for now, until it is pending
+        or exhausted; leaves in ``st`` what the dispatcher must wait for. Synchronous, so it runs both in the
+        dispatcher task and inline in a worker right after its completion: the worker then finds its next op in
+        its inbox without a trip through the event loop (the generator sees exactly the same sequence of calls
+        either way)."""
         c = self.concurrency
+        g, free = st.gen, st.free
+        try:
+            while True:
+                while self._done:
+                    comp = self._done.popleft()
+                    th = comp.process % c if isinstance(comp.process, int) else comp.process
+                    free[th] = None
+                    if comp.type == "info" and isinstance(comp.process, int):
+                        self.processes[th] = comp.process + c
+                        st.processes = dict(self.processes)  # a new snapshot: contexts already given keep theirs
+                    if g is not None:
+                        g = g.update(self._context(st, self.now()), _at(comp, comp.time - self.origin, comp.node))
+                now = self.now()
+                res = g.op(self._context(st, now)) if g is not None else None
+                if res is None:
+                    g = None
+                    st.finished = len(free) == len(st.threads)
+                    st.wake = None
+                    return
+                x, nxt = res
+                if isinstance(x, Pending):
+                    g = nxt if nxt is not None else g
+                    if x.wake is None and len(free) == len(st.threads):
+                        raise GeneratorError("generator is pending with nothing in flight and no wake time")
+                    st.wake = x.wake
+                    return
+                # An op for later is dispatched now (its thread is busy from now on); the worker sends it at
+                # x.time. The generator's state is committed either way, so deadlines it set stick.
+                th = x.process % c if isinstance(x.process, int) else x.process
+                if th not in free or self.processes.get(th) != x.process:
+                    raise GeneratorError(f"generator emitted {x} for a busy or unknown process "
+                                         f"(free threads: {sorted(map(str, free))})")
+                del free[th]
+                g = nxt.update(self._context(st, now), x) if nxt is not None else None
+                st.inboxes[th].put_nowait(x)
+        finally:
+            st.gen = g
+
+    async def _dispatch(self, st: _Dispatch) -> None:
         async with asyncio.TaskGroup() as tg:
-            for t in threads:
-                tg.create_task(self._worker(t, inboxes[t]), name=f"worker-{t}")
+            for t in st.threads:
+                tg.create_task(self._worker(t, st.inboxes[t], st), name=f"worker-{t}")
             try:
-                g = gen
                 while True:
-                    while self._done:
-                        comp = self._done.popleft()
-                        th = comp.process % c if isinstance(comp.process, int) else comp.process
-                        free[th] = None
-                        if comp.type == "info" and isinstance(comp.process, int):
-                            self.processes[th] = comp.process + c
-                        if g is not None:
-                            g = g.update(context(self.now()), replace(comp, time=comp.time - self.origin))
-                    now = self.now()
-                    res = g.op(context(now)) if g is not None else None
-                    if res is None:
-                        g = None
-                        if len(free) == len(threads):
-                            break
-                        await self._wait(None)
-                        continue
-                    x, nxt = res
-                    if isinstance(x, Pending):
-                        g = nxt if nxt is not None else g
-                        if x.wake is None and len(free) == len(threads):
-                            raise GeneratorError("generator is pending with nothing in flight and no wake time")
-                        await self._wait(None if x.wake is None else max(1, x.wake - now))
-                        continue
-                    # An op for later is dispatched now (its thread is busy from now on); the worker sends it at
-                    # x.time. The generator's state is committed either way, so deadlines it set stick.
-                    th = x.process % c if isinstance(x.process, int) else x.process
-                    if th not in free or self.processes.get(th) != x.process:
-                        raise GeneratorError(f"generator emitted {x} for a busy or unknown process "
-                                             f"(free threads: {sorted(map(str, free))})")
-                    del free[th]
-                    g = nxt.update(context(now), x) if nxt is not None else None
-                    inboxes[th].put_nowait(x)
+                    self._step(st)
+                    if st.finished:
+                        break
+                    st.waiting_for = st.wake
+                    await self._wait(None if st.wake is None else max(1, st.wake - self.now()))
             finally:
-                for q in inboxes.values():
+                for q in st.inboxes.values():
                     q.put_nowait(None)
 
     async def _wait(self, timeout_ns: int | None) -> None:
-        """Until a completion arrives or timeout_ns passes (None = no timeout)."""
-        if self._done:
-            return
+        """Until a worker's step asks for the dispatcher or timeout_ns passes (None = no timeout)."""
         self._wake.clear()
         if timeout_ns is None:
             await self._wake.wait()
@@ -208,17 +243,23 @@ class Interpreter:
         if delay > 0:
             await asyncio.sleep(delay / 1e9)
 
-    def _complete(self, op: Op) -> None:
+    def _complete(self, op: Op, st: _Dispatch) -> None:
+        """Hand a completion to the generator and dispatch what follows at once (see :meth:`_step`); wake the
+        dispatcher task only when its wait changed: the run is over, or the generator wants to be asked again at
+        another time than the one the dispatcher waits for. A generator error raised here fails this worker,
+        which fails the run as it would in the dispatcher."""
         self._done.append(op)
-        self._wake.set()
+        self._step(st)
+        if st.finished or st.wake != st.waiting_for:
+            self._wake.set()
 
     # --------------------------------------------------------------------------------------------- workers
 
-    async def _worker(self, thread: Thread, inbox: asyncio.Queue[Op | None]) -> None:
+    async def _worker(self, thread: Thread, inbox: asyncio.Queue[Op | None], st: _Dispatch) -> None:
         if thread == NEMESIS:
             while (op := await inbox.get()) is not None:
                 await self._until(op.time)
-                self._complete(await self._nemesis_op(op))
+                self._complete(await self._nemesis_op(op), st)
             return
         nodes = self.test.nodes
         node = nodes[int(thread) % len(nodes)] if nodes else None
@@ -229,16 +270,16 @@ class Interpreter:
                 if client is None:
                     client, why = await self._open(node)
                     if client is None:
-                        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+                        inv = self._record(_at(op, time.monotonic_ns(), node))
                         self._complete(self._record(Op(process=inv.process, type="fail", f=inv.f, key=inv.key,
                                                        value=inv.value, time=time.monotonic_ns(), node=node,
-                                                       error=f"no-client: {why}")))
+                                                       error=f"no-client: {why}")), st)
                         continue
                 comp = await self._client_op(client, op, node)
                 if comp.type == "info":
                     await self._close(client)
                     client = None
-                self._complete(comp)
+                self._complete(comp, st)
         finally:
             if client is not None:
                 await self._close(client)
@@ -266,7 +307,7 @@ class Interpreter:
             log.debug("client close failed: %s", _describe(e))
 
     async def _client_op(self, client: Client, op: Op, node: str | None) -> Op:
-        inv = self._record(replace(op, time=time.monotonic_ns(), node=node))
+        inv = self._record(_at(op, time.monotonic_ns(), node))
         res: Any
         try:
             async with asyncio.timeout(self.op_timeout):

@@ -208,3 +208,49 @@ async def test_generator_misuse_is_reported(tmp_path: Path) -> None:
     interp, _, _ = make(tmp_path)
     with pytest.raises(g.GeneratorError, match="busy or unknown process"):
         await interp.run(Liar())
+
+
+async def test_misuse_found_while_a_worker_dispatches_inline_is_reported(tmp_path: Path) -> None:
+    """After a completion the worker runs the dispatch step itself: a generator error raised there still ends
+    the run with that error (not a hang, not an exception group)."""
+
+    @dataclass(frozen=True)
+    class SecondLies(g.Generator):
+        sent: int = 0
+
+        def op(self, ctx: g.Context) -> g.OpResult:
+            if self.sent == 0:
+                return Op(process=0, type="invoke", f="w", value=1, time=ctx.time), SecondLies(1)
+            if 0 in ctx.free:  # the first op completed: now name a process that does not exist
+                return Op(process=99, type="invoke", f="w", time=ctx.time), self
+            return g.PENDING, self
+
+    interp, _, _ = make(tmp_path)
+    async with asyncio.timeout(5):
+        with pytest.raises(g.GeneratorError, match="busy or unknown process"):
+            await interp.run(SecondLies())
+
+
+async def test_a_wait_asked_for_after_a_completion_is_honoured(tmp_path: Path) -> None:
+    """A completion handled inline that makes the generator wait for a time (a sleep) wakes the dispatcher to
+    wait for it: the next op goes out after the sleep, and the run ends."""
+    interp, _, _ = make(tmp_path, concurrency=1)
+    async with asyncio.timeout(5):
+        await interp.run(g.then({"f": "a", "value": 1}, g.sleep(0.05), {"f": "b", "value": 1}))
+    h = load(tmp_path)
+    check_well_formed(h)
+    assert [(e["f"], e["type"]) for e in h] == [("a", "invoke"), ("a", "ok"), ("b", "invoke"), ("b", "ok")]
+    assert h[2]["time"] - h[1]["time"] >= 0.045e9
+
+
+def test_the_spelled_out_op_copies_keep_every_field(tmp_path: Path) -> None:
+    """The interpreter and the history writer copy ops field by field (faster than dataclasses.replace): a field
+    added to Op must be added there too, or it would be dropped silently."""
+    from dataclasses import fields
+
+    from harness.interpreter import _at
+
+    op = Op(process=3, type="ok", f="put", key="k", value={"v": 1}, time=5, node="n1", error="e", index=7)
+    assert {f.name for f in fields(Op)} == {"process", "type", "f", "key", "value", "time", "node", "error", "index"}
+    assert _at(op, 9, "n2") == replace(op, time=9, node="n2")
+    assert HistoryWriter(tmp_path / "h.jsonl").record(op) == replace(op, index=0)
