@@ -30,39 +30,38 @@ from typing import Any, Protocol, runtime_checkable
 from .history import Operation
 
 
-class _Unknown:
-    """The output of an operation with unknown outcome (a singleton, pickles to itself)."""
+class _Sentinel:
+    """A named singleton: one instance per subclass, and it pickles to the module constant named `_name`, so
+    identity (`is UNKNOWN`) survives a trip to a worker process."""
 
-    _instance: _Unknown | None = None
+    _name = ""
+    _instance: _Sentinel | None = None
 
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
+    def __new__(cls) -> _Sentinel:
+        if cls.__dict__.get("_instance") is None:  # per subclass: an inherited instance is another sentinel
             cls._instance = super().__new__(cls)
         return cls._instance
 
     def __reduce__(self) -> str:
-        return "UNKNOWN"
+        return self._name
 
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return self._name
+
+
+class _Unknown(_Sentinel):
+    """The output of an operation with unknown outcome."""
+
+    _name = "UNKNOWN"
 
 
 UNKNOWN = _Unknown()
-class _Unobserved:
+
+
+class _Unobserved(_Sentinel):
     """The placeholder for written values no operation of the part ever observes (see `prepare`)."""
 
-    _instance: _Unobserved | None = None
-
-    def __new__(cls) -> _Unobserved:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __reduce__(self) -> str:
-        return "UNOBSERVED"
-
-    def __repr__(self) -> str:
-        return "UNOBSERVED"
+    _name = "UNOBSERVED"
 
 
 UNOBSERVED = _Unobserved()
