@@ -38,9 +38,10 @@ class _Sentinel:
     _instance: _Sentinel | None = None
 
     def __new__(cls) -> _Sentinel:
-        if cls.__dict__.get("_instance") is None:  # per subclass: an inherited instance is another sentinel
-            cls._instance = super().__new__(cls)
-        return cls._instance
+        instance = cls.__dict__.get("_instance")  # per subclass: an inherited instance is another sentinel
+        if instance is None:
+            instance = cls._instance = super().__new__(cls)
+        return instance
 
     def __reduce__(self) -> str:
         return self._name
