@@ -10,10 +10,6 @@ from core_cluster import Cluster
 from raftkv.core import HardState, MessageType, Raft, RaftConfig, Snapshot, SnapshotMeta, UsageError
 
 
-def applied(c: Cluster, node_id: str) -> list[bytes]:
-    return [d for _, d in c.nodes[node_id].applied]
-
-
 def lag_a_follower_behind_compaction(c: Cluster, values: list[bytes]) -> tuple[str, str]:
     """Crash a follower, commit `values` without it, compact the leader's log past them and restart the
     follower, so it can only catch up by InstallSnapshot. Returns (leader, lagging follower)."""
@@ -38,7 +34,7 @@ def restart_all_and_check(c: Cluster, before: list[bytes], settle_ticks: int, en
     c.propose(b"end")
     c.tick(end_ticks)
     for n in c.ids:
-        assert applied(c, n) == before + [b"end"], n
+        assert c.applied(n) == before + [b"end"], n
 
 
 def test_compaction_keeps_the_log_bounded() -> None:
@@ -55,7 +51,7 @@ def test_compaction_keeps_the_log_bounded() -> None:
         raft = c.raft(n)
         assert raft.last_index - raft.first_index < 60
         assert len(c.nodes[n].durable.entries) < 60
-    assert applied(c, leader) == [f"v{i}".encode() for i in range(200)]
+    assert c.applied(leader) == [f"v{i}".encode() for i in range(200)]
 
 
 def test_compact_refuses_indexes_not_applied_or_behind_the_snapshot() -> None:
@@ -82,10 +78,10 @@ def test_a_follower_behind_the_compaction_point_gets_the_snapshot_in_chunks(chun
     assert snapshot is not None
     assert len(chunks) >= len(snapshot.data) // chunk
     assert c.nodes[lagging].snapshots_restored == 1
-    assert applied(c, lagging) == applied(c, leader)
+    assert c.applied(lagging) == c.applied(leader)
     c.propose(b"after")
     c.tick()
-    assert applied(c, lagging)[-1] == b"after"
+    assert c.applied(lagging)[-1] == b"after"
 
 
 def test_snapshot_install_over_an_unreliable_network() -> None:
@@ -97,7 +93,7 @@ def test_snapshot_install_over_an_unreliable_network() -> None:
         c.tick()
         if c.nodes[lagging].applied_index >= c.raft(leader).commit_index:
             break
-    assert applied(c, lagging) == applied(c, leader)
+    assert c.applied(lagging) == c.applied(leader)
 
 
 def test_a_follower_whose_log_already_holds_the_snapshot_point_keeps_its_log() -> None:
