@@ -30,39 +30,39 @@ from typing import Any, Protocol, runtime_checkable
 from .history import Operation
 
 
-class _Unknown:
-    """The output of an operation with unknown outcome (a singleton, pickles to itself)."""
+class _Sentinel:
+    """A named singleton: one instance per subclass, and it pickles to the module constant named `_name`, so
+    identity (`is UNKNOWN`) survives a trip to a worker process."""
 
-    _instance: _Unknown | None = None
+    _name = ""
+    _instance: _Sentinel | None = None
 
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    def __new__(cls) -> _Sentinel:
+        instance = cls.__dict__.get("_instance")  # per subclass: an inherited instance is another sentinel
+        if instance is None:
+            instance = cls._instance = super().__new__(cls)
+        return instance
 
     def __reduce__(self) -> str:
-        return "UNKNOWN"
+        return self._name
 
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return self._name
+
+
+class _Unknown(_Sentinel):
+    """The output of an operation with unknown outcome."""
+
+    _name = "UNKNOWN"
 
 
 UNKNOWN = _Unknown()
-class _Unobserved:
+
+
+class _Unobserved(_Sentinel):
     """The placeholder for written values no operation of the part ever observes (see `prepare`)."""
 
-    _instance: _Unobserved | None = None
-
-    def __new__(cls) -> _Unobserved:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __reduce__(self) -> str:
-        return "UNOBSERVED"
-
-    def __repr__(self) -> str:
-        return "UNOBSERVED"
+    _name = "UNOBSERVED"
 
 
 UNOBSERVED = _Unobserved()
@@ -127,6 +127,10 @@ class _Base:
     """Defaults shared by the built-in models."""
 
     name = "base"
+    initial: Hashable  # set by each model's __init__ from the user's initial value
+
+    def init(self) -> Hashable:
+        return self.initial
 
     def partition_key(self, op: Operation) -> Hashable:
         return op.key
@@ -157,9 +161,6 @@ class Register(_Base):
         self.cas = cas
         self.jepsen = jepsen
         self.name = "cas-register" if cas else "register"
-
-    def init(self) -> Hashable:
-        return self.initial
 
     def encode(self, op: Operation) -> tuple[Hashable, Hashable] | None:
         if op.complete_type == "fail":
@@ -244,9 +245,6 @@ class VersionedKV(_Base):
 
     def __init__(self, initial: Any = None, *, jepsen: bool = False) -> None:
         self.initial = (freeze(initial), 0 if initial is None else 1)
-
-    def init(self) -> Hashable:
-        return self.initial
 
     def partition_key(self, op: Operation) -> Hashable:
         if op.key is None:
@@ -352,9 +350,6 @@ class SetModel(_Base):
     def __init__(self, initial: Any = None, *, jepsen: bool = False) -> None:
         self.initial = frozenset(freeze(v) for v in (initial or ()))
 
-    def init(self) -> Hashable:
-        return self.initial
-
     def partition_key(self, op: Operation) -> Hashable:
         return None
 
@@ -394,9 +389,6 @@ class Mutex(_Base):
         if initial not in (None, "free", "held", False, True):
             raise ModelError(f"mutex initial value must be free or held, got {initial!r}")
         self.initial = initial in ("held", True)
-
-    def init(self) -> Hashable:
-        return self.initial
 
     def partition_key(self, op: Operation) -> Hashable:
         return None
@@ -441,9 +433,6 @@ class MultiRegister(_Base):
         if not isinstance(initial, Mapping):
             raise ModelError(f"multi-register initial value must be a map, got {initial!r}")
         self.initial = tuple(sorted((str(k), freeze(v)) for k, v in initial.items()))
-
-    def init(self) -> Hashable:
-        return self.initial
 
     def partition_key(self, op: Operation) -> Hashable:
         return None

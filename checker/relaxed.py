@@ -19,7 +19,20 @@ from bisect import bisect_right
 from typing import Any
 
 from .models import UNKNOWN
-from .search import CHECK_EVERY, CLOSURE, REUSED, PartOp, SearchResult, _assign, _layout, _prefixes
+from .search import (
+    CHECK_EVERY,
+    CLOSURE,
+    REUSED,
+    PartOp,
+    SearchResult,
+    _assign,
+    _keep_deepest,
+    _layout,
+    _no_guard,
+    _prefixes,
+    _relink,
+    _unlink,
+)
 
 CLOSURE_LIMIT = 10_000
 
@@ -179,13 +192,7 @@ def _relaxed(model: Any, regular: list[PartOp], infos: list[PartOp], state: Any,
             path.append(j)
             state = new_state
             lin |= bit[j]
-            p, q = prv[e], nxt[e]
-            nxt[p] = q
-            prv[q] = p
-            r = ret_pos[j]
-            p, q = prv[r], nxt[r]
-            nxt[p] = q
-            prv[q] = p
+            _unlink(nxt, prv, e, ret_pos[j])
             remaining -= 1
             children = None
             pushed = True
@@ -194,23 +201,14 @@ def _relaxed(model: Any, regular: list[PartOp], infos: list[PartOp], state: Any,
             continue
         # exhausted: remember the deepest, backtrack
         if track:
-            depth = n - remaining
-            if depth > best_depth:
-                best_depth = depth
-                best = [path.copy()]
-            elif depth == best_depth and len(best) < 3 and path not in best:
-                best.append(path.copy())
+            best_depth = _keep_deepest(best, best_depth, path, n - remaining)
         if not stack:
             return SearchResult(False, _prefixes(best, infos, info_pos, regular), nodes)
         children, index, state, count = stack.pop()
         del path[len(path) - count:]
         e, j = children[index - 1][0], children[index - 1][1]
         lin ^= bit[j]
-        r = ret_pos[j]
-        nxt[prv[r]] = r
-        prv[nxt[r]] = r
-        nxt[prv[e]] = e
-        prv[nxt[e]] = e
+        _relink(nxt, prv, e, ret_pos[j])
         remaining += 1
 
 
@@ -219,7 +217,3 @@ def _window_end(nxt: list[int], is_call: list[bool], head: int) -> int:
     while is_call[e]:
         e = nxt[e]
     return e
-
-
-def _no_guard(state: Any) -> None:
-    return None

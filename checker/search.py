@@ -198,13 +198,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
                             path.append(j)
                             state = new_state
                             lin = new_lin
-                            p, q = prv[e], nxt[e]
-                            nxt[p] = q
-                            prv[q] = p
-                            r = ret_pos[j]
-                            p, q = prv[r], nxt[r]
-                            nxt[p] = q
-                            prv[q] = p
+                            _unlink(nxt, prv, e, ret_pos[j])
                             remaining -= 1
                             mode = 0
                         break
@@ -231,13 +225,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
                             path.append(j)
                             state = new_state
                             lin = new_lin
-                            p, q = prv[e], nxt[e]
-                            nxt[p] = q
-                            prv[q] = p
-                            r = ret_pos[j]
-                            p, q = prv[r], nxt[r]
-                            nxt[p] = q
-                            prv[q] = p
+                            _unlink(nxt, prv, e, ret_pos[j])
                             remaining -= 1
                             mode = 0
                             break
@@ -286,12 +274,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
             mode = 4
         # mode 4: this node is exhausted; remember it if it is the deepest, then backtrack.
         if track:
-            depth = n - remaining
-            if depth > best_depth:
-                best_depth = depth
-                best = [path.copy()]
-            elif depth == best_depth and len(best) < 3 and path not in best:
-                best.append(path.copy())
+            best_depth = _keep_deepest(best, best_depth, path, n - remaining)
         if not stack:
             return SearchResult(False, _prefixes(best, infos, info_pos, regular), nodes)
         kind, x, state, saved, saved_ci = stack.pop()
@@ -304,11 +287,7 @@ def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, tr
             continue
         j = e_op[x]
         lin ^= bit[j]
-        r = ret_pos[j]
-        nxt[prv[r]] = r
-        prv[nxt[r]] = r
-        nxt[prv[x]] = x
-        prv[nxt[x]] = x
+        _relink(nxt, prv, x, ret_pos[j])
         remaining += 1
         if kind == 1:
             mode = 4  # a forced read failed: so does the node it was taken at
@@ -394,6 +373,35 @@ def _layout(regular: list[PartOp], infos: list[PartOp]) -> tuple[list[int], list
     nxt[last] = end
     prv[end] = last
     return info_pos, is_call, e_op, ret_pos, nxt, prv, head
+
+
+def _unlink(nxt: list[int], prv: list[int], call: int, ret: int) -> None:
+    """Take an op's call and return entries out of the doubly linked event list (it is linearized)."""
+    p, q = prv[call], nxt[call]
+    nxt[p] = q
+    prv[q] = p
+    p, q = prv[ret], nxt[ret]
+    nxt[p] = q
+    prv[q] = p
+
+
+def _relink(nxt: list[int], prv: list[int], call: int, ret: int) -> None:
+    """Undo `_unlink` (backtracking): the entries kept their own links, so they go back where they were."""
+    nxt[prv[ret]] = ret
+    prv[nxt[ret]] = ret
+    nxt[prv[call]] = call
+    prv[nxt[call]] = call
+
+
+def _keep_deepest(best: list[list[Any]], best_depth: int, path: list[Any], depth: int) -> int:
+    """Remember `path` (copied) in `best` if it is the deepest yet, or one of at most 3 equally deep ones (the
+    counterexample prefixes); returns the new best depth."""
+    if depth > best_depth:
+        best[:] = [path.copy()]
+        return depth
+    if depth == best_depth and len(best) < 3 and path not in best:
+        best.append(path.copy())
+    return best_depth
 
 
 def _no_guard(state: Any) -> None:

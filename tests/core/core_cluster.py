@@ -230,6 +230,10 @@ class Cluster:
     def count(self, kind: MessageType) -> int:
         return sum(1 for m in self.sent if m.type is kind)
 
+    def applied(self, node_id: str) -> list[bytes]:
+        """The data of the entries `node_id` has applied, in order."""
+        return [d for _, d in self.nodes[node_id].applied]
+
 
 class SafetyChecker:
     """Raft's safety properties over a Cluster, checked after every step: one leader per term, leader

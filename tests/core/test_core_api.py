@@ -156,7 +156,7 @@ def test_persistence_across_restarts_of_one_a_majority_and_all() -> None:
     c.propose(b"end", via=leader)
     c.tick(2)
     for n in c.ids:
-        assert [d for _, d in c.nodes[n].applied] == expected + [b"end"], n
+        assert c.applied(n) == expected + [b"end"], n
 
 
 def test_restart_replays_committed_entries_after_the_applied_index() -> None:

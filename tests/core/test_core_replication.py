@@ -23,10 +23,6 @@ from raftkv.core import (
 )
 
 
-def applied(c: Cluster, node_id: str) -> list[bytes]:
-    return [d for _, d in c.nodes[node_id].applied]
-
-
 def test_basic_agreement() -> None:
     c = Cluster(3, seed=1)
     c.wait_leader()
@@ -34,7 +30,7 @@ def test_basic_agreement() -> None:
         index = c.propose(f"v{i}".encode())
         c.tick()
         assert all(c.nodes[n].applied_index >= index for n in c.ids)
-    assert all(applied(c, n) == [f"v{i}".encode() for i in range(5)] for n in c.ids)
+    assert all(c.applied(n) == [f"v{i}".encode() for i in range(5)] for n in c.ids)
 
 
 def test_each_entry_is_sent_to_each_follower_about_once() -> None:
@@ -89,10 +85,10 @@ def test_agreement_despite_a_failed_follower_and_its_catch_up() -> None:
         c.propose(f"v{i}".encode())
     c.tick()
     live = [n for n in c.ids if n != follower]
-    assert all(len(applied(c, n)) == 10 for n in live)
+    assert all(len(c.applied(n)) == 10 for n in live)
     c.restart(follower)
     c.tick(3)
-    assert applied(c, follower) == applied(c, leader)
+    assert c.applied(follower) == c.applied(leader)
 
 
 def test_no_agreement_without_a_majority() -> None:
@@ -112,7 +108,7 @@ def test_no_agreement_without_a_majority() -> None:
     new = c.wait_leader()
     c.propose(b"after")
     c.tick(3)
-    assert b"after" in applied(c, new)
+    assert b"after" in c.applied(new)
 
 
 def test_concurrent_proposals_all_commit_in_one_order() -> None:
@@ -122,7 +118,7 @@ def test_concurrent_proposals_all_commit_in_one_order() -> None:
     assert indexes == list(range(indexes[0], indexes[0] + 30))
     c.deliver()
     c.tick()
-    assert all(applied(c, n) == [f"p{i}".encode() for i in range(30)] for n in c.ids)
+    assert all(c.applied(n) == [f"p{i}".encode() for i in range(30)] for n in c.ids)
 
 
 def test_propose_on_a_follower_names_the_leader() -> None:
@@ -163,7 +159,7 @@ def test_rejoining_old_leader_has_its_uncommitted_entries_overwritten() -> None:
     c.propose(b"new", via=new)
     c.heal()
     c.tick(5)
-    assert applied(c, "n1") == [b"committed", b"new"] == applied(c, new)
+    assert c.applied("n1") == [b"committed", b"new"] == c.applied(new)
     assert all(e.data[:4] != b"lost" for e in c.raft("n1").entries(1, c.raft("n1").last_index + 1))
 
 
@@ -201,7 +197,7 @@ def test_backing_up_over_fifty_conflicting_entries_takes_few_round_trips() -> No
     assert {m.src for m in rejects} <= {"n1", "n2"}
     assert 1 <= len(rejects) <= 4, rejects  # about one per conflicting term per follower, not 50
     for n in c.ids:
-        assert applied(c, n) == [b"base"] + [b"kept"] * 50
+        assert c.applied(n) == [b"base"] + [b"kept"] * 50
 
 
 def _leader_with_divergent_follower(conflicting: int) -> tuple[Raft, Raft]:
@@ -305,7 +301,7 @@ def test_a_leader_never_commits_an_entry_of_an_earlier_term_by_counting_replicas
     c.tick(3)
     assert leader != "n5"
     for n in c.ids:
-        assert applied(c, n) == [b"term1-entry", b"last"], n
+        assert c.applied(n) == [b"term1-entry", b"last"], n
 
 
 def test_figure8_commit_rule_directly() -> None:
@@ -340,15 +336,15 @@ def test_unreliable_agreement() -> None:
                 with contextlib.suppress(NotLeader, ProposalDropped):
                     c.raft(leader).propose(data)
             c.tick()
-            if any(data in applied(c, n) for n in c.ids):
+            if any(data in c.applied(n) for n in c.ids):
                 break
         expected.append(data)
     c.drop_filter = None
     c.tick(10)
     for n in c.ids:
-        got = applied(c, n)
+        got = c.applied(n)
         assert all(x in got for x in expected)
-        assert got == applied(c, c.ids[0])
+        assert got == c.applied(c.ids[0])
 
 
 def test_peer_messages_breaking_the_protocol_raise_protocol_error_and_change_nothing() -> None:

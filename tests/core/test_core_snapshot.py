@@ -10,8 +10,31 @@ from core_cluster import Cluster
 from raftkv.core import HardState, MessageType, Raft, RaftConfig, Snapshot, SnapshotMeta, UsageError
 
 
-def applied(c: Cluster, node_id: str) -> list[bytes]:
-    return [d for _, d in c.nodes[node_id].applied]
+def lag_a_follower_behind_compaction(c: Cluster, values: list[bytes]) -> tuple[str, str]:
+    """Crash a follower, commit `values` without it, compact the leader's log past them and restart the
+    follower, so it can only catch up by InstallSnapshot. Returns (leader, lagging follower)."""
+    leader = c.wait_leader()
+    lagging = next(n for n in c.ids if n != leader)
+    c.crash(lagging)
+    for v in values:
+        c.propose(v)
+    c.tick()
+    c.compact(leader)
+    c.restart(lagging)
+    return leader, lagging
+
+
+def restart_all_and_check(c: Cluster, before: list[bytes], settle_ticks: int, end_ticks: int) -> None:
+    """Restart every (crashed) node, let a leader be elected, commit one more value and check that every node
+    applied `before` and then it."""
+    for n in c.ids:
+        c.restart(n)
+    c.tick(settle_ticks)
+    c.wait_leader()
+    c.propose(b"end")
+    c.tick(end_ticks)
+    for n in c.ids:
+        assert c.applied(n) == before + [b"end"], n
 
 
 def test_compaction_keeps_the_log_bounded() -> None:
@@ -28,7 +51,7 @@ def test_compaction_keeps_the_log_bounded() -> None:
         raft = c.raft(n)
         assert raft.last_index - raft.first_index < 60
         assert len(c.nodes[n].durable.entries) < 60
-    assert applied(c, leader) == [f"v{i}".encode() for i in range(200)]
+    assert c.applied(leader) == [f"v{i}".encode() for i in range(200)]
 
 
 def test_compact_refuses_indexes_not_applied_or_behind_the_snapshot() -> None:
@@ -47,14 +70,7 @@ def test_compact_refuses_indexes_not_applied_or_behind_the_snapshot() -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
 def test_a_follower_behind_the_compaction_point_gets_the_snapshot_in_chunks(chunk: int) -> None:
     c = Cluster(3, seed=1, snapshot_chunk_bytes=chunk)
-    leader = c.wait_leader()
-    lagging = next(n for n in c.ids if n != leader)
-    c.crash(lagging)
-    for i in range(30):
-        c.propose(f"v{i}".encode())
-    c.tick()
-    c.compact(leader)
-    c.restart(lagging)
+    leader, lagging = lag_a_follower_behind_compaction(c, [f"v{i}".encode() for i in range(30)])
     c.tick(5)
     chunks = [m for m in c.sent if m.type is MessageType.SNAPSHOT and m.dst == lagging]
     assert chunks and all(len(m.data) <= chunk for m in chunks)
@@ -62,29 +78,22 @@ def test_a_follower_behind_the_compaction_point_gets_the_snapshot_in_chunks(chun
     assert snapshot is not None
     assert len(chunks) >= len(snapshot.data) // chunk
     assert c.nodes[lagging].snapshots_restored == 1
-    assert applied(c, lagging) == applied(c, leader)
+    assert c.applied(lagging) == c.applied(leader)
     c.propose(b"after")
     c.tick()
-    assert applied(c, lagging)[-1] == b"after"
+    assert c.applied(lagging)[-1] == b"after"
 
 
 def test_snapshot_install_over_an_unreliable_network() -> None:
     c = Cluster(3, seed=3, snapshot_chunk_bytes=16)
     rng = random.Random(3)
-    leader = c.wait_leader()
-    lagging = next(n for n in c.ids if n != leader)
-    c.crash(lagging)
-    for i in range(40):
-        c.propose(f"value-{i}".encode())
-    c.tick()
-    c.compact(leader)
-    c.restart(lagging)
+    leader, lagging = lag_a_follower_behind_compaction(c, [f"value-{i}".encode() for i in range(40)])
     c.drop_filter = lambda m: m.type in (MessageType.SNAPSHOT, MessageType.SNAPSHOT_RESP) and rng.random() < 0.3
     for _ in range(300):
         c.tick()
         if c.nodes[lagging].applied_index >= c.raft(leader).commit_index:
             break
-    assert applied(c, lagging) == applied(c, leader)
+    assert c.applied(lagging) == c.applied(leader)
 
 
 def test_a_follower_whose_log_already_holds_the_snapshot_point_keeps_its_log() -> None:
@@ -116,38 +125,17 @@ def test_restart_from_a_snapshot() -> None:
     c.tick()
     for n in c.ids:
         c.crash(n)
-    for n in c.ids:
-        c.restart(n)
-    c.tick(40)
-    c.wait_leader()
-    c.propose(b"end")
-    c.tick(2)
-    for n in c.ids:
-        assert applied(c, n) == [f"v{i}".encode() for i in range(25)] + [b"end"], n
+    restart_all_and_check(c, [f"v{i}".encode() for i in range(25)], settle_ticks=40, end_ticks=2)
 
 
 def test_all_nodes_crash_while_a_follower_installs_a_snapshot() -> None:
     c = Cluster(3, seed=2, snapshot_chunk_bytes=8)
-    leader = c.wait_leader()
-    lagging = next(n for n in c.ids if n != leader)
-    c.crash(lagging)
-    for i in range(30):
-        c.propose(f"v{i}".encode())
-    c.tick()
-    c.compact(leader)
-    c.restart(lagging)
+    lag_a_follower_behind_compaction(c, [f"v{i}".encode() for i in range(30)])
     c.tick()  # part of the snapshot is sent, then everybody crashes
     for n in c.ids:
         c.crash(n)
     c.queue.clear()
-    for n in c.ids:
-        c.restart(n)
-    c.tick(60)
-    c.wait_leader()
-    c.propose(b"end")
-    c.tick(3)
-    for n in c.ids:
-        assert applied(c, n) == [f"v{i}".encode() for i in range(30)] + [b"end"], n
+    restart_all_and_check(c, [f"v{i}".encode() for i in range(30)], settle_ticks=60, end_ticks=3)
 
 
 def test_restored_core_rejects_inconsistent_durable_state() -> None:

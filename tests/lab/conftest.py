@@ -50,17 +50,3 @@ def netns_backend(lab_prefix_for_tests: str, tmp_path_factory: pytest.TempPathFa
 def netns_hosts(netns_backend: NetnsBackend) -> list[NetnsRemote]:
     return list(netns_backend.hosts)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip this directory's `@pytest.mark.slow` tests unless asked (--runslow where defined, or RAFTKV_SLOW=1)."""
-    try:
-        run_slow = bool(config.getoption("--runslow"))
-    except ValueError:
-        run_slow = False
-    if run_slow or os.environ.get("RAFTKV_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow or RAFTKV_SLOW=1")
-    here = Path(__file__).parent
-    for item in items:
-        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
-            item.add_marker(skip)

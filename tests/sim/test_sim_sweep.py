@@ -7,12 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from sim_bugs import serve_reads_locally
 
 from raftkv.core import Raft, Ready
-from raftkv.kv import Op, Outcome, Result
 from raftkv.sim import run_simulation
-from raftkv.sim.messages import ClientReply, ClientRequest, ReplyStatus
-from raftkv.sim.node import SimNode
 
 REGRESSIONS = Path(__file__).with_name("regression_seeds.txt")
 SWEEP_SEEDS = range(1000, 1200)
@@ -82,17 +80,7 @@ def test_the_checks_catch_a_node_that_loses_fsynced_state() -> None:
 def test_the_checks_catch_reads_served_without_read_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """A node that answers Gets from its local state machine, skipping ReadIndex, serves stale reads (a follower
     or a deposed leader lags behind): the history check must notice in some of a few runs."""
-    original = SimNode._client_request
-
-    def local_reads(self: SimNode, client: int, req: ClientRequest) -> None:
-        if req.command.op is not Op.GET or self.kv is None:
-            return original(self, client, req)
-        found = self.kv.get(req.command.key)
-        result = (Result(request_id=req.rid, outcome=Outcome.NO_KEY) if found is None else
-                  Result(request_id=req.rid, outcome=Outcome.OK, value=found[0], version=found[1]))
-        self._reply(client, ClientReply(req.rid, ReplyStatus.OK, result))
-
-    monkeypatch.setattr(SimNode, "_client_request", local_reads)
+    serve_reads_locally(monkeypatch)
     results = [run_simulation(seed, 5, 6_000) for seed in range(1, 9)]
     stale = [r for r in results if not r.ok and r.violation and r.violation.invariant == "read-consistency"]
     assert len(stale) >= 2, [r.summary() for r in results]

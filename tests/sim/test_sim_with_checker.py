@@ -7,12 +7,10 @@ package provides `check_linearizability` (it lives on another branch until the l
 from __future__ import annotations
 
 import pytest
+from sim_bugs import serve_reads_locally
 
-from raftkv.kv import Op, Outcome, Result
 from raftkv.sim import run_simulation
 from raftkv.sim.export import history_events
-from raftkv.sim.messages import ClientReply, ClientRequest, ReplyStatus
-from raftkv.sim.node import SimNode
 
 checker = pytest.importorskip("checker")
 if not hasattr(checker, "check_linearizability"):
@@ -33,17 +31,7 @@ def test_healthy_runs_are_linearizable() -> None:
 
 
 def test_checker_and_simulator_agree_on_stale_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = SimNode._client_request
-
-    def local_reads(self: SimNode, client: int, req: ClientRequest) -> None:
-        if req.command.op is not Op.GET or self.kv is None:
-            return original(self, client, req)
-        found = self.kv.get(req.command.key)
-        result = (Result(request_id=req.rid, outcome=Outcome.NO_KEY) if found is None else
-                  Result(request_id=req.rid, outcome=Outcome.OK, value=found[0], version=found[1]))
-        self._reply(client, ClientReply(req.rid, ReplyStatus.OK, result))
-
-    monkeypatch.setattr(SimNode, "_client_request", local_reads)
+    serve_reads_locally(monkeypatch)
     verdicts = [_verdict(seed, 6_000) for seed in range(1, 9)]
     assert any(valid is False for _, valid in verdicts), verdicts
     for sim, valid in verdicts:
