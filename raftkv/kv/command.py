@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import msgpack
 
+from raftkv.api import MAX_KEY_BYTES, MAX_VALUE_BYTES
+
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_REQUEST_ID_BYTES",
@@ -20,10 +22,8 @@ __all__ = [
     "encode_command",
 ]
 
-MAX_KEY_BYTES = 1024
-"""The largest key, in UTF-8 bytes (keys must be non-empty)."""
-MAX_VALUE_BYTES = 1 << 20
-"""The largest value, in UTF-8 bytes."""
+# The key and value limits are the client API's (raftkv/api.py, documented in docs/openapi.yaml): one definition, so
+# the state machine can never accept what the API refuses or the other way round. Keys must be non-empty.
 MAX_REQUEST_ID_BYTES = 256
 """The largest request id, in UTF-8 bytes (may be empty)."""
 

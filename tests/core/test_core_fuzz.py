@@ -8,7 +8,7 @@ from core_cluster import Cluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftkv.core import Entry, EntryKind, Message, MessageType, ProtocolError, Role, SnapshotMeta
+from raftkv.core import Entry, EntryKind, Message, MessageType, ProtocolError, SnapshotMeta
 
 IDS = ("n1", "n2", "n3")
 SMALL = st.integers(min_value=0, max_value=12)
@@ -62,8 +62,20 @@ def test_random_peer_messages_raise_only_protocol_error(data: st.DataObject) -> 
         if data.draw(st.booleans()):
             raft.tick()
             c.process(dst)
-    # And the cluster still converges once the garbage stops.
+    # No claim that the cluster converges afterwards: a forged APPEND with the current term and a high commit
+    # index is indistinguishable from the real leader's, so it can make a follower commit entries the real leader
+    # never had (Raft does not tolerate Byzantine peers). Later real APPENDs then conflict with that committed
+    # entry, which the core reports as the ProtocolError it is; it must still never halt.
     c.queue.clear()
-    c.tick(60)
-    leader = c.wait_leader()
-    assert c.raft(leader).role is Role.LEADER
+    for _ in range(60):
+        for node_id in IDS:
+            c.raft(node_id).tick()
+        c.process_all()
+        for _ in range(1000):  # bounded: a round of an idle 3-node cluster is a handful of messages
+            if not c.queue:
+                break
+            msg = c.queue.popleft()
+            with contextlib.suppress(ProtocolError):
+                c.raft(msg.dst).step(msg)
+            c.process(msg.dst)
+    assert not any(c.raft(node_id).halted for node_id in IDS)
