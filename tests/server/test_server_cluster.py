@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from server_cluster import Cluster
 
-from raftkv.client import KVClient, Maybe, NoKey, Unavailable, VersionMismatch
+from raftkv.client import KVClient, Maybe, NoKey, Timeout, Unavailable, VersionMismatch
 from raftkv.server import frames
 
 pytestmark = pytest.mark.timeout(120)
@@ -172,7 +172,8 @@ async def test_maybe_over_http_and_the_library_never_reports_a_false_failure(tmp
 
 async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, tuple[int, str]]) -> None:
     """n writers, each owning a key, writing versions 1, 2, ...; acked[key] = last acknowledged (version, value).
-    After an indeterminate answer a writer re-reads its key to learn the version (it may have applied)."""
+    After an indeterminate answer (maybe, timeout) or a refusal a writer re-reads its key to learn the version (it
+    may have applied); a timeout is expected when every node is killed, or on a loaded machine."""
 
     async def one(w: int) -> None:
         key, version = f"w{w}", 0
@@ -184,7 +185,7 @@ async def _writers(kv: KVClient, n: int, stop: asyncio.Event, acked: dict[str, t
                 r = await kv.put(key, value, version, timeout=3)
                 acked[key] = (r.version, value)
                 version = r.version
-            except (Maybe, Unavailable, VersionMismatch):
+            except (Maybe, Timeout, Unavailable, VersionMismatch):  # indeterminate or refused: re-read
                 for _ in range(100):
                     if stop.is_set():
                         return
