@@ -139,6 +139,14 @@ class Interpreter:
             obs(op)
         return op
 
+    def _event(self, process: int | str, type: Any, f: str, key: Any, value: Any, time: int, node: str | None,
+               error: str | None = None) -> Op:
+        """:meth:`_record` of a new event, built once (the client path records two per op)."""
+        op = self.history.event(process, type, f, key, value, time, node, error)
+        for obs in self.observers:
+            obs(op)
+        return op
+
     async def run(self, gen: Generator | None, *, nemesis_thread: bool | None = None) -> None:
         """Run ``gen`` until it is exhausted and every op it started has completed. Cancellation (Ctrl-C, SIGTERM,
         an outer timeout) stops the workers at once; ops in flight then stay without completion, which the history
@@ -171,6 +179,7 @@ class Interpreter:
         either way)."""
         c = self.concurrency
         g, free = st.gen, st.free
+        ctx: Context | None = None  # the context of the last update, reused for op() while nothing changed
         try:
             while True:
                 while self._done:
@@ -181,9 +190,21 @@ class Interpreter:
                         self.processes[th] = comp.process + c
                         st.processes = dict(self.processes)  # a new snapshot: contexts already given keep theirs
                     if g is not None:
-                        g = g.update(self._context(st, self.now()), _at(comp, comp.time - self.origin, comp.node))
-                now = self.now()
-                res = g.op(self._context(st, now)) if g is not None else None
+                        ctx = self._context(st, self.now())
+                        g = g.update(ctx, _at(comp, comp.time - self.origin, comp.node))
+                if not free and g is not None:
+                    # Every thread is busy: a generator can only answer Pending (an op needs a free thread) or
+                    # exhausted, and either answer waits for the next completion anyway, which asks again. Not
+                    # asking saves a walk down the generator tree after each dispatch at full concurrency.
+                    st.wake = None
+                    return
+                # The generator is asked for its next op in the state it was just told about (same free threads,
+                # same processes, same instant), so the update's context serves; it is built anew otherwise.
+                if ctx is None:
+                    ctx = self._context(st, self.now())
+                now = ctx.time
+                res = g.op(ctx) if g is not None else None
+                ctx = None
                 if res is None:
                     g = None
                     st.finished = len(free) == len(st.threads)
@@ -270,10 +291,10 @@ class Interpreter:
                 if client is None:
                     client, why = await self._open(node)
                     if client is None:
-                        inv = self._record(_at(op, time.monotonic_ns(), node))
-                        self._complete(self._record(Op(process=inv.process, type="fail", f=inv.f, key=inv.key,
-                                                       value=inv.value, time=time.monotonic_ns(), node=node,
-                                                       error=f"no-client: {why}")), st)
+                        inv = self._event(op.process, op.type, op.f, op.key, op.value, time.monotonic_ns(), node,
+                                          op.error)
+                        self._complete(self._event(inv.process, "fail", inv.f, inv.key, inv.value,
+                                                   time.monotonic_ns(), node, f"no-client: {why}"), st)
                         continue
                 comp = await self._client_op(client, op, node)
                 if comp.type == "info":
@@ -307,7 +328,7 @@ class Interpreter:
             log.debug("client close failed: %s", _describe(e))
 
     async def _client_op(self, client: Client, op: Op, node: str | None) -> Op:
-        inv = self._record(_at(op, time.monotonic_ns(), node))
+        inv = self._event(op.process, op.type, op.f, op.key, op.value, time.monotonic_ns(), node, op.error)
         res: Any
         try:
             async with asyncio.timeout(self.op_timeout):
@@ -323,8 +344,7 @@ class Interpreter:
             res = replace(inv, type="info", error=_describe(e))
         if not isinstance(res, Op) or res.type not in COMPLETION_TYPES:
             res = replace(inv, type="info", error=f"client returned {res!r}, not a completion op")
-        return self._record(Op(process=inv.process, type=res.type, f=inv.f, key=inv.key, value=res.value,
-                               time=t1, node=res.node or node, error=res.error))
+        return self._event(inv.process, res.type, inv.f, inv.key, res.value, t1, res.node or node, res.error)
 
     async def _nemesis_op(self, op: Op) -> Op:
         assert self.nemesis is not None
