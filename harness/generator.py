@@ -346,8 +346,11 @@ class Repeat(Generator):
                 x, nxt = res
                 if isinstance(x, Pending):
                     return x, Repeat(self.original, nxt, self.ops_left, runs_left, fresh)
-                ops_left = None if self.ops_left is None else self.ops_left - 1
-                return x, Repeat(self.original, nxt, ops_left, runs_left, False)
+                if self.ops_left is None:
+                    if nxt is self.current and runs_left == self.runs_left and not self.fresh:
+                        return x, self  # the same state (e.g. a template repeated): no new object per op
+                    return x, Repeat(self.original, nxt, None, runs_left, False)
+                return x, Repeat(self.original, nxt, self.ops_left - 1, runs_left, False)
             if fresh or (runs_left is not None and runs_left <= 1):
                 return None
             current, fresh = self.original, True
@@ -357,7 +360,10 @@ class Repeat(Generator):
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.current is None:
             return self
-        return Repeat(self.original, self.current.update(ctx, event), self.ops_left, self.runs_left, self.fresh)
+        cur = self.current.update(ctx, event)
+        if cur is self.current:  # generators are immutable: nothing changed, so neither did this one
+            return self
+        return Repeat(self.original, cur, self.ops_left, self.runs_left, self.fresh)
 
 
 def repeat(gen: GenLike, n: int | None = None) -> Repeat:
@@ -430,10 +436,15 @@ class TimeLimit(Generator):
             return Pending(wake), TimeLimit(self.duration, nxt, deadline)
         if x.time >= deadline:
             return None
+        if nxt is self.gen and deadline == self.deadline:
+            return x, self
         return x, TimeLimit(self.duration, nxt, deadline)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return self if self.gen is None else TimeLimit(self.duration, self.gen.update(ctx, event), self.deadline)
+        if self.gen is None:
+            return self
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else TimeLimit(self.duration, g, self.deadline)
 
 
 def time_limit(seconds: float, gen: GenLike) -> TimeLimit:
@@ -703,12 +714,15 @@ class OnThreads(Generator):
         if res is None:
             return None
         x, nxt = res
+        if nxt is self.gen:
+            return x, self
         return x, (OnThreads(self.threads, nxt) if nxt is not None else None)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.gen is None or ctx.thread_of(event.process) not in self.threads:
             return self
-        return OnThreads(self.threads, self.gen.update(ctx.restrict(self.threads), event))
+        g = self.gen.update(ctx.restrict(self.threads), event)
+        return self if g is self.gen else OnThreads(self.threads, g)
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,12 +741,15 @@ class _ClientThreads(Generator):
         if res is None:
             return None
         x, nxt = res
+        if nxt is self.gen:
+            return x, self
         return x, (_ClientThreads(nxt) if nxt is not None else None)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.gen is None or event.process == NEMESIS:
             return self
-        return _ClientThreads(self.gen.update(ctx.without_nemesis(), event))
+        g = self.gen.update(ctx.without_nemesis(), event)
+        return self if g is self.gen else _ClientThreads(g)
 
 
 def on_threads(threads: Iterable[Thread], gen: GenLike) -> OnThreads:

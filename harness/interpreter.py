@@ -126,6 +126,11 @@ class Interpreter:
         self.processes[NEMESIS] = NEMESIS
         self._done: deque[Op] = deque()
         self._wake = asyncio.Event()
+        # Per-op timeouts (see _watchdog): the loop-time deadline of each worker's op while it is in
+        # client.invoke, each worker's task, and the workers the watchdog cancelled for their deadline.
+        self._deadlines: dict[Thread, float] = {}
+        self._tasks: dict[Thread, asyncio.Task[Any]] = {}
+        self._expired: set[Thread] = set()
 
     # ------------------------------------------------------------------------------------------ dispatcher
 
@@ -135,6 +140,14 @@ class Interpreter:
 
     def _record(self, op: Op) -> Op:
         op = self.history.record(op)
+        for obs in self.observers:
+            obs(op)
+        return op
+
+    def _event(self, process: int | str, type: Any, f: str, key: Any, value: Any, time: int, node: str | None,
+               error: str | None = None) -> Op:
+        """:meth:`_record` of a new event, built once (the client path records two per op)."""
+        op = self.history.event(process, type, f, key, value, time, node, error)
         for obs in self.observers:
             obs(op)
         return op
@@ -150,6 +163,9 @@ class Interpreter:
             raise ValueError("a generator needs a client factory")
         threads: tuple[Thread, ...] = tuple(range(self.concurrency)) + ((NEMESIS,) if use_nemesis else ())
         self._done.clear()
+        self._deadlines.clear()
+        self._tasks.clear()
+        self._expired.clear()
         st = _Dispatch(gen, threads, dict.fromkeys(threads), {t: asyncio.Queue() for t in threads},
                        dict(self.processes))
         try:
@@ -171,6 +187,7 @@ class Interpreter:
         either way)."""
         c = self.concurrency
         g, free = st.gen, st.free
+        ctx: Context | None = None  # the context of the last update, reused for op() while nothing changed
         try:
             while True:
                 while self._done:
@@ -181,9 +198,21 @@ class Interpreter:
                         self.processes[th] = comp.process + c
                         st.processes = dict(self.processes)  # a new snapshot: contexts already given keep theirs
                     if g is not None:
-                        g = g.update(self._context(st, self.now()), _at(comp, comp.time - self.origin, comp.node))
-                now = self.now()
-                res = g.op(self._context(st, now)) if g is not None else None
+                        ctx = self._context(st, self.now())
+                        g = g.update(ctx, _at(comp, comp.time - self.origin, comp.node))
+                if not free and g is not None:
+                    # Every thread is busy: a generator can only answer Pending (an op needs a free thread) or
+                    # exhausted, and either answer waits for the next completion anyway, which asks again. Not
+                    # asking saves a walk down the generator tree after each dispatch at full concurrency.
+                    st.wake = None
+                    return
+                # The generator is asked for its next op in the state it was just told about (same free threads,
+                # same processes, same instant), so the update's context serves; it is built anew otherwise.
+                if ctx is None:
+                    ctx = self._context(st, self.now())
+                now = ctx.time
+                res = g.op(ctx) if g is not None else None
+                ctx = None
                 if res is None:
                     g = None
                     st.finished = len(free) == len(st.threads)
@@ -211,7 +240,8 @@ class Interpreter:
     async def _dispatch(self, st: _Dispatch) -> None:
         async with asyncio.TaskGroup() as tg:
             for t in st.threads:
-                tg.create_task(self._worker(t, st.inboxes[t], st), name=f"worker-{t}")
+                self._tasks[t] = tg.create_task(self._worker(t, st.inboxes[t], st), name=f"worker-{t}")
+            watchdog = tg.create_task(self._watchdog(), name="op-timeouts")
             try:
                 while True:
                     self._step(st)
@@ -222,6 +252,27 @@ class Interpreter:
             finally:
                 for q in st.inboxes.values():
                     q.put_nowait(None)
+                watchdog.cancel()
+
+    async def _watchdog(self) -> None:
+        """Enforces ``op_timeout`` on client ops with one timer for all workers instead of an asyncio.timeout
+        (a timer armed and disarmed) per op: it sleeps until the earliest deadline of the ops in flight, and
+        cancels a worker whose op is still in ``client.invoke`` at its deadline (the worker then records the op
+        as ``info``/timeout, as asyncio.timeout would have made it). No deadline is missed while it sleeps: an
+        op that starts later has a deadline at least ``op_timeout`` from the time the sleep began, and the sleep
+        is never longer than that. Runs until the dispatcher cancels it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            wake = now + self.op_timeout
+            for th, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    del self._deadlines[th]
+                    self._expired.add(th)
+                    self._tasks[th].cancel()
+                elif deadline < wake:
+                    wake = deadline
+            await asyncio.sleep(wake - now)
 
     async def _wait(self, timeout_ns: int | None) -> None:
         """Until a worker's step asks for the dispatcher or timeout_ns passes (None = no timeout)."""
@@ -270,12 +321,12 @@ class Interpreter:
                 if client is None:
                     client, why = await self._open(node)
                     if client is None:
-                        inv = self._record(_at(op, time.monotonic_ns(), node))
-                        self._complete(self._record(Op(process=inv.process, type="fail", f=inv.f, key=inv.key,
-                                                       value=inv.value, time=time.monotonic_ns(), node=node,
-                                                       error=f"no-client: {why}")), st)
+                        inv = self._event(op.process, op.type, op.f, op.key, op.value, time.monotonic_ns(), node,
+                                          op.error)
+                        self._complete(self._event(inv.process, "fail", inv.f, inv.key, inv.value,
+                                                   time.monotonic_ns(), node, f"no-client: {why}"), st)
                         continue
-                comp = await self._client_op(client, op, node)
+                comp = await self._client_op(client, op, node, thread)
                 if comp.type == "info":
                     await self._close(client)
                     client = None
@@ -306,25 +357,34 @@ class Interpreter:
         except Exception as e:  # noqa: BLE001 - a client that fails to close is dropped
             log.debug("client close failed: %s", _describe(e))
 
-    async def _client_op(self, client: Client, op: Op, node: str | None) -> Op:
-        inv = self._record(_at(op, time.monotonic_ns(), node))
+    async def _client_op(self, client: Client, op: Op, node: str | None, thread: Thread) -> Op:
+        inv = self._event(op.process, op.type, op.f, op.key, op.value, time.monotonic_ns(), node, op.error)
         res: Any
+        # The deadline is armed just after the invoke is recorded and disarmed, with no await in between, just
+        # after client.invoke ends: the watchdog can only cancel this task while it awaits the client.
+        self._deadlines[thread] = asyncio.get_running_loop().time() + self.op_timeout
         try:
-            async with asyncio.timeout(self.op_timeout):
-                res = await client.invoke(self.test, inv)
+            res = await client.invoke(self.test, inv)
             t1 = time.monotonic_ns()
-        except TimeoutError:
+            if thread in self._expired:  # the client swallowed the watchdog's cancellation: its answer stands
+                self._expired.discard(thread)
+                self._tasks[thread].uncancel()
+        except asyncio.CancelledError:
+            if thread not in self._expired:
+                raise
+            self._expired.discard(thread)
+            if self._tasks[thread].uncancel() > 0:
+                raise  # cancelled from outside as well (Ctrl-C, the run's end): that wins, as in asyncio.timeout
             t1 = time.monotonic_ns()
             res = replace(inv, type="info", error="timeout")
-        except asyncio.CancelledError:
-            raise
         except Exception as e:  # noqa: BLE001 - Jepsen's rule: an exception means the outcome is unknown
             t1 = time.monotonic_ns()
             res = replace(inv, type="info", error=_describe(e))
+        finally:
+            self._deadlines.pop(thread, None)
         if not isinstance(res, Op) or res.type not in COMPLETION_TYPES:
             res = replace(inv, type="info", error=f"client returned {res!r}, not a completion op")
-        return self._record(Op(process=inv.process, type=res.type, f=inv.f, key=inv.key, value=res.value,
-                               time=t1, node=res.node or node, error=res.error))
+        return self._event(inv.process, res.type, inv.f, inv.key, res.value, t1, res.node or node, res.error)
 
     async def _nemesis_op(self, op: Op) -> Op:
         assert self.nemesis is not None

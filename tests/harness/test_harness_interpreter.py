@@ -254,3 +254,62 @@ def test_the_spelled_out_op_copies_keep_every_field(tmp_path: Path) -> None:
     assert {f.name for f in fields(Op)} == {"process", "type", "f", "key", "value", "time", "node", "error", "index"}
     assert _at(op, 9, "n2") == replace(op, time=9, node="n2")
     assert HistoryWriter(tmp_path / "h.jsonl").record(op) == replace(op, index=0)
+    hist = HistoryWriter(tmp_path / "h2.jsonl")
+    assert hist.event(3, "ok", "put", "k", {"v": 1}, 5, "n1", "e") == replace(op, index=0)
+
+
+async def test_every_op_is_bounded_by_its_own_timeout_when_ops_start_at_different_times(tmp_path: Path) -> None:
+    """One watchdog serves all workers: ops that hang, started at different times, each end as info/timeout
+    about op_timeout after their own invoke (not sooner, not much later), while quick ops go on around them."""
+    interp, _, _ = make(tmp_path, concurrency=3, op_timeout=0.2)
+    async with asyncio.timeout(10):
+        await interp.run(g.then({"f": "w", "value": "hang"}, {"f": "w", "value": ["sleep", 0.07]},
+                                {"f": "w", "value": "hang"}, g.sleep(0.05), {"f": "w", "value": "hang"},
+                                g.repeat({"f": "r", "value": 1}, 20)))
+    h = load(tmp_path)
+    check_well_formed(h)
+    timeouts = [e for e in h if e.get("error") == "timeout"]
+    assert len(timeouts) == 3
+    for e in timeouts:
+        inv = next(i for i in h if i["type"] == "invoke" and i["process"] == e["process"])
+        assert 0.2e9 <= e["time"] - inv["time"] < 0.35e9, (inv, e)
+    assert sum(1 for e in h if e["f"] == "r" and e["type"] == "ok") == 20
+
+
+class Swallower(MemClient):
+    """Catches the cancellation of a timed-out op and answers anyway."""
+
+    async def open(self, test: TestContext, node: str) -> Swallower:
+        return Swallower()
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        if op.value == "hang":
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                return replace(op, type="ok", value="late")
+        return await super().invoke(test, op)
+
+
+async def test_a_client_that_swallows_the_timeout_keeps_its_answer_and_the_worker_goes_on(tmp_path: Path) -> None:
+    interp, _, _ = make(tmp_path, concurrency=1, client=Swallower, op_timeout=0.05)
+    async with asyncio.timeout(5):
+        await interp.run(g.then({"f": "w", "value": "hang"}, {"f": "w", "value": ["sleep", 0.02]}))
+    h = load(tmp_path)
+    check_well_formed(h)
+    # The late answer stands (as under asyncio.timeout), and no cancellation is left over to hit the next op.
+    assert [(e["type"], e["process"], e["value"]) for e in h] == [
+        ("invoke", 0, "hang"), ("ok", 0, "late"), ("invoke", 0, ["sleep", 0.02]), ("ok", 0, ["sleep", 0.02])]
+
+
+async def test_cancelling_the_run_during_a_timed_out_op_still_cancels_it(tmp_path: Path) -> None:
+    """An outer cancellation that lands as the watchdog expires an op is not mistaken for the op's timeout."""
+    interp, _, _ = make(tmp_path, concurrency=1, op_timeout=0.1)
+    task = asyncio.create_task(interp.run(g.repeat({"f": "w", "value": "hang"})))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    # Cancel the run in the same loop iteration as the op's deadline (the watchdog's timer is due then too).
+    loop.call_at(interp._deadlines[0], task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
