@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.labstate import LabState, PrefixLock, check_prefix, owns, work_root
+from harness.labstate import LabState, PrefixLock, check_prefix, owns, state_dir, work_root
 from harness.procs import ProcId, identify, kill_exact, wait_gone
 
 log = logging.getLogger("harness.clean")
@@ -117,6 +117,8 @@ def leftovers(prefix: str) -> list[str]:
             out.append(f"work dir {st.work_dir}")
     if work_root(prefix).exists():
         out.append(f"work root {work_root(prefix)}")
+    if state_dir(prefix).exists():
+        out.append(f"state dir {state_dir(prefix)}")
     return out
 
 
@@ -210,6 +212,5 @@ def clean(prefix: str, *, lock: PrefixLock | None = None, force: bool = False,
             done.append(f"removed {root}")
     finally:
         if own_lock is not None:
-            # The lock file stays: unlinking a lock file others may have open would let two owners coexist.
-            own_lock.release()
+            own_lock.release(remove=True)
     return done

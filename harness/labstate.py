@@ -13,6 +13,7 @@ convention the nemeses' iptables chains, nft tables and cgroups ``<prefix>-*`` o
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -137,24 +138,44 @@ class PrefixLock:
 
     def acquire(self) -> None:
         d = state_dir(self.prefix)
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        path = d / "lock"
+        for _ in range(20):  # bounded: only a racing release(remove=True) makes us go round
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise PrefixBusy(f"a run with lab prefix {self.prefix!r} is active (controller pid {holder}); wait "
+                                 f"for it, or use another prefix: {PREFIX_ENV}=... harness run ...") from None
+            # The owner may have unlinked the file between our open and our flock (release(remove=True)): a lock
+            # on an unlinked inode guards nothing, so only a lock on the file the path names now counts.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                self._fd = fd
+                return
             os.close(fd)
-            raise PrefixBusy(f"a run with lab prefix {self.prefix!r} is active (controller pid {holder}); wait for "
-                             f"it, or use another prefix: {PREFIX_ENV}=... harness run ...") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
+        raise PrefixBusy(f"could not take the lock of lab prefix {self.prefix!r}: it kept being removed")
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
-    def release(self) -> None:
+    def release(self, *, remove: bool = False) -> None:
+        """Drop the lock. With remove=True (after a complete clean) also unlink the lock file and remove the
+        prefix's state directory if nothing else is left in it, so that finished runs leave nothing in /run.
+        Safe against a racing acquire(): it only trusts a lock on the file the path still names."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if remove:
+                d = state_dir(self.prefix)
+                (d / "lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # fails, harmlessly, while a state file with pids to clean is still there
             os.close(fd)

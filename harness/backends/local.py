@@ -106,5 +106,5 @@ class LocalBackend:
             if self._lock.held:
                 await asyncio.to_thread(clean, self.prefix, lock=self._lock)
         finally:
-            self._lock.release()
+            self._lock.release(remove=True)
         self.hosts = []

@@ -345,5 +345,5 @@ class NetnsBackend:
                 removed = await asyncio.to_thread(clean, self.prefix, lock=self._lock)
                 log.debug("teardown removed: %s", removed)
         finally:
-            self._lock.release()
+            self._lock.release(remove=True)
         self.hosts = []
