@@ -453,6 +453,23 @@ def time_limit(seconds: float, gen: GenLike) -> TimeLimit:
     return TimeLimit(secs(seconds), lift(gen))
 
 
+def _spaced_op(spacer: Delay | Stagger, ctx: Context) -> OpResult:
+    """The shared step of Delay and Stagger: the wrapped generator's next op, moved no earlier than the spacer's
+    ``next_time``. A Pending comes back with the spacer around the wrapped generator's successor; an op comes back
+    with the bare successor, for the caller to wrap with its next gap."""
+    if spacer.gen is None:
+        return None
+    res = spacer.gen.op(ctx)
+    if res is None:
+        return None
+    x, nxt = res
+    if isinstance(x, Pending):
+        return x, replace(spacer, gen=nxt)
+    if spacer.next_time is not None and spacer.next_time > x.time:
+        x = replace(x, time=spacer.next_time)
+    return x, nxt
+
+
 @dataclass(frozen=True, slots=True)
 class Delay(Generator):
     """Spaces ops ``interval`` ns apart (a total rate over all threads). An op is never scheduled before
@@ -463,18 +480,13 @@ class Delay(Generator):
     next_time: int | None = None
 
     def op(self, ctx: Context) -> OpResult:
-        if self.gen is None:
+        spaced = _spaced_op(self, ctx)
+        if spaced is None:
             return None
-        res = self.gen.op(ctx)
-        if res is None:
-            return None
-        x, nxt = res
+        x, nxt = spaced
         if isinstance(x, Pending):
-            return x, replace(self, gen=nxt)
-        t = x.time if self.next_time is None else max(x.time, self.next_time)
-        if t != x.time:
-            x = replace(x, time=t)
-        return x, Delay(self.interval, nxt, t + self.interval)
+            return spaced
+        return x, Delay(self.interval, nxt, x.time + self.interval)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return self if self.gen is None else replace(self, gen=self.gen.update(ctx, event))
@@ -502,19 +514,14 @@ class Stagger(Generator):
     next_time: int | None = None
 
     def op(self, ctx: Context) -> OpResult:
-        if self.gen is None:
+        spaced = _spaced_op(self, ctx)
+        if spaced is None:
             return None
-        res = self.gen.op(ctx)
-        if res is None:
-            return None
-        x, nxt = res
+        x, nxt = spaced
         if isinstance(x, Pending):
-            return x, replace(self, gen=nxt)
-        t = x.time if self.next_time is None else max(x.time, self.next_time)
-        if t != x.time:
-            x = replace(x, time=t)
+            return spaced
         gap = int(_unit(self.state) * 2 * self.mean)
-        return x, Stagger(self.mean, nxt, _next_state(self.state), t + gap)
+        return x, Stagger(self.mean, nxt, _next_state(self.state), x.time + gap)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return self if self.gen is None else replace(self, gen=self.gen.update(ctx, event))
