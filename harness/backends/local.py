@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from harness.backends.netns import NetnsRemote, ProcessTable, subnet_for
+from harness.backends.netns import NetnsRemote, OwnedProcessesBackend, ProcessTable, subnet_for
 from harness.clean import clean, leftovers
 from harness.labstate import LabState, PrefixLock, check_prefix, default_prefix
 from harness.procs import identify
@@ -51,7 +50,7 @@ class LocalRemote(NetnsRemote):
         return await super().exec(argv, check=check, timeout=timeout, stdin=stdin)
 
 
-class LocalBackend:
+class LocalBackend(OwnedProcessesBackend):
     name = "local"
 
     def __init__(self, work_dir: Path, *, prefix: str | None = None) -> None:
@@ -91,20 +90,3 @@ class LocalBackend:
             Path(self.log_dir(h.name)).mkdir(parents=True, exist_ok=True)
         return list(self.hosts)
 
-    def _spawn(self, argv: list[str], *, log_path: str, env: Mapping[str, str] | None, cwd: str | None) -> int:
-        return self._procs.spawn(argv, log_path=log_path, env=env, cwd=cwd)
-
-    def _signal(self, pid: int, sig: signal.Signals) -> bool:
-        return self._procs.signal(pid, sig)
-
-    def _alive(self, pid: int) -> bool:
-        return self._procs.alive(pid)
-
-    async def teardown(self) -> None:
-        try:
-            await asyncio.to_thread(self._procs.kill_all)
-            if self._lock.held:
-                await asyncio.to_thread(clean, self.prefix, lock=self._lock)
-        finally:
-            self._lock.release(remove=True)
-        self.hosts = []

@@ -238,7 +238,38 @@ class ProcessTable:
                 log.warning("pid %d did not die within 5 s of SIGKILL (state D?)", p.pid)
 
 
-class NetnsBackend:
+class OwnedProcessesBackend:
+    """What every backend of this machine shares: the processes it starts are recorded in a ProcessTable (so
+    `harness clean` can kill exactly them), and teardown removes everything of the prefix, then releases it."""
+
+    prefix: str
+    hosts: Sequence[NetnsRemote]
+    _lock: PrefixLock
+    _procs: ProcessTable
+
+    def _spawn(self, argv: list[str], *, log_path: str, env: Mapping[str, str] | None, cwd: str | None) -> int:
+        return self._procs.spawn(argv, log_path=log_path, env=env, cwd=cwd)
+
+    def _signal(self, pid: int, sig: signal.Signals) -> bool:
+        return self._procs.signal(pid, sig)
+
+    def _alive(self, pid: int) -> bool:
+        return self._procs.alive(pid)
+
+    async def teardown(self) -> None:
+        """Kill every process this backend started, then remove everything named with the prefix (harness.clean),
+        then release the prefix. Idempotent."""
+        try:
+            await asyncio.to_thread(self._procs.kill_all)
+            if self._lock.held:
+                removed = await asyncio.to_thread(clean, self.prefix, lock=self._lock)
+                log.debug("teardown removed: %s", removed)
+        finally:
+            self._lock.release(remove=True)
+        self.hosts = []
+
+
+class NetnsBackend(OwnedProcessesBackend):
     """See the module docstring. ``setup`` then ``teardown``; teardown is idempotent and safe after a partial
     setup (it removes by name, not by what setup remembers)."""
 
@@ -327,23 +358,3 @@ class NetnsBackend:
         script += [f"echo {v} > /proc/sys/{k}" for k, v in self.sysctls_applied.items()]
         await h.exec(["sh", "-ec", "; ".join(script)], timeout=30)
 
-    def _spawn(self, argv: list[str], *, log_path: str, env: Mapping[str, str] | None, cwd: str | None) -> int:
-        return self._procs.spawn(argv, log_path=log_path, env=env, cwd=cwd)
-
-    def _signal(self, pid: int, sig: signal.Signals) -> bool:
-        return self._procs.signal(pid, sig)
-
-    def _alive(self, pid: int) -> bool:
-        return self._procs.alive(pid)
-
-    async def teardown(self) -> None:
-        """Kill every process this backend started, then remove everything named with the prefix (harness.clean),
-        then release the prefix. Idempotent."""
-        try:
-            await asyncio.to_thread(self._procs.kill_all)
-            if self._lock.held:
-                removed = await asyncio.to_thread(clean, self.prefix, lock=self._lock)
-                log.debug("teardown removed: %s", removed)
-        finally:
-            self._lock.release(remove=True)
-        self.hosts = []
