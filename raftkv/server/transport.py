@@ -68,6 +68,7 @@ class _PeerSender:
         self.peer = peer
         self.addr = addr
         self.buf: list[bytes] = []
+        self.backoff = 0.0  # the wait before the next connect attempt while the peer is unreachable
         self._waiter: asyncio.Future[None] | None = None
         self.connected = False
         self.dropped = 0
@@ -87,7 +88,7 @@ class _PeerSender:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.05
+        self.backoff = backoff = 0.05
         while True:
             host, port = _split(self.addr)
             try:
@@ -95,9 +96,9 @@ class _PeerSender:
                     reader, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError):
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.t.max_backoff)
+                self.backoff = backoff = min(backoff * 2, self.t.max_backoff)  # observable: tests await the cap
                 continue
-            backoff = 0.05
+            self.backoff = backoff = 0.05
             _tune(writer.get_extra_info("socket"), self.t.dead_peer_ms, outbound=True)
             self.connected = True
             self.t.on_peer_state(self.peer, True)

@@ -50,7 +50,10 @@ async def test_reconnect_backoff_is_capped_at_one_second() -> None:
 
     async with asyncio.TaskGroup() as tg:
         senders = tg.create_task(t.run_senders())
-        await asyncio.sleep(3.0)  # several failed attempts: the back-off has reached its cap
+        sender = t.senders["n2"]
+        async with asyncio.timeout(10):  # several failed attempts: the back-off has reached its cap
+            while sender.backoff < t.max_backoff:
+                await asyncio.sleep(0.05)
         server = await asyncio.start_server(accept, host, port)
         opened = time.monotonic()
         async with server:
