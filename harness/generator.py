@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeAlias
 
 from harness.protocols import Op
@@ -69,7 +69,7 @@ class Pending:
 PENDING = Pending()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Context:
     """What a generator may know: the time, the threads it may use, which are free, and their processes.
 
@@ -85,6 +85,19 @@ class Context:
     processes: Mapping[Thread, int | str]
     concurrency: int
     idle: tuple[Thread, ...] | None = None
+
+    def __init__(self, time: int, threads: tuple[Thread, ...], free: frozenset[Thread],
+                 processes: Mapping[Thread, int | str], concurrency: int,
+                 idle: tuple[Thread, ...] | None = None) -> None:
+        # The dataclass's __init__ with the slot setters instead of object.__setattr__ (a frozen dataclass's way):
+        # the interpreter builds two contexts per operation. Same fields, order and defaults (a test holds it).
+        s = _CONTEXT_SETTERS
+        s[0](self, time)
+        s[1](self, threads)
+        s[2](self, free)
+        s[3](self, processes)
+        s[4](self, concurrency)
+        s[5](self, idle)
 
     @classmethod
     def initial(cls, concurrency: int, *, nemesis: bool = True, time: int = 0) -> Context:
@@ -129,6 +142,9 @@ class Context:
 
     def at(self, time: int) -> Context:
         return replace(self, time=time)
+
+
+_CONTEXT_SETTERS = tuple(Context.__dict__[f.name].__set__ for f in fields(Context))
 
 
 OpResult: TypeAlias = "tuple[Op | Pending, Generator | None] | None"

@@ -175,6 +175,8 @@ class Interpreter:
             if len(eg.exceptions) == 1:
                 raise eg.exceptions[0] from eg
             raise
+        finally:
+            self.history.flush()  # whoever reads the file after a run sees all of it
 
     def _context(self, st: _Dispatch, now: int) -> Context:
         return Context(now, st.threads, frozenset(st.free), st.processes, self.concurrency, tuple(st.free))

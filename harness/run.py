@@ -388,6 +388,8 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     # 11. check
     r.phase("check")
     test_json = run.read_json("test.json")
+    assert r.history is not None
+    r.history.flush()  # the writer gathers lines for a few ms: the check reads the file, so all of it
     history = run.history()
     checkers = workload.checker(r.options)
     t0 = time.monotonic()

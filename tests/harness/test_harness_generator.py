@@ -265,3 +265,22 @@ def test_argument_errors() -> None:
         g.concurrency_limit(0, {"f": "a"})
     with pytest.raises(GeneratorError):
         g.nemesis_cycle(["p"], 0)
+
+
+def test_the_hand_written_context_init_takes_every_field_in_order_with_its_default() -> None:
+    """Context.__init__ is written out for speed: same fields, same order, same defaults; still frozen."""
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(Context.__init__).parameters
+    declared = dataclasses.fields(Context)
+    assert [n for n in params if n != "self"] == [f.name for f in declared]
+    for f in declared:
+        assert params[f.name].default == (inspect.Parameter.empty if f.default is dataclasses.MISSING
+                                          else f.default), f.name
+    ctx = Context(7, (0, 1), frozenset({1}), {0: 0, 1: 3}, 2, (1,))
+    assert (ctx.time, ctx.threads, ctx.free, ctx.processes, ctx.concurrency, ctx.idle) == (
+        7, (0, 1), frozenset({1}), {0: 0, 1: 3}, 2, (1,))
+    assert ctx.at(9) == Context(9, (0, 1), frozenset({1}), {0: 0, 1: 3}, 2, idle=(1,))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.time = 8  # type: ignore[misc]

@@ -258,6 +258,27 @@ def test_the_spelled_out_op_copies_keep_every_field(tmp_path: Path) -> None:
     assert hist.event(3, "ok", "put", "k", {"v": 1}, 5, "n1", "e") == replace(op, index=0)
 
 
+def test_the_hand_written_op_init_takes_every_field_with_its_default_and_stays_frozen() -> None:
+    """Op.__init__ is written out for speed: it must take exactly the fields, keyword-only, with their defaults,
+    set each one, and leave the op immutable."""
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(Op.__init__).parameters
+    declared = dataclasses.fields(Op)
+    assert [n for n in params if n != "self"] == [f.name for f in declared]
+    for f in declared:
+        assert params[f.name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[f.name].default == (inspect.Parameter.empty if f.default is dataclasses.MISSING
+                                          else f.default), f.name
+    values = {"process": 3, "type": "ok", "f": "put", "key": "k", "value": {"v": 1}, "time": 5, "node": "n1",
+              "error": "e", "index": 7}
+    op = Op(**values)  # type: ignore[arg-type]
+    assert {f.name: getattr(op, f.name) for f in declared} == values
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.time = 6  # type: ignore[misc]
+
+
 async def test_every_op_is_bounded_by_its_own_timeout_when_ops_start_at_different_times(tmp_path: Path) -> None:
     """One watchdog serves all workers: ops that hang, started at different times, each end as info/timeout
     about op_timeout after their own invoke (not sooner, not much later), while quick ops go on around them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime
@@ -28,6 +29,49 @@ def test_history_writer_indexes_and_appends_whole_lines(tmp_path: Path) -> None:
     assert json.loads(lines[1])["node"] == "n1"
     with pytest.raises(ValueError, match="closed"):
         w.append({"x": 1})
+
+
+async def test_a_gathering_writer_flushes_on_its_timer_without_further_appends(tmp_path: Path) -> None:
+    """Lines wait in memory for at most flush_interval: the file has them then, with nothing else happening."""
+    w = HistoryWriter(tmp_path / "h.jsonl", flush_interval=0.05)
+    w.record(Op(process=0, type="invoke", f="get", key="k", time=1))
+    w.record(Op(process=0, type="ok", f="get", key="k", time=2))
+    assert (tmp_path / "h.jsonl").read_text() == ""  # gathered, not yet written
+    loop = asyncio.get_running_loop()
+    flushed = loop.create_future()
+    loop.call_soon(_when_nonempty, tmp_path / "h.jsonl", flushed, loop.time() + 5)
+    await flushed
+    assert [e["index"] for e in read_jsonl(tmp_path / "h.jsonl")] == [0, 1]
+    w.close()
+
+
+def _when_nonempty(path: Path, fut: asyncio.Future[None], give_up: float) -> None:
+    loop = asyncio.get_running_loop()
+    if path.stat().st_size:
+        fut.set_result(None)
+    elif loop.time() > give_up:
+        fut.set_exception(AssertionError(f"{path} still empty"))
+    else:
+        loop.call_later(0.005, _when_nonempty, path, fut, give_up)
+
+
+def test_a_gathering_writer_without_a_loop_writes_through_and_flushes_on_close_and_size(tmp_path: Path) -> None:
+    w = HistoryWriter(tmp_path / "a.jsonl", flush_interval=10)
+    w.record(Op(process=0, type="invoke", f="get", key="k", time=1))  # no running loop: nothing would flush later
+    assert len(read_jsonl(tmp_path / "a.jsonl")) == 1
+    w.close()
+
+
+async def test_a_gathering_writer_writes_on_size_and_on_close_in_order(tmp_path: Path) -> None:
+    w = HistoryWriter(tmp_path / "b.jsonl", flush_interval=3600)
+    big = "x" * 1000
+    n = JsonlWriter.FLUSH_BYTES // 1000 + 2
+    for i in range(n):
+        w.record(Op(process=0, type="invoke", f="put", key="k", value=big, time=i))
+    on_disk = read_jsonl(tmp_path / "b.jsonl")
+    assert 0 < len(on_disk) < n  # the size bound wrote what had gathered; the rest waits
+    w.close()
+    assert [e["index"] for e in read_jsonl(tmp_path / "b.jsonl")] == list(range(n))
 
 
 def test_unserialisable_values_are_written_not_crashed_on(tmp_path: Path) -> None:
