@@ -23,8 +23,8 @@ Behaviour
 - Each call has a deadline (`timeout=` per call, else the client's default); the remaining time (or at most
   `attempt_timeout`, when set, so that one call can try again after a leader failure) is sent to the server as
   its deadline, so it answers "maybe" before the client gives up.
-- Writes and linearizable/lease reads go to the leader: a follower's 307 names it, and it is remembered for later
-  calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
+- Writes and linearizable/lease reads go to the leader: a follower's 307 names it (and a follower that served a
+  read names it in its answer), and it is remembered for later calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
   linearizable reads itself by ReadIndex through the leader, see raftkv/api.py; writes are redirected).
 - Retries connection errors, "unavailable" and leader changes on the next node until the deadline, with a short
   capped back-off. A retried put/delete keeps the SAME expected version, so at most one attempt can apply; if an
@@ -360,8 +360,10 @@ class KVClient:
                 redirects = 0
             if status == 200 or err in ("version-mismatch", "no-key", "bad-request", "too-large", "not-found",
                                         "method-not-allowed"):
-                if follow and status == 200 and not node:
-                    self.leader = target
+                if follow and not node and (status == 200 or err == "no-key"):
+                    # The node that answered leads, unless it says who does (a follower that served a read).
+                    hint = body.get("leader_url")
+                    self.leader = _norm(hint) if isinstance(hint, str) and hint else target
                 body["_ambiguous"] = ambiguous
                 return status, body, target
             if err == "not-leader":

@@ -153,11 +153,15 @@ class Api:
             self._count("get", _code(e))
             return self._node_error(request, e)
         self._latency["get"].observe(time.perf_counter() - t0)
+        # A follower that served a leader-confirmed read names the leader, so that a client sends its next reads
+        # there (one ReadIndex round at the leader confirms a whole batch; a follower adds a forwarded round).
+        hint = ({"leader_url": self.node.leader_url}
+                if consistency != "stale" and not self.node.is_leader and self.node.leader_url else {})
         if found is None:
             self._count("get", "no-key")
-            return _err("no-key", f"no key {key!r}")
+            return _err("no-key", f"no key {key!r}", **hint)
         self._count("get", "ok")
-        return _resp(200, {"value": found[0], "version": found[1]})
+        return _resp(200, {"value": found[0], "version": found[1], **hint})
 
     async def put(self, request: web.BaseRequest) -> web.Response:
         key = _key(request)

@@ -201,6 +201,10 @@ class Node:
     def leader_url(self) -> str | None:
         return self.client_urls.get(self._leader) if self._leader else None
 
+    @property
+    def is_leader(self) -> bool:
+        return self._role is Role.LEADER
+
     def _not_leader(self) -> NodeError:
         if self._leader and self._leader != self.cfg.id and self.leader_url:
             return NotLeaderError(self._leader, self.leader_url)

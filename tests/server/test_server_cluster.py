@@ -63,7 +63,16 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert {"id", "role", "term", "leader", "commit", "applied", "last_snapshot"} <= set(st)
     assert st["role"] == "leader" and st["commit"] >= 2
     code, body = await c3.http(followers[0], "GET", "/kv/a")  # followers serve linearizable reads (ReadIndex)
+    assert code == 200 and body == {"value": "1", "version": 1, "leader_url": f"http://{c3.client[leader]}"}
+    code, body = await c3.http(leader, "GET", "/kv/a")  # the leader names nobody
     assert code == 200 and body == {"value": "1", "version": 1}
+    # A client whose first node is a follower is served there once, learns the leader from that answer (a found
+    # key or an absent one alike) and sends its next reads to the leader.
+    for key in ("a", "absent"):
+        async with KVClient([c3.client[followers[0]], c3.client[leader]], timeout=5) as kv:
+            first = await kv.get(key)
+            assert first.node == c3.client[followers[0]] and kv.leader == c3.client[leader]
+            assert (await kv.get(key)).node == c3.client[leader]
     code, body = await c3.http(followers[0], "PUT", "/kv/a", b'{"value": "2", "version": 1}')
     assert code == 307 and body["error"] == "not-leader" and body["leader"] == leader
     assert body["leader_url"] == f"http://{c3.client[leader]}"
