@@ -279,7 +279,12 @@ class KVClient:
             raise Unavailable(str(e), node=addr) from None
         except TimeoutError:
             raise Timeout(f"status of {addr}: no answer", node=addr) from None
-        return json.loads(data)
+        if status != 200:
+            raise Unavailable(f"status of {addr}: HTTP {status}: {data[:200].decode(errors='replace')}", node=addr)
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise Unavailable(f"status of {addr}: not JSON: {e}", node=addr) from None
 
     # -- machinery --------------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import aiohttp
 
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option
+from raftkv.client import KVClient, RaftKVError
 
 PEER_PORT = 7000
 CLIENT_PORT = 8000
@@ -66,6 +67,9 @@ class RaftkvDB:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
         self.lease = bool(options.get("raftkv_lease"))
         self.pids: dict[str, int] = {}
+        # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
+        # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
+        self._status_clients: dict[str, tuple[asyncio.AbstractEventLoop, KVClient]] = {}
 
     # -- paths ------------------------------------------------------------------------------------------------
 
@@ -142,6 +146,9 @@ class RaftkvDB:
         return pid is not None and await test.host(node).alive(pid)
 
     async def teardown(self, test: TestContext, node: str) -> None:
+        held = self._status_clients.pop(node, None)
+        if held is not None:
+            await held[1].close()
         pid = self.pids.get(node)
         if pid is not None:
             await test.host(node).signal(pid, signal.SIGCONT)  # a stopped process must not linger stopped
@@ -161,15 +168,21 @@ class RaftkvDB:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
                 if resp.status != 200:
                     raise RaftkvDBError(f"{node}: GET {path} answered {resp.status}")
-                if path == "/status":
-                    return await resp.json(content_type=None)
                 return await resp.text()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RaftkvDBError(f"{node}: GET {path} failed: {type(exc).__name__}: {exc}") from None
 
     async def status(self, test: TestContext, node: str) -> dict[str, Any]:
         """GET /status: {"id", "role", "term", "leader", "commit", "applied", ...}; RaftkvDBError when no answer."""
-        status = await self._get(test, node, "/status")
+        loop = asyncio.get_running_loop()
+        held = self._status_clients.get(node)
+        if held is None or held[0] is not loop:
+            held = self._status_clients[node] = (loop, KVClient([client_address(test, node)], pool_size=2,
+                                                                timeout=STATUS_TIMEOUT_S))
+        try:
+            status = await held[1].status(timeout=STATUS_TIMEOUT_S)
+        except RaftKVError as exc:
+            raise RaftkvDBError(f"{node}: GET /status failed: {exc}") from None
         if not isinstance(status, dict):
             raise RaftkvDBError(f"{node}: /status is not a JSON object: {status!r}")
         return status
