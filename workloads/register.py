@@ -71,7 +71,8 @@ def key_names(count: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class RegisterGen(gen.Generator):
-    """The client op stream (infinite). `versions[i]` is the latest version observed for `keys[i]`."""
+    """The client op stream (infinite). `versions[i]` is the latest version observed for `keys[i]`; `state` is
+    the SplitMix64 state every choice is drawn from (gen.draw), `counter` the next unique value."""
 
     keys: tuple[str, ...]
     versions: tuple[int, ...]
@@ -81,29 +82,50 @@ class RegisterGen(gen.Generator):
     def op(self, ctx: gen.Context) -> gen.OpResult:
         if ctx.some_free_thread() is None:
             return gen.PENDING, self
-        rng = random.Random(self.state)
-        i = rng.randrange(len(self.keys))
+        u, state = gen.draw(self.state)
+        i = int(u * len(self.keys))
         key, known = self.keys[i], self.versions[i]
-        kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+        u, state = gen.draw(state)
+        kind = _KINDS[-1]
+        for k, bound in zip(_KINDS, _BOUNDS, strict=True):
+            if u < bound:
+                kind = k
+                break
         template: dict[str, Any]
+        counter = self.counter
         if kind == "get":
             template = {"f": "get", "key": key}
         elif kind == "delete" and known > 0:
             template = {"f": "delete", "key": key, "value": {"version": known}}
         else:
-            expected = known + (rng.random() < 0.5) if kind == "cas" else known
-            template = {"f": "put", "key": key, "value": {"value": str(self.counter), "version": expected}}
-        nxt = replace(self, state=rng.getrandbits(64), counter=self.counter + (template["f"] == "put"))
-        return gen.fill_in(template, ctx), nxt
+            expected = known
+            if kind == "cas":
+                u, state = gen.draw(state)
+                expected += u < 0.5
+            template = {"f": "put", "key": key, "value": {"value": str(counter), "version": expected}}
+            counter += 1
+        # The constructor, not dataclasses.replace: this runs once per operation.
+        return gen.fill_in(template, ctx), RegisterGen(self.keys, self.versions, state, counter)
 
     def update(self, ctx: gen.Context, event: Op) -> gen.Generator:
-        if event.type != "ok" or event.key not in self.keys or not isinstance(event.value, dict):
+        if event.type != "ok" or not isinstance(event.value, dict):
             return self
         version = event.value.get("version")
         if not isinstance(version, int):
             return self
-        i = self.keys.index(event.key)
-        return replace(self, versions=self.versions[:i] + (version,) + self.versions[i + 1:])
+        try:
+            i = self.keys.index(event.key)  # type: ignore[arg-type]
+        except ValueError:  # a key this stream does not write
+            return self
+        if self.versions[i] == version:
+            return self
+        return RegisterGen(self.keys, self.versions[:i] + (version,) + self.versions[i + 1:], self.state,
+                           self.counter)
+
+
+_KINDS = tuple(k for k, _ in MIX)
+# The cumulative weights as fractions of their sum: a draw u in [0, 1) picks the first kind whose bound exceeds it.
+_BOUNDS = tuple(sum(w for _, w in MIX[:i + 1]) / sum(w for _, w in MIX) for i in range(len(MIX)))
 
 
 def generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:

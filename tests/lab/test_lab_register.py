@@ -37,6 +37,24 @@ def test_the_generator_is_seeded_and_pure() -> None:
     assert counts["get"] > 60 and counts["put"] > 60, counts
 
 
+def test_the_op_kinds_follow_the_mix_weights() -> None:
+    """Every kind is drawn with its MIX weight (deletes only of keys known to exist: all of them here, as every
+    completion is ok and teaches a version)."""
+    from workloads.register import MIX
+
+    ctx = gen.Context.initial(1, nemesis=False)
+    history = gen.simulate(gen.limit(8000, RegisterGen(("k0", "k1"), (0, 0), state=11)), ctx,
+                           complete=lambda op: ("ok", 1000))
+    ops = invokes(history)
+    share = Counter(o.f for o in ops)
+    cas_like = sum(1 for o in ops if o.f == "put" and o.value["version"] not in (0,))
+    weights = dict(MIX)
+    assert abs(share["get"] / len(ops) - weights["get"]) < 0.03, share
+    assert abs(share["delete"] / len(ops) - weights["delete"]) < 0.02, share
+    assert abs(share["put"] / len(ops) - weights["write"] - weights["cas"]) < 0.03, share
+    assert cas_like > 0
+
+
 def test_writes_carry_the_last_observed_version_and_unique_values() -> None:
     g: gen.Generator = RegisterGen(("k0",), (0,), state=1)
     ctx = gen.Context.initial(1, nemesis=False)
