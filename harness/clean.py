@@ -102,8 +102,10 @@ def cgroups(prefix: str) -> list[Path]:
     return found
 
 
-def leftovers(prefix: str) -> list[str]:
-    """Everything of the prefix that still exists, as readable strings (empty = clean)."""
+def leftovers(prefix: str, *, holding_lock: bool = False) -> list[str]:
+    """Everything of the prefix that still exists, as readable strings (empty = clean). ``holding_lock``: the
+    caller holds the prefix's lock (a backend's setup), so the state dir that holds only that lock is its own, not
+    a leftover."""
     check_prefix(prefix)
     out = [f"namespace {n}" for n in namespaces(prefix)]
     out += [f"link {n}" for n in links(prefix)]
@@ -117,8 +119,14 @@ def leftovers(prefix: str) -> list[str]:
             out.append(f"work dir {st.work_dir}")
     if work_root(prefix).exists():
         out.append(f"work root {work_root(prefix)}")
-    if state_dir(prefix).exists():
-        out.append(f"state dir {state_dir(prefix)}")
+    d = state_dir(prefix)
+    if d.exists():
+        try:
+            ours = holding_lock and set(os.listdir(d)) <= {"lock"}
+        except OSError:
+            ours = False
+        if not ours:
+            out.append(f"state dir {d}")
     return out
 
 

@@ -77,7 +77,7 @@ class LocalBackend(OwnedProcessesBackend):
         if not 1 <= count <= 200:
             raise ValueError(f"node count must be 1..200, got {count}")
         self._lock.acquire()
-        stale = await asyncio.to_thread(leftovers, self.prefix)
+        stale = await asyncio.to_thread(leftovers, self.prefix, holding_lock=True)
         if stale:
             log.warning("removing leftovers of an earlier run with prefix %s: %s", self.prefix, ", ".join(stale))
             await asyncio.to_thread(clean, self.prefix, lock=self._lock)

@@ -316,7 +316,7 @@ class NetnsBackend(OwnedProcessesBackend):
             raise ValueError(f"node count must be 1..200, got {count}")
         check_prerequisites()
         self._lock.acquire()
-        stale = await asyncio.to_thread(leftovers, self.prefix)
+        stale = await asyncio.to_thread(leftovers, self.prefix, holding_lock=True)
         if stale:
             log.warning("removing leftovers of an earlier run with prefix %s: %s", self.prefix, ", ".join(stale))
             await asyncio.to_thread(clean, self.prefix, lock=self._lock)

@@ -46,3 +46,28 @@ async def test_local_hosts_refuse_network_tools(prefix: str, tmp_path: Path) -> 
     finally:
         await b.teardown()
     assert leftovers(prefix) == []
+
+
+async def test_a_clean_setup_reports_no_leftovers_but_a_stale_state_file_is_one(
+        prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The lock a backend takes creates the prefix's state dir: that is its own, not something to clean (every
+    run used to warn about it); a state file a killed run left is a leftover, and the next setup removes it."""
+    from harness.labstate import state_dir
+
+    b = LocalBackend(tmp_path / "w", prefix=prefix)
+    with caplog.at_level("WARNING", logger="harness"):
+        await b.setup(1)
+    try:
+        assert "leftovers" not in caplog.text
+    finally:
+        await b.teardown()
+    assert leftovers(prefix) == []
+    state_dir(prefix).mkdir(parents=True)
+    (state_dir(prefix) / "state.json").write_text('{"pids": []}')
+    assert leftovers(prefix, holding_lock=True) == [f"state dir {state_dir(prefix)}"]
+    b = LocalBackend(tmp_path / "w2", prefix=prefix)
+    with caplog.at_level("WARNING", logger="harness"):
+        await b.setup(1)
+    await b.teardown()
+    assert "removing leftovers" in caplog.text
+    assert leftovers(prefix) == []
