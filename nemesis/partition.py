@@ -29,6 +29,7 @@ from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis import grudge as grudges
+from nemesis.iptables import ChainError, OwnedChain
 from nemesis.leader import current_leader
 
 DEFAULT_SHAPES = ("halves", "one", "leader", "ring", "bridge")
@@ -39,23 +40,18 @@ def partition_chain(prefix: str) -> str:
     return f"{prefix}-partition"
 
 
-class PartitionError(RuntimeError):
+class PartitionError(ChainError):
     """Rules could not be applied or removed on a host (the message names the host and iptables' complaint)."""
+
+
+def owned_chain(chain: str) -> OwnedChain:
+    """The partition rules' chain: in the filter table, jumped to from the top of INPUT."""
+    return OwnedChain("filter", "INPUT", chain)
 
 
 def restore_script(chain: str, sources: Sequence[str], *, add_jump: bool) -> str:
     """The iptables-restore input that makes `chain` hold exactly one DROP rule per source address."""
-    lines = ["*filter", f":{chain} - [0:0]"]
-    if add_jump:
-        lines.append(f"-I INPUT 1 -j {chain}")
-    lines += [f"-A {chain} -s {address}/32 -j DROP" for address in sources]
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def rules_of(chain: str, listing: str) -> list[str]:
-    """The lines of an `iptables -S` listing that belong to the chain or jump to it."""
-    return [line for line in listing.splitlines() if chain in line.split()]
+    return owned_chain(chain).script([f"-s {address}/32 -j DROP" for address in sources], add_jump=add_jump)
 
 
 def describe_targets(grudge: Mapping[str, Collection[str]], nodes: Sequence[str]) -> list[str]:
@@ -160,10 +156,10 @@ class PartitionNemesis:
         add_jump = host.name not in self._installed
         # Mark before the call: if it is cancelled half-way, heal must still look at this host.
         self._installed.add(host.name)
-        script = restore_script(self.chain, sources, add_jump=add_jump)
-        result = await host.exec(["iptables-restore", "--noflush"], check=False, stdin=script.encode())
-        if result.returncode != 0:
-            raise PartitionError(f"{host.name}: iptables-restore failed: {result.stderr.strip()}")
+        try:
+            await owned_chain(self.chain).apply(host, [f"-s {a}/32 -j DROP" for a in sources], add_jump=add_jump)
+        except ChainError as exc:
+            raise PartitionError(str(exc)) from None
 
     async def heal(self, test: TestContext) -> dict[str, Any]:
         """Remove our chain and its jump on every host, then verify by reading the rules back.
@@ -188,17 +184,7 @@ class PartitionNemesis:
 
     async def _remove_host(self, host: Remote) -> list[str]:
         """Remove the jump(s), the rules and the chain on one host; return the rules still naming it (none if ok)."""
-        listing = (await host.exec(["iptables", "-w", "-S"])).stdout
-        present = rules_of(self.chain, listing)
-        if present:
-            jumps = sum(1 for line in present if line.startswith("-A INPUT"))
-            lines = ["*filter"] + [f"-D INPUT -j {self.chain}"] * jumps
-            if any(line == f"-N {self.chain}" for line in present):
-                lines += [f"-F {self.chain}", f"-X {self.chain}"]
-            lines.append("COMMIT")
-            await host.exec(["iptables-restore", "--noflush"], check=False, stdin=("\n".join(lines) + "\n").encode())
-            listing = (await host.exec(["iptables", "-w", "-S"])).stdout
-        return rules_of(self.chain, listing)
+        return await owned_chain(self.chain).remove(host)
 
     async def teardown(self, test: TestContext) -> None:
         await self.heal(test)

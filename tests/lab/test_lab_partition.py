@@ -14,12 +14,12 @@ import pytest
 from harness.backends.netns import NetnsRemote as NsRemote
 from harness.protocols import ExecResult, Op, RemoteError
 from harness.protocols import TestContext as Ctx
+from nemesis.iptables import rules_of
 from nemesis.partition import (
     PartitionError,
     PartitionNemesis,
     describe_targets,
     restore_script,
-    rules_of,
     split_groups,
 )
 
@@ -220,7 +220,8 @@ async def test_failures_name_the_host(tmp_path: Path) -> None:
     nemesis.chain = "rkx-partition"
     with pytest.raises(ExceptionGroup) as raised:
         await nemesis.apply(test, {"n1": frozenset({"n2"})})
-    assert "n1: iptables-restore failed: iptables: permission denied" in str(raised.value.exceptions[0])
+    assert "n1: iptables-restore (filter/rkx-partition) failed: iptables: permission denied" in str(
+        raised.value.exceptions[0])
     healed = await nemesis.heal(test)
     assert healed["ok"] is False
     assert healed["details"]["hosts"]["n2"] == "error: n2: unreachable"
