@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from harness.protocols import Nemesis, Op, TestContext
+from harness.protocols import Nemesis, Op, TestContext, nemesis_log_files
 
 
 class NemesisError(ValueError):
@@ -72,6 +72,9 @@ class CompositeNemesis:
         results = await asyncio.gather(*(one(n) for _, n in self.named))
         details = {name: r for (name, _), r in zip(self.named, results, strict=True)}
         return {"ok": all(bool(r.get("ok")) for r in results), "details": details}
+
+    def log_files(self, test: TestContext, node: str) -> list[str]:
+        return [path for _, nem in self.named for path in nemesis_log_files(nem, test, node)]
 
     async def teardown(self, test: TestContext) -> None:
         errors = []

@@ -222,7 +222,11 @@ class Client(Protocol):
 class Nemesis(Protocol):
     """Faults. invoke() takes a nemesis invoke op (f = "start"/"stop", value = {"fault": ..., ...}) and returns its
     info completion whose value says what was actually done (targets, rules). teardown() heals everything it ever
-    did and is idempotent; the engine calls it on every exit path."""
+    did and is idempotent; the engine calls it on every exit path.
+
+    Optional: ``log_files(test, node) -> list[str]``, paths on that host of logs the nemesis's own processes wrote
+    (e.g. a packet-delay daemon's), collected into the run's ``<node>/`` with the DB's after the heal
+    (:func:`nemesis_log_files`)."""
 
     def faults(self) -> set[str]:
         """The fault kinds this nemesis handles (e.g. {"partition"})."""
@@ -237,6 +241,12 @@ class Nemesis(Protocol):
         ...
 
     async def teardown(self, test: TestContext) -> None: ...
+
+
+def nemesis_log_files(nemesis: Any, test: TestContext, node: str) -> list[str]:
+    """A nemesis's optional ``log_files`` for one node (none when it has no such method)."""
+    files = getattr(nemesis, "log_files", None)
+    return list(files(test, node)) if callable(files) else []
 
 
 @runtime_checkable

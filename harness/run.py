@@ -27,7 +27,7 @@ from harness.composite import CompositeNemesis, NoopNemesis
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
 from harness.monitor import ClusterMonitor
-from harness.protocols import Backend, Nemesis, Op, TestContext
+from harness.protocols import Backend, Nemesis, Op, TestContext, nemesis_log_files
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
 
@@ -489,7 +489,7 @@ async def _collect(r: _Run) -> None:
         except Exception as e:  # noqa: BLE001
             log.warning("stopping %s failed: %s", node, e)
         host = test.host(node)
-        for path in test.db.log_files(test, node):
+        for path in [*test.db.log_files(test, node), *nemesis_log_files(r.nemesis, test, node)]:
             try:
                 await host.download(path, d / Path(path).name)
             except Exception as e:  # noqa: BLE001

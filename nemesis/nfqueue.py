@@ -9,7 +9,7 @@ receives each queued packet's metadata (never its payload), and gives the ACCEPT
     python -m nemesis.nfqueue --queue 7777 --delay-ms 50 [--jitter-ms 10] [--seed 1]
 
 Contract:
-- It prints ``ready queue N`` on stdout (flushed) once the queue is bound, and nothing is queued to it before the
+- It prints ``ready queue N seed S ...`` on stdout (flushed) once the queue is bound, and nothing is queued to it before the
   rule that feeds it exists; the rule must use ``--queue-bypass``, so that a packet passes undelayed while no
   reader is bound (a dead reader must not turn a delay into a partition).
 - The queue is fail-open (a full queue lets packets through rather than dropping them) and GSO packets are taken
@@ -263,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     in_order = args.jitter_ms == 0
-    print(f"ready queue {args.queue} delay {args.delay_ms} ms jitter {args.jitter_ms} ms", flush=True)
+    print(f"ready queue {args.queue} seed {args.seed} delay {args.delay_ms} ms jitter {args.jitter_ms} ms",
+          flush=True)
     end = time.monotonic() + args.max_seconds
     held_total = 0
     highest = -1  # the highest packet id announced so far

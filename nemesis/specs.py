@@ -5,7 +5,9 @@ Options they add to `harness run`:
 - `--partition-shapes a,b,...`: the shapes a partition start picks from (nemesis.grudge.SHAPES; default
   halves,one,leader,ring,bridge);
 - `--kill-targets` / `--pause-targets a,b,...`: the target specs a kill / pause start picks from
-  (nemesis.targets.TARGET_SPECS; default all of them).
+  (nemesis.targets.TARGET_SPECS; default all of them);
+- `--packet-behaviours`, `--packet-targets`, `--packet-delay-ms`, `--packet-jitter-ms`, `--packet-loss`: what a
+  packet start picks from and how hard it hits (nemesis.packet).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from typing import Any
 
 from harness.registry import NemesisSpec, Option
 from nemesis.grudge import SHAPES
+from nemesis.packet import (
+    BEHAVIOURS,
+    DEFAULT_DELAY_MS,
+    DEFAULT_JITTER_MS,
+    DEFAULT_LOSS,
+    PacketNemesis,
+)
+from nemesis.packet import DEFAULT_TARGETS as PACKET_TARGETS
 from nemesis.partition import DEFAULT_SHAPES, PartitionNemesis
 from nemesis.process import DEFAULT_TARGETS, KillNemesis, PauseNemesis
 from nemesis.targets import TARGET_SPECS
@@ -47,6 +57,36 @@ def _pause(options: Mapping[str, Any], rng: random.Random) -> PauseNemesis:
     return PauseNemesis(rng, targets=options.get("pause_targets") or DEFAULT_TARGETS)
 
 
+def _packet(options: Mapping[str, Any], rng: random.Random) -> PacketNemesis:
+    def number(name: str, default: float) -> float:
+        value = options.get(name)
+        return default if value is None else float(value)
+
+    return PacketNemesis(rng, behaviours=options.get("packet_behaviours") or BEHAVIOURS,
+                         targets=options.get("packet_targets") or PACKET_TARGETS,
+                         delay_ms=number("packet_delay_ms", DEFAULT_DELAY_MS),
+                         jitter_ms=number("packet_jitter_ms", DEFAULT_JITTER_MS),
+                         loss=number("packet_loss", DEFAULT_LOSS))
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"{text!r}: a probability in (0, 1]")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"{text!r}: a number >= 0")
+    return value
+
+
+_probability.__name__ = "probability"  # argparse names the type in its error message
+_non_negative.__name__ = "milliseconds"
+
+
 PARTITION = NemesisSpec(
     name="partition", factory=_partition,
     description="network partitions (random halves, one node, the leader, majorities ring, bridge) as iptables "
@@ -67,4 +107,20 @@ PAUSE = NemesisSpec(
     description="SIGSTOP of one node, the leader, a minority, a majority or all, SIGCONT when the fault stops",
     options=(Option(flag="--pause-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"pause targets to pick from ({', '.join(TARGET_SPECS)}); default all"),),
+)
+
+PACKET = NemesisSpec(
+    name="packet", factory=_packet,
+    description="a slow or lossy network between the nodes: delay with jitter (an NFQUEUE daemon per host) and/or "
+                "random loss (iptables statistic) of the targets' inbound peer traffic",
+    options=(Option(flag="--packet-behaviours", type=comma_list(BEHAVIOURS), default=BEHAVIOURS,
+                    help=f"what a packet fault does, picked per start ({', '.join(BEHAVIOURS)}); default all"),
+             Option(flag="--packet-targets", type=comma_list(TARGET_SPECS), default=PACKET_TARGETS,
+                    help=f"whose inbound peer traffic is degraded ({', '.join(TARGET_SPECS)}); default all"),
+             Option(flag="--packet-delay-ms", type=_non_negative, default=DEFAULT_DELAY_MS,
+                    help=f"delay of each packet in ms (default {DEFAULT_DELAY_MS:g})"),
+             Option(flag="--packet-jitter-ms", type=_non_negative, default=DEFAULT_JITTER_MS,
+                    help=f"uniform +/- jitter on the delay in ms; reorders packets (default {DEFAULT_JITTER_MS:g})"),
+             Option(flag="--packet-loss", type=_probability, default=DEFAULT_LOSS,
+                    help=f"probability that a packet is dropped (default {DEFAULT_LOSS:g})")),
 )

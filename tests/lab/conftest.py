@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab_net import PORT, await_reachable, netns_unavailable
 
 from harness.backends.netns import NetnsBackend, NetnsRemote
 from harness.clean import leftovers
-
-
-def netns_unavailable() -> str | None:
-    """Why namespace tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and iptables)"
-    for tool in ("ip", "iptables", "iptables-restore"):
-        if shutil.which(tool) is None:
-            return f"needs {tool} (Debian: apt-get install iproute2 iptables)"
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -49,4 +40,23 @@ def netns_backend(lab_prefix_for_tests: str, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def netns_hosts(netns_backend: NetnsBackend) -> list[NetnsRemote]:
     return list(netns_backend.hosts)
+
+
+@pytest.fixture(scope="module")
+def daemons(netns_hosts: list[NetnsRemote], tmp_path_factory: pytest.TempPathFactory) -> list[NetnsRemote]:
+    """A stand-in daemon (http.server on PORT) on every test host, each reachable from every other."""
+    logs = tmp_path_factory.mktemp("daemons")
+
+    async def start() -> None:
+        for host in netns_hosts:
+            await host.spawn([sys.executable, "-m", "http.server", "--bind", host.address, str(PORT)],
+                             log_path=str(logs / f"{host.name}.log"))
+        for src in netns_hosts:
+            for dst in netns_hosts:
+                if src is not dst:
+                    await await_reachable(src, dst)
+
+    asyncio.run(start())
+    return netns_hosts
+
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import netns_unavailable
+from lab_net import netns_unavailable
 
 from harness.clean import leftovers
 
@@ -50,6 +50,19 @@ class Run:
         self.test = json.loads((self.dir / "test.json").read_text())
         self.results = json.loads((self.dir / "results.json").read_text())
         self.history = [json.loads(line) for line in (self.dir / "history.jsonl").read_text().splitlines()]
+        self._invoked_at: dict[int, int] = {}  # completion index -> its invoke's time
+        pending: dict[Any, int] = {}
+        for e in self.history:
+            if e["type"] == "invoke":
+                pending[e["process"]] = e["time"]
+            elif e["process"] in pending:
+                self._invoked_at[e["index"]] = pending.pop(e["process"])
+
+    def invoked_at(self, completion: dict[str, Any]) -> int:
+        return self._invoked_at[completion["index"]]
+
+    def latency_ms(self, completion: dict[str, Any]) -> float:
+        return (completion["time"] - self.invoked_at(completion)) / 1e6
 
     def nemesis_events(self, f: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.history if e["process"] == "nemesis" and e["type"] == "info"
@@ -194,6 +207,32 @@ def test_pause_run_is_valid(e2e_prefix: str, tmp_path: Path) -> None:
     assert_final_reads(run)
 
 
+def test_packet_delay_and_loss_run_is_valid_and_slows_but_does_not_stop_the_clients(e2e_prefix: str,
+                                                                                   tmp_path: Path) -> None:
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "packet", "--nemesis-interval", "3",
+                      "--packet-behaviours", "delay+loss", "--packet-targets", "all", "--packet-delay-ms", "40",
+                      "--packet-jitter-ms", "10", "--packet-loss", "0.1", "--seed", "5", time_limit=12)
+    assert_valid(run)
+    windows = run.fault_windows("packet")
+    assert windows, run.nemesis_events()
+    for _, _, value in windows:
+        assert value["behaviour"] == "delay+loss" and value["targets"] == ["n1", "n2", "n3"], value
+    # From the start's completion (rules in place) to the stop's invoke (the stop removes the rules first).
+    stop_invokes = [e["time"] for e in run.history if e["process"] == "nemesis" and e["type"] == "invoke"
+                    and e["f"] == "stop"]
+    degraded = [(start, min(t for t in stop_invokes if t > start)) for start, _, _ in windows]
+    during = [e for e in run.oks() if any(start < run.invoked_at(e) and e["time"] < stop for start, stop in degraded)]
+    assert len(during) > 10, f"{len(during)} ok ops during the faults"
+    # Every write sent during a fault crosses the degraded network twice (append, ack): none commits faster than
+    # the delay.
+    writes = [e for e in during if e["f"] == "put"]
+    assert writes and all(run.latency_ms(e) >= 30 for e in writes), sorted(run.latency_ms(e) for e in writes)[:5]
+    assert_final_reads(run)
+    heal = run.results["heal"]["details"]["nemesis"]["packet"]
+    assert heal["ok"], heal
+    assert all((run.dir / n / "nfqueue.log").exists() for n in ("n1", "n2", "n3"))
+
+
 def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -> None:
     # Seed 13 makes the engine's fault rhythm start partition, then pause, then kill (the kinds are drawn from the
     # seed alone, never from timing), so each kind's start and stop is exercised in one short run.
@@ -211,7 +250,7 @@ def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -
 @pytest.mark.slow
 def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: Path) -> None:
     """A minute of every nemesis and every partition shape on five nodes (about 70 s; RAFTKV_SLOW=1)."""
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause,packet",
                       "--nemesis-interval", "4", "--op-timeout", "2", "--concurrency", "10", "--rate", "200",
                       "--keys", "8", "--partition-shapes", "halves,one,leader,ring,bridge,one-way", "--seed", "21",
                       time_limit=60)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_net import await_reachable, reachable
 
 from harness.backends.netns import NetnsRemote as NsRemote
 from harness.protocols import ExecResult, Op, RemoteError
@@ -24,7 +22,6 @@ from nemesis.partition import (
 )
 
 pytestmark = pytest.mark.netns
-PORT = 7999
 
 
 class LeaderOnlyDB:
@@ -40,36 +37,6 @@ class LeaderOnlyDB:
 def make_test(hosts: list[NsRemote], tmp_path: Path, *, leader: str | None = "n2", seed: int = 1) -> Ctx:
     return Ctx(name="partition", options={}, hosts=list(hosts), backend=None,  # type: ignore[arg-type]
                        db=LeaderOnlyDB(leader), seed=seed, store_dir=tmp_path)  # type: ignore[arg-type]
-
-
-async def reachable(src: NsRemote, dst: NsRemote, *, within: float) -> bool:
-    """Whether a TCP connection from src's namespace to dst's stand-in daemon succeeds within `within` seconds."""
-    result = await src.exec(["timeout", str(within), "bash", "-c", f"echo > /dev/tcp/{dst.address}/{PORT}"],
-                             check=False)
-    return result.returncode == 0
-
-
-async def await_reachable(src: NsRemote, dst: NsRemote, deadline_s: float = 20.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not await reachable(src, dst, within=2.0):
-        assert time.monotonic() < deadline, f"{src.name} never reached {dst.name}"
-
-
-@pytest.fixture(scope="module")
-def daemons(netns_hosts: list[NsRemote], tmp_path_factory: pytest.TempPathFactory) -> list[NsRemote]:
-    logs = tmp_path_factory.mktemp("daemons")
-
-    async def start() -> None:
-        for host in netns_hosts:
-            await host.spawn([sys.executable, "-m", "http.server", "--bind", host.address, str(PORT)],
-                             log_path=str(logs / f"{host.name}.log"))
-        for src in netns_hosts:
-            for dst in netns_hosts:
-                if src is not dst:
-                    await await_reachable(src, dst)
-
-    asyncio.run(start())
-    return netns_hosts
 
 
 async def our_rules(host: NsRemote, chain: str) -> list[str]:
