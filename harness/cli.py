@@ -1,6 +1,7 @@
 """`harness`: the lab's command line.
 
     harness run      run a test: hosts up, DB up, workload + faults, heal, final reads, check, store, report
+    harness campaign many runs (cells of nemeses x seeds) and one verdict over all of them
     harness clean    remove whatever a killed run left behind (namespaces, links, rules, processes of the prefix)
     harness analyze  re-check a stored run
     harness check    check a history file (the checker's own command line)
@@ -111,6 +112,52 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
     return list(dests)
 
 
+def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
+    """The options of a run (``harness run``), shared by ``harness campaign``, whose --nemesis names cells."""
+    workloads = registry.names(registry.Kind.WORKLOAD)
+    nemeses = registry.names(registry.Kind.NEMESIS)
+    p.add_argument("--workload", "-w", default="register" if "register" in workloads or not workloads
+                     else workloads[0], help=f"the workload (registered: {', '.join(workloads) or 'none'})")
+    if campaign:
+        p.add_argument("--nemesis", "-n", type=_names, action="append", default=None, dest="nemesis",
+                       help="a cell: comma-separated faults run together, or none; repeat for more cells "
+                            "(default: each registered nemesis alone, then all of them together; registered: "
+                            f"{', '.join(nemeses) or 'none'})")
+    else:
+        p.add_argument("--nemesis", "-n", type=_names, default=("none",),
+                       help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
+    p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
+                     f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
+    p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
+    p.add_argument("--nodes", type=_positive_int, default=5, help="number of hosts/nodes (default 5)")
+    p.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of workload (default 60)")
+    p.add_argument("--concurrency", "-c", type=_positive_int, default=10,
+                     help="client workers, one op in flight each (default 10)")
+    p.add_argument("--rate", type=_nonneg_float, default=200.0,
+                     help="total client ops/s over all workers; 0 = as fast as they go (default 200)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=("the campaign's seed: every run's seed derives from it (default: random, printed)" if campaign
+                         else "seed of the generator's and nemeses' choices (default: random, printed and stored)"))
+    p.add_argument("--nemesis-interval", type=_positive_float, default=10.0,
+                     help="seconds between fault start and stop, and stop and the next start (default 10)")
+    p.add_argument("--op-timeout", type=_positive_float, default=5.0,
+                     help="seconds before a client op is recorded as info/timeout (default 5)")
+    p.add_argument("--final-time-limit", type=_nonneg_float, default=30.0,
+                     help="bound on the final-read phase, seconds (default 30)")
+    p.add_argument("--quiesce-timeout", type=_nonneg_float, default=15.0,
+                     help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
+    p.add_argument("--setup-timeout", type=_positive_float, default=30.0,
+                     help="wait at most this long for the started cluster to agree on a leader (default 30)")
+    p.add_argument("--status-interval", type=_positive_float, default=0.5,
+                     help="seconds between node status polls into cluster.jsonl (default 0.5)")
+    p.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
+    p.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
+    p.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
+    p.add_argument("--no-report", action="store_true", help="do not render report.html")
+    p.add_argument("--verbose", "-v", action="store_true", help="log the controller's INFO lines to stderr")
+
+
 def build_parser() -> tuple[Parser, list[str]]:
     parser = Parser(prog="harness", description="The raftkv lab: Jepsen-style fault injection on a local cluster.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,42 +168,23 @@ def build_parser() -> tuple[Parser, list[str]]:
                                      "faults, heal, run final reads, check the history, store the run, render "
                                      "its report, tear everything down.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    workloads = registry.names(registry.Kind.WORKLOAD)
-    nemeses = registry.names(registry.Kind.NEMESIS)
-    run.add_argument("--workload", "-w", default="register" if "register" in workloads or not workloads
-                     else workloads[0], help=f"the workload (registered: {', '.join(workloads) or 'none'})")
-    run.add_argument("--nemesis", "-n", type=_names, default=("none",),
-                     help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
-    run.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
-                     f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
-    run.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
-                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
-    run.add_argument("--nodes", type=_positive_int, default=5, help="number of hosts/nodes (default 5)")
-    run.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of workload (default 60)")
-    run.add_argument("--concurrency", "-c", type=_positive_int, default=10,
-                     help="client workers, one op in flight each (default 10)")
-    run.add_argument("--rate", type=_nonneg_float, default=200.0,
-                     help="total client ops/s over all workers; 0 = as fast as they go (default 200)")
-    run.add_argument("--seed", type=int, default=None,
-                     help="seed of the generator's and nemeses' choices (default: random, printed and stored)")
-    run.add_argument("--nemesis-interval", type=_positive_float, default=10.0,
-                     help="seconds between fault start and stop, and stop and the next start (default 10)")
-    run.add_argument("--op-timeout", type=_positive_float, default=5.0,
-                     help="seconds before a client op is recorded as info/timeout (default 5)")
-    run.add_argument("--final-time-limit", type=_nonneg_float, default=30.0,
-                     help="bound on the final-read phase, seconds (default 30)")
-    run.add_argument("--quiesce-timeout", type=_nonneg_float, default=15.0,
-                     help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
-    run.add_argument("--setup-timeout", type=_positive_float, default=30.0,
-                     help="wait at most this long for the started cluster to agree on a leader (default 30)")
-    run.add_argument("--status-interval", type=_positive_float, default=0.5,
-                     help="seconds between node status polls into cluster.jsonl (default 0.5)")
-    run.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
-    run.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
-    run.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
-    run.add_argument("--no-report", action="store_true", help="do not render report.html")
-    run.add_argument("--verbose", "-v", action="store_true", help="log the controller's INFO lines to stderr")
+    _add_run_options(run, campaign=False)
     plugin_dests = _add_plugin_options(run)
+
+    campaign = sub.add_parser(
+        "campaign", help="many runs, one after another: cells of nemeses x seeds, one verdict over all",
+        description="Run every cell (--nemesis, repeatable) --runs-per-cell times, each run a whole `harness run` "
+                    "with its own seed derived from --seed, stored and reported as usual; write "
+                    "store/campaigns/<time>/campaign.json and re-render store/index.html. Exit code: 1 if any run "
+                    "was invalid, else 3 if any run failed as a harness (or the campaign was interrupted), else 2 "
+                    "if any verdict was unknown, else 0.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(campaign, campaign=True)
+    campaign.add_argument("--runs-per-cell", type=_positive_int, default=1, help="seeds per cell (default 1)")
+    campaign.add_argument("--stop-on-invalid", action="store_true", help="stop after the first invalid run")
+    campaign.add_argument("--budget-minutes", type=_positive_float, default=None,
+                          help="start no new run after this many minutes (default: run them all)")
+    _add_plugin_options(campaign)
 
     clean = sub.add_parser("clean", help="remove what a killed run left behind (only things of the prefix)",
                            description="Kill the processes a run started (recorded PIDs and anything inside the "
@@ -200,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.BAD_ARGUMENTS
     if args.cmd == "run":
         return _cmd_run(args, plugin_dests)
+    if args.cmd == "campaign":
+        return _cmd_campaign(args, plugin_dests)
     if args.cmd == "clean":
         return _cmd_clean(args)
     if args.cmd == "analyze":
@@ -233,36 +263,133 @@ def _setup_console_logging(verbose: bool) -> logging.Handler:
     return h
 
 
-def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
+def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence[str], seed: int) -> RunConfig:
+    """A run's configuration from the parsed options (ConfigError on a bad one)."""
     from harness.run import resolve
 
-    seed = args.seed if args.seed is not None else random_seed()
-    try:
-        config = RunConfig(
-            workload=args.workload, nemeses=tuple(n for n in args.nemesis if n != "none"), db=args.db,
-            backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
-            rate=args.rate, seed=seed, nemesis_interval=args.nemesis_interval, op_timeout=args.op_timeout,
-            final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
-            setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
-            name=args.name, prefix=args.prefix, render=not args.no_report,
-            extra={d: getattr(args, d) for d in plugin_dests})
-        resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
-    except ConfigError as e:
-        print(f"harness run: error: {e}", file=sys.stderr)
-        return ExitCode.BAD_ARGUMENTS
+    config = RunConfig(
+        workload=args.workload, nemeses=tuple(n for n in nemeses if n != "none"), db=args.db,
+        backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
+        rate=args.rate, seed=seed, nemesis_interval=args.nemesis_interval, op_timeout=args.op_timeout,
+        final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
+        setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
+        name=args.name, prefix=args.prefix, render=not args.no_report,
+        extra={d: getattr(args, d) for d in plugin_dests})
+    resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
+    return config
+
+
+def _prerequisites(config: RunConfig, cmd: str) -> int | None:
+    """None when the backend's prerequisites are there; else the exit code, after saying what is missing."""
     if config.backend == "netns":
         from harness.backends.netns import PrerequisiteError, check_prerequisites
 
         try:
             check_prerequisites()
         except PrerequisiteError as e:
-            print(f"harness run: {e}", file=sys.stderr)
+            print(f"harness {cmd}: {e}", file=sys.stderr)
             return ExitCode.HARNESS_FAILED
+    return None
+
+
+def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
+    seed = args.seed if args.seed is not None else random_seed()
+    try:
+        config = _config(args, plugin_dests, args.nemesis, seed)
+    except ConfigError as e:
+        print(f"harness run: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    missing = _prerequisites(config, "run")
+    if missing is not None:
+        return missing
     handler = _setup_console_logging(args.verbose)
     try:
         return _run_with_progress(config, seed)
     finally:
         log.removeHandler(handler)
+
+
+def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
+    from harness.campaign import plan
+
+    seed = args.seed if args.seed is not None else random_seed()
+    cells = [tuple(c) for c in args.nemesis] if args.nemesis else [
+        *[(n,) for n in registry.names(registry.Kind.NEMESIS)], tuple(registry.names(registry.Kind.NEMESIS))]
+    try:
+        base = _config(args, plugin_dests, (), seed)
+        configs = plan(base, cells, args.runs_per_cell, seed)
+        for config in configs:
+            _config(args, plugin_dests, config.nemeses, config.seed)  # every cell's nemeses exist
+    except (ConfigError, ValueError) as e:
+        print(f"harness campaign: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_ARGUMENTS
+    missing = _prerequisites(base, "campaign")
+    if missing is not None:
+        return missing
+    handler = _setup_console_logging(args.verbose)
+    try:
+        return _campaign_with_progress(configs, args, seed)
+    finally:
+        log.removeHandler(handler)
+
+
+def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int) -> int:
+    """Each run with its live display and a line when it ends; SIGINT/SIGTERM end the current run (healed and torn
+    down) and the campaign."""
+    from harness.campaign import CampaignRun, run_campaign
+    from harness.progress import ConsoleProgress
+
+    print(f"campaign: {len(configs)} runs, seed {seed}", file=sys.stderr)
+    displays: list[ConsoleProgress] = []
+
+    def progress() -> ConsoleProgress:
+        while displays:
+            displays.pop().close()
+        displays.append(ConsoleProgress())
+        return displays[-1]
+
+    def on_run(i: int, run: CampaignRun) -> None:
+        while displays:
+            displays.pop().close()
+        verdict = "VALID" if run.valid is True else "INVALID" if run.valid is False else "UNKNOWN"
+        print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
+              f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
+
+    async def main_async() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal(sig: signal.Signals) -> None:
+            print(f"campaign: {sig.name}: ending the current run (healing and tearing down), then stopping",
+                  file=sys.stderr, flush=True)
+            task.cancel()
+
+        for s in STOP_SIGNALS:
+            loop.add_signal_handler(s, on_signal, s)
+        try:
+            return await run_campaign(configs, store=args.store, seed=seed, stop_on_invalid=args.stop_on_invalid,
+                                      budget_s=args.budget_minutes * 60 if args.budget_minutes else None,
+                                      on_run=on_run, progress=progress)
+        finally:
+            for s in STOP_SIGNALS:
+                loop.remove_signal_handler(s)
+
+    try:
+        campaign = _event_loop_runner()(main_async())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("harness campaign: interrupted between runs", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    finally:
+        while displays:
+            displays.pop().close()
+    counts = {v: sum(1 for r in campaign.runs if r.exit_code == v) for v in ExitCode}
+    print(f"campaign: {len(campaign.runs)} of {campaign.planned} runs: {counts[ExitCode.VALID]} valid, "
+          f"{counts[ExitCode.INVALID]} invalid, {counts[ExitCode.UNKNOWN]} unknown, "
+          f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
+    print(f"record: {campaign.path}")
+    print(f"exit code: {int(campaign.exit_code)}")
+    return int(campaign.exit_code)
 
 
 def _run_with_progress(config: RunConfig, seed: int) -> int:
