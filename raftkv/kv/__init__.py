@@ -24,7 +24,7 @@ from .command import (
     decode_command,
     encode_command,
 )
-from .store import KVStore, KVUsageError, SnapshotError
+from .store import FrozenState, KVStore, KVUsageError, SnapshotError
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -32,6 +32,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "Command",
     "CommandError",
+    "FrozenState",
     "KVStore",
     "KVUsageError",
     "Op",

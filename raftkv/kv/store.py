@@ -19,6 +19,21 @@ class SnapshotError(ValueError):
     """Snapshot bytes that are not a valid KV snapshot (restore leaves the store unchanged)."""
 
 
+class FrozenState:
+    """A copy of a store's state at one applied index (see :meth:`KVStore.frozen`)."""
+
+    __slots__ = ("applied", "_data")
+
+    def __init__(self, applied: int, data: dict[str, tuple[str, int]]) -> None:
+        self.applied = applied
+        self._data = data
+
+    def encode(self) -> bytes:
+        """:meth:`KVStore.snapshot`'s bytes for this state. Safe on any thread: nothing else holds the copy."""
+        items = [[key, value, version] for key, (value, version) in sorted(self._data.items())]
+        return msgpack.packb([_SNAPSHOT_TAG, self.applied, items])
+
+
 class KVStore:
     """The state machine. `apply(index, data)` must be called with strictly increasing indexes (gaps are fine:
     NOOP entries carry no command; `note_applied` records them). `snapshot()` is deterministic: equal states
@@ -79,8 +94,13 @@ class KVStore:
 
     def snapshot(self) -> bytes:
         """The whole state (applied index and every key) as bytes; keys sorted so equal states give equal bytes."""
-        items = [[key, value, version] for key, (value, version) in sorted(self._data.items())]
-        return msgpack.packb([_SNAPSHOT_TAG, self._applied, items])
+        return self.frozen().encode()
+
+    def frozen(self) -> FrozenState:
+        """The state as it is now, detached from later applies: a shallow copy of the key table (values are
+        immutable), a few ms for 200,000 keys, so that the expensive :meth:`FrozenState.encode` can run on another
+        thread while this store keeps applying."""
+        return FrozenState(self._applied, self._data.copy())
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state by a `snapshot()`; `SnapshotError` (and no change) if `data` is not one."""

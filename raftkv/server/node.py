@@ -19,10 +19,11 @@ flight; every read queued before the round began is covered by it; a follower's 
 by the core) and are served from the local state machine once it has applied the read index. Followers serving
 reads spreads the HTTP work of reads over every node; the leader only pays one heartbeat round per batch.
 
-Snapshots: after `snapshot_entries` applied entries, the KV state is serialized on the snapshot thread while
-committed entries are held back (the loop keeps serving, heartbeating and persisting), the core compacts its log,
-the held-back entries are applied, and the snapshot thread writes the file durably; only then are WAL segments
-covered by it deleted (on the WAL thread, the only thread that touches the WAL).
+Snapshots: after `snapshot_entries` applied entries, the KV state is copied on the loop (a shallow copy of the
+key table: milliseconds) and the copy is serialized on the snapshot thread while the loop goes on applying,
+serving, heartbeating and persisting; then the core compacts its log and the snapshot thread writes the file
+durably; only then are WAL segments covered by it deleted (on the WAL thread, the only thread that touches the
+WAL).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from raftkv.core import (
     Role,
     SoftState,
 )
-from raftkv.kv import Command, KVStore, Op, Result, SnapshotError, encode_command
+from raftkv.kv import Command, FrozenState, KVStore, Op, Result, SnapshotError, encode_command
 
 from .config import ServerConfig
 from .metrics import Metrics
@@ -111,11 +112,9 @@ class Node:
         self._term = 0
         self.snapshot_index = 0
         self.snapshot_term = 0
-        self._snap_due: int | None = None  # applied index of the snapshot the snapshotter should make
+        self._snap_due: FrozenState | None = None  # the state the snapshotter should make a snapshot of
         self._snap_wake = asyncio.Event()
         self._snapshotting = False
-        self._snap_done: asyncio.Future[None] | None = None  # set while the KV is being serialized
-        self._deferred: list[Entry] = []  # committed entries held back while the KV is serialized
         self.stopping = False
         self._wal_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._snap_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snap")
@@ -376,14 +375,7 @@ class Node:
                     rfut.set_exception(err)
 
     def _apply(self, entries: Sequence[Entry]) -> None:
-        """Apply committed entries in order, resolving the writes proposed here. While the snapshot thread
-        serializes the KV store, entries are held back (the store must not change under it) and applied when it
-        is done; the core is advanced meanwhile, which is fine: reads wait for the store's own applied index."""
-        if self._snap_done is not None:
-            self._deferred.extend(entries)
-            return
-        if self._deferred:
-            entries, self._deferred = [*self._deferred, *entries], []
+        """Apply committed entries in order, resolving the writes proposed here."""
         kv = self.kv
         pending = self._pending
         for e in entries:
@@ -429,9 +421,6 @@ class Node:
                 # snapshot (a bug elsewhere) stops the node with its durable state untouched, instead of
                 # poisoning the disk so that it could never restart. Off the loop: the loop keeps stepping messages
                 # (heartbeats keep this follower's election timer quiet) and serving stale reads meanwhile.
-                if self._snap_done is not None:  # let a running serialization of the old store finish first
-                    await self._snap_done
-                self._apply(())  # entries held back during that serialization precede the snapshot
                 restored = KVStore()
                 try:
                     await loop.run_in_executor(self._snap_exec, restored.restore, rd.snapshot.data)
@@ -488,36 +477,25 @@ class Node:
         if self._snapshotting or applied - self.snapshot_index < self.cfg.snapshot_entries:
             return
         self._snapshotting = True
-        # Hold back applies from now on, so that the store the snapshot thread serializes is exactly the one at
-        # `applied` (an entry applied in between would be in the data but also after the snapshot's index).
-        self._snap_done = asyncio.get_running_loop().create_future()
-        self._snap_due = applied
+        # The state at `applied`, detached from the applies that follow: the snapshot thread serializes the copy.
+        self._snap_due = self.kv.frozen()
         self._snap_wake.set()
 
     async def run_snapshotter(self) -> None:
-        """Make a snapshot off the event loop: the KV store is serialized on the snapshot thread while committed
-        entries are held back (see `_apply`), so the loop keeps serving, heartbeating and persisting; then the
-        core compacts its log, the held-back entries are applied, the file is written durably (snapshot thread)
-        and WAL segments it covers are deleted (WAL thread)."""
+        """Make a snapshot off the event loop: the copy `_maybe_snapshot` took is serialized on the snapshot
+        thread while the loop goes on applying and serving; then the core compacts its log, the file is written
+        durably (snapshot thread) and WAL segments it covers are deleted (WAL thread)."""
         loop = asyncio.get_running_loop()
         assert self.raft is not None
         while True:
             await self._snap_wake.wait()
             self._snap_wake.clear()
-            index, self._snap_due = self._snap_due, None
-            if index is None:
+            frozen, self._snap_due = self._snap_due, None
+            if frozen is None:
                 continue
+            index = frozen.applied
             try:
-                try:
-                    assert self.kv.applied_index == index, (self.kv.applied_index, index)
-                    data = await loop.run_in_executor(self._snap_exec, self.kv.snapshot)
-                finally:
-                    done, self._snap_done = self._snap_done, None
-                    if done is not None:
-                        done.set_result(None)
-                    self._apply(())
-                    self._serve_reads()
-                    self._wake.set()
+                data = await loop.run_in_executor(self._snap_exec, frozen.encode)
                 if index < self.snapshot_index:  # a snapshot from the leader was installed meanwhile
                     continue
                 snap = self.raft.compact(index, data)
