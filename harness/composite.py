@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from harness.protocols import Nemesis, Op, TestContext, nemesis_log_files
+from harness.protocols import Nemesis, Op, TestContext, nemesis_log_files, prepare_hosts
 
 
 class NemesisError(ValueError):
@@ -20,6 +20,9 @@ class NemesisError(ValueError):
 class NoopNemesis:
     def faults(self) -> set[str]:
         return set()
+
+    async def prepare(self, test: TestContext) -> None:
+        return None
 
     async def setup(self, test: TestContext) -> None:
         return None
@@ -46,6 +49,10 @@ class CompositeNemesis:
 
     def faults(self) -> set[str]:
         return set(self.route)
+
+    async def prepare(self, test: TestContext) -> None:
+        for _, nem in self.named:
+            await prepare_hosts(nem, test)
 
     async def setup(self, test: TestContext) -> None:
         for _, nem in self.named:

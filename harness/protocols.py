@@ -143,6 +143,9 @@ class TestContext:
     seed: int
     store_dir: Path
     shared: dict[str, Any] = field(default_factory=dict)  # scratch space roles may use to talk (e.g. pids)
+    # node -> extra environment variables for the DB's daemons on that node, set by nemeses in prepare() (e.g.
+    # LD_PRELOAD of the clock shim); a DB adapter adds them to the environment it starts its daemons with.
+    daemon_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def nodes(self) -> list[str]:
@@ -226,7 +229,9 @@ class Nemesis(Protocol):
 
     Optional: ``log_files(test, node) -> list[str]``, paths on that host of logs the nemesis's own processes wrote
     (e.g. a packet-delay daemon's), collected into the run's ``<node>/`` with the DB's after the heal
-    (:func:`nemesis_log_files`)."""
+    (:func:`nemesis_log_files`). Optional: ``async prepare(test)``, called once the hosts are up and before the DB
+    is set up and started, for what must be in place when the DB's daemons start (e.g. a library they must
+    preload: it adds to ``test.daemon_env``) (:func:`prepare_hosts`)."""
 
     def faults(self) -> set[str]:
         """The fault kinds this nemesis handles (e.g. {"partition"})."""
@@ -241,6 +246,13 @@ class Nemesis(Protocol):
         ...
 
     async def teardown(self, test: TestContext) -> None: ...
+
+
+async def prepare_hosts(nemesis: Any, test: TestContext) -> None:
+    """A nemesis's optional ``prepare`` (nothing when it has none)."""
+    prepare = getattr(nemesis, "prepare", None)
+    if callable(prepare):
+        await prepare(test)
 
 
 def nemesis_log_files(nemesis: Any, test: TestContext, node: str) -> list[str]:

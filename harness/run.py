@@ -220,8 +220,9 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     1. resolve the workload, DB and nemeses in the registry (a bad name fails here, before anything exists);
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
-    4. install and start the DB: DB.setup then DB.start on every node, then wait (``setup_timeout``) until every
-       node answers DB.status and they agree on a leader;
+    4. install and start the DB: the nemeses are made and Nemesis.prepare runs (when a nemesis has it: what the
+       DB's daemons must start with, e.g. test.daemon_env); DB.setup then DB.start on every node, then wait
+       (``setup_timeout``) until every node answers DB.status and they agree on a leader;
     5. set up clients and nemesis: Nemesis.setup; the cluster monitor starts polling DB.status into cluster.jsonl;
     6. run the generator until the time limit: the workload's client stream (``--rate`` ops/s in total) beside the
        nemesis stream, every invoke and completion appended live to history.jsonl;
@@ -334,8 +335,11 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     log.info("%d hosts up in %.2f s", len(test.hosts), time.monotonic() - t0)
     _write_test_json(r, workload, dbspec, nem_specs)
 
-    # 4. DB
+    # 4. DB (after the nemeses prepared the hosts: a nemesis may need the DB's daemons started its way)
     r.phase("install and start the DB")
+    nems = [(s.name, s.factory(r.options, test.rng(f"nemesis.{s.name}"))) for s in nem_specs]
+    r.nemesis = CompositeNemesis(nems) if nems else NoopNemesis()
+    await r.nemesis.prepare(test)
     r.db_setup = list(test.nodes)
     await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
     await asyncio.gather(*(db.start(test, n) for n in test.nodes))
@@ -346,8 +350,6 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
 
     # 5. clients and nemesis
     r.phase("set up clients and nemesis")
-    nems = [(s.name, s.factory(r.options, test.rng(f"nemesis.{s.name}"))) for s in nem_specs]
-    r.nemesis = CompositeNemesis(nems) if nems else NoopNemesis()
     r.nemesis_setup = True
     await r.nemesis.setup(test)
     r.interp = interp = Interpreter(

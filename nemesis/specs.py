@@ -7,7 +7,9 @@ Options they add to `harness run`:
 - `--kill-targets` / `--pause-targets a,b,...`: the target specs a kill / pause start picks from
   (nemesis.targets.TARGET_SPECS; default all of them);
 - `--packet-behaviours`, `--packet-targets`, `--packet-delay-ms`, `--packet-jitter-ms`, `--packet-loss`: what a
-  packet start picks from and how hard it hits (nemesis.packet).
+  packet start picks from and how hard it hits (nemesis.packet);
+- `--clock-targets`, `--clock-max-skew-s`: whose wall clock a clock start skews, and by at most how much
+  (nemesis.clock).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.registry import NemesisSpec, Option
+from nemesis.clock import DEFAULT_MAX_SKEW_S, ClockNemesis
 from nemesis.grudge import SHAPES
 from nemesis.packet import (
     BEHAVIOURS,
@@ -67,6 +70,22 @@ def _packet(options: Mapping[str, Any], rng: random.Random) -> PacketNemesis:
                          delay_ms=number("packet_delay_ms", DEFAULT_DELAY_MS),
                          jitter_ms=number("packet_jitter_ms", DEFAULT_JITTER_MS),
                          loss=number("packet_loss", DEFAULT_LOSS))
+
+
+def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
+    skew = options.get("clock_max_skew_s")
+    return ClockNemesis(rng, targets=options.get("clock_targets") or DEFAULT_TARGETS,
+                        max_skew_s=DEFAULT_MAX_SKEW_S if skew is None else float(skew))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"{text!r}: a number > 0")
+    return value
+
+
+_positive.__name__ = "seconds"
 
 
 def _probability(text: str) -> float:
@@ -123,4 +142,14 @@ PACKET = NemesisSpec(
                     help=f"uniform +/- jitter on the delay in ms; reorders packets (default {DEFAULT_JITTER_MS:g})"),
              Option(flag="--packet-loss", type=_probability, default=DEFAULT_LOSS,
                     help=f"probability that a packet is dropped (default {DEFAULT_LOSS:g})")),
+)
+
+CLOCK = NemesisSpec(
+    name="clock", factory=_clock,
+    description="wall-clock skew of the DB's daemons (an LD_PRELOAD shim built with gcc; monotonic clocks, sleeps "
+                "and timeouts untouched): each start moves the targets' clocks up to +-max skew",
+    options=(Option(flag="--clock-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
+                    help=f"whose clock a start skews ({', '.join(TARGET_SPECS)}); default all"),
+             Option(flag="--clock-max-skew-s", type=_positive, default=DEFAULT_MAX_SKEW_S,
+                    help=f"largest skew in seconds, either way (default {DEFAULT_MAX_SKEW_S:g})")),
 )

@@ -112,7 +112,7 @@ class RaftkvDB:
         if await self.is_running(test, node):
             return
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
-               "LANG": "C.UTF-8"}
+               "LANG": "C.UTF-8", **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
                                                       env=env, cwd=REPO_ROOT)
 

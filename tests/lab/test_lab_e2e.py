@@ -233,6 +233,17 @@ def test_packet_delay_and_loss_run_is_valid_and_slows_but_does_not_stop_the_clie
     assert all((run.dir / n / "nfqueue.log").exists() for n in ("n1", "n2", "n3"))
 
 
+def test_clock_skew_run_is_valid_and_the_nodes_ran_under_the_shim(e2e_prefix: str, tmp_path: Path) -> None:
+    """raftkv trusts no wall clock: skewing every node's clock by up to a minute either way changes nothing."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "clock", "--nemesis-interval", "2",
+                      "--clock-targets", "all,majority", "--seed", "3", time_limit=8)
+    assert_valid(run)
+    starts = [v for _, _, v in run.fault_windows("clock")]
+    assert starts and all(v["offsets_s"] and all(abs(s) <= 60 for s in v["offsets_s"].values()) for v in starts)
+    assert run.results["heal"]["details"]["nemesis"]["clock"]["ok"] is True
+    assert_final_reads(run)
+
+
 def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -> None:
     # Seed 13 makes the engine's fault rhythm start partition, then pause, then kill (the kinds are drawn from the
     # seed alone, never from timing), so each kind's start and stop is exercised in one short run.
@@ -250,7 +261,7 @@ def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -
 @pytest.mark.slow
 def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: Path) -> None:
     """A minute of every nemesis and every partition shape on five nodes (about 70 s; RAFTKV_SLOW=1)."""
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause,packet",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause,packet,clock",
                       "--nemesis-interval", "4", "--op-timeout", "2", "--concurrency", "10", "--rate", "200",
                       "--keys", "8", "--partition-shapes", "halves,one,leader,ring,bridge,one-way", "--seed", "21",
                       time_limit=60)

@@ -105,3 +105,27 @@ async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
     assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
     assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"
     assert written["lease"] is False and RaftkvDB({"raftkv_lease": True}).config(test, "n2")["lease"] is True
+
+
+async def test_a_node_starts_with_the_environment_nemeses_asked_for(netns_backend: NetnsBackend,
+                                                                    netns_hosts: list[NetnsRemote],
+                                                                    tmp_path: Path) -> None:
+    """TestContext.daemon_env (set by a nemesis's prepare, e.g. the clock shim's LD_PRELOAD) reaches the node."""
+    db = RaftkvDB({})
+    test = Ctx(name="db", options={}, hosts=list(netns_hosts), backend=netns_backend, db=db, seed=12,
+               store_dir=tmp_path)
+    test.daemon_env["n1"] = {"RAFTKV_LAB_TEST_MARK": "from-a-nemesis"}
+    await db.setup(test, "n1")
+    await db.start(test, "n1")
+    try:
+        async with asyncio.timeout(20):
+            while True:  # until the node serves: then its process is the node itself, with its environment
+                try:
+                    await db.status(test, "n1")
+                    break
+                except RaftkvDBError:
+                    await asyncio.sleep(0.05)
+        environ = Path(f"/proc/{db.pids['n1']}/environ").read_bytes().split(b"\0")
+        assert b"RAFTKV_LAB_TEST_MARK=from-a-nemesis" in environ and b"PYTHONUNBUFFERED=1" in environ, environ
+    finally:
+        await db.teardown(test, "n1")
