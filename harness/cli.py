@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -355,25 +355,15 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
               f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
 
+    def say(text: str) -> None:
+        print(f"campaign: {text}", file=sys.stderr, flush=True)
+
     async def main_async() -> Any:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-
-        def on_signal(sig: signal.Signals) -> None:
-            print(f"campaign: {sig.name}: ending the current run (healing and tearing down), then stopping",
-                  file=sys.stderr, flush=True)
-            task.cancel()
-
-        for s in STOP_SIGNALS:
-            loop.add_signal_handler(s, on_signal, s)
-        try:
-            return await run_campaign(configs, store=args.store, seed=seed, stop_on_invalid=args.stop_on_invalid,
-                                      budget_s=args.budget_minutes * 60 if args.budget_minutes else None,
-                                      on_run=on_run, progress=progress)
-        finally:
-            for s in STOP_SIGNALS:
-                loop.remove_signal_handler(s)
+        return await _stopped_by_signals(
+            run_campaign(configs, store=args.store, seed=seed, stop_on_invalid=args.stop_on_invalid,
+                         budget_s=args.budget_minutes * 60 if args.budget_minutes else None, on_run=on_run,
+                         progress=progress),
+            say, "ending the current run (healing and tearing down), then stopping")
 
     try:
         campaign = _event_loop_runner()(main_async())
@@ -403,27 +393,8 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
     progress.note(f"seed {seed}")
 
     async def main_async() -> Any:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        received: list[signal.Signals] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            if received:
-                progress.note(f"{sig.name} again: already healing and tearing down, please wait "
-                              "(if it hangs, `harness clean` removes what is left)")
-                return
-            received.append(sig)
-            progress.note(f"{sig.name}: stopping; healing and tearing down")
-            task.cancel()
-
-        for s in STOP_SIGNALS:
-            loop.add_signal_handler(s, on_signal, s)
-        try:
-            return await run_test(config, progress=progress)
-        finally:
-            for s in STOP_SIGNALS:
-                loop.remove_signal_handler(s)
+        return await _stopped_by_signals(run_test(config, progress=progress), progress.note,
+                                         "stopping; healing and tearing down")
 
     try:
         result = _event_loop_runner()(main_async())
@@ -440,6 +411,32 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
                           run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed)
     print("\n".join(lines))
     return int(result.exit_code)
+
+
+async def _stopped_by_signals(work: Coroutine[Any, Any, Any], say: Callable[[str], None], doing: str) -> Any:
+    """Await ``work``; the first SIGINT, SIGTERM or SIGHUP cancels it (a run then heals and tears down, and returns
+    its result), and later ones only say that it is under way: a second Ctrl-C must not interrupt a teardown."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            say(f"{sig.name} again: already healing and tearing down, please wait "
+                "(if it hangs, `harness clean` removes what is left)")
+            return
+        received.append(sig)
+        say(f"{sig.name}: {doing}")
+        task.cancel()
+
+    for s in STOP_SIGNALS:
+        loop.add_signal_handler(s, on_signal, s)
+    try:
+        return await work
+    finally:
+        for s in STOP_SIGNALS:
+            loop.remove_signal_handler(s)
 
 
 def _event_loop_runner() -> Any:

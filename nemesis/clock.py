@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
-from nemesis.leader import current_leader
-from nemesis.targets import TARGET_SPECS, select_targets
+from nemesis.targets import TARGET_SPECS, choose_targets
 
 SHIM_SOURCE = Path(__file__).with_name("clock_shim.c")
 DEFAULT_TARGETS = TARGET_SPECS
@@ -149,18 +148,9 @@ class ClockNemesis:
             if unknown:
                 raise ValueError(f"clock nemesis: unknown targets {sorted(unknown)!r}")
         else:
-            if "targets" in value:
-                spec = "explicit"
-                chosen = tuple(sorted(set(value["targets"])))
-                unknown = set(chosen) - set(test.nodes)
-                if unknown:
-                    raise ValueError(f"clock nemesis: unknown targets {sorted(unknown)!r}")
-            else:
-                spec = value.get("target") or self._rng.choice(self.specs)
-                leader = await current_leader(test) if spec == "leader" else None
-                chosen = select_targets(spec, test.nodes, self._rng, leader=leader)
-                if spec == "leader" and not chosen:
-                    return {"fault": "clock", "target": spec, "targets": [], "skipped": "no leader"}
+            spec, chosen = await choose_targets("clock", test, value, self.specs, self._rng)
+            if spec == "leader" and not chosen:
+                return {"fault": "clock", "target": spec, "targets": [], "skipped": "no leader"}
             offsets = {n: round(self._rng.uniform(-self.max_skew_s, self.max_skew_s), 3) for n in chosen}
         self._skewed.update(offsets)  # before writing: a cancelled start must still be healed
         async with asyncio.TaskGroup() as tg:

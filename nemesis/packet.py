@@ -40,8 +40,7 @@ from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis.iptables import ChainError, OwnedChain
-from nemesis.leader import current_leader
-from nemesis.targets import TARGET_SPECS, select_targets
+from nemesis.targets import TARGET_SPECS, choose_targets
 
 BEHAVIOURS = ("delay", "loss", "delay+loss")
 DEFAULT_TARGETS = TARGET_SPECS
@@ -142,19 +141,9 @@ class PacketNemesis:
         behaviour = value.get("behaviour") or self._rng.choice(self.behaviours)
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"packet nemesis: unknown behaviour {behaviour!r}; known: {', '.join(BEHAVIOURS)}")
-        if "targets" in value:
-            spec = "explicit"
-            unknown = set(value["targets"]) - set(test.nodes)
-            if unknown:
-                raise ValueError(f"packet nemesis: unknown targets {sorted(unknown)!r}")
-            chosen: tuple[str, ...] = tuple(sorted(set(value["targets"])))
-        else:
-            spec = value.get("target") or self._rng.choice(self.specs)
-            leader = await current_leader(test) if spec == "leader" else None
-            chosen = select_targets(spec, test.nodes, self._rng, leader=leader)
-            if spec == "leader" and not chosen:
-                return {"fault": "packet", "behaviour": behaviour, "target": spec, "targets": [],
-                        "skipped": "no leader"}
+        spec, chosen = await choose_targets("packet", test, value, self.specs, self._rng)
+        if spec == "leader" and not chosen:
+            return {"fault": "packet", "behaviour": behaviour, "target": spec, "targets": [], "skipped": "no leader"}
         addresses = {h.name: h.address for h in test.hosts}
         seeds = {node: self._rng.getrandbits(32) for node in chosen}
         async with asyncio.TaskGroup() as tg:

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.protocols import Op, TestContext
-from nemesis.leader import current_leader
-from nemesis.targets import TARGET_SPECS, select_targets
+from nemesis.targets import TARGET_SPECS, choose_targets
 
 DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
 RUNNING_TIMEOUT_S = 20.0
@@ -65,18 +64,9 @@ class _ProcessNemesis:
         return Op(process=op.process, type="info", f=op.f, value=done, node=",".join(done["targets"]) or None)
 
     async def _start(self, test: TestContext, value: dict[str, Any]) -> dict[str, Any]:
-        if "targets" in value:
-            spec = "explicit"
-            unknown = set(value["targets"]) - set(test.nodes)
-            if unknown:
-                raise ValueError(f"{self.kind} nemesis: unknown targets {sorted(unknown)!r}")
-            chosen: tuple[str, ...] = tuple(sorted(set(value["targets"])))
-        else:
-            spec = value.get("target") or self._rng.choice(self.specs)
-            leader = await current_leader(test) if spec == "leader" else None
-            chosen = select_targets(spec, test.nodes, self._rng, leader=leader)
-            if spec == "leader" and not chosen:
-                return {"fault": self.kind, "target": spec, "targets": [], "skipped": "no leader"}
+        spec, chosen = await choose_targets(self.kind, test, value, self.specs, self._rng)
+        if spec == "leader" and not chosen:
+            return {"fault": self.kind, "target": spec, "targets": [], "skipped": "no leader"}
         fresh = [n for n in chosen if n not in self._down]
         self._down.update(fresh)  # before acting: a cancelled start must still be undone by heal
         async with asyncio.TaskGroup() as tg:

@@ -78,32 +78,23 @@ def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
                         max_skew_s=DEFAULT_MAX_SKEW_S if skew is None else float(skew))
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"{text!r}: a number > 0")
-    return value
+def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    """An option type: a float that `accept` takes, else a ValueError saying `what` it must be (argparse names
+    the type `name` in its error message)."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not accept(value):
+            raise ValueError(f"{text!r}: {what}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-_positive.__name__ = "seconds"
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise ValueError(f"{text!r}: a probability in (0, 1]")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError(f"{text!r}: a number >= 0")
-    return value
-
-
-_probability.__name__ = "probability"  # argparse names the type in its error message
-_non_negative.__name__ = "milliseconds"
+_positive = number_in("seconds", lambda v: v > 0, "a number > 0")
+_probability = number_in("probability", lambda v: 0 < v <= 1, "a probability in (0, 1]")
+_non_negative = number_in("milliseconds", lambda v: v >= 0, "a number >= 0")
 
 
 PARTITION = NemesisSpec(

@@ -9,14 +9,20 @@ Target specs (the names used in nemesis op values, `TARGET_SPECS`):
 
 Results are tuples sorted by name so a history reads the same on every run; random choices draw from the nodes
 sorted by name, so a seeded `random.Random` gives the same targets regardless of set ordering.
+
+`choose_targets` is what a nemesis's start does with its op value: explicit targets, else a spec (given or drawn),
+asking the DB for the leader when the spec needs it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from harness.protocols import TestContext
 from nemesis.grudge import majority
+from nemesis.leader import current_leader
 
 TARGET_SPECS = ("one", "leader", "minority", "majority", "all")
 
@@ -43,3 +49,19 @@ def select_targets(spec: str, nodes: Iterable[str], rng: random.Random, *, leade
     if spec == "all":
         return tuple(ordered)
     raise TargetError(f"unknown target spec {spec!r}; known: {', '.join(TARGET_SPECS)}")
+
+
+async def choose_targets(kind: str, test: TestContext, value: Mapping[str, Any], specs: Sequence[str],
+                         rng: random.Random) -> tuple[str, tuple[str, ...]]:
+    """(spec, targets) of a `kind` fault's start: the value's explicit `"targets"` (spec "explicit"; ValueError
+    naming any unknown node), else its `"target"` spec or one drawn from `specs`. Targets are empty only for spec
+    "leader" when no leader is known: the caller records the start as skipped."""
+    if "targets" in value:
+        chosen = tuple(sorted(set(value["targets"])))
+        unknown = set(chosen) - set(test.nodes)
+        if unknown:
+            raise ValueError(f"{kind} nemesis: unknown targets {sorted(unknown)!r}")
+        return "explicit", chosen
+    spec = value.get("target") or rng.choice(list(specs))
+    leader = await current_leader(test) if spec == "leader" else None
+    return spec, select_targets(spec, test.nodes, rng, leader=leader)
