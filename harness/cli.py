@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -254,13 +255,18 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def _setup_console_logging(verbose: bool) -> logging.Handler:
+@contextlib.contextmanager
+def _console_logging(verbose: bool) -> Iterator[None]:
+    """The controller's warnings (and with --verbose its INFO lines) on stderr while the block runs."""
     h = _CurrentStderr()
     h.setFormatter(logging.Formatter("harness: %(levelname)s %(message)s"))
     h.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(h)
     log.setLevel(logging.DEBUG)
-    return h
+    try:
+        yield
+    finally:
+        log.removeHandler(h)
 
 
 def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence[str], seed: int) -> RunConfig:
@@ -302,11 +308,8 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     missing = _prerequisites(config, "run")
     if missing is not None:
         return missing
-    handler = _setup_console_logging(args.verbose)
-    try:
+    with _console_logging(args.verbose):
         return _run_with_progress(config, seed)
-    finally:
-        log.removeHandler(handler)
 
 
 def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
@@ -326,11 +329,8 @@ def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     missing = _prerequisites(base, "campaign")
     if missing is not None:
         return missing
-    handler = _setup_console_logging(args.verbose)
-    try:
+    with _console_logging(args.verbose):
         return _campaign_with_progress(configs, args, seed)
-    finally:
-        log.removeHandler(handler)
 
 
 def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int) -> int:
