@@ -118,3 +118,18 @@ async def test_cancelling_a_campaign_ends_its_current_run_cleanly_and_starts_no_
     assert len(campaign.runs) == 1 and "interrupted during run 1 of 3" in (campaign.stopped or "")
     assert json.loads(campaign.path.read_text())["interrupted"] is True
     assert leftovers(prefix) == []
+
+
+def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
+    """.ci/nightly runs nowhere in CI: its `harness campaign` arguments are held to the command line here, so that a
+    renamed option fails this test instead of a night."""
+    import shlex
+
+    from harness.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
+    line = next(ln for ln in script.splitlines() if ln.startswith("exec ") and "harness campaign" in ln)
+    argv = shlex.split(line.split("/harness ", 1)[1].replace('"$@"', ""))
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    assert args.cmd == "campaign" and args.nodes == 5 and args.runs_per_cell == 2 and args.budget_minutes == 120
