@@ -101,8 +101,8 @@ class Campaign:
         tmp.replace(self.path)
 
 
-def _record(cell: Cell, config: RunConfig, result: RunResult, wall_s: float) -> CampaignRun:
-    return CampaignRun(cell=cell_name(cell), seed=config.seed, exit_code=int(result.exit_code), valid=result.valid,
+def _record(config: RunConfig, result: RunResult, wall_s: float) -> CampaignRun:
+    return CampaignRun(cell=cell_name(config.nemeses), seed=config.seed, exit_code=int(result.exit_code), valid=result.valid,
                        run_dir=str(result.run_dir) if result.run_dir else None, ok=result.tally.ok,
                        fail=result.tally.fail, info=result.tally.info, wall_s=round(wall_s, 1), error=result.error)
 
@@ -124,7 +124,7 @@ async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, 
             break
         began = time.monotonic()
         result = await run_test(config, progress=progress() if progress else None)
-        run = _record(config.nemeses, config, result, time.monotonic() - began)
+        run = _record(config, result, time.monotonic() - began)
         campaign.runs.append(run)
         interrupted = bool(result.results and result.results.get("interrupted"))
         campaign.interrupted = interrupted

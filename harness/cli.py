@@ -321,8 +321,8 @@ def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     try:
         base = _config(args, plugin_dests, (), seed)
         configs = plan(base, cells, args.runs_per_cell, seed)
-        for config in configs:
-            _config(args, plugin_dests, config.nemeses, config.seed)  # every cell's nemeses exist
+        for cell in cells:
+            _config(args, plugin_dests, cell, seed)  # every cell's nemeses exist
     except (ConfigError, ValueError) as e:
         print(f"harness campaign: error: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS

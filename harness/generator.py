@@ -216,7 +216,7 @@ def _next_state(state: int) -> int:
 def draw(state: int) -> tuple[float, int]:
     """A float in [0, 1) drawn from ``state``, and the state to draw the next one from (pure: SplitMix64). For
     generators that carry their randomness in their own state: cheaper per op than a random.Random seeded anew."""
-    return (_mix64(state) >> 11) / float(1 << 53), (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    return _unit(state), _next_state(state)
 
 
 # ---------------------------------------------------------------------------------------------------- leaves

@@ -54,11 +54,6 @@ def dumps_bytes(obj: Any) -> bytes:
         return _ENCODER.encode(obj).encode()
 
 
-def dumps(obj: Any) -> str:
-    """:func:`dumps_bytes` as text."""
-    return dumps_bytes(obj).decode()
-
-
 class JsonlWriter:
     """Appends one JSON object per line.
 

@@ -60,22 +60,23 @@ def _pause(options: Mapping[str, Any], rng: random.Random) -> PauseNemesis:
     return PauseNemesis(rng, targets=options.get("pause_targets") or DEFAULT_TARGETS)
 
 
-def _packet(options: Mapping[str, Any], rng: random.Random) -> PacketNemesis:
-    def number(name: str, default: float) -> float:
-        value = options.get(name)
-        return default if value is None else float(value)
+def _number(options: Mapping[str, Any], name: str, default: float) -> float:
+    """A numeric option, or its default when absent (0 is a value, not an absence)."""
+    value = options.get(name)
+    return default if value is None else float(value)
 
+
+def _packet(options: Mapping[str, Any], rng: random.Random) -> PacketNemesis:
     return PacketNemesis(rng, behaviours=options.get("packet_behaviours") or BEHAVIOURS,
                          targets=options.get("packet_targets") or PACKET_TARGETS,
-                         delay_ms=number("packet_delay_ms", DEFAULT_DELAY_MS),
-                         jitter_ms=number("packet_jitter_ms", DEFAULT_JITTER_MS),
-                         loss=number("packet_loss", DEFAULT_LOSS))
+                         delay_ms=_number(options, "packet_delay_ms", DEFAULT_DELAY_MS),
+                         jitter_ms=_number(options, "packet_jitter_ms", DEFAULT_JITTER_MS),
+                         loss=_number(options, "packet_loss", DEFAULT_LOSS))
 
 
 def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
-    skew = options.get("clock_max_skew_s")
     return ClockNemesis(rng, targets=options.get("clock_targets") or DEFAULT_TARGETS,
-                        max_skew_s=DEFAULT_MAX_SKEW_S if skew is None else float(skew))
+                        max_skew_s=_number(options, "clock_max_skew_s", DEFAULT_MAX_SKEW_S))
 
 
 def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable[[str], float]:
