@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .history import NEMESIS
+from .history import LAB_PROCESSES
 from .models import freeze
 
 Valid = bool | str  # True, False or "unknown"
@@ -59,7 +59,7 @@ class Stats:
         pending: dict[Any, str] = {}
         for event in history:
             process = event["process"]
-            if process == NEMESIS:
+            if process in LAB_PROCESSES:
                 continue
             kind = event["type"]
             if kind == "invoke":
@@ -99,7 +99,7 @@ class SetChecker:
         pending: dict[Any, dict[str, Any]] = {}
         for event in history:
             process = event["process"]
-            if process == NEMESIS:
+            if process in LAB_PROCESSES:
                 continue
             if event["type"] == "invoke":
                 pending[process] = event

@@ -9,8 +9,8 @@ Semantics (the contract the search relies on):
 - `ok`: took effect with the completion's value as result; `fail`: certainly did not take effect;
 - `info`, or an invoke with no completion: indeterminate, it may take effect once at any instant after its invoke,
   or never. Such an operation has `complete_type` "info" and `return_time` None.
-Nemesis events (process "nemesis") are checked for their fields only (Jepsen writes them as two :info events) and
-never paired.
+Nemesis events (process "nemesis") and the lab's own observations (process "harness") are checked for their fields
+only (Jepsen writes nemesis events as two :info events) and never paired.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from typing import Any, NamedTuple
 import orjson
 
 NEMESIS = "nemesis"
+HARNESS = "harness"
+# Processes that are not clients: the nemesis's fault events and the lab's own observations (the quiesce outcome,
+# the convergence oracle's digests, a stuck-cluster anomaly). Checked for their fields only, never paired.
+LAB_PROCESSES = frozenset({NEMESIS, HARNESS})
 TYPES = frozenset({"invoke", "ok", "fail", "info"})
 REQUIRED = ("index", "process", "type", "f", "time")
 
@@ -107,8 +111,9 @@ def _check_fields(event: Any, line: int) -> None:
     if not isinstance(index, int) or isinstance(index, bool):
         raise HistoryError(line, f"malformed line, index must be an integer, got {index!r}")
     process = event["process"]
-    if not ((isinstance(process, int) and not isinstance(process, bool)) or process == NEMESIS):
-        raise HistoryError(line, f"malformed line, process must be an integer or \"nemesis\", got {process!r}")
+    if not ((isinstance(process, int) and not isinstance(process, bool)) or process in LAB_PROCESSES):
+        raise HistoryError(line, f"malformed line, process must be an integer, \"nemesis\" or \"harness\", "
+                                 f"got {process!r}")
     if not isinstance(event["f"], str):
         raise HistoryError(line, f"malformed line, f must be a string, got {event['f']!r}")
     time = event["time"]
@@ -136,15 +141,15 @@ def validate(events: Sequence[Mapping[str, Any]], line_numbers: Sequence[int] | 
         line = line_numbers[position] if line_numbers is not None else position + 1
         if not (event.__class__ is dict and event.get("type") in TYPES and event.get("index").__class__ is int
                 and event.get("time").__class__ is int and event.get("f").__class__ is str
-                and (event.get("process").__class__ is int or event.get("process") == NEMESIS)
+                and (event.get("process").__class__ is int or event.get("process") in LAB_PROCESSES)
                 and (event.get("key") is None or event["key"].__class__ in (str, int))
                 and (event.get("error") is None or event["error"].__class__ is str)):
             _check_fields(event, line)  # the slow path says what is wrong (or accepts e.g. a str subclass)
         if event["index"] != position:
             raise HistoryError(line, f"index {event['index']} out of order, expected {position}")
         process = event["process"]
-        if process == NEMESIS:
-            continue  # checkers ignore nemesis events; Jepsen writes them as bare :info pairs
+        if process in LAB_PROCESSES:
+            continue  # checkers ignore nemesis and harness events; Jepsen writes them as bare :info pairs
         kind = event["type"]
         if kind == "invoke":
             if process in pending:
@@ -184,7 +189,7 @@ def pair(events: Sequence[Mapping[str, Any]]) -> list[Operation]:
     order: list[int] = []
     for position, event in enumerate(events):
         process = event["process"]
-        if process == NEMESIS:
+        if process in LAB_PROCESSES:
             continue
         if event["type"] == "invoke":
             open_ops[process] = (position, event)

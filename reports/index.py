@@ -24,6 +24,7 @@ from reports.verdict import summarize
 INDEX = "index.html"
 _TYPE = re.compile(rb'"type"\s*:\s*"(invoke|ok|fail|info)"')
 _NEMESIS = re.compile(rb'"process"\s*:\s*"nemesis"')
+_HARNESS = re.compile(rb'"process"\s*:\s*"harness"')
 _TIME = re.compile(rb'"time"\s*:\s*(\d+)')
 
 
@@ -69,6 +70,8 @@ def quick_summary(run_dir: Path) -> dict[str, Any]:
                 m = _TYPE.search(line)
                 if not m:
                     continue
+                if _HARNESS.search(line):
+                    continue  # the lab's own observations: neither an operation nor a fault
                 if _NEMESIS.search(line):
                     if m.group(1) == b"invoke" and b'"start"' in line:
                         faults += 1

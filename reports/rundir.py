@@ -45,6 +45,9 @@ class HistoryColumns:
     time: list[int] = field(default_factory=list)
     node: list[Any] = field(default_factory=list)
     error: list[Any] = field(default_factory=list)
+    # The lab's own observations (process "harness": quiesce outcome, convergence, stuck-cluster anomalies), whole
+    # events in file order. They are neither client operations nor faults, so they stay out of the columns.
+    observations: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -135,9 +138,12 @@ def read_history(path: Path, problems: list[str]) -> HistoryColumns:
         index, typ, f, t = ev.get("index"), ev.get("type"), ev.get("f"), ev.get("time")
         proc = ev.get("process")
         if (not isinstance(index, int) or typ not in TYPES or not isinstance(f, str) or not isinstance(t, int)
-                or not (isinstance(proc, int) or proc == "nemesis") or isinstance(proc, bool)):
+                or not (isinstance(proc, int) or proc in ("nemesis", "harness")) or isinstance(proc, bool)):
             _note(problems, counts, "fields", f"history.jsonl line {lineno}: missing or malformed index, process, "
                                               "type, f or time; skipped.")
+            continue
+        if proc == "harness":
+            cols.observations.append(ev)
             continue
         cols.index.append(index)
         cols.line.append(lineno)

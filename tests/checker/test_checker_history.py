@@ -36,6 +36,15 @@ def test_a_valid_history_pairs_into_operations() -> None:
     assert ops[0].complete_index == 2 and ops[2].complete_index is None
 
 
+def test_the_labs_own_observations_are_read_but_never_paired() -> None:
+    obs = {"process": "harness", "type": "info", "f": "converge", "value": {"n1": "abc"}, "time": 3}
+    events = parse_jsonl(_lines(inv(0, t=0), obs, done(0, t=4)))
+    assert len(events) == 3 and events[1]["value"] == {"n1": "abc"}
+    assert [(op.id, op.complete_index) for op in pair(events)] == [(0, 2)]
+    err = _error(_lines({**obs, "process": "observer"}))
+    assert err.line == 1 and '"harness"' in err.message
+
+
 def test_malformed_json_names_the_line() -> None:
     err = _error(_lines(inv(0)) + "\n{not json")
     assert err.line == 2 and "malformed" in str(err)

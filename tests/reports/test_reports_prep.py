@@ -96,6 +96,16 @@ def test_orphan_completions_and_double_invokes_are_reported_not_fatal(tmp_path: 
     assert any("followed by another invoke" in p for p in problems)
 
 
+def test_the_labs_observations_are_kept_apart_from_operations_and_faults(tmp_path: Path) -> None:
+    quiesce = ev("harness", "info", "quiesce", 3.4, value={"agreed": False, "waited_s": 15.0})
+    d = write_run(tmp_path / "r", [*SMALL[:11], quiesce, *SMALL[11:]])
+    run, events, ops, problems = _ops(d)
+    assert problems == [] and not any("history.jsonl" in p for p in run.problems)
+    assert run.history.observations == [{"index": 11, **quiesce}]
+    assert ops["inv_index"].tolist() == [0, 1, 6, 7, 12]
+    assert [f.kind for f in prep.fault_intervals(events)[0]] == ["partition"]
+
+
 def test_fault_intervals_run_from_start_completion_to_stop_completion(small: Path) -> None:
     _, events, _, _ = _ops(small)
     faults, problems = prep.fault_intervals(events)
