@@ -482,9 +482,9 @@ class NodeClient:
     async def _one(self, method: str, key: str, query: str, payload: bytes | None,
                    timeout: float | None) -> Reply:
         total = self.timeout if timeout is None else timeout
-        if self._pool is None or self._pool.connect_timeout != min(self.connect_timeout, total / 2):
-            await self.close()
-            self._pool = _Pool(self.node, self.pool_size, min(self.connect_timeout, total / 2))
+        if self._pool is None:
+            self._pool = _Pool(self.node, self.pool_size, self.connect_timeout)
+        self._pool.connect_timeout = min(self.connect_timeout, total / 2)  # read when it connects
         server_wait = total - min(0.2, total * 0.2)  # the node answers first, a tick late at most
         path = f"/kv/{quote(key, safe='')}{query}{'&' if query else '?'}timeout_ms={max(1, int(server_wait * 1000))}"
         try:
