@@ -82,16 +82,19 @@ class ConvergenceChecker:
             "unreachable": unreachable,
             "mismatches": mismatches,
             "last_term_differences": terms,
-            "explanation": _explain(mismatches, bool(obs.get("converged")), states),
+            "explanation": _explain(mismatches, bool(obs.get("converged")), states, unreachable),
         }
 
 
-def _explain(mismatches: list[dict[str, Any]], converged: bool, states: Mapping[str, Any]) -> str:
+def _explain(mismatches: list[dict[str, Any]], converged: bool, states: Mapping[str, Any],
+             unreachable: Mapping[str, Any]) -> str:
+    missing = (f"; no state from {', '.join(f'{n} ({why})' for n, why in sorted(unreachable.items()))}"
+               if unreachable else "")
     if mismatches:
         parts = [f"at applied index {m['applied']}: " + " vs ".join(
             f"{'+'.join(nodes)} digest {digest[:12]}" for digest, nodes in m["digests"].items()) for m in mismatches]
-        return "replicas that applied the same log prefix hold different states: " + "; ".join(parts)
+        return "replicas that applied the same log prefix hold different states: " + "; ".join(parts) + missing
     if not converged:
         return ("the nodes did not reach one applied index within the engine's wait (nodes at equal indexes "
-                "agree): " + ", ".join(f"{n}@{s.get('applied')}" for n, s in sorted(states.items())))
-    return f"{len(states)} node(s) at one applied index hold the same state"
+                "agree): " + ", ".join(f"{n}@{s.get('applied')}" for n, s in sorted(states.items())) + missing)
+    return f"{len(states)} node(s) at one applied index hold the same state{missing}"
