@@ -234,7 +234,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
         into ``<node>/``;
     11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
     12. store results: results.json (the checker result plus ``heal``), and the ``latest`` links;
-    13. render the report (reports.render.render_run) when the reports package is importable;
+    13. render the report (reports.render.render_run) and the store's index.html (the report's "all runs" link)
+        when the reports package is importable;
     14. tear down: Nemesis.teardown, DB.teardown on every node, backend teardown.
 
     Heal and teardown happen on every path. On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the
@@ -255,7 +256,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
             result = _store_results(r, check_result, None, False)  # 12
             if config.render and r.run_dir is not None:
                 r.phase("render the report")
-                await _render(r.run_dir)  # 13
+                await _render(r.run_dir, config.store)  # 13
         finally:
             # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
             await _cleanup(r)
@@ -526,16 +527,20 @@ async def _cleanup(r: _Run) -> None:
             log.error("%s failed: %s: %s", name, type(e).__name__, e)
 
 
-async def _render(run_dir: RunDir) -> None:
+async def _render(run_dir: RunDir, store: Path) -> None:
+    """report.html of the run, then store/index.html (the report links to it as "all runs"). A failure of
+    either is logged and never changes the verdict."""
     try:
+        from reports.index import render_index
         from reports.render import render_run
     except ImportError:
         log.info("no report renderer (reports.render) yet; skipping report.html")
         return
-    try:
-        await in_daemon_thread(render_run, run_dir.path)
-    except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
-        log.warning("report rendering failed: %s: %s", type(e).__name__, e)
+    for what, fn, arg in (("report", render_run, run_dir.path), ("store index", render_index, store)):
+        try:
+            await in_daemon_thread(fn, arg)
+        except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
+            log.warning("%s rendering failed: %s: %s", what, type(e).__name__, e)
 
 
 def analyze(run_path: Path) -> dict[str, Any]:
