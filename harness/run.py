@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import detection, registry
 from harness import generator as gen
-from harness import registry
 from harness.backends import make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
@@ -73,6 +73,7 @@ class RunConfig:
     name: str | None = None
     prefix: str | None = None
     render: bool = True
+    failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,7 @@ class RunConfig:
         """The flat option mapping roles see (and test.json stores): the generic options plus ``extra``."""
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["nemeses"] = list(self.nemeses)
+        out["failpoints"] = list(self.failpoints)
         out["store"] = str(self.store)
         out.update(self.extra)
         return out
@@ -137,6 +139,11 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
         nems = [registry.nemesis(n) for n in config.nemeses if n != "none"]
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
+    if config.failpoints:
+        try:
+            detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
+        except detection.CatalogError as e:
+            raise ConfigError(str(e)) from None
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -188,10 +195,11 @@ class _Run:
     """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
     path knows exactly what to undo."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any],
+                 planted: Mapping[str, Any]) -> None:
         self.config = config
         self.progress = progress
-        self.options = {**defaults, **config.options()}
+        self.options = {**defaults, **config.options(), **planted}  # the failpoints' switches win
         self.tally = Tally()
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
@@ -217,7 +225,8 @@ class _Run:
 async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -> RunResult:
     """Run one test and return its verdict. The phases, in order:
 
-    1. resolve the workload, DB and nemeses in the registry (a bad name fails here, before anything exists);
+    1. resolve the workload, DB and nemeses in the registry, and the failpoints in the DB's catalog (a bad name
+       fails here, before anything exists); the failpoints' options join the run's options;
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
     4. install and start the DB: the nemeses are made and Nemesis.prepare runs (when a nemesis has it: what the
@@ -246,7 +255,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     workload, dbspec, nem_specs = resolve(config)  # 1
     specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
     defaults = {o.name: o.default for spec in specs for o in spec.options}
-    r = _Run(config, progress, defaults)
+    planted = dbspec.failpoints.options_for(config.failpoints) if config.failpoints and dbspec.failpoints else {}
+    r = _Run(config, progress, defaults, planted)
     error: str | None = None
     interrupted = False
     result: RunResult | None = None
@@ -413,6 +423,7 @@ def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSp
         "workload": workload.name,
         "db": dbspec.name,
         "nemeses": [s.name for s in nem_specs],
+        "failpoints": list(r.config.failpoints),
         "seed": r.config.seed,
         "options": r.options,
         "hosts": [{"name": h.name, "address": h.address} for h in r.test.hosts],
