@@ -25,8 +25,9 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import registry
+from harness import detection, registry
 from harness.backends import BACKENDS
+from harness.detection import PlantedBug
 from harness.run import ConfigError, ExitCode, RunConfig, random_seed
 
 log = logging.getLogger("harness")
@@ -71,6 +72,13 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _nonneg_int(s: str) -> int:
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
 def _names(s: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in s.split(",") if n.strip())
     if not names:
@@ -78,7 +86,7 @@ def _names(s: str) -> tuple[str, ...]:
     return names
 
 
-GENERIC_DESTS = {"workload", "nemesis", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
+GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
                  "nemesis_interval", "op_timeout", "final_time_limit", "quiesce_timeout", "setup_timeout",
                  "status_interval", "store", "name", "prefix", "no_report", "verbose", "cmd"}
 
@@ -127,6 +135,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     else:
         p.add_argument("--nemesis", "-n", type=_names, default=("none",),
                        help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
+    p.add_argument("--failpoints", type=_names, default=(),
+                   help=("planted bugs: 'all' or a comma-separated list of the DB's failpoints; each one's cell runs "
+                         "--runs-per-cell seeds and stops at its first detection, beside --control-runs clean runs, "
+                         "and the campaign writes its detection table" if campaign else
+                         "switch on the DB's planted bugs (comma-separated failpoint names) for this run"))
     p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
     p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
@@ -183,6 +196,8 @@ def build_parser() -> tuple[Parser, list[str]]:
     _add_run_options(campaign, campaign=True)
     campaign.add_argument("--runs-per-cell", type=_positive_int, default=1, help="seeds per cell (default 1)")
     campaign.add_argument("--stop-on-invalid", action="store_true", help="stop after the first invalid run")
+    campaign.add_argument("--control-runs", type=_nonneg_int, default=1,
+                          help="with --failpoints: clean runs per cell that must all be valid (default 1)")
     campaign.add_argument("--budget-minutes", type=_positive_float, default=None,
                           help="start no new run after this many minutes (default: run them all)")
     _add_plugin_options(campaign)
@@ -280,6 +295,7 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
         setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
+        failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
         extra={d: getattr(args, d) for d in plugin_dests})
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
     return config
@@ -313,14 +329,19 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
 
 
 def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
-    from harness.campaign import plan
+    from harness.campaign import plan, plan_failpoints
 
     seed = args.seed if args.seed is not None else random_seed()
     cells = [tuple(c) for c in args.nemesis] if args.nemesis else [
         *[(n,) for n in registry.names(registry.Kind.NEMESIS)], tuple(registry.names(registry.Kind.NEMESIS))]
+    bugs: list[PlantedBug] = []
     try:
         base = _config(args, plugin_dests, (), seed)
-        configs = plan(base, cells, args.runs_per_cell, seed)
+        if args.failpoints:
+            bugs = _planted(base, args.failpoints)
+            configs = plan_failpoints(base, bugs, cells, args.runs_per_cell, seed, args.control_runs)
+        else:
+            configs = plan(base, cells, args.runs_per_cell, seed)
         for cell in cells:
             _config(args, plugin_dests, cell, seed)  # every cell's nemeses exist
     except (ConfigError, ValueError) as e:
@@ -330,10 +351,22 @@ def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     if missing is not None:
         return missing
     with _console_logging(args.verbose):
-        return _campaign_with_progress(configs, args, seed)
+        return _campaign_with_progress(configs, args, seed, bugs)
 
 
-def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int) -> int:
+def _planted(base: RunConfig, spec: Sequence[str]) -> list[PlantedBug]:
+    """The bugs ``--failpoints`` names in the DB's catalog (ConfigError for a DB without one or an unknown name)."""
+    from harness.run import resolve
+
+    _, dbspec, _ = resolve(base)
+    try:
+        return detection.select(dbspec.failpoints, list(spec), dbspec.name)
+    except detection.CatalogError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int,
+                            bugs: Sequence[PlantedBug]) -> int:
     """Each run with its live display and a line when it ends; SIGINT/SIGTERM end the current run (healed and torn
     down) and the campaign."""
     from harness.campaign import CampaignRun, run_campaign
@@ -361,6 +394,7 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
     async def main_async() -> Any:
         return await _stopped_by_signals(
             run_campaign(configs, store=args.store, seed=seed, stop_on_invalid=args.stop_on_invalid,
+                         stop_cell_on_invalid=bool(bugs),
                          budget_s=args.budget_minutes * 60 if args.budget_minutes else None, on_run=on_run,
                          progress=progress),
             say, "ending the current run (healing and tearing down), then stopping")
@@ -378,8 +412,30 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
           f"{counts[ExitCode.INVALID]} invalid, {counts[ExitCode.UNKNOWN]} unknown, "
           f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
     print(f"record: {campaign.path}")
+    if bugs:
+        return _detection_exit(campaign, bugs)
     print(f"exit code: {int(campaign.exit_code)}")
     return int(campaign.exit_code)
+
+
+def _detection_exit(campaign: Any, bugs: Sequence[PlantedBug]) -> int:
+    """Write and print the detection table. A failpoint campaign succeeds (0) when every run planted a bug or was
+    a valid control run: invalid runs are its catches, not its failures. A false alarm exits 1, a harness
+    failure 3, an interruption 3."""
+    from harness.campaign import write_detection
+
+    paths = write_detection(campaign, bugs, "harness " + " ".join(sys.argv[1:]))
+    print(paths["md"].read_text(), end="")
+    print("detection table: " + ", ".join(str(p) for p in paths.values()))
+    control = [r for r in campaign.runs if r.failpoint is None]
+    if any(r.exit_code == ExitCode.INVALID for r in control):
+        code = ExitCode.INVALID
+    elif campaign.interrupted or any(r.exit_code == ExitCode.HARNESS_FAILED for r in campaign.runs):
+        code = ExitCode.HARNESS_FAILED
+    else:
+        code = ExitCode.VALID
+    print(f"exit code: {int(code)}")
+    return int(code)
 
 
 def _run_with_progress(config: RunConfig, seed: int) -> int:

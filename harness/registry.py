@@ -29,6 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from harness.detection import FailpointCatalog
 from harness.generator import Generator
 from harness.protocols import DB, Checker, Client, Nemesis
 
@@ -75,12 +76,15 @@ class Option:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DBSpec:
-    """A system under test. ``factory(options)`` returns a fresh DB for one run."""
+    """A system under test. ``factory(options)`` returns a fresh DB for one run; ``failpoints``, when the DB has
+    them, lists the bugs it can plant in itself and the options that switch them on."""
 
     name: str
     factory: Callable[[Mapping[str, Any]], DB]
     description: str = ""
     options: Sequence[Option] = ()
+    # The bugs this DB can plant in itself (``harness run --failpoints``, the detection campaign); None: none.
+    failpoints: FailpointCatalog | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

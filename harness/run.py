@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import detection, registry
 from harness import generator as gen
-from harness import registry
 from harness.backends import make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
@@ -74,6 +74,7 @@ class RunConfig:
     name: str | None = None
     prefix: str | None = None
     render: bool = True
+    failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,7 @@ class RunConfig:
         """The flat option mapping roles see (and test.json stores): the generic options plus ``extra``."""
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["nemeses"] = list(self.nemeses)
+        out["failpoints"] = list(self.failpoints)
         out["store"] = str(self.store)
         out.update(self.extra)
         return out
@@ -138,6 +140,11 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
         nems = [registry.nemesis(n) for n in config.nemeses if n != "none"]
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
+    if config.failpoints:
+        try:
+            detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
+        except detection.CatalogError as e:
+            raise ConfigError(str(e)) from None
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -189,10 +196,11 @@ class _Run:
     """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
     path knows exactly what to undo."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any],
+                 planted: Mapping[str, Any]) -> None:
         self.config = config
         self.progress = progress
-        self.options = {**defaults, **config.options()}
+        self.options = {**defaults, **config.options(), **planted}  # the failpoints' switches win
         self.tally = Tally()
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
@@ -218,7 +226,8 @@ class _Run:
 async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -> RunResult:
     """Run one test and return its verdict. The phases, in order:
 
-    1. resolve the workload, DB and nemeses in the registry (a bad name fails here, before anything exists);
+    1. resolve the workload, DB and nemeses in the registry, and the failpoints in the DB's catalog (a bad name
+       fails here, before anything exists); the failpoints' options join the run's options;
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
     4. install and start the DB: the nemeses are made and Nemesis.prepare runs (when a nemesis has it: what the
@@ -237,7 +246,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
         into ``<node>/``;
     11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
     12. store results: results.json (the checker result plus ``heal``), and the ``latest`` links;
-    13. render the report (reports.render.render_run) when the reports package is importable;
+    13. render the report (reports.render.render_run) and the store's index.html (the report's "all runs" link)
+        when the reports package is importable;
     14. tear down: Nemesis.teardown, DB.teardown on every node, backend teardown.
 
     Heal and teardown happen on every path. On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the
@@ -248,7 +258,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     workload, dbspec, nem_specs = resolve(config)  # 1
     specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
     defaults = {o.name: o.default for spec in specs for o in spec.options}
-    r = _Run(config, progress, defaults)
+    planted = dbspec.failpoints.options_for(config.failpoints) if config.failpoints and dbspec.failpoints else {}
+    r = _Run(config, progress, defaults, planted)
     error: str | None = None
     interrupted = False
     result: RunResult | None = None
@@ -258,7 +269,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
             result = _store_results(r, check_result, None, False)  # 12
             if config.render and r.run_dir is not None:
                 r.phase("render the report")
-                await _render(r.run_dir)  # 13
+                await _render(r.run_dir, config.store)  # 13
         finally:
             # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
             await _cleanup(r)
@@ -417,6 +428,7 @@ def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSp
         "workload": workload.name,
         "db": dbspec.name,
         "nemeses": [s.name for s in nem_specs],
+        "failpoints": list(r.config.failpoints),
         "seed": r.config.seed,
         "options": r.options,
         "hosts": [{"name": h.name, "address": h.address} for h in r.test.hosts],
@@ -543,16 +555,20 @@ async def _cleanup(r: _Run) -> None:
             log.error("%s failed: %s: %s", name, type(e).__name__, e)
 
 
-async def _render(run_dir: RunDir) -> None:
+async def _render(run_dir: RunDir, store: Path) -> None:
+    """report.html of the run, then store/index.html (the report links to it as "all runs"). A failure of
+    either is logged and never changes the verdict."""
     try:
+        from reports.index import render_index
         from reports.render import render_run
     except ImportError:
         log.info("no report renderer (reports.render) yet; skipping report.html")
         return
-    try:
-        await in_daemon_thread(render_run, run_dir.path)
-    except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
-        log.warning("report rendering failed: %s: %s", type(e).__name__, e)
+    for what, fn, arg in (("report", render_run, run_dir.path), ("store index", render_index, store)):
+        try:
+            await in_daemon_thread(fn, arg)
+        except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
+            log.warning("%s rendering failed: %s: %s", what, type(e).__name__, e)
 
 
 def analyze(run_path: Path) -> dict[str, Any]:

@@ -4,7 +4,9 @@ On each host (any backend: everything goes through Remote):
 - data in `<backend data dir>/raftkv`, logs in `<backend log dir>/` (`raftkv.log` written by the node,
   `stdout.log` its stdout and stderr);
 - the node listens for peers on `<host address>:PEER_PORT` and for clients on `<host address>:CLIENT_PORT`;
-- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs);
+- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs) and the run's
+  cluster secret, fresh per run, to `<backend data dir>/peer-secret` (mode 600, never collected), so the nodes
+  authenticate each other;
 - it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
   so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
   backends must provide the same paths).
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Mapping
@@ -67,6 +70,9 @@ class RaftkvDB:
         if self.tick_ms < 1 or self.election_ticks < 2:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
         self.lease = bool(options.get("raftkv_lease"))
+        # The run's cluster secret: the nodes authenticate each other with it (raftkv --peer-secret-file). Fresh
+        # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
+        self.peer_secret = secrets.token_hex(32)
         self.pids: dict[str, int] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
@@ -86,6 +92,9 @@ class RaftkvDB:
     def config_file(self, test: TestContext, node: str) -> str:
         return f"{test.backend.data_dir(node)}/raftkv.json"
 
+    def secret_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.data_dir(node)}/peer-secret"
+
     def config(self, test: TestContext, node: str) -> dict[str, Any]:
         """The node's configuration (`raftkv serve --config` keys): addresses, directories, election settings and
         a seed of its own for the election-timeout randomness (drawn from the run's seed)."""
@@ -93,7 +102,7 @@ class RaftkvDB:
                 "peers": {n: peer_address(test, n) for n in test.nodes},
                 "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
                 "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
-                "lease": self.lease,
+                "lease": self.lease, "peer_secret_file": self.secret_file(test, node),
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
@@ -108,6 +117,8 @@ class RaftkvDB:
         await host.exec(["mkdir", "-p", self.data_dir(test, node), test.backend.log_dir(node)])
         text = json.dumps(self.config(test, node), indent=2, sort_keys=True) + "\n"
         await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.config_file(test, node)], stdin=text.encode())
+        await host.exec(["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.secret_file(test, node)],
+                        stdin=self.peer_secret.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):

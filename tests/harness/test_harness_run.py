@@ -184,6 +184,8 @@ async def test_the_report_is_rendered_when_reports_is_there(prefix: str, tmp_pat
     assert res.exit_code == ExitCode.VALID, res.error
     run = res.run_dir
     assert run is not None and (run / "report.html").stat().st_size > 1000
+    index = (tmp_path / "store" / "index.html").read_text()  # the report's "all runs" link has a target
+    assert run.relative_to(tmp_path / "store").as_posix() in index
     (run / "report.html").unlink()
     from harness.cli import main
 
