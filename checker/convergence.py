@@ -26,11 +26,14 @@ from .history import HARNESS
 CONVERGE = "converge"
 
 
-def _observation(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _observation(history: list[dict[str, Any]]) -> tuple[dict[str, Any], int] | None:
+    """The last converge observation's value and time."""
     for event in reversed(history):
         if event.get("process") == HARNESS and event.get("f") == CONVERGE:
             value = event.get("value")
-            return value if isinstance(value, dict) else {"skipped": f"converge event value is {value!r}"}
+            if not isinstance(value, dict):
+                value = {"skipped": f"converge event value is {value!r}"}
+            return value, int(event.get("time", 0))
     return None
 
 
@@ -55,12 +58,14 @@ def _differing(states: Mapping[str, Mapping[str, Any]], nodes: list[str], field:
 class ConvergenceChecker:
     """See the module docstring. Result: {"valid", "converged", "applied": {node: index}, "unreachable":
     {node: error}, "mismatches": [{"applied", "digests": {digest: [nodes]}}], "last_term_differences":
-    [{"last_index", "last_terms": {term: [nodes]}}], "explanation"} (or {"valid": true, "skipped": why})."""
+    [{"last_index", "last_terms": {term: [nodes]}}], "explanation"}, plus "anomaly_time" (the observation's time)
+    when invalid; or {"valid": true, "skipped": why}."""
 
     def check(self, test: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-        obs = _observation(history)
-        if obs is None:
+        found = _observation(history)
+        if found is None:
             return {"valid": True, "skipped": "no converge observation in the history"}
+        obs, observed_at = found
         if "skipped" in obs:
             return {"valid": True, "skipped": str(obs["skipped"])}
         nodes = obs.get("nodes")
@@ -75,8 +80,12 @@ class ConvergenceChecker:
         terms = [{"last_index": index, "last_terms": diff}
                  for index, group in sorted(_groups(states, "last_index").items())
                  if (diff := _differing(states, group, "last_term")) is not None]
+        # A mismatch is seen when the observation is made: its time is when the anomaly was found (an upper bound
+        # of when the replicas diverged), as harness.detection reads `anomaly_time`.
+        timing = {"anomaly_time": observed_at} if mismatches else {}
         return {
             "valid": not mismatches,
+            **timing,
             "converged": bool(obs.get("converged")),
             "applied": {n: states[n].get("applied") for n in sorted(states)},
             "unreachable": unreachable,

@@ -37,13 +37,14 @@ def test_replicas_at_one_index_with_one_digest_are_valid() -> None:
     res = check({"converged": True, "polls": 1, "elapsed_s": 0.0,
                  "nodes": {"n1": node(40, D1), "n2": node(40, D1), "n3": node(40, D1)}})
     assert res["valid"] is True and res["converged"] is True and res["mismatches"] == []
+    assert "anomaly_time" not in res
     assert res["applied"] == {"n1": 40, "n2": 40, "n3": 40}
 
 
 def test_a_digest_mismatch_at_one_applied_index_is_invalid_and_names_the_nodes() -> None:
     res = check({"converged": True, "polls": 1, "elapsed_s": 0.0,
                  "nodes": {"n1": node(40, D1), "n2": node(40, D2), "n3": node(40, D1)}})
-    assert res["valid"] is False
+    assert res["valid"] is False and res["anomaly_time"] == 4  # the observation's time (harness.detection)
     assert res["mismatches"] == [{"applied": 40, "digests": {D1: ["n1", "n3"], D2: ["n2"]}}]
     assert "n2" in res["explanation"] and "n1+n3" in res["explanation"] and "40" in res["explanation"]
 
