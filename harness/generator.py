@@ -40,7 +40,7 @@ from harness.protocols import Op
 __all__ = [
     "NEMESIS", "PENDING", "Any_", "Context", "Generator", "GeneratorError", "OpResult", "Pending", "Thread",
     "any_of", "clients", "clients_and_nemesis", "concurrency_limit", "cycle", "delay", "fill_in", "fn", "lift",
-    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "on_threads", "once", "phases", "rate", "repeat", "secs",
+    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "node_index", "on_node", "on_threads", "once", "phases", "rate", "repeat", "secs",
     "simulate", "sleep", "stagger", "stop_all", "synchronize", "then", "time_limit", "until_ok",
 ]
 
@@ -779,6 +779,53 @@ class _ClientThreads(Generator):
             return self
         g = self.gen.update(ctx.without_nemesis(), event)
         return self if g is self.gen else _ClientThreads(g)
+
+
+def node_index(thread: Thread, nodes: int) -> int | None:
+    """The index (into the run's node list) of the node a client thread's worker is bound to: round-robin, thread
+    t talks to node t mod nodes. The one statement of that rule: the interpreter opens each worker's client on
+    this node, and :func:`on_node` routes ops by it. None for the nemesis thread or when there are no nodes."""
+    if not isinstance(thread, int) or nodes < 1:
+        return None
+    return thread % nodes
+
+
+@dataclass(frozen=True, slots=True)
+class OnNode(Generator):
+    """Its generator sees only the client threads bound to node ``index`` of ``nodes`` (:func:`node_index`), and
+    only the events of processes running on them: Jepsen's on-threads with the threads chosen by node, since the
+    thread count is known only from the context. With no such thread (fewer workers than nodes) it is exhausted."""
+
+    index: int
+    nodes: int
+    gen: Generator | None
+
+    def _threads(self, ctx: Context) -> list[Thread]:
+        return [t for t in ctx.threads if node_index(t, self.nodes) == self.index]
+
+    def op(self, ctx: Context) -> OpResult:
+        if self.gen is None:
+            return None
+        sub = ctx.restrict(self._threads(ctx))
+        if not sub.threads:
+            return None
+        res = self.gen.op(sub)
+        if res is None:
+            return None
+        x, nxt = res
+        return x, (OnNode(self.index, self.nodes, nxt) if nxt is not None else None)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        if self.gen is None or node_index(ctx.thread_of(event.process), self.nodes) != self.index:
+            return self
+        return OnNode(self.index, self.nodes, self.gen.update(ctx.restrict(self._threads(ctx)), event))
+
+
+def on_node(index: int, nodes: int, gen: GenLike) -> OnNode:
+    """Restrict a generator to the client threads whose workers are bound to node ``index`` of ``nodes``."""
+    if nodes < 1 or not 0 <= index < nodes:
+        raise GeneratorError(f"on_node: node index {index} out of range for {nodes} node(s)")
+    return OnNode(index, nodes, lift(gen))
 
 
 def on_threads(threads: Iterable[Thread], gen: GenLike) -> OnThreads:

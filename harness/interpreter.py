@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread
+from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread, node_index
 from harness.protocols import Client, Nemesis, Op, TestContext
 from harness.store import HistoryWriter
 
@@ -315,7 +315,8 @@ class Interpreter:
                 self._complete(await self._nemesis_op(op), st)
             return
         nodes = self.test.nodes
-        node = nodes[int(thread) % len(nodes)] if nodes else None
+        i = node_index(thread, len(nodes))
+        node = nodes[i] if i is not None else None
         client: Client | None = None
         try:
             while (op := await inbox.get()) is not None:

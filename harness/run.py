@@ -24,6 +24,7 @@ from harness import generator as gen
 from harness.backends import make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
+from harness.converge import CONVERGE, HARNESS, observe_convergence
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
 from harness.monitor import ClusterMonitor
@@ -238,7 +239,9 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     7. heal every fault: Nemesis.heal (recorded as ``stop`` events of the active faults) and verify that every
        node runs;
     8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until all nodes agree on one leader;
-    9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``;
+    9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``; then observe
+       convergence (:func:`_observe_convergence`): every node's applied index and state digest, recorded as one
+       ``harness``/``converge`` event for the checkers;
     10. stop: scrape each node's metrics into ``<node>/metrics.txt``, kill the nodes, collect their log files
         into ``<node>/``;
     11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
@@ -389,6 +392,8 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
             if final is not None and config.final_time_limit > 0:
                 r.phase("final reads")
                 await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
+            r.phase("convergence")
+            await _observe_convergence(r)
         finally:
             poller.cancel()
             ticker.cancel()
@@ -481,6 +486,18 @@ async def _heal(r: _Run, timeout: float = 60.0) -> None:
     ok = bool(res.get("ok")) and all(v is True for v in running.values())
     r.heal_result = {"ok": ok, "details": {"nemesis": res.get("details"), "running": running}}
     (log.info if ok else log.warning)("heal: %s", r.heal_result)
+
+
+async def _observe_convergence(r: _Run) -> None:
+    """Phase 9, after the final reads: the convergence oracle's observation (harness.converge: poll every node's
+    StateDigest until all running nodes report the same applied index, at most ``quiesce_timeout``), recorded as
+    ONE history event of process "harness", f "converge" (a DB without the capability: the event says skipped).
+    checker.ConvergenceChecker judges it, in the run and in `harness analyze`."""
+    assert r.test is not None and r.history is not None
+    value = await observe_convergence(r.test, timeout=r.config.quiesce_timeout, interval=r.config.status_interval)
+    r.history.record(Op(process=HARNESS, type="info", f=CONVERGE, value=value, time=time.monotonic_ns()))
+    log.info("convergence: %s", "skipped" if "skipped" in value else
+             f"converged={value['converged']} after {value['polls']} poll(s)")
 
 
 async def _collect(r: _Run) -> None:

@@ -43,6 +43,7 @@ REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 DEFAULT_TICK_MS = 25
 DEFAULT_ELECTION_TICKS = 10
 STATUS_TIMEOUT_S = 1.0
+DIGEST_TIMEOUT_S = 5.0
 GONE_TIMEOUT_S = 10.0
 
 
@@ -172,11 +173,11 @@ class RaftkvDB:
 
     # -- inspection -------------------------------------------------------------------------------------------
 
-    async def _get(self, test: TestContext, node: str, path: str) -> Any:
+    async def _get(self, test: TestContext, node: str, path: str, timeout: float = STATUS_TIMEOUT_S) -> Any:
         url = f"http://{client_address(test, node)}{path}"
-        timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+            async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(url) as resp:
                 if resp.status != 200:
                     raise RaftkvDBError(f"{node}: GET {path} answered {resp.status}")
                 return await resp.text()
@@ -197,6 +198,19 @@ class RaftkvDB:
         if not isinstance(status, dict):
             raise RaftkvDBError(f"{node}: /status is not a JSON object: {status!r}")
         return status
+
+    async def state_digest(self, test: TestContext, node: str) -> dict[str, Any]:
+        """GET /debug/state (harness.protocols.StateDigest): {"id", "term", "role", "commit", "applied",
+        "last_index", "last_term", "digest"}; RaftkvDBError when no answer. Computing the digest takes a moment on
+        a large state (docs/server.md), hence the longer timeout than a status poll."""
+        text = await self._get(test, node, "/debug/state", timeout=DIGEST_TIMEOUT_S)
+        try:
+            state = json.loads(text)
+        except ValueError as exc:
+            raise RaftkvDBError(f"{node}: /debug/state is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise RaftkvDBError(f"{node}: /debug/state is not a JSON object: {state!r}")
+        return state
 
     async def metrics(self, test: TestContext, node: str) -> str:
         return str(await self._get(test, node, "/metrics"))

@@ -61,7 +61,7 @@ async def test_a_run_with_faults_is_valid_stored_healed_and_leaves_nothing(prefi
     starts = [e for e in h if e["process"] == "nemesis" and e["type"] == "info" and e["f"] == "start"]
     assert starts and all(e["value"]["fault"] == "isolate" and len(e["value"]["targets"]) == 1 for e in starts)
     # ops to the isolated host time out: info, and that thread goes on under a new process
-    infos = [e for e in h if e["type"] == "info" and e["process"] != "nemesis"]
+    infos = [e for e in h if e["type"] == "info" and e["process"] not in ("nemesis", "harness")]
     assert infos and all(e["error"] == "timeout" for e in infos)
     for e in infos:
         assert not any(x["process"] == e["process"] and x["index"] > e["index"] for x in h)
@@ -76,6 +76,10 @@ async def test_a_run_with_faults_is_valid_stored_healed_and_leaves_nothing(prefi
         assert "fake_requests_total" in (run / node / "metrics.txt").read_text()
         assert "listening" in (run / node / "server.log").read_text()
     assert "phase: final reads" in (run / "harness.log").read_text()
+    # The fake DB has no StateDigest: the convergence phase says so in the history, and the checker after it.
+    (converge,) = [e for e in h if e["process"] == "harness" and e["f"] == "converge"]
+    assert converge["type"] == "info" and "no StateDigest capability" in converge["value"]["skipped"]
+    assert converge["index"] > max(e["index"] for e in h if e["process"] not in ("nemesis", "harness"))
     assert (tmp_path / "store" / "latest").resolve() == run.resolve()
     assert leftovers(prefix) == []
 

@@ -268,3 +268,32 @@ def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: P
     assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
     assert run.results["valid"] is True and run.results["heal"]["ok"] is True
     assert len(run.nemesis_events("start")) >= 6
+
+
+def test_node_bound_clients_read_through_every_node_and_the_replicas_converge(e2e_prefix: str,
+                                                                                tmp_path: Path) -> None:
+    """Jepsen's placement (the default --client-mode node): each worker asks its own node only, so reads are
+    answered by every node, writes at followers are refused (not-leader, a certain fail), the final reads go
+    through every node, and the convergence oracle finds every replica at one applied index with one digest."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--seed", "5", time_limit=8)
+    assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
+    assert run.test["options"]["client_mode"] == "node"
+    clients = [e for e in run.history if e["process"] not in ("nemesis", "harness")]
+    reads_by_node = {e["node"] for e in clients if e["f"] == "get" and e["type"] == "ok"}
+    assert reads_by_node == {"n1", "n2", "n3"}
+    writes = [e for e in clients if e["f"] in ("put", "delete") and e["type"] != "invoke"]
+    refused = [e for e in writes if e.get("error") == "not-leader"]
+    assert refused and all(e["type"] == "fail" for e in refused)
+    assert any(e["type"] == "ok" for e in writes)
+    # Final reads: after the last write, every key was read ok through every node.
+    last_write = max(e["index"] for e in writes)
+    final = {(e["node"], e["key"]) for e in clients if e["f"] == "get" and e["type"] == "ok" and e["index"] > last_write}
+    assert final >= {(n, k) for n in ("n1", "n2", "n3") for k in ("k0", "k1", "k2", "k3")}
+    # The convergence oracle: one observation, last in the history, every replica at one index and digest.
+    (converge,) = [e for e in run.history if e["process"] == "harness" and e["f"] == "converge"]
+    assert converge is run.history[-1]
+    states = converge["value"]["nodes"]
+    assert converge["value"]["converged"] is True
+    assert len({(s["applied"], s["digest"]) for s in states.values()}) == 1, states
+    result = run.results["checkers"]["convergence"]
+    assert result["valid"] is True and result["mismatches"] == [] and set(result["applied"]) == {"n1", "n2", "n3"}
