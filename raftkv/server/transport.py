@@ -79,6 +79,18 @@ def _tune(sock: socket.socket | None, dead_ms: int, *, outbound: bool) -> None:
         pass
 
 
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write, or raise ConnectionError if the connection has closed meanwhile. uvloop raises RuntimeError for a
+    write to a closed transport (asyncio only logs a warning); uncaught, that ended the whole node when a peer's
+    connection closed between the sender's last check and its write."""
+    if writer.is_closing():
+        raise ConnectionError("the connection closed")
+    try:
+        writer.write(data)
+    except RuntimeError as e:  # uvloop: "unable to perform operation on <TCPTransport closed=True ...>"
+        raise ConnectionError(str(e)) from None
+
+
 class _PeerSender:
     def __init__(self, transport: Transport, peer: str, addr: str) -> None:
         self.t = transport
@@ -110,15 +122,16 @@ class _PeerSender:
             try:
                 async with asyncio.timeout(self.t.handshake_timeout):
                     reader, writer = await asyncio.open_connection(host, port)
-                    challenge = await reader.readexactly(CHALLENGE_BYTES)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            except (OSError, TimeoutError):
                 await asyncio.sleep(backoff)
                 self.backoff = backoff = min(backoff * 2, self.t.max_backoff)  # observable: tests await the cap
                 continue
             self.backoff = backoff = 0.05
             try:
+                async with asyncio.timeout(self.t.handshake_timeout):
+                    challenge = await reader.readexactly(CHALLENGE_BYTES)
                 await self._serve(reader, writer, challenge)
-            except (OSError, ConnectionError, frames.FrameError) as e:
+            except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, frames.FrameError) as e:
                 self.t.log.debug("connection to %s ended: %s", self.peer, e)
             finally:
                 self.connected = False
@@ -135,7 +148,7 @@ class _PeerSender:
         key = frames.session_key(t.secret, challenge[len(MAGIC):], nonce, t.cluster_id, t.node_id, self.peer)
         enc = frames.FrameEncoder(t.cluster_id, t.node_id, key, t.max_frame)
         _tune(writer.get_extra_info("socket"), t.dead_peer_ms, outbound=True)
-        writer.write(enc.encode(bytes([TAG_AUTH]) + nonce) + enc.encode(bytes([TAG_HELLO]) + t.client_url.encode()))
+        _write(writer, enc.encode(bytes([TAG_AUTH]) + nonce) + enc.encode(bytes([TAG_HELLO]) + t.client_url.encode()))
         self.connected = True
         t.on_peer_state(self.peer, True)
         # The peer never writes after its challenge: EOF, a reset, or any byte ends the connection.
@@ -153,7 +166,7 @@ class _PeerSender:
                     continue
                 await asyncio.sleep(0)  # let this loop iteration's other messages join the write
                 batch, self.buf = self.buf, []
-                writer.write(b"".join(enc.encode(payload) for payload in batch))
+                _write(writer, b"".join(enc.encode(payload) for payload in batch))
                 await writer.drain()
         finally:
             closed.cancel()

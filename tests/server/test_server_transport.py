@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 
+import pytest
 from server_cluster import free_port
 
 from raftkv.core import Message, MessageType
@@ -173,3 +174,26 @@ async def test_unauthenticated_connections_are_bounded_in_number_size_and_time()
         assert not n2.t.handshaking
     finally:
         await n2.t.close()
+
+
+class _ClosedWriter:
+    """A StreamWriter whose transport closed, as uvloop's behaves: write raises RuntimeError."""
+
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+
+def test_a_write_to_a_connection_that_closed_ends_the_connection_not_the_node() -> None:
+    """Regression: a hunting run's node died when uvloop raised RuntimeError for a write to a peer connection
+    that had closed between the sender's check and its write; the sender loop only caught OSError."""
+    from raftkv.server.transport import _write
+
+    for closing in (True, False):  # seen closing before the write, or closed under it
+        with pytest.raises(ConnectionError):
+            _write(_ClosedWriter(closing), b"frame")  # type: ignore[arg-type]
