@@ -235,6 +235,8 @@ def build_parser() -> tuple[Parser, list[str]]:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(campaign, campaign=True)
     campaign.add_argument("--runs-per-cell", type=_positive_int, default=1, help="seeds per cell (default 1)")
+    campaign.add_argument("--main-runs", type=_positive_int, default=None,
+                          help="seeds of the first cell, the main one (default --runs-per-cell)")
     campaign.add_argument("--stop-on-invalid", action="store_true", help="stop after the first invalid run")
     campaign.add_argument("--budget-minutes", type=_positive_float, default=None,
                           help="start no new run after this many minutes (default: run them all)")
@@ -365,15 +367,22 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
         return _run_with_progress(config, seed)
 
 
+def campaign_cells(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The cells a campaign runs: its --nemesis options, else ``all`` (the main cell) then each nemesis that can
+    run on the backend alone."""
+    if args.nemesis:
+        return [tuple(c) for c in args.nemesis]
+    return [(ALL_NEMESES,), *[(n,) for n in runnable_nemeses(args.backend)]]
+
+
 def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     from harness.campaign import plan
 
     seed = args.seed if args.seed is not None else random_seed()
-    cells = [tuple(c) for c in args.nemesis] if args.nemesis else [
-        (ALL_NEMESES,), *[(n,) for n in runnable_nemeses(args.backend)]]
+    cells = campaign_cells(args)
     try:
         base = _config(args, plugin_dests, (), seed)
-        configs = plan(base, cells, args.runs_per_cell, seed)
+        configs = plan(base, cells, args.runs_per_cell, seed, main_runs=args.main_runs)
         for cell in cells:
             _config(args, plugin_dests, cell, seed)  # every cell's nemeses exist
     except (ConfigError, ValueError) as e:

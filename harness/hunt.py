@@ -7,7 +7,8 @@ the middle of an election, several elections in a row. This schedule draws an *e
 running, so faults of different kinds overlap. An episode is either a random fault or a named move:
 
 - ``random``: a kind drawn among the free ones, aimed at the leader with probability ``leader_share`` when the kind
-  can be (else the nemesis draws its own target), held for log-uniform 0.25 to 8 election timeouts;
+  can be (else the nemesis draws its own target), held for log-uniform 0.25 to 8 election timeouts; with
+  probability ``overlap_share`` a second free kind, drawn the same way, starts while the first still holds;
 - ``isolate-leader``: cut the leader off for 3 to 10 election timeouts (it may keep taking writes it cannot commit
   while the majority elects another);
 - ``leader-churn``: kill the leader, restart it after 1 to 3 election timeouts (a new leader is elected meanwhile),
@@ -45,6 +46,8 @@ from harness.generator import (
     GenLike,
     Spawn,
     Spawned,
+    any_of,
+    lift,
     secs,
     sleep,
     spawn,
@@ -58,6 +61,7 @@ DEFAULT_FAULT_RATE = 12.0  # episodes per minute: a start every 5 s on average, 
 MAX_FAULT_RATE = 120.0  # an episode every half second: denser would queue on the single nemesis thread
 DEFAULT_MOVE_SHARE = 0.4
 DEFAULT_LEADER_SHARE = 0.5
+DEFAULT_OVERLAP_SHARE = 0.35
 RANDOM_HOLD = (0.25, 8.0)  # election timeouts, log-uniform
 
 Steps = list[GenLike]
@@ -74,6 +78,7 @@ class HuntConfig:
     moves: tuple[str, ...] = MOVES
     move_share: float = DEFAULT_MOVE_SHARE
     leader_share: float = DEFAULT_LEADER_SHARE
+    overlap_share: float = DEFAULT_OVERLAP_SHARE
     until_s: float | None = None
     _sorted: tuple[tuple[str, FaultTraits], ...] = field(init=False, repr=False, compare=False)
 
@@ -86,6 +91,7 @@ class HuntConfig:
             (bool(set(self.moves) - set(MOVES)), f"unknown moves {sorted(set(self.moves) - set(MOVES))}"),
             (not 0 <= self.move_share <= 1, f"move share {self.move_share!r}"),
             (not 0 <= self.leader_share <= 1, f"leader share {self.leader_share!r}"),
+            (not 0 <= self.overlap_share <= 1, f"overlap share {self.overlap_share!r}"),
         ) if bad]
         if problems:
             raise GeneratorError("hunting schedule: " + "; ".join(problems))
@@ -206,13 +212,25 @@ def _cast(move: Move, free: Sequence[tuple[str, FaultTraits]], rng: random.Rando
 
 
 def _random_fault(config: HuntConfig, rng: random.Random, free: Sequence[tuple[str, FaultTraits]]
-                  ) -> tuple[Steps, list[str]]:
+                  ) -> tuple[GenLike, list[str]]:
+    """A random fault; with probability ``overlap_share`` (and two kinds free) a second kind starts while the first
+    still holds, so kinds overlap (a kill inside a partition, a pause inside a slow network)."""
+    first = _one_random(config, rng, free)
+    if len(free) < 2 or rng.random() >= config.overlap_share:
+        return then(*first[0]), [first[1]]
+    second = _one_random(config, rng, [(k, t) for k, t in free if k != first[1]])
+    hold = first[2]
+    return any_of(then(*first[0]), then(sleep(rng.uniform(0, hold)), *second[0])), [first[1], second[1]]
+
+
+def _one_random(config: HuntConfig, rng: random.Random, free: Sequence[tuple[str, FaultTraits]]
+                ) -> tuple[Steps, str, float]:
     kind, traits = free[rng.randrange(len(free))]
     leader = traits.aim("leader")
     aim = leader if leader is not None and rng.random() < config.leader_share else {}
     lo, hi = RANDOM_HOLD
     hold = math.exp(rng.uniform(math.log(lo), math.log(hi))) * config.election_timeout_s
-    return fault(kind, aim, hold, RANDOM), [kind]
+    return fault(kind, aim, hold, RANDOM), kind, hold
 
 
 def _draw(config: HuntConfig, rng: random.Random, ctx: Context, busy: frozenset[str]) -> Spawned | None:
@@ -233,5 +251,5 @@ def _draw(config: HuntConfig, rng: random.Random, ctx: Context, busy: frozenset[
             assert kinds is not None
             steps = move.build(rng, kinds, config.kinds, config.election_timeout_s)
             return Spawned(then(*steps), frozenset(kinds), after)
-    steps, kinds = _random_fault(config, rng, free)
-    return Spawned(then(*steps), frozenset(kinds), after)
+    gen, kinds = _random_fault(config, rng, free)
+    return Spawned(lift(gen), frozenset(kinds), after)

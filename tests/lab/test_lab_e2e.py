@@ -258,6 +258,23 @@ def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -
     assert_final_reads(run)
 
 
+def test_hunting_with_every_nemesis_is_valid_heals_and_leaves_nothing(e2e_prefix: str, tmp_path: Path) -> None:
+    """`--nemesis all` under the hunting schedule (the default), dense: overlapping faults of several kinds, each
+    event naming its move, and afterwards every fault healed, every node running and answering, nothing left."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "all", "--fault-rate", "40", "--op-timeout", "1",
+                      "--seed", "31", time_limit=15)
+    assert_valid(run)
+    assert {"partition", "kill", "pause", "packet", "clock"} <= set(run.test["nemeses"])
+    assert run.test["options"]["schedule"] == "hunt" and run.test["options"]["nemeses"] == ["all"]
+    scheduled = [e for e in run.nemesis_events() if not e["value"].get("heal")]
+    starts = [e["value"] for e in scheduled if e["f"] == "start"]
+    assert len(starts) >= 4 and len({v["fault"] for v in starts}) >= 2, starts
+    assert all(e["value"].get("move") for e in scheduled), scheduled  # every fault says which move it belongs to
+    heal = run.results["heal"]["details"]["nemesis"]
+    assert set(heal) == set(run.test["nemeses"]) and all(h["ok"] for h in heal.values()), heal
+    assert_final_reads(run)
+
+
 @pytest.mark.slow
 def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: Path) -> None:
     """A minute of every nemesis and every partition shape on five nodes (about 70 s; RAFTKV_SLOW=1)."""
