@@ -936,7 +936,8 @@ class Spawn(Generator):
             state = best[2] if best is not None and best[0] == i else answered.get(i)
             if state is not None:
                 kept.append((state, tags))
-        after = replace(me, running=tuple(kept))
+        same = len(kept) == len(me.running) and all(a[0] is b[0] for a, b in zip(kept, me.running, strict=True))
+        after = me if same else replace(me, running=tuple(kept))  # asked on every client op: no needless copies
         if best is not None:
             return best[1], after
         if not kept and not me.drawing:

@@ -254,3 +254,15 @@ def test_spawn_refuses_a_draw_that_would_never_advance() -> None:
         Spawned(None, frozenset(), 0)
     with pytest.raises(GeneratorError):
         g.spawn(lambda rng, ctx, busy: None, first_s=-1)
+
+
+def test_a_hunt_asked_the_same_question_gives_the_same_answer() -> None:
+    gen = g.nemesis(hunt(HuntConfig(kinds=KINDS, election_timeout_s=0.5), seed=9))
+    first = gen.op(Context.initial(1, time=secs(3)))
+    assert first is not None and first[0] == g.Pending(secs(4)) and first[1] is not None  # a fifth of a 5 s gap
+    due = Context.initial(1, time=secs(4))
+    answer, again = first[1].op(due), first[1].op(due)
+    assert answer is not None and answer == again
+    x, nxt = answer
+    assert isinstance(x, Op) and x.f == "start" and x.time == secs(4)
+    assert nxt is not None and nxt.op(due) != answer  # the state it answered with has that draw behind it
