@@ -216,7 +216,7 @@ def build_main_generator(config: RunConfig, workload: registry.Workload, nem_spe
 def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], options: Mapping[str, Any],
                      test: TestContext) -> gen.Generator:
     if config.schedule == "cycle":
-        kinds = sorted(k for spec in specs for k in spec.kinds)
+        kinds = [k for spec in specs for k in sorted(spec.kinds)]  # in the order given: a seed replays its kinds
         return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
     traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
     hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),
