@@ -37,7 +37,7 @@ KINDS: dict[str, FaultTraits] = {
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    move: str
+    move: str | None
     aim: Mapping[str, Any]
     start: int  # completion times, ns
     stop: int | None
@@ -65,9 +65,9 @@ def faults(ops: list[Op]) -> list[Fault]:
             open_[kind] = op
         else:
             start = open_.pop(kind)
-            assert op.value["move"] == start.value["move"]
-            out.append(Fault(kind, start.value["move"], _aim(start.value), start.time, op.time))
-    out += [Fault(k, s.value["move"], _aim(s.value), s.time, None) for k, s in open_.items()]
+            assert op.value.get("move") == start.value.get("move")
+            out.append(Fault(kind, start.value.get("move"), _aim(start.value), start.time, op.time))
+    out += [Fault(k, s.value.get("move"), _aim(s.value), s.time, None) for k, s in open_.items()]
     return sorted(out, key=lambda f: f.start)
 
 
@@ -266,3 +266,46 @@ def test_a_hunt_asked_the_same_question_gives_the_same_answer() -> None:
     x, nxt = answer
     assert isinstance(x, Op) and x.f == "start" and x.time == secs(4)
     assert nxt is not None and nxt.op(due) != answer  # the state it answered with has that draw behind it
+
+
+# ------------------------------------------------------------------------------------- the engine's choice
+
+
+class _TimedDB:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def election_timeout_s(self) -> float:
+        return self.seconds
+
+
+def _engine_faults(db: object, **config: Any) -> list[Fault]:
+    """The nemesis faults run.build_main_generator schedules for the fake workload with the kill and pause specs."""
+    from pathlib import Path
+
+    import harness_fake
+
+    from harness import registry
+    from harness.protocols import TestContext
+    from harness.run import RunConfig, build_main_generator
+
+    run = RunConfig(workload="fakeadd", nemeses=("kill", "pause"), time_limit=60, rate=10, seed=4, **config)
+    test = TestContext(name="t", options=run.options(), hosts=[], backend=None, db=db, seed=4,  # type: ignore[arg-type]
+                       store_dir=Path("."))
+    specs = [registry.nemesis("kill"), registry.nemesis("pause")]
+    workload = registry.Workload(name="w", client=harness_fake.WORKLOAD.client,
+                                 generator=lambda options, rng: g.repeat({"f": "add", "value": 1}),
+                                 checker=harness_fake.WORKLOAD.checker)
+    gen = build_main_generator(run, workload, specs, run.options(), test)
+    history = g.simulate(gen, Context.initial(2), complete=lambda op: ("info", 10 * MS), max_ops=100_000)
+    return faults([op for op in history if op.process == g.NEMESIS and op.type == "info"])
+
+
+def test_the_engine_hunts_by_default_timed_to_the_dbs_election_timeout() -> None:
+    fast, slow, unknown = (_engine_faults(db) for db in (_TimedDB(0.25), _TimedDB(1.0), object()))
+    assert len(fast) >= 8 and {f.kind for f in fast} == {"kill", "pause"}
+    assert (fast[0].kind, fast[0].start) == (slow[0].kind, slow[0].start)
+    assert slow[0].stop - slow[0].start - 10 * MS == pytest.approx(4 * (fast[0].stop - fast[0].start - 10 * MS))  # type: ignore[operator]
+    assert [(f.kind, f.start, f.stop) for f in unknown] == [(f.kind, f.start, f.stop) for f in slow]  # 1 s
+    cycle = _engine_faults(_TimedDB(0.25), schedule="cycle", nemesis_interval=10.0)
+    assert [(f.start // secs(1), f.move) for f in cycle][:2] == [(10, None), (30, None)]
