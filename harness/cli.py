@@ -120,8 +120,9 @@ def _names(s: str) -> tuple[str, ...]:
 
 
 GENERIC_DESTS = {"workload", "nemesis", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
-                 "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit", "quiesce_timeout", "setup_timeout",
-                 "status_interval", "store", "name", "prefix", "no_report", "verbose", "cmd"}
+                 "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
+                 "quiesce_timeout", "setup_timeout", "status_interval", "store", "name", "prefix", "no_report",
+                 "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:

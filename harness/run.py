@@ -168,9 +168,10 @@ def expand_nemeses(names: tuple[str, ...], backend: str) -> list[str]:
     """The nemesis names a run selects: ``none`` dropped, ``all`` replaced by :func:`runnable_nemeses`, each once."""
     out: list[str] = []
     for name in names:
-        for n in runnable_nemeses(backend) if name == ALL_NEMESES else [] if name == "none" else [name]:
-            if n not in out:
-                out.append(n)
+        if name == ALL_NEMESES:
+            out += [n for n in runnable_nemeses(backend) if n not in out]
+        elif name != "none" and name not in out:
+            out.append(name)
     return out
 
 
