@@ -1,7 +1,7 @@
 """Campaigns: many whole runs, one after another, and one verdict over all of them (`harness campaign`).
 
-A campaign is a list of cells (each a combination of nemeses, e.g. ``("partition",)`` or
-``("partition", "kill")``) times ``runs_per_cell`` seeds. Every run is an ordinary ``harness run`` (run_test: its
+A campaign is a list of cells (each a combination of nemeses, e.g. ``("all",)``, ``("partition",)`` or
+``("partition", "kill")``) times ``runs_per_cell`` seeds (``main_runs`` for the first cell, the main one). Every run is an ordinary ``harness run`` (run_test: its
 own hosts, its own store directory, its own report), so a campaign's findings are read like any run's; the
 campaign adds ``store/campaigns/<time>/campaign.json`` (rewritten after every run, so an interrupted campaign keeps
 what it found) and re-renders the store's index (store/index.html) at the end.
@@ -65,15 +65,18 @@ def plan_failpoints(base: RunConfig, bugs: Sequence[PlantedBug], cells: Sequence
     return out
 
 
-def plan(base: RunConfig, cells: Sequence[Cell], runs_per_cell: int, seed: int) -> list[RunConfig]:
+def plan(base: RunConfig, cells: Sequence[Cell], runs_per_cell: int, seed: int, *,
+         main_runs: int | None = None) -> list[RunConfig]:
     """Every run of the campaign, cell by cell: the base configuration with the cell's nemeses and a seed of its
-    own (31 bits, so it reads well in a report)."""
+    own (31 bits, so it reads well in a report). The first cell is the main one: ``main_runs`` runs of it (default
+    ``runs_per_cell``), so a campaign can spend most of its budget on one mix (the nightly's ``all``)."""
     if not cells:
         raise ValueError("a campaign needs at least one cell")
-    if runs_per_cell < 1:
-        raise ValueError(f"runs per cell must be >= 1, got {runs_per_cell}")
+    if runs_per_cell < 1 or (main_runs is not None and main_runs < 1):
+        raise ValueError(f"runs per cell must be >= 1, got {runs_per_cell} (main cell: {main_runs})")
+    counts = [main_runs or runs_per_cell] + [runs_per_cell] * (len(cells) - 1)
     return [replace(base, nemeses=tuple(cell), seed=child_seed(seed, f"campaign/{cell_name(cell)}/{i}") >> 33)
-            for cell in cells for i in range(runs_per_cell)]
+            for cell, n in zip(cells, counts, strict=True) for i in range(n)]
 
 
 def exit_code_of(codes: Sequence[int], *, interrupted: bool = False) -> ExitCode:

@@ -217,6 +217,31 @@ class StateDigest(Protocol):
 
 
 @runtime_checkable
+class Timing(Protocol):
+    """A capability of a DB: how long its elections can take. Fault schedules scale their holds and gaps to it (a
+    pause "longer than a lease", a partition "a few elections long"); bounds may use it too. A DB without it is
+    taken to need ``DEFAULT_ELECTION_TIMEOUT_S`` (:func:`election_timeout_s`)."""
+
+    def election_timeout_s(self) -> float:
+        """The worst-case election timeout in seconds (the longest a follower waits before it campaigns)."""
+        ...
+
+
+DEFAULT_ELECTION_TIMEOUT_S = 1.0
+
+
+def election_timeout_s(db: object) -> float:
+    """The DB's worst-case election timeout when it has the :class:`Timing` capability, else 1.0 s. A DB that
+    answers with something other than a positive finite number is a bug in that DB: ValueError naming it."""
+    if not isinstance(db, Timing):
+        return DEFAULT_ELECTION_TIMEOUT_S
+    value = db.election_timeout_s()
+    if not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{type(db).__name__}.election_timeout_s() returned {value!r}, not a positive number")
+    return float(value)
+
+
+@runtime_checkable
 class Client(Protocol):
     """A connection of one worker to the system. `invoke` returns the completion of an invoke op.
 

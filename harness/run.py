@@ -21,18 +21,22 @@ from typing import Any, Protocol
 
 from harness import detection, registry
 from harness import generator as gen
-from harness.backends import make_backend
+from harness.backends import FEATURES, make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
 from harness.converge import CONVERGE, HARNESS, observe_convergence
+from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
 from harness.monitor import ClusterMonitor
-from harness.protocols import Backend, Nemesis, Op, TestContext, nemesis_log_files
+from harness.protocols import Backend, Nemesis, Op, TestContext, election_timeout_s, nemesis_log_files
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
 
 log = logging.getLogger("harness.run")
+
+SCHEDULES = ("hunt", "cycle")  # the engine's fault schedules: harness.hunt, or generator.nemesis_cycle
+ALL_NEMESES = "all"
 
 
 class ConfigError(ValueError):
@@ -64,7 +68,10 @@ class RunConfig:
     concurrency: int = 10
     rate: float = 200.0
     seed: int = 0
+    schedule: str = "hunt"
     nemesis_interval: float = 10.0
+    fault_rate: float = DEFAULT_FAULT_RATE
+    moves: tuple[str, ...] = MOVES
     op_timeout: float = 5.0
     final_time_limit: float = 30.0
     quiesce_timeout: float = 15.0
@@ -81,6 +88,9 @@ class RunConfig:
         checks = [(self.nodes >= 1, "--nodes must be >= 1"), (self.time_limit > 0, "--time-limit must be > 0"),
                   (self.concurrency >= 1, "--concurrency must be >= 1"), (self.rate >= 0, "--rate must be >= 0"),
                   (self.nemesis_interval > 0, "--nemesis-interval must be > 0"),
+                  (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+                  (0 < self.fault_rate <= MAX_FAULT_RATE, f"--fault-rate must be in (0, {MAX_FAULT_RATE:g}]"),
+                  (set(self.moves) <= set(MOVES), f"--moves must be among {', '.join(MOVES)}"),
                   (self.op_timeout > 0, "--op-timeout must be > 0"),
                   (self.final_time_limit >= 0, "--final-time-limit must be >= 0"),
                   (self.status_interval > 0, "--status-interval must be > 0")]
@@ -93,6 +103,7 @@ class RunConfig:
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["nemeses"] = list(self.nemeses)
         out["failpoints"] = list(self.failpoints)
+        out["moves"] = list(self.moves)
         out["store"] = str(self.store)
         out.update(self.extra)
         return out
@@ -137,7 +148,7 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                                   f"(available: {', '.join(dbs) or 'none'})")
             db_name = dbs[0]
         dbspec = registry.db(db_name)
-        nems = [registry.nemesis(n) for n in config.nemeses if n != "none"]
+        nems = [registry.nemesis(n) for n in expand_nemeses(config.nemeses, config.backend)]
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
     if config.failpoints:
@@ -152,6 +163,24 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                 raise ConfigError(f"fault kind {kind!r} is handled by both nemesis {seen[kind]} and {spec.name}")
             seen[kind] = spec.name
     return workload, dbspec, nems
+
+
+def runnable_nemeses(backend: str) -> list[str]:
+    """Every registered nemesis that can run on ``backend`` (its needs are among the backend's features), sorted.
+    Entry points that fail to load are left out (harness run warns about them)."""
+    have = FEATURES.get(backend, frozenset())
+    return sorted(s.name for s in registry.all_specs(registry.Kind.NEMESIS) if s.needs <= have)
+
+
+def expand_nemeses(names: tuple[str, ...], backend: str) -> list[str]:
+    """The nemesis names a run selects: ``none`` dropped, ``all`` replaced by :func:`runnable_nemeses`, each once."""
+    out: list[str] = []
+    for name in names:
+        if name == ALL_NEMESES:
+            out += [n for n in runnable_nemeses(backend) if n not in out]
+        elif name != "none" and name not in out:
+            out.append(name)
+    return out
 
 
 def _versions() -> dict[str, Any]:
@@ -171,25 +200,40 @@ def _versions() -> dict[str, Any]:
 
 def build_main_generator(config: RunConfig, workload: registry.Workload, nem_specs: list[registry.NemesisSpec],
                          options: Mapping[str, Any], test: TestContext) -> gen.Generator:
-    """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream (each nemesis's own
-    schedule, or the default start/stop cycle every --nemesis-interval over the remaining kinds)."""
+    """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream: each nemesis's own
+    schedule, and for the others the engine's (``--schedule``): the hunting schedule (harness.hunt, ``--fault-rate``
+    episodes a minute, ``--moves``, times scaled to the DB's election timeout) or the cycle (a start every
+    ``--nemesis-interval``, its stop one interval later)."""
     client_gen: gen.Generator = workload.generator(options, test.rng("workload"))
     if config.rate > 0:
         client_gen = gen.rate(config.rate, client_gen)
     client_gen = gen.time_limit(config.time_limit, client_gen)
     schedules: list[gen.Generator] = []
-    default_kinds: list[str] = []
+    engine_specs: list[registry.NemesisSpec] = []
     for spec in nem_specs:
         if spec.generator is not None:
             schedules.append(spec.generator(options, test.rng(f"nemesis.{spec.name}.schedule")))
         else:
-            default_kinds += sorted(spec.kinds)
-    if default_kinds:
-        schedules.append(gen.nemesis_cycle(default_kinds, config.nemesis_interval,
-                                           seed=child_seed(config.seed, "nemesis.schedule")))
+            engine_specs.append(spec)
+    if engine_specs:
+        schedules.append(_engine_schedule(config, engine_specs, options, test))
     if not schedules:
         return gen.clients(client_gen)
     return gen.clients_and_nemesis(client_gen, gen.time_limit(config.time_limit, gen.any_of(*schedules)))
+
+
+def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], options: Mapping[str, Any],
+                     test: TestContext) -> gen.Generator:
+    if config.schedule == "cycle":
+        kinds = [k for spec in specs for k in sorted(spec.kinds)]  # in the order given: a seed replays its kinds
+        return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
+    traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
+    hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),
+                         faults_per_minute=config.fault_rate, moves=config.moves)
+    log.info("hunting schedule: %g episodes a minute over %s, moves %s, election timeout %.3f s",
+             hunting.faults_per_minute, ", ".join(sorted(traits)), ", ".join(hunting.moves) or "none",
+             hunting.election_timeout_s)
+    return hunt(hunting, seed=child_seed(config.seed, "nemesis.hunt"))
 
 
 class _Run:

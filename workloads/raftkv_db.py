@@ -78,6 +78,11 @@ class RaftkvDB:
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
         self._status_clients: dict[str, tuple[asyncio.AbstractEventLoop, KVClient]] = {}
 
+    def election_timeout_s(self) -> float:
+        """The worst-case election timeout (harness.protocols.Timing): a node waits a random 1x to 2x
+        election_ticks ticks before it campaigns."""
+        return self.tick_ms * self.election_ticks * 2 / 1000
+
     # -- paths ------------------------------------------------------------------------------------------------
 
     def data_dir(self, test: TestContext, node: str) -> str:

@@ -42,6 +42,9 @@ def test_the_plan_runs_every_cell_with_seeds_derived_from_the_campaign_seed(tmp_
         plan(base("rkx", tmp_path), [], 1, seed=1)
     with pytest.raises(ValueError):
         plan(base("rkx", tmp_path), cells, 0, seed=1)
+    main = plan(base("rkx", tmp_path), cells, 3, seed=7, main_runs=5)
+    assert [c.nemeses for c in main] == [("partition",)] * 5 + [("kill", "pause")] * 3
+    assert [c.seed for c in main][:3] == [c.seed for c in a][:3]  # the same seeds, more of them
 
 
 def test_the_exit_code_puts_a_finding_first_then_a_broken_harness_then_doubt() -> None:
@@ -170,6 +173,14 @@ def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
     script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
     line = next(ln for ln in script.splitlines() if ln.startswith("exec ") and "harness campaign" in ln)
     argv = shlex.split(line.split("/harness ", 1)[1].replace('"$@"', ""))
-    parser, _ = build_parser()
+    parser, dests = build_parser()
     args = parser.parse_args(argv)
     assert args.cmd == "campaign" and args.nodes == 5 and args.runs_per_cell == 2 and args.budget_minutes == 120
+    # Its main cell is every nemesis under the hunting schedule, and every cell makes a valid run configuration.
+    from harness.cli import _config, campaign_cells
+
+    cells = campaign_cells(args)
+    assert cells[0] == ("all",) and {("partition",), ("kill",), ("pause",)} <= set(cells[1:])
+    configs = plan(_config(args, dests, (), 1), cells, args.runs_per_cell, 1, main_runs=args.main_runs)
+    assert [c.nemeses for c in configs].count(("all",)) == 60 and configs[0].nemeses == ("all",)
+    assert all(_config(args, dests, cell, 1).schedule == "hunt" for cell in cells)

@@ -34,7 +34,7 @@ def fakes() -> Iterator[None]:
 
 def config(prefix: str, store: Path, **kw: Any) -> RunConfig:
     base: dict[str, Any] = dict(workload="fakeadd", nodes=3, time_limit=3.0, concurrency=6, rate=150.0, seed=11,
-                                nemesis_interval=0.8, op_timeout=0.4, final_time_limit=5.0, quiesce_timeout=5.0,
+                                schedule="cycle", nemesis_interval=0.8, op_timeout=0.4, final_time_limit=5.0, quiesce_timeout=5.0,
                                 status_interval=0.2, store=store, prefix=prefix, render=False)
     base.update(kw)
     return RunConfig(**base)
@@ -115,7 +115,7 @@ async def test_a_failing_setup_is_a_harness_failure_and_still_tears_down(prefix:
 def _cli(prefix: str, store: Path, time_limit: int) -> subprocess.Popen[str]:
     argv = [sys.executable, os.path.join(HERE, "harness_fake.py"), "run", "--workload", "fakeadd", "--nemesis",
             "isolate", "--nodes", "3", "--time-limit", str(time_limit), "--concurrency", "4", "--rate", "100",
-            "--nemesis-interval", "0.5", "--op-timeout", "0.3", "--prefix", prefix, "--store", str(store),
+            "--schedule", "cycle", "--nemesis-interval", "0.5", "--op-timeout", "0.3", "--prefix", prefix, "--store", str(store),
             "--no-report", "--seed", "3"]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
 
