@@ -15,6 +15,7 @@ still take effect later: a client must not guess.
 | too-large         | 413  | yes      | a key over MAX_KEY_BYTES or a value over MAX_VALUE_BYTES |
 | not-found         | 404  | yes      | an unknown path |
 | method-not-allowed| 405  | yes      | an unknown method on a known path |
+| session-expired   | 410  | yes      | a session write (client_id, seq) the session table no longer remembers: not applied now; an earlier attempt may have been (docs/server.md "Exactly-once writes") |
 | maybe             | 504  | no       | the write was proposed but its commit could not be confirmed before its deadline (timeout, leadership lost, shutdown): it may apply later or never |
 
 Follower behaviour: a follower REDIRECTS writes and lease reads (307 with `Location` and a JSON body naming the
@@ -62,6 +63,7 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("too-large", 413, True),
         ErrorKind("not-found", 404, True),
         ErrorKind("method-not-allowed", 405, True),
+        ErrorKind("session-expired", 410, True),
         ErrorKind("maybe", 504, False),
     )
 }

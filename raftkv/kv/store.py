@@ -7,7 +7,16 @@ from typing import Any
 
 import msgpack
 
-from .command import MAX_KEY_BYTES, MAX_VALUE_BYTES, Command, CommandError, Op, Outcome, Result, decode_command
+from .command import (
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    Command,
+    CommandError,
+    Op,
+    Outcome,
+    Result,
+    decode_command,
+)
 from .sessions import SessionTable, SessionTableError
 
 __all__ = ["KVStore", "KVUsageError", "SnapshotError"]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from raftkv.kv import ClientSession, Command, CommandError, KVStore, Op, Outcome, SnapshotError, decode_command
+from raftkv.kv import (
+    ClientSession,
+    Command,
+    CommandError,
+    KVStore,
+    Op,
+    Outcome,
+    SnapshotError,
+    decode_command,
+)
 from raftkv.kv import encode_command as enc
 from raftkv.kv.sessions import MAX_RESULTS_PER_SESSION, MAX_SESSIONS
 
