@@ -64,6 +64,7 @@ from raftkv.client import (
     KVClient,
     NodeClient,
     NoKey,
+    PutResult,
     RaftKVError,
     Reply,
     SessionExpired,
@@ -307,10 +308,10 @@ class RegisterClient:
         if op.f == "put":
             put = await self._kv.put(key, op.value["value"], op.value["version"], timeout=self.timeout,
                                      attempts=attempts)
-            return self._done(op, "ok", {"version": put.version}, node=put.node, attempts=attempts)
+            return self._done(op, "ok", _written(put), node=put.node, attempts=attempts)
         if op.f == "delete":
             deleted = await self._kv.delete(key, op.value["version"], timeout=self.timeout, attempts=attempts)
-            return self._done(op, "ok", {"version": deleted.version}, node=deleted.node, attempts=attempts)
+            return self._done(op, "ok", _written(deleted), node=deleted.node, attempts=attempts)
         raise ValueError(f"register workload: unknown f {op.f!r}")
 
     async def _look_elsewhere(self) -> None:
@@ -329,6 +330,12 @@ class RegisterClient:
         for one attempt, a `maybe` came too late for any retry)."""
         return KVClient(self._addresses, timeout=self.timeout, attempt_timeout=self.timeout / 4,
                         sessions=self.sessions)
+
+
+def _written(result: PutResult) -> dict[str, Any]:
+    """The ok value of a put/delete: its version, and `"replayed": true` when the servers answered from their
+    session table (an earlier attempt of this op had applied; this one applied nothing)."""
+    return {"version": result.version, "replayed": True} if result.replayed else {"version": result.version}
 
 
 class NodeBoundClient:
