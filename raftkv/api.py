@@ -36,6 +36,10 @@ MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_BODY_BYTES = MAX_VALUE_BYTES * 2 + 4096  # JSON-escaped value plus envelope
 DEFAULT_TIMEOUT_S = 5.0
+SESSION_WINDOW = 64
+"""Client sessions (docs/server.md "Exactly-once writes"): the state machine keeps at most this many answers per
+session, so a client keeps seq - min_seq below it (at most this many writes of one session in flight); a client
+with more in flight opens another session."""
 MAX_TIMEOUT_S = 60.0
 
 

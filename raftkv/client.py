@@ -32,7 +32,8 @@ Behaviour
   session (a random 128-bit `client_id`) and numbers its writes (`seq`); every attempt of one put/delete carries
   the SAME (client_id, seq), so the state machine applies it at most once and answers a retry with the first
   application's answer (`PutResult.replayed`). Every answer is then authoritative: a version-mismatch after a lost
-  attempt is the write's real outcome. `min_seq` tells the servers which answers the client no longer needs.
+  attempt is the write's real outcome. `min_seq` tells the servers which answers the client no longer needs; with
+  more than `SESSION_WINDOW` (64) writes in flight the client opens another session.
   A `session-expired` answer (the servers forgot the session: evicted) ends the call with `SessionExpired`, or
   `Maybe` when an earlier attempt had an unknown outcome; the client then starts a new session.
 - Without a session (`sessions=False`, the behaviour before issue 15) a retried put/delete keeps only the same
@@ -63,7 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .api import DEFAULT_TIMEOUT_S, ERRORS
+from .api import DEFAULT_TIMEOUT_S, ERRORS, SESSION_WINDOW
 
 __all__ = [
     "Attempt", "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "NodeClient",
@@ -265,9 +266,12 @@ class KVClient:
 
     def _session_fields(self) -> dict[str, Any]:
         """The next write's (client_id, seq, min_seq), registered as outstanding until `_done_with` it."""
-        self._seq += 1
-        seq = self._seq
+        seq = self._seq + 1
         min_seq = min(self._outstanding, default=seq) if self._known_to_servers else 1
+        if seq - min_seq >= SESSION_WINDOW:  # the servers keep SESSION_WINDOW answers a session: use another
+            self._new_session()
+            seq = min_seq = 1
+        self._seq = seq
         self._outstanding.add(seq)
         return {"client_id": self.client_id, "seq": seq, "min_seq": min_seq}
 

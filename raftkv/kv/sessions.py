@@ -14,7 +14,8 @@ Contract (identical on every replica: everything is decided by the log alone, ne
   `min_seq` whose answer is no longer kept: SESSION_EXPIRED.
 - Per session at most MAX_RESULTS_PER_SESSION answers are kept: answers below the client's `min_seq` are dropped
   first; beyond the cap the lowest seq is dropped and `min_seq` raised past it (its retry then gets
-  SESSION_EXPIRED, never a second application).
+  SESSION_EXPIRED, never a second application). A client that keeps seq - min_seq below the cap (the API's
+  SESSION_WINDOW; raftkv.client does) never has the answer of a write it still waits for dropped.
 - At most MAX_SESSIONS sessions: the least recently used one is evicted, "used" meaning the log index of the
   session's last write (hit or not). Log indexes are unique, so the order is total and the same everywhere.
 - Known hole, documented in docs/server.md: a brand-new session (every `min_seq` still 1) evicted while one of
@@ -29,12 +30,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from raftkv.api import SESSION_WINDOW
+
 from .command import MAX_CLIENT_ID_BYTES, ClientSession, Outcome, Result
 
 __all__ = ["MAX_RESULTS_PER_SESSION", "MAX_SESSIONS", "SessionTable", "SessionTableError"]
 
 MAX_SESSIONS = 4096
-MAX_RESULTS_PER_SESSION = 64
+MAX_RESULTS_PER_SESSION = SESSION_WINDOW  # a client keeps seq - min_seq below it, so none in flight is dropped
 _OUTCOMES = {o.value: o for o in Outcome}
 
 

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from server_cluster import free_port as cluster_free_port
 
+from raftkv.api import SESSION_WINDOW
 from raftkv.client import (
     Attempt,
     KVClient,
@@ -225,3 +226,26 @@ async def test_an_unexplained_server_error_on_a_write_is_ambiguous(fakes: list[F
     async with KVClient([a.addr, b.addr], timeout=2, sessions=False) as kv:  # with one, the refusal is certain
         with pytest.raises(Maybe):
             await kv.put("k", "v", 0, node=a.addr)
+
+
+async def test_more_writes_in_flight_than_the_session_window_open_another_session(fakes: list[Fake]) -> None:
+    a, _ = fakes
+    release, all_arrived = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request, body: Any) -> web.Response:
+        if len(a.seen) == SESSION_WINDOW + 1:
+            all_arrived.set()
+        await release.wait()
+        return web.json_response({"version": 1})
+
+    a.script = [held] * (SESSION_WINDOW + 1)
+    async with KVClient([a.addr], timeout=5) as kv:
+        calls = [asyncio.create_task(kv.put(f"k{i}", "v", 0)) for i in range(SESSION_WINDOW + 1)]
+        async with asyncio.timeout(5):
+            await all_arrived.wait()
+        release.set()
+        await asyncio.gather(*calls)
+    sessions = [(b["client_id"], b["seq"], b["min_seq"]) for _, _, b in a.seen]
+    assert len({cid for cid, _, _ in sessions}) == 2
+    assert all(seq - min_seq < SESSION_WINDOW for _, seq, min_seq in sessions)
+
