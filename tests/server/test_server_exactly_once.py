@@ -145,3 +145,28 @@ async def test_delete_session_fields_in_the_query_are_validated_and_deduplicated
     assert (await cluster.http(leader, "GET", "/kv/k"))[1]["version"] == 1  # not deleted a second time
     status, answer = await cluster.http(leader, "DELETE", "/kv/k?version=1&client_id=new&seq=3&min_seq=2")
     assert (status, answer["error"]) == (410, "session-expired")
+
+
+async def test_the_session_table_survives_a_restart_of_every_node_from_wal_and_snapshot(tmp_path: Path) -> None:
+    """The table is rebuilt from the log on restart (the session rides in each entry) and from snapshots (format
+    /2): after every node is killed and restarted, a retry of a session write is still answered, not applied."""
+    c = Cluster(tmp_path, 3, base_ip=70, extra=("--snapshot-entries", "5"))
+    c.start_all()
+    try:
+        leader = await c.wait_leader()
+        create = json.dumps({"value": "a", "version": 0, "client_id": "s1", "seq": 1}).encode()
+        assert await c.http(leader, "PUT", "/kv/k", create) == (200, {"version": 1})
+        assert (await c.http(leader, "DELETE", "/kv/k?version=1"))[0] == 200
+        for i in range(12):  # past two snapshots
+            put = json.dumps({"value": "x", "version": i, "client_id": "s2", "seq": i + 1, "min_seq": i + 1})
+            assert (await c.http(leader, "PUT", "/kv/j", put.encode()))[0] == 200
+        for nid in c.ids:
+            c.kill(nid)
+        c.start_all()
+        leader = await c.wait_leader()
+        assert await c.http(leader, "PUT", "/kv/k", create) == (200, {"version": 1, "replayed": True})
+        assert (await c.http(leader, "GET", "/kv/k"))[0] == 404  # the retried create did not apply again
+        restarts = [[line for line in c.log(nid).splitlines() if "started: term" in line][-1] for nid in c.ids]
+        assert all("snapshot index 0" not in line for line in restarts), restarts  # each restored a snapshot
+    finally:
+        c.stop_all()
