@@ -3,7 +3,10 @@ applied twice (found with a recorded seed); with client sessions the same seed, 
 
 from __future__ import annotations
 
+import pytest
+
 from raftkv.sim import run_simulation
+from raftkv.sim.export import history_events
 
 # Found by `python -m raftkv.sim --seeds 1..10 --nodes 3 --deletes 0.5 --no-sessions` (seeds 4, 5 and 9 failed).
 SEED, NODES, STEPS, DELETES = 4, 3, 20_000, 0.5
@@ -22,3 +25,15 @@ def test_with_sessions_the_seed_and_its_neighbours_replay_clean() -> None:
         assert result.stats.get("ops_ok", 0) > 100
         deleted = [op for op in result.history if op.f == "delete" and op.type == "ok"]
         assert len(deleted) > 10, "the mix must delete (and so re-create) keys"
+
+
+def test_the_labs_checker_agrees_on_the_exported_histories() -> None:
+    """Histories with deletes export in the lab's format (delete: {"version": E}); with sessions the lab's
+    linearizability checker finds them linearizable."""
+    checker = pytest.importorskip("checker")
+    for seed in (4, 5, 9):
+        result = run_simulation(seed, NODES, STEPS, deletes=DELETES)
+        events = history_events(result.history)
+        assert any(e["f"] == "delete" and e["type"] == "invoke" and e["value"]["version"] > 0 for e in events)
+        verdict = checker.check_linearizability(events, checker.make_model("versioned-kv"), timeout=60)
+        assert (result.ok, verdict["valid"]) == (True, True), (seed, verdict.get("failure"))
