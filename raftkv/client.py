@@ -265,7 +265,8 @@ class KVClient:
         self._known_to_servers = False
 
     def _session_fields(self) -> dict[str, Any]:
-        """The next write's (client_id, seq, min_seq), registered as outstanding until `_done_with` it."""
+        """The next write's (client_id, seq, min_seq), registered as outstanding until its call ends
+        (`_write`). More than SESSION_WINDOW writes in flight: the write starts a new session."""
         seq = self._seq + 1
         min_seq = min(self._outstanding, default=seq) if self._known_to_servers else 1
         if seq - min_seq >= SESSION_WINDOW:  # the servers keep SESSION_WINDOW answers a session: use another
