@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster-id", type=int, help="default: a CRC32 of the member ids")
     s.add_argument("--client-url", help="URL followers redirect clients to (default http://<--client>)")
     s.add_argument("--seed", type=int, help="seed of the election-timeout randomness")
+    s.add_argument("--allow-failpoints", action="store_true",
+                   help="TEST LABS ONLY: let RAFTKV_FAILPOINTS=a,b plant those bugs (docs/failpoints.md); "
+                        "without this flag (or RAFTKV_ALLOW_FAILPOINTS=1) a node with RAFTKV_FAILPOINTS set "
+                        "refuses to start")
 
     def client_args(c: argparse.ArgumentParser) -> None:
         c.add_argument("--cluster", required=True, help="client addresses HOST:PORT,... of the nodes")
@@ -92,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .failpoints import FailpointError, enabled_from
     from .server.config import ConfigError, ServerConfig, load_file, parse_peers
     from .server.main import run
 
@@ -110,8 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
         for name in ("data_dir", "log_file"):
             if opts.get(name) is not None:
                 opts[name] = Path(opts[name])
+        opts["failpoints"] = enabled_from(os.environ, args.allow_failpoints)
         cfg = ServerConfig(**opts)
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, FailpointError, TypeError) as e:
         print(f"raftkv serve: {e}", file=sys.stderr)
         return EXIT_USAGE
     return run(cfg)

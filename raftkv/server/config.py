@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from raftkv.failpoints import FAILPOINTS
+
 
 class ConfigError(ValueError):
     """A bad option: names the option and what is wrong with it."""
@@ -62,6 +64,9 @@ class ServerConfig:
     cluster_id: int | None = None  # default: derived from the member ids
     client_url: str | None = None  # the URL other nodes redirect clients to (default http://<client>)
     seed: int | None = None  # seeds the election-timeout randomness (default: from the OS)
+    # Planted bugs (raftkv/failpoints.py), test labs only: set by `raftkv serve` from RAFTKV_FAILPOINTS plus the
+    # explicit allow, never from a config file.
+    failpoints: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -78,6 +83,9 @@ class ServerConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must exceed --heartbeat-ticks")
+        unknown = sorted(n for n in self.failpoints if n not in FAILPOINTS)
+        if unknown:
+            raise ConfigError(f"unknown failpoints: {', '.join(unknown)}")
 
     @property
     def advertised_client_url(self) -> str:
@@ -93,7 +101,7 @@ def load_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"--config {path}: expected a table of options")
-    known = {f.name for f in fields(ServerConfig)}
+    known = {f.name for f in fields(ServerConfig)} - {"failpoints"}  # failpoints come only from the environment
     out = {}
     for k, v in raw.items():
         name = k.replace("-", "_")

@@ -36,6 +36,7 @@ from raftkv.core import (
     Ready,
     Role,
 )
+from raftkv.failpoints import FAILPOINTS, for_layer
 from raftkv.kv import KVStore, Op, Outcome, Result, encode_command
 
 from .disk import Disk
@@ -67,11 +68,11 @@ class NodeOptions:
     """Per-cluster knobs of the node driver (plain attributes; see `Cluster` for the defaults)."""
 
     __slots__ = ("tick_us", "raft", "snapshot_entries", "sync_min_us", "sync_max_us", "read_timeout_us",
-                 "broken_sync")
+                 "broken_sync", "core_failpoints", "kv_failpoints")
 
     def __init__(self, *, tick_us: int = 10_000, raft: dict[str, Any] | None = None, snapshot_entries: int = 0,
                  sync_min_us: int = 100, sync_max_us: int = 1_000, read_timeout_us: int = 1_000_000,
-                 broken_sync: bool = False) -> None:
+                 broken_sync: bool = False, failpoints: frozenset[str] = frozenset()) -> None:
         if tick_us < 1:
             raise ValueError(f"tick_us must be >= 1, got {tick_us}")
         if not 0 <= sync_min_us <= sync_max_us:
@@ -85,8 +86,16 @@ class NodeOptions:
         self.sync_max_us = sync_max_us
         self.read_timeout_us = read_timeout_us
         # A deliberately broken driver for the checker's own tests: fsync does nothing, so a crash loses what the
-        # node promised was durable (votes, acknowledged entries). Never set outside tests.
-        self.broken_sync = broken_sync
+        # node promised was durable (votes, acknowledged entries). Never set outside tests. It is the storage
+        # failpoint skip-fsync (raftkv/failpoints.py) of the simulated disk.
+        self.broken_sync = broken_sync or "skip-fsync" in failpoints
+        # Planted bugs (raftkv/failpoints.py) handed to the real core and state machine: decided once, per run.
+        self.core_failpoints = for_layer(failpoints, "core")
+        self.kv_failpoints = for_layer(failpoints, "kv")
+        unreachable = sorted(n for n in failpoints if not FAILPOINTS[n].in_simulator)
+        if unreachable:
+            raise ValueError(f"the simulator cannot plant {', '.join(unreachable)}: server failpoints live in the "
+                             "HTTP server, which the simulator does not run (use the lab: --raftkv-failpoints)")
 
 
 class SimNode:
@@ -152,11 +161,12 @@ class SimNode:
         self.boots += 1
         try:
             log, torn = recover(self.disk)
-            kv = KVStore()
+            kv = KVStore(failpoints=self._opt.kv_failpoints)
             if log.snapshot is not None:
                 kv.restore(log.snapshot.data)
             config = RaftConfig(id=self.name, peers=self._names,
-                                rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"), **self._opt.raft)
+                                rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"),
+                                failpoints=self._opt.core_failpoints, **self._opt.raft)
             self.raft = Raft(config, hard_state=log.hard_state, snapshot=log.snapshot,
                              entries=tuple(log.entries), applied=log.snap_index)
         except Exception as exc:  # a node that cannot boot from its own disk is a durability bug

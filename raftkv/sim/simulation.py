@@ -16,10 +16,15 @@ Phases (the run stops at the first violated invariant; every event's effects are
    the clients' last operations must end, and the majority must apply everything that leader committed.
 4. **final checks**: every acknowledged write is in the leader's log, and the client history agrees with what
    the state machine applied (`raftkv.sim.history`).
+
+``failpoints`` (raftkv/failpoints.py) plant bugs of the core, kv and storage layers in every node. An exception
+that escapes a node or the simulator itself is a finding too (``sim-crash``, with where it was raised): it ends
+that run with a violation and never the caller's sweep.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +53,7 @@ class SimResult:
     steps: int
     violation: InvariantViolation | None = None
     broken_sync: bool = False
+    failpoints: frozenset[str] = frozenset()
     phase: str = "setup"
     events: int = 0
     virtual_us: int = 0
@@ -62,6 +68,8 @@ class SimResult:
 
     def reproduce(self) -> str:
         extra = " --broken-sync" if self.broken_sync else ""
+        if self.failpoints:
+            extra += f" --failpoint {','.join(sorted(self.failpoints))}"
         return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{extra}"
 
     def line(self) -> str:
@@ -241,15 +249,17 @@ class _Nemesis:
 
 
 def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, trace: bool = False,
-                   trace_sink: Callable[[str], None] | None = None, broken_sync: bool = False) -> SimResult:
-    """Run one simulation (see the module docstring). Never raises for a violated invariant: it is in the result.
-    ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise lines are dropped.
-    ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks themselves)."""
+                   trace_sink: Callable[[str], None] | None = None, broken_sync: bool = False,
+                   failpoints: frozenset[str] = frozenset()) -> SimResult:
+    """Run one simulation (see the module docstring). Never raises for a violated invariant or a crash inside the
+    run: it is in the result. ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise
+    lines are dropped. ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks
+    themselves); ``failpoints`` plants those bugs (`ValueError` for a server failpoint: not simulated)."""
     if nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {nodes}")
     if steps < 0:
         raise ValueError(f"--steps must be >= 0, got {steps}")
-    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync)
+    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync, failpoints=failpoints)
     rng = child_rng(seed, "config")
     link_name, link = rng.choice(_LINKS)
     pre_vote = rng.random() < 0.7
@@ -271,7 +281,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
                        f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
-        broken_sync=broken_sync,
+        broken_sync=broken_sync, failpoints=failpoints,
         raft=(("election_tick", 10), ("heartbeat_tick", 1), ("pre_vote", pre_vote),
               ("check_quorum", check_quorum), ("lease_reads", lease_reads), ("lease_margin_ticks", 2),
               ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
@@ -303,6 +313,11 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         cluster.check_history()
     except InvariantViolation as violation:
         result.violation = violation
+    except Exception as exc:  # a node or the simulator crashed: a finding of this seed, never the sweep's end
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        result.violation = InvariantViolation(
+            "sim-crash", f"{type(exc).__name__}: {exc} (raised at {frame.filename.rsplit('/', 1)[-1]}:"
+            f"{frame.lineno} in {frame.name})", cluster.loop.now)
     result.events = cluster.loop.events_run
     result.virtual_us = cluster.loop.now
     result.stats = _stats(cluster, nemesis) | result.stats_extra
