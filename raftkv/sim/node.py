@@ -28,6 +28,7 @@ from typing import Any
 from raftkv.core import (
     EntryKind,
     Message,
+    MessageType,
     NotLeader,
     ProposalDropped,
     ProtocolError,
@@ -145,6 +146,9 @@ class SimNode:
         # Called as sync_hook(node, ready, fsync_delay) when an fsync starts: lets a nemesis crash a node right in
         # the window where it has written but not yet synced (and so not yet sent its promises).
         self.sync_hook: Callable[[SimNode, Ready, int], None] | None = None
+        # Called as vote_hook(node, request) before a VOTE request is stepped: lets a nemesis restart the node at
+        # the moment its durable vote decides the answer (the request then goes to the restarted node).
+        self.vote_hook: Callable[[SimNode, Message], None] | None = None
         self.protocol_errors = 0
         self.readies = 0
         self.compactions = 0
@@ -277,6 +281,8 @@ class SimNode:
             self._held.append((self._deliver_held, (src, payload)))
             return
         if type(payload) is Message:
+            if self.vote_hook is not None and payload.type is MessageType.VOTE:
+                self.vote_hook(self, payload)
             if self._trace.on:
                 self._trace(f"{self.name} <- {payload.src} {_describe(payload)}")
             try:
@@ -378,6 +384,10 @@ class SimNode:
     # --- the Ready loop ---------------------------------------------------------------------------------------
     def _send(self, msg: Message) -> None:
         dst = self._ids[msg.dst]
+        if msg.type is MessageType.VOTE_RESP and not msg.reject:
+            self._inv.on_vote(self.id, msg.term, dst)  # a vote granted: a promise from now on
+        elif msg.type is MessageType.VOTE:
+            self._inv.on_vote(self.id, msg.term, self.id)  # a candidate's vote for itself, promised as it asks
         if self._trace.on:
             self._trace(f"{self.name} -> {msg.dst} {_describe(msg)}")
         self._net.send(self.id, dst, msg, message_kind(msg), message_size(msg))

@@ -10,7 +10,9 @@ Phases (the run stops at the first violated invariant; every event's effects are
    partitions, one-way cuts, isolating the leader, crashes (also of every node at once, and of a node caught in
    the middle of the fsync of a vote or an acknowledgement, restarted within 50 ms) with restarts later, network quality changes, tick drift changes, leadership transfers,
    and heals; and, on a schedule of their own, process pauses (SIGSTOP-like freezes of 10-800 ms; not in lease
-   runs, whose clock assumption a pause breaks).
+   runs, whose clock assumption a pause breaks) and vote traps (the next node asked for its vote in a term
+   where it already voted for another candidate restarts on the spot, from its disk, before it answers: a vote
+   must survive a restart).
 3. **liveness**: faults stop; a random majority is healed (running, connected, reliable links), the rest stays
    as it is. Within a bound (``liveness_timeout_us``) the majority must elect a leader and commit a new entry,
    the clients' last operations must end, and the majority must apply everything that leader committed.
@@ -28,7 +30,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from raftkv.core import MessageType, Ready, Role
+from raftkv.core import Message, MessageType, Ready, Role
 from raftkv.kv import Command, Op, encode_command
 
 from .client import ClientOptions, OpRecord
@@ -113,7 +115,9 @@ class _Nemesis:
         self.seed = seed
         self.rng = child_rng(seed, "nemesis")
         self.pause_rng = child_rng(seed, "nemesis/pause")
+        self.vote_rng = child_rng(seed, "nemesis/vote-trap")
         self.pauses = 0
+        self.vote_traps = 0
         self.trap_crashes = 0
         self.active = True
         self.faults = 0
@@ -122,6 +126,8 @@ class _Nemesis:
 
     def start(self, pauses: bool) -> None:
         self.c.loop.after(self._gap(), self._act, None)
+        # Vote traps have their own generator and schedule too (added later: the other draws keep their meaning).
+        self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
         if pauses:
             # Pauses have their own generator and schedule, so they do not shift the other faults' draws.
             self.pause_rng = child_rng(self.seed, "nemesis/pause")
@@ -139,6 +145,26 @@ class _Nemesis:
             node.pause()
             self.c.loop.after(hold, self._resume, (node.id, node.incarnation))
         self.c.loop.after(rng.randint(100_000, 2_000_000), self._pause, None)
+
+    def _arm_vote_trap(self, _: object) -> None:
+        if not self.active:
+            return
+        for node in self.c.nodes:
+            node.vote_hook = self._vote_trap
+        self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
+
+    def _vote_trap(self, node: SimNode, request: Message) -> None:
+        raft = node.raft
+        if (not self.active or raft is None or request.term != raft.term or raft.vote is None
+                or raft.vote == request.src):
+            return  # the answer does not depend on a vote already given in this term
+        for other in self.c.nodes:
+            other.vote_hook = None
+        self.vote_traps += 1
+        self._trace(f"vote trap: restart n{node.id} (voted {raft.vote} in term {raft.term}) before it answers "
+                    f"{request.src}")
+        node.crash()
+        node.start()
 
     def _resume(self, item: tuple[int, int]) -> None:
         i, incarnation = item
@@ -330,6 +356,7 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     nemesis.active = False
     for node in cluster.nodes:
         node.sync_hook = None
+        node.vote_hook = None
     rng = child_rng(seed, "liveness")
     ids = list(cluster.ids)
     rng.shuffle(ids)
@@ -410,6 +437,7 @@ def _stats(cluster: Cluster, nemesis: _Nemesis) -> dict[str, int]:
         "messages": cluster.net.stats.total_sent(),
         "snapshot_messages": cluster.net.stats.sent.get("SNAPSHOT", 0),
         "trap_crashes": nemesis.trap_crashes,
+        "vote_traps": nemesis.vote_traps,
         "protocol_errors": sum(n.protocol_errors for n in cluster.nodes),
         "compactions": sum(n.compactions for n in cluster.nodes),
         "torn_writes": sum(n.disk.torn_writes for n in cluster.nodes),
