@@ -63,8 +63,8 @@ FAILPOINTS: Mapping[str, Failpoint] = dict([
         "safety: stale read (a read misses a write that completed before it began)",
         "a partition isolating the leader while both sides take requests"),
     _fp("follower-local-read", "core",
-        "Consul stale reads / a 'linearizable' follower read answered from the follower's own commit index without "
-        "asking the leader (ReadIndex not forwarded).",
+        "the follower-read shortcut: a 'linearizable' read on a follower answered from the follower's own commit "
+        "index, without asking the leader for a read index (ReadIndex not forwarded).",
         "safety: stale read on a follower",
         "client reads on followers; partitions or slow links that let a follower lag"),
     _fp("forget-vote", "core",
@@ -88,8 +88,8 @@ FAILPOINTS: Mapping[str, Failpoint] = dict([
         "safety: a deposed leader commits with a stale majority; replicas diverge",
         "a partition that deposes a leader, then a heal while it still holds uncommitted entries"),
     _fp("snapshot-off-by-one", "core",
-        "an off-by-one in InstallSnapshot (restoring the log one index past the snapshot's last entry, as in "
-        "several raft-rs/etcd snapshot bugs): the follower skips one committed entry.",
+        "an off-by-one in InstallSnapshot handling: the follower restarts its log one index past the snapshot's last "
+        "entry, so it skips one committed entry.",
         "safety: replicas diverge after a snapshot is installed",
         "a follower that falls behind the snapshot (crash or partition, then catch-up by snapshot)"),
     _fp("ack-before-persist", "core",
@@ -108,8 +108,9 @@ FAILPOINTS: Mapping[str, Failpoint] = dict([
         "safety: stale reads from a deposed leader whose lease has not run out",
         "pausing or isolating a leader longer than an election timeout"),
     _fp("commit-beyond-match", "core",
-        "a follower sets commit = min(leaderCommit, lastIndex) instead of the last entry it matched (Raft "
-        "Figure 2's 'index of last NEW entry'), committing stale entries of an older term.",
+        "a follower sets commit = min(leaderCommit, its last index) from any APPEND, before (and whether or not) the "
+        "APPEND matched its log, instead of min(leaderCommit, index of last NEW entry) (Raft Figure 2): it "
+        "commits stale entries of an older term.",
         "safety: a follower commits and applies entries the leader never committed; replicas diverge",
         "leader changes that leave followers with stale uncommitted tails"),
     _fp("cas-ignores-version", "kv",

@@ -149,6 +149,9 @@ class SimNode:
         # Called as vote_hook(node, request) before a VOTE request is stepped: lets a nemesis restart the node at
         # the moment its durable vote decides the answer (the request then goes to the restarted node).
         self.vote_hook: Callable[[SimNode, Message], None] | None = None
+        # Called as leader_hook(node, term, committed) when this node has just become leader (committed False)
+        # or, as leader, has just advanced its commit index (committed True).
+        self.leader_hook: Callable[[SimNode, int, bool], None] | None = None
         self.protocol_errors = 0
         self.readies = 0
         self.compactions = 0
@@ -479,7 +482,10 @@ class SimNode:
             if self._trace.on:
                 self._trace(f"{self.name} is {self.role.value} in term {term} (leader {leader})")
         self.term = term
+        leader_committed = False
+        elected = rd.soft_state is not None and rd.soft_state.role is _LEADER
         if rd.hard_state is not None:
+            leader_committed = rd.hard_state.commit > self.commit and self.role is _LEADER
             self.commit = rd.hard_state.commit
             inv.on_commit(node, rd.hard_state.commit, term)
         for msg in rd.messages_after_persist:
@@ -517,6 +523,10 @@ class SimNode:
         except Exception as exc:
             self._core_failed("advance", exc)
         self.busy = False
+        if (leader_committed or elected) and self.leader_hook is not None:
+            self.leader_hook(self, term, leader_committed)
+            if not self.alive:
+                return
         opt = self._opt
         # Compact only past the core's own snapshot: an InstallSnapshot stepped in while this Ready was being
         # synced is already in the core but not yet applied here (it comes in the next Ready).

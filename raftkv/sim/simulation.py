@@ -12,7 +12,9 @@ Phases (the run stops at the first violated invariant; every event's effects are
    and heals; and, on a schedule of their own, process pauses (SIGSTOP-like freezes of 10-800 ms; not in lease
    runs, whose clock assumption a pause breaks) and vote traps (the next node asked for its vote in a term
    where it already voted for another candidate restarts on the spot, from its disk, before it answers: a vote
-   must survive a restart).
+   must survive a restart) and leader traps (the next node elected leader is crashed as soon as it is elected,
+   or as soon as it first commits: leaders killed before or while they bring the others up to date, the
+   window where a new leader has committed only part of what it will replicate).
 3. **liveness**: faults stop; a random majority is healed (running, connected, reliable links), the rest stays
    as it is. Within a bound (``liveness_timeout_us``) the majority must elect a leader and commit a new entry,
    the clients' last operations must end, and the majority must apply everything that leader committed.
@@ -116,6 +118,9 @@ class _Nemesis:
         self.rng = child_rng(seed, "nemesis")
         self.pause_rng = child_rng(seed, "nemesis/pause")
         self.vote_rng = child_rng(seed, "nemesis/vote-trap")
+        self.leader_rng = child_rng(seed, "nemesis/leader-trap")
+        self.leader_traps = 0
+        self._trap_on_commit = False
         self.pauses = 0
         self.vote_traps = 0
         self.trap_crashes = 0
@@ -128,6 +133,7 @@ class _Nemesis:
         self.c.loop.after(self._gap(), self._act, None)
         # Vote traps have their own generator and schedule too (added later: the other draws keep their meaning).
         self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
+        self.c.loop.after(self.leader_rng.randint(100_000, 2_000_000), self._arm_leader_trap, None)
         if pauses:
             # Pauses have their own generator and schedule, so they do not shift the other faults' draws.
             self.pause_rng = child_rng(self.seed, "nemesis/pause")
@@ -152,6 +158,24 @@ class _Nemesis:
         for node in self.c.nodes:
             node.vote_hook = self._vote_trap
         self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
+
+    def _arm_leader_trap(self, _: object) -> None:
+        if not self.active:
+            return
+        self._trap_on_commit = self.leader_rng.random() < 0.5
+        for node in self.c.nodes:
+            node.leader_hook = self._leader_trap
+        self.c.loop.after(self.leader_rng.randint(100_000, 2_000_000), self._arm_leader_trap, None)
+
+    def _leader_trap(self, node: SimNode, term: int, committed: bool) -> None:
+        if not self.active or committed != self._trap_on_commit:
+            return
+        for other in self.c.nodes:
+            other.leader_hook = None
+        self.leader_traps += 1
+        what = f"as it commits up to {node.commit}" if committed else "as it is elected"
+        self._trace(f"leader trap: crash n{node.id}, leader of term {term}, {what}")
+        self._crash(node.id, soon=self.leader_rng.random() < 0.5)
 
     def _vote_trap(self, node: SimNode, request: Message) -> None:
         raft = node.raft
@@ -294,6 +318,10 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     drift = rng.choice((0.0, 0.05, 0.2))
     # Later additions draw from their own generators, so the draws above keep their meaning for every seed.
     lease_reads = check_quorum and child_rng(seed, "config/lease").random() < 0.25
+    # Small APPEND batches in some runs: a leader then brings a follower up to date over several messages, and
+    # acknowledgements cover part of what it will replicate (probing, pipelining and commit rules get exercised).
+    batch = child_rng(seed, "config/batch")
+    max_entries = 32 if batch.random() < 0.6 else batch.choice((1, 2, 4))
     max_drift = 0.2
     if lease_reads:
         # The lease's clock assumption (RaftConfig.lease_reads): tick rates differ by a bounded ratio. With
@@ -304,13 +332,14 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     keys = ["a", "b", "c", "d", "e"][: shape.randint(1, 5)]
     result.settings = (f"{n_clients} clients on {len(keys)} keys, {link_name} network, pre_vote={pre_vote}, "
                        f"check_quorum={check_quorum}, lease_reads={lease_reads}, "
-                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
+                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}, "
+                       f"{max_entries} entries per APPEND at most")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
         broken_sync=broken_sync, failpoints=failpoints,
         raft=(("election_tick", 10), ("heartbeat_tick", 1), ("pre_vote", pre_vote),
               ("check_quorum", check_quorum), ("lease_reads", lease_reads), ("lease_margin_ticks", 2),
-              ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
+              ("max_inflight_msgs", 16), ("max_entries_per_msg", max_entries),
               ("snapshot_chunk_bytes", 512)),
     )
     sink = trace_sink if trace_sink is not None else (lambda line: None)
@@ -357,6 +386,7 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     for node in cluster.nodes:
         node.sync_hook = None
         node.vote_hook = None
+        node.leader_hook = None
     rng = child_rng(seed, "liveness")
     ids = list(cluster.ids)
     rng.shuffle(ids)
@@ -438,6 +468,7 @@ def _stats(cluster: Cluster, nemesis: _Nemesis) -> dict[str, int]:
         "snapshot_messages": cluster.net.stats.sent.get("SNAPSHOT", 0),
         "trap_crashes": nemesis.trap_crashes,
         "vote_traps": nemesis.vote_traps,
+        "leader_traps": nemesis.leader_traps,
         "protocol_errors": sum(n.protocol_errors for n in cluster.nodes),
         "compactions": sum(n.compactions for n in cluster.nodes),
         "torn_writes": sum(n.disk.torn_writes for n in cluster.nodes),
