@@ -6,7 +6,8 @@ For each failpoint of raftkv/failpoints.py that the simulator can reach (core, k
 order on ``--jobs`` worker processes until the first one reports a finding (a violated invariant, a liveness
 failure or a crash inside the run); the table gives the failpoint, that first failing seed, what was found, how
 many seeds were tried and the time. Server failpoints are listed as out of reach. ``--record`` writes the found
-seeds to tests/sim/failpoint_seeds.json, which the tests replay (tests/sim/test_sim_failpoints.py).
+seeds to tests/sim/failpoint_seeds.json, which the tests replay (tests/sim/test_sim_failpoints.py); a failpoint
+not found is recorded with "seed": null and the number of seeds tried.
 Exit status 1 if a reachable failpoint was not found within the seeds.
 """
 
@@ -80,6 +81,7 @@ def main() -> int:
         if seed is None:
             missed.append(name)
             print(f"| {name} | {fp.layer} | NOT FOUND | - | {tried} | {took:.1f}s |", flush=True)
+            recorded[name] = {"seed": None, "nodes": args.nodes, "steps": args.steps, "seeds_tried": tried}
             continue
         short = detail if len(detail) <= 90 else detail[:87] + "..."
         print(f"| {name} | {fp.layer} | {seed} | {invariant}: {short} | {tried} | {took:.1f}s |", flush=True)

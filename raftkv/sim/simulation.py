@@ -121,6 +121,7 @@ class _Nemesis:
         self.leader_rng = child_rng(seed, "nemesis/leader-trap")
         self.leader_traps = 0
         self._trap_on_commit = False
+        self._traps_left = 0
         self.pauses = 0
         self.vote_traps = 0
         self.trap_crashes = 0
@@ -163,6 +164,7 @@ class _Nemesis:
         if not self.active:
             return
         self._trap_on_commit = self.leader_rng.random() < 0.5
+        self._traps_left = self.leader_rng.randint(1, 6)  # a burst of leader kills in a row: election churn
         for node in self.c.nodes:
             node.leader_hook = self._leader_trap
         self.c.loop.after(self.leader_rng.randint(100_000, 2_000_000), self._arm_leader_trap, None)
@@ -170,8 +172,11 @@ class _Nemesis:
     def _leader_trap(self, node: SimNode, term: int, committed: bool) -> None:
         if not self.active or committed != self._trap_on_commit:
             return
-        for other in self.c.nodes:
-            other.leader_hook = None
+        self._traps_left -= 1
+        self._trap_on_commit = self.leader_rng.random() < 0.5
+        if self._traps_left <= 0:
+            for other in self.c.nodes:
+                other.leader_hook = None
         self.leader_traps += 1
         what = f"as it commits up to {node.commit}" if committed else "as it is elected"
         self._trace(f"leader trap: crash n{node.id}, leader of term {term}, {what}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ async def test_failpoints_without_the_allow_refuse_to_start(netns_backend: Netns
             await asyncio.sleep(0.02)
     finally:
         if await host.alive(pid):
-            await host.signal(pid, 9)
+            await host.signal(pid, signal.SIGKILL)
     out = Path(db.stdout_file(test, node)).read_text()
     assert "RAFTKV_FAILPOINTS='forget-vote' is set but failpoints are not allowed" in out
     assert not Path(db.data_dir(test, node), "wal").exists(), "it refused only after touching its data"
