@@ -463,6 +463,7 @@ class SimNode:
         raft = self.raft
         assert kv is not None and raft is not None
         node = self.id
+        led = self.role is _LEADER and self.term == term  # leader of this term since the last Ready at least
         if rd.snapshot is not None:
             meta = rd.snapshot.meta
             kv.restore(rd.snapshot.data)
@@ -486,6 +487,8 @@ class SimNode:
         elected = rd.soft_state is not None and rd.soft_state.role is _LEADER
         if rd.hard_state is not None:
             leader_committed = rd.hard_state.commit > self.commit and self.role is _LEADER
+            if leader_committed and led:
+                inv.on_leader_commit(node, rd.hard_state.commit, term, self.log.term_at(rd.hard_state.commit))
             self.commit = rd.hard_state.commit
             inv.on_commit(node, rd.hard_state.commit, term)
         for msg in rd.messages_after_persist:
