@@ -70,7 +70,12 @@ def test_skip_fsync_writes_but_never_fdatasyncs(tmp_path: Path, monkeypatch: pyt
                                                syncs: int) -> None:
     calls: list[int] = []
     real = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
     wal, _ = WAL.open(tmp_path / "wal", skip_fsync=skip)
     try:
         wal.append_sync(b"x" * 16)
