@@ -102,6 +102,12 @@ FAILPOINTS: Mapping[str, Failpoint] = dict([
         "ignored as in PostgreSQL's fsyncgate).",
         "safety: votes and acknowledged writes lost after a power cut",
         "a crash that loses un-fsynced writes (lose-unsynced disk fault); kill -9 alone keeps the page cache"),
+    _fp("snapshot-rename-unsynced", "storage",
+        "a snapshot file renamed into place before its data is fsynced (the ext4 zero-length-file-after-rename "
+        "class of bug), after which the WAL it replaces is deleted.",
+        "safety or availability: after a power cut the node restarts without its snapshot and with a gap in its "
+        "log (it refuses to start, or forgets committed state)",
+        "a crash that loses un-fsynced writes shortly after a snapshot (lose-unsynced disk fault)"),
     _fp("long-lease", "core",
         "leader leases far longer than the election timeout (a mis-set lease, or clock drift not accounted for: "
         "Jepsen's findings on lease reads in several databases).",

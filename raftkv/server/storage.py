@@ -107,7 +107,8 @@ class DiskStorage:
     def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger,
              failpoints: frozenset[str] = frozenset()) -> tuple[DiskStorage, Recovered]:
         """Recover the durable state. `failpoints`: storage failpoints (raftkv/failpoints.py), test labs only."""
-        snaps = SnapshotStore(data_dir / "snap", log=log)
+        snaps = SnapshotStore(data_dir / "snap", log=log,
+                              rename_unsynced="snapshot-rename-unsynced" in failpoints)
         latest = snaps.load_latest()
         wal, replayed = WAL.open(data_dir / "wal", segment_bytes=segment_bytes, log=log,
                                  skip_fsync="skip-fsync" in failpoints)

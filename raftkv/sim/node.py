@@ -69,7 +69,7 @@ class NodeOptions:
     """Per-cluster knobs of the node driver (plain attributes; see `Cluster` for the defaults)."""
 
     __slots__ = ("tick_us", "raft", "snapshot_entries", "sync_min_us", "sync_max_us", "read_timeout_us",
-                 "broken_sync", "core_failpoints", "kv_failpoints")
+                 "broken_sync", "core_failpoints", "kv_failpoints", "rename_unsynced")
 
     def __init__(self, *, tick_us: int = 10_000, raft: dict[str, Any] | None = None, snapshot_entries: int = 0,
                  sync_min_us: int = 100, sync_max_us: int = 1_000, read_timeout_us: int = 1_000_000,
@@ -93,6 +93,7 @@ class NodeOptions:
         # Planted bugs (raftkv/failpoints.py) handed to the real core and state machine: decided once, per run.
         self.core_failpoints = for_layer(failpoints, "core")
         self.kv_failpoints = for_layer(failpoints, "kv")
+        self.rename_unsynced = "snapshot-rename-unsynced" in failpoints
         unreachable = sorted(n for n in failpoints if not FAILPOINTS[n].in_simulator)
         if unreachable:
             raise ValueError(f"the simulator cannot plant {', '.join(unreachable)}: server failpoints live in the "
@@ -579,7 +580,9 @@ class SimNode:
             self.log.apply(Compact(snapshot))
         except StorageError as exc:
             raise InvariantViolation("ready-contract", f"{self.name}: {exc}", self._loop.now) from exc
-        self.disk.rewrite(self.log.records())
+        records = self.log.records()
+        # FAILPOINT snapshot-rename-unsynced: the snapshot (the first record) was renamed into place unsynced.
+        self.disk.rewrite(records, fragile=records[0] if self._opt.rename_unsynced else None)
         if self._trace.on:
             self._trace(f"{self.name} snapshot at {index}@t{snapshot.meta.term}, log now {len(self.log.entries)}")
 

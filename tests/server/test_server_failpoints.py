@@ -13,6 +13,7 @@ import pytest
 from raftkv.core import Role, SoftState
 from raftkv.server.config import ServerConfig
 from raftkv.server.node import MaybeError, Node, UnavailableError
+from raftkv.server.snapfiles import SnapshotStore
 from raftkv.server.wal import WAL
 
 
@@ -83,3 +84,20 @@ def test_skip_fsync_writes_but_never_fdatasyncs(tmp_path: Path, monkeypatch: pyt
         assert wal.size == 16
     finally:
         wal.close()
+
+
+@pytest.mark.parametrize(("rename_unsynced", "syncs"), [(False, 1), (True, 0)])
+def test_snapshot_rename_unsynced_renames_without_the_file_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                rename_unsynced: bool, syncs: int) -> None:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    store = SnapshotStore(tmp_path / "snap", rename_unsynced=rename_unsynced)
+    saved = store.save(5, 2, b"state")
+    assert saved.path.exists() and store.load_latest() is not None
+    assert len(calls) == syncs + 1  # + the directory's fsync after the rename, kept either way
