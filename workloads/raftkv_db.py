@@ -11,6 +11,11 @@ On each host (any backend: everything goes through Remote):
   so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
   backends must provide the same paths).
 
+`--raftkv-failpoints a,b` plants those bugs (raftkv/failpoints.py, docs/failpoints.md) in every node: the names are
+checked against the registry when the arguments are parsed (exit 254 on an unknown one), and each node is started
+with RAFTKV_FAILPOINTS=a,b and the explicit allow RAFTKV_ALLOW_FAILPOINTS=1 in its environment (the option lands in
+test.json with the run's other options).
+
 Election settings default to fast ones (a 25 ms tick, elections after 10 to 20 ticks) so faults are felt and healed
 within a second; `--raftkv-tick-ms` and `--raftkv-election-ticks` change them.
 
@@ -20,6 +25,7 @@ and `kill` returns only once the process is gone, so a following `start` never r
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -36,6 +42,7 @@ import aiohttp
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
+from raftkv.failpoints import ALLOW_ENV, ENV, FailpointError, parse_names
 
 PEER_PORT = 7000
 CLIENT_PORT = 8000
@@ -60,8 +67,18 @@ def peer_address(test: TestContext, node: str) -> str:
     return f"{test.host(node).address}:{PEER_PORT}"
 
 
+def failpoint_list(text: str) -> str:
+    """The --raftkv-failpoints value, checked against raftkv's registry (argparse turns the error into exit 254);
+    returned normalized (sorted, comma-separated) as it is recorded in test.json."""
+    try:
+        return ",".join(sorted(parse_names(text, where="--raftkv-failpoints")))
+    except FailpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class RaftkvDB:
-    """One per run. `options` may carry raftkv_tick_ms and raftkv_election_ticks."""
+    """One per run. `options` may carry raftkv_tick_ms, raftkv_election_ticks, raftkv_lease and
+    raftkv_failpoints (a comma-separated list of failpoint names)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = options or {}
@@ -73,6 +90,7 @@ class RaftkvDB:
         # The run's cluster secret: the nodes authenticate each other with it (raftkv --peer-secret-file). Fresh
         # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
         self.peer_secret = secrets.token_hex(32)
+        self.failpoints = failpoint_list(str(options.get("raftkv_failpoints") or ""))
         self.pids: dict[str, int] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
@@ -130,6 +148,8 @@ class RaftkvDB:
             return
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
                "LANG": "C.UTF-8", **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
+        if self.failpoints:  # planted bugs: the node takes them only with the explicit allow
+            env |= {ENV: self.failpoints, ALLOW_ENV: "1"}
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
                                                       env=env, cwd=REPO_ROOT)
 
@@ -243,5 +263,8 @@ RAFTKV = DBSpec(
              Option(flag="--raftkv-election-ticks", type=int_in(2, 10_000), default=DEFAULT_ELECTION_TICKS,
                     help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
              Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
-                    help="start the nodes with leader leases (for --read-consistency lease)")),
+                    help="start the nodes with leader leases (for --read-consistency lease)"),
+             Option(flag="--raftkv-failpoints", type=failpoint_list, default="",
+                    help="plant these bugs in every node (comma-separated failpoint names, docs/failpoints.md; "
+                         "test labs only)")),
 )

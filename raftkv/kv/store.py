@@ -6,6 +6,8 @@ import hashlib
 
 import msgpack
 
+from raftkv.failpoints import FailpointError, check_layer
+
 from .command import MAX_KEY_BYTES, MAX_VALUE_BYTES, CommandError, Op, Outcome, Result, decode_command
 
 __all__ = ["KVStore", "KVUsageError", "SnapshotError"]
@@ -49,13 +51,21 @@ class FrozenState:
 class KVStore:
     """The state machine. `apply(index, data)` must be called with strictly increasing indexes (gaps are fine:
     NOOP entries carry no command; `note_applied` records them). `snapshot()` is deterministic: equal states
-    give equal bytes, whatever order the keys were written in."""
+    give equal bytes, whatever order the keys were written in.
 
-    __slots__ = ("_data", "_applied")
+    `failpoints`: kv failpoints (raftkv/failpoints.py; test labs only), bound here: `cas-ignores-version` applies
+    a Put or Delete whatever its expected version (a lost-update bug). `KVUsageError` for a name that is not one."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_data", "_applied", "_check_versions")
+
+    def __init__(self, *, failpoints: frozenset[str] = frozenset()) -> None:
+        try:
+            check_layer(failpoints, "kv", where="KVStore failpoints")
+        except FailpointError as exc:
+            raise KVUsageError(str(exc)) from None
         self._data: dict[str, tuple[str, int]] = {}
         self._applied = 0
+        self._check_versions = "cas-ignores-version" not in failpoints  # FAILPOINT cas-ignores-version if False
 
     @property
     def applied_index(self) -> int:
@@ -91,6 +101,8 @@ class KVStore:
                 return Result(request_id=rid, outcome=Outcome.NO_KEY)
             return Result(request_id=rid, outcome=Outcome.OK, value=current[0], version=current[1])
         expected = cmd.expected_version
+        if not self._check_versions and current is not None:
+            expected = current[1]  # FAILPOINT cas-ignores-version: the write wins whatever version it expected
         if current is None:
             if expected != 0:
                 return Result(request_id=rid, outcome=Outcome.NO_KEY)

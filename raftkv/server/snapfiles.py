@@ -39,8 +39,12 @@ class SnapshotFile:
 
 
 class SnapshotStore:
-    def __init__(self, directory: Path, *, keep: int = 2, log: logging.Logger | None = None) -> None:
+    def __init__(self, directory: Path, *, keep: int = 2, log: logging.Logger | None = None,
+                 rename_unsynced: bool = False) -> None:
         self.directory = directory
+        # FAILPOINT snapshot-rename-unsynced (raftkv/failpoints.py; test labs only): the file is renamed into place
+        # without its fsync, so a power cut can leave an empty or partial snapshot that the WAL no longer backs.
+        self._fsync_file = _no_fsync if rename_unsynced else os.fsync
         self.keep = keep
         self._log = log or logging.getLogger("raftkv.snap")
         directory.mkdir(parents=True, exist_ok=True)
@@ -67,7 +71,7 @@ class SnapshotStore:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            self._fsync_file(f.fileno())
         os.replace(tmp, final)
         fsync_dir(self.directory)
         for old in self.files()[: -self.keep]:
@@ -86,3 +90,7 @@ class SnapshotStore:
         if stop.reason is not StopReason.END or len(recs) != 1 or recs[0][0] != SNAP_RECORD:
             raise SnapshotCorrupt(latest.path, f"{stop.reason.value} at offset {stop.offset}")
         return latest, recs[0][1]
+
+
+def _no_fsync(fd: int) -> None:
+    """The snapshot-rename-unsynced failpoint's stand-in for os.fsync."""

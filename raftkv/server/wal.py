@@ -67,8 +67,10 @@ def _seq_of(path: Path) -> int:
 class WAL:
     """See the module docstring. Not thread-safe: one thread (the WAL executor) calls the mutating methods."""
 
-    def __init__(self, directory: Path, segment_bytes: int, log: logging.Logger) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, log: logging.Logger, skip_fsync: bool = False) -> None:
         self.directory = directory
+        # FAILPOINT skip-fsync (raftkv/failpoints.py; test labs only): records are written but never fdatasync'ed.
+        self._fdatasync = _skip_fsync if skip_fsync else os.fdatasync
         self.segment_bytes = segment_bytes
         self._log = log
         self._fd = -1
@@ -80,11 +82,12 @@ class WAL:
 
     @classmethod
     def open(cls, directory: Path, *, segment_bytes: int = 64 * 1024 * 1024,
-             log: logging.Logger | None = None) -> tuple[WAL, list[Replayed]]:
-        """Open (creating if needed) and replay the log. Raises WalCorrupt; truncates only a torn tail."""
+             log: logging.Logger | None = None, skip_fsync: bool = False) -> tuple[WAL, list[Replayed]]:
+        """Open (creating if needed) and replay the log. Raises WalCorrupt; truncates only a torn tail.
+        `skip_fsync` is the skip-fsync failpoint (never in production: raftkv/failpoints.py)."""
         log = log or logging.getLogger("raftkv.wal")
         directory.mkdir(parents=True, exist_ok=True)
-        wal = cls(directory, segment_bytes, log)
+        wal = cls(directory, segment_bytes, log, skip_fsync)
         segments = wal.segments()
         replayed: list[Replayed] = []
         for i, path in enumerate(segments):
@@ -140,7 +143,7 @@ class WAL:
             n = os.write(self._fd, view)
             view = view[n:]
         if sync:
-            os.fdatasync(self._fd)
+            self._fdatasync(self._fd)
         self.size += len(data)
         self.bytes_written += len(data)
 
@@ -169,6 +172,10 @@ class WAL:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _skip_fsync(fd: int) -> None:
+    """The skip-fsync failpoint's stand-in for os.fdatasync: nothing reaches the disk until the OS writes back."""
 
 
 def frame_all(items: Iterable[tuple[int, bytes]]) -> bytes:
