@@ -80,7 +80,7 @@ def _names(s: str) -> tuple[str, ...]:
 
 GENERIC_DESTS = {"workload", "nemesis", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
                  "nemesis_interval", "op_timeout", "final_time_limit", "quiesce_timeout", "setup_timeout",
-                 "status_interval", "store", "name", "prefix", "no_report", "verbose", "cmd"}
+                 "status_interval", "recovery_bound_s", "store", "name", "prefix", "no_report", "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -148,6 +148,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                      help="bound on the final-read phase, seconds (default 30)")
     p.add_argument("--quiesce-timeout", type=_nonneg_float, default=15.0,
                      help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
+    p.add_argument("--recovery-bound-s", type=_positive_float, default=None,
+                   help="after every heal the cluster must serve a write and a read, and every running node catch "
+                        "up, within this many seconds, else the run is invalid (liveness) (default: the DB's own, "
+                        "a few election timeouts plus reconnects; raftkv: 7 s)")
     p.add_argument("--setup-timeout", type=_positive_float, default=30.0,
                      help="wait at most this long for the started cluster to agree on a leader (default 30)")
     p.add_argument("--status-interval", type=_positive_float, default=0.5,
@@ -278,7 +282,8 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
         rate=args.rate, seed=seed, nemesis_interval=args.nemesis_interval, op_timeout=args.op_timeout,
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
-        setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
+        setup_timeout=args.setup_timeout, status_interval=args.status_interval,
+        recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         extra={d: getattr(args, d) for d in plugin_dests})
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created

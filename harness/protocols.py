@@ -207,6 +207,60 @@ class DB(Protocol):
 
 
 @runtime_checkable
+class Timing(Protocol):
+    """A capability of a DB: how long its elections can take. Fault schedules scale their holds and gaps to it (a
+    pause "longer than a lease", a partition "a few elections long"); bounds may use it too. A DB without it is
+    taken to need ``DEFAULT_ELECTION_TIMEOUT_S`` (:func:`election_timeout_s`)."""
+
+    def election_timeout_s(self) -> float:
+        """The worst-case election timeout in seconds (the longest a follower waits before it campaigns)."""
+        ...
+
+
+DEFAULT_ELECTION_TIMEOUT_S = 1.0
+
+
+def election_timeout_s(db: object) -> float:
+    """The DB's worst-case election timeout when it has the :class:`Timing` capability, else 1.0 s. A DB that
+    answers with something other than a positive finite number is a bug in that DB: ValueError naming it."""
+    if not isinstance(db, Timing):
+        return DEFAULT_ELECTION_TIMEOUT_S
+    value = db.election_timeout_s()
+    if not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{type(db).__name__}.election_timeout_s() returned {value!r}, not a positive number")
+    return float(value)
+
+
+@runtime_checkable
+class RecoveryBound(Protocol):
+    """A capability of a DB: how soon after every fault heals it must serve a write and a read again, and every
+    running node must have caught up (the recovery checker's bound, checker/recovery.py). A DB without it gets
+    ``DEFAULT_RECOVERY_ELECTIONS`` election timeouts plus ``DEFAULT_RECONNECT_S`` (:func:`recovery_bound_s`)."""
+
+    def recovery_bound_s(self) -> float:
+        """Seconds from a heal to the first served write and read that a correct DB never exceeds."""
+        ...
+
+
+DEFAULT_RECOVERY_ELECTIONS = 4
+DEFAULT_RECONNECT_S = 2.0  # a TCP connection's retransmission back-off (capped at 1 s on netns hosts) and a redial
+
+
+def recovery_bound_s(db: object, override: float | None = None) -> float:
+    """The recovery bound of a run: ``override`` (``--recovery-bound-s``) when given, else the DB's own
+    (:class:`RecoveryBound`), else a few of its election timeouts plus a reconnect. ValueError for a DB that
+    answers something other than a positive finite number."""
+    if override is not None:
+        return float(override)
+    if not isinstance(db, RecoveryBound):
+        return DEFAULT_RECOVERY_ELECTIONS * election_timeout_s(db) + DEFAULT_RECONNECT_S
+    value = db.recovery_bound_s()
+    if not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{type(db).__name__}.recovery_bound_s() returned {value!r}, not a positive number")
+    return float(value)
+
+
+@runtime_checkable
 class Client(Protocol):
     """A connection of one worker to the system. `invoke` returns the completion of an invoke op.
 

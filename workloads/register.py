@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checker import LinearizabilityChecker, Stats, make_model
+from checker import LinearizabilityChecker, RecoveryChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload
@@ -214,12 +214,16 @@ class RegisterClient:
 
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The versioned-kv linearizability checker (per key) and the op statistics: checker.standard_checker's
-    pair, as a mapping so the engine composes and stores them by name."""
+    """The versioned-kv linearizability checker (per key), the op statistics (checker.standard_checker's pair) and
+    the recovery checker (liveness: writes are put and delete, reads get; the run's bound from the options), as a
+    mapping so the engine composes and stores them by name."""
     timeout = options.get("checker_timeout")
+    bound = options.get("recovery_bound_s")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
-            "stats": Stats()}
+            "stats": Stats(),
+            "recovery": RecoveryChecker(writes={"put", "delete"}, reads={"get"},
+                                        bound_s=None if bound is None else float(bound))}
 
 
 REGISTER = Workload(
