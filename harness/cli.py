@@ -357,6 +357,9 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         while displays:
             displays.pop().close()
         verdict = "VALID" if run.valid is True else "INVALID" if run.valid is False else "UNKNOWN"
+        if run.valid is False:
+            verdict += " (" + ", ".join(f"{k} {n}" for k, n in (("safety", run.safety), ("liveness", run.liveness))
+                                        if n) + ")"
         print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
               f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
 
@@ -379,8 +382,11 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         while displays:
             displays.pop().close()
     counts = {v: sum(1 for r in campaign.runs if r.exit_code == v) for v in ExitCode}
+    safety = sum(1 for r in campaign.runs if r.safety)
+    liveness = sum(1 for r in campaign.runs if r.liveness)
     print(f"campaign: {len(campaign.runs)} of {campaign.planned} runs: {counts[ExitCode.VALID]} valid, "
-          f"{counts[ExitCode.INVALID]} invalid, {counts[ExitCode.UNKNOWN]} unknown, "
+          f"{counts[ExitCode.INVALID]} invalid ({safety} with safety, {liveness} with liveness failures), "
+          f"{counts[ExitCode.UNKNOWN]} unknown, "
           f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
     print(f"record: {campaign.path}")
     print(f"exit code: {int(campaign.exit_code)}")
