@@ -385,8 +385,9 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
     safety = sum(1 for r in campaign.runs if r.safety)
     liveness = sum(1 for r in campaign.runs if r.liveness)
     print(f"campaign: {len(campaign.runs)} of {campaign.planned} runs: {counts[ExitCode.VALID]} valid, "
-          f"{counts[ExitCode.INVALID]} invalid ({safety} with safety, {liveness} with liveness failures), "
-          f"{counts[ExitCode.UNKNOWN]} unknown, "
+          f"{counts[ExitCode.INVALID]} invalid"
+          + (f" ({safety} with safety, {liveness} with liveness failures)" if counts[ExitCode.INVALID] else "")
+          + f", {counts[ExitCode.UNKNOWN]} unknown, "
           f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
     print(f"record: {campaign.path}")
     print(f"exit code: {int(campaign.exit_code)}")
