@@ -26,8 +26,9 @@ Result: `{"valid", "failure_kind": "liveness", "bound_s", "windows", "quiesce", 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .history import HARNESS, NEMESIS, Operation, pair
@@ -109,6 +110,35 @@ def fault_timeline(history: list[dict[str, Any]]) -> tuple[list[Window], list[In
     return windows, intervals
 
 
+@dataclass(frozen=True, slots=True)
+class OpIndex:
+    """The ops of one kind sorted by call time, so that each window looks at its own ops only (a run with many
+    heals and 100,000 ops would otherwise cost seconds per check)."""
+
+    ops: list[Operation]
+    calls: list[int] = field(init=False)
+    open_ops: list[Operation] = field(init=False)  # never completed: in flight from their call on
+    longest: int = field(init=False)  # the longest latency of a completed op, ns
+
+    def __post_init__(self) -> None:
+        self.ops.sort(key=lambda op: op.call_time)
+        object.__setattr__(self, "calls", [op.call_time for op in self.ops])
+        object.__setattr__(self, "open_ops", [op for op in self.ops if op.return_time is None])
+        object.__setattr__(self, "longest", max((op.return_time - op.call_time for op in self.ops
+                                                 if op.return_time is not None), default=0))
+
+    def in_flight(self, t: int) -> list[Operation]:
+        """Ops called before t and not returned before t."""
+        lo = bisect_left(self.calls, t - self.longest)
+        done = [op for op in self.ops[lo:bisect_left(self.calls, t)]
+                if op.return_time is not None and op.return_time >= t]
+        return done + [op for op in self.open_ops if op.call_time < t]
+
+    def called(self, a: int, b: int) -> list[Operation]:
+        """Ops called in [a, b)."""
+        return self.ops[bisect_left(self.calls, a):bisect_left(self.calls, b)]
+
+
 def _dict(x: Any) -> dict[str, Any]:
     return x if isinstance(x, dict) else {}
 
@@ -126,14 +156,13 @@ def _errors(ops: list[Operation]) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:5])
 
 
-def judge_kind(ops: list[Operation], window: Window, bound: int, history_end: int, origin: int,
+def judge_kind(ops: OpIndex, window: Window, bound: int, history_end: int, origin: int,
                label: str, node_of: Mapping[int, str]) -> dict[str, Any]:
     """Did the ops of one kind (all writes, or all reads) get served within `bound` ns of being asked after the
     heal? verdict recovered | missed | unknown, with the first ok op and, for a miss, the nodes asked."""
     end = window.end if window.end is not None else history_end
-    in_flight = [op for op in ops if op.call_time < window.heal
-                 and (op.return_time is None or op.return_time >= window.heal)]
-    after = [op for op in ops if window.heal <= op.call_time < end]
+    in_flight = ops.in_flight(window.heal)
+    after = ops.called(window.heal, end)
     ok = sorted((op for op in in_flight + after if op.complete_type == "ok" and op.return_time is not None
                  and window.heal <= op.return_time <= end), key=lambda op: op.return_time or 0)
     if in_flight:
@@ -207,14 +236,14 @@ def _overlaps(a: int, b: int, intervals: list[Interval]) -> bool:
     return any(i.start < b and (i.stop is None or i.stop > a) for i in intervals)
 
 
-def judge_stuck(event: dict[str, Any], intervals: list[Interval], writes: list[Operation],
+def judge_stuck(event: dict[str, Any], intervals: list[Interval], writes: OpIndex,
                 origin: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One stuck-cluster observation: (the anomaly as reported, a liveness failure or None)."""
     value = _dict(event.get("value"))
     until: int = event["time"]
     since: int = value["since"] if isinstance(value.get("since"), int) else until
     nodes = _dict(value.get("nodes"))
-    sent = sum(1 for op in writes if since <= op.call_time <= until)
+    sent = len(writes.called(since, until + 1))
     anomaly: dict[str, Any] = {"since_s": _rel(since, origin), "at_s": _rel(until, origin), "condition": value.get("condition"),
                "writes_sent": sent, "nodes": {n: _node_line(n, st) for n, st in sorted(nodes.items())}}
     if _overlaps(since, until, intervals):
@@ -274,8 +303,8 @@ class RecoveryChecker:
         history_end = max((e["time"] for e in history), default=0)
         ops = pair(history)
         node_of = _nodes(history, ops)
-        writes = [op for op in ops if op.f in self.writes]
-        reads = [op for op in ops if op.f in self.reads]
+        writes = OpIndex([op for op in ops if op.f in self.writes])
+        reads = OpIndex([op for op in ops if op.f in self.reads])
         windows, intervals = fault_timeline(history)
         failures: list[dict[str, Any]] = []
         judged = []
