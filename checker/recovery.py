@@ -113,25 +113,27 @@ def fault_timeline(history: list[dict[str, Any]]) -> tuple[list[Window], list[In
 @dataclass(frozen=True, slots=True)
 class OpIndex:
     """The ops of one kind sorted by call time, so that each window looks at its own ops only (a run with many
-    heals and 100,000 ops would otherwise cost seconds per check)."""
+    heals and 100,000 ops would otherwise cost seconds per check). `ended` maps an op's id to the time of its
+    completion event, of any type (an `info` op's client gave up then, though the op may still take effect); an
+    op without one never ended."""
 
     ops: list[Operation]
+    ended: Mapping[int, int]
     calls: list[int] = field(init=False)
     open_ops: list[Operation] = field(init=False)  # never completed: in flight from their call on
-    longest: int = field(init=False)  # the longest latency of a completed op, ns
+    longest: int = field(init=False)  # the longest time from a call to its completion event, ns
 
     def __post_init__(self) -> None:
         self.ops.sort(key=lambda op: op.call_time)
         object.__setattr__(self, "calls", [op.call_time for op in self.ops])
-        object.__setattr__(self, "open_ops", [op for op in self.ops if op.return_time is None])
-        object.__setattr__(self, "longest", max((op.return_time - op.call_time for op in self.ops
-                                                 if op.return_time is not None), default=0))
+        object.__setattr__(self, "open_ops", [op for op in self.ops if op.id not in self.ended])
+        object.__setattr__(self, "longest", max((self.ended[op.id] - op.call_time for op in self.ops
+                                                 if op.id in self.ended), default=0))
 
     def in_flight(self, t: int) -> list[Operation]:
-        """Ops called before t and not returned before t."""
+        """Ops called before t whose completion event (if any) is not before t."""
         lo = bisect_left(self.calls, t - self.longest)
-        done = [op for op in self.ops[lo:bisect_left(self.calls, t)]
-                if op.return_time is not None and op.return_time >= t]
+        done = [op for op in self.ops[lo:bisect_left(self.calls, t)] if op.id in self.ended and self.ended[op.id] >= t]
         return done + [op for op in self.open_ops if op.call_time < t]
 
     def called(self, a: int, b: int) -> list[Operation]:
@@ -303,8 +305,9 @@ class RecoveryChecker:
         history_end = max((e["time"] for e in history), default=0)
         ops = pair(history)
         node_of = _nodes(history, ops)
-        writes = OpIndex([op for op in ops if op.f in self.writes])
-        reads = OpIndex([op for op in ops if op.f in self.reads])
+        ended = {op.id: history[op.complete_index]["time"] for op in ops if op.complete_index is not None}
+        writes = OpIndex([op for op in ops if op.f in self.writes], ended)
+        reads = OpIndex([op for op in ops if op.f in self.reads], ended)
         windows, intervals = fault_timeline(history)
         failures: list[dict[str, Any]] = []
         judged = []

@@ -129,6 +129,7 @@ def test_a_window_cut_by_the_next_fault_before_the_bound_is_unknown_not_invalid(
 
 def test_no_writes_after_a_heal_cannot_be_judged() -> None:
     h = H()
+    h.op("put", 0.5, 0.6, "info", error="timeout")  # its client gave up at 0.6 s: not in flight at the heal
     h.fault("start", "kill", 1.0)
     traffic(h, 0.0, 3.0)
     h.fault("stop", "kill", 3.0)
@@ -149,6 +150,9 @@ def test_the_final_reads_start_the_clock_when_they_are_first_sent() -> None:
     h.fault("stop", "kill", 2.0)
     h.op("get", 5.0, 5.5)  # 3 s after the heal, but 0.5 s after it was asked
     assert check(h)["windows"][0]["read"]["verdict"] == "recovered"
+    h.op("put", 1.5, None)  # never completed: in flight across the heal, so the write clock starts at the heal
+    write = check(h)["windows"][0]["write"]
+    assert write["verdict"] == "missed" and write["clock_s"] == 2.0 and "no completion x1" in write["reason"]
     h2 = H()
     h2.fault("start", "kill", 1.0)
     h2.fault("stop", "kill", 2.0)
