@@ -151,7 +151,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     p.add_argument("--recovery-bound-s", type=_positive_float, default=None,
                    help="after every heal the cluster must serve a write and a read, and every running node catch "
                         "up, within this many seconds, else the run is invalid (liveness) (default: the DB's own, "
-                        "a few election timeouts plus reconnects; raftkv: 7 s)")
+                        "a few election timeouts plus reconnects; test.json records the one used)")
     p.add_argument("--setup-timeout", type=_positive_float, default=30.0,
                      help="wait at most this long for the started cluster to agree on a leader (default 30)")
     p.add_argument("--status-interval", type=_positive_float, default=0.5,
@@ -420,7 +420,8 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
         return ExitCode.HARNESS_FAILED
     progress.close()
     lines = summary_lines(valid=result.valid, error=result.error, tally=result.tally, heal=result.heal,
-                          run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed)
+                          run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed,
+                          failures=(result.results or {}).get("failures"))
     print("\n".join(lines))
     return int(result.exit_code)
 

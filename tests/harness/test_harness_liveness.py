@@ -67,3 +67,16 @@ def test_analyze_finds_the_liveness_failure_with_the_runs_own_bound(tmp_path: Pa
 def test_a_bad_recovery_bound_is_refused_with_254(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--backend", "local", "--recovery-bound-s", bad]) == ExitCode.BAD_ARGUMENTS
     assert "--recovery-bound-s" in capsys.readouterr().err
+
+
+def test_the_end_of_run_summary_says_liveness_and_prints_what_did_not_recover() -> None:
+    from harness.interpreter import Tally
+    from harness.progress import summary_lines
+
+    failures = {"safety": [], "liveness": [{"checker": "recovery", "what": "leader", "message": "no leader: n1 ..."}]}
+    lines = summary_lines(valid=False, error=None, tally=Tally(), heal={"ok": True}, run_dir=None, exit_code=1,
+                          seed=3, failures=failures)
+    assert lines[0] == "verdict: INVALID (liveness)"
+    assert lines[1] == "  liveness: no leader: n1 ..."
+    assert summary_lines(valid=True, error=None, tally=Tally(), heal=None, run_dir=None, exit_code=0, seed=3,
+                         failures={"safety": [], "liveness": []})[0] == "verdict: VALID"
