@@ -178,8 +178,13 @@ async def bench_engine(seconds: float, concurrency: int) -> float:
 async def bench_run(args: argparse.Namespace, prefix: str, store: Path, *, nemeses: tuple[str, ...],
                     seconds: float, rate: float, workload: str | None = None) -> dict[str, Any]:
     config = RunConfig(workload=workload or args.workload, nemeses=nemeses, db=args.db, nodes=args.nodes, time_limit=seconds,
-                       concurrency=args.concurrency, rate=rate, seed=args.seed, nemesis_interval=args.interval,
-                       final_time_limit=10.0, store=store, prefix=prefix, render=False)
+                       concurrency=args.concurrency, rate=rate, seed=args.seed, schedule="cycle",
+                       nemesis_interval=args.interval, final_time_limit=10.0, store=store, prefix=prefix,
+                       render=False,
+                       # Like for like: part b sends the register mix through raftkv.client, so the harness's
+                       # register workload uses that library too (its default, node-bound clients, refuses writes
+                       # at followers and would measure placement, not the harness).
+                       extra={"client_mode": "smart"})
     t0 = time.monotonic()
     cpu0 = time.process_time()
     res = await run_test(config)

@@ -8,6 +8,7 @@ contract (format, semantics, result shape).
 from __future__ import annotations
 
 from .checkers import Compose, SetChecker, Stats, merge_valid
+from .convergence import ConvergenceChecker
 from .generate import Generated, generate_kv
 from .history import HistoryError, Operation, pair, parse_jsonl, read_history, validate
 from .jepsen import dumps_history, from_jepsen, loads_history, read_edn_history, to_jepsen
@@ -17,8 +18,9 @@ from .recovery import RecoveryChecker
 from .suite import standard_checker
 
 __all__ = [
-    "MODELS", "UNKNOWN", "Compose", "Generated", "HistoryError", "LinearizabilityChecker", "Model", "ModelError",
-    "Operation", "RecoveryChecker", "SetChecker", "Stats", "check_linearizability", "dumps_history", "from_jepsen", "generate_kv",
+    "MODELS", "UNKNOWN", "Compose", "ConvergenceChecker", "Generated", "HistoryError", "LinearizabilityChecker",
+    "Model", "ModelError", "Operation", "RecoveryChecker", "SetChecker", "Stats", "check_linearizability",
+    "dumps_history", "from_jepsen", "generate_kv",
     "loads_history", "make_model", "merge_valid", "pair", "parse_jsonl", "read_edn_history", "read_history",
     "register_model", "standard_checker", "to_jepsen", "validate",
 ]

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from . import edn
 from .checkers import SetChecker, Stats, merge_valid
-from .history import HistoryError, read_history
+from .history import LAB_PROCESSES, HistoryError, read_history
 from .linearizability import check_linearizability
 from .models import MODELS, ModelError, make_model
 
@@ -68,8 +68,15 @@ def parse_initial(text: str | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Read, check, compose. Raises HistoryError / ModelError / OSError for bad input."""
-    events = read_history(args.history)
+    """Read, check, compose. Raises HistoryError / ModelError / OSError for bad input, and HistoryError for a
+    history without a single client operation (there is nothing to judge: neither valid nor invalid)."""
+    torn: list[int] = []
+    events = read_history(args.history, torn=torn)
+    if torn:
+        print(f"harness check: {args.history}: dropped the torn last line {torn[0]} (the writer died mid-write)",
+              file=sys.stderr)
+    if not any(e["process"] not in LAB_PROCESSES for e in events):
+        raise HistoryError(None, "the history holds no client operations: nothing to check")
     model = make_model(args.model, parse_initial(args.initial), jepsen=str(args.history).endswith(".edn"))
     checkers: dict[str, Any] = {}
     try:

@@ -88,14 +88,39 @@ def parse_jsonl(text: str | Iterable[str]) -> list[dict[str, Any]]:
     return events
 
 
-def read_history(path: str) -> list[dict[str, Any]]:
-    """Read and validate a `history.jsonl` file (or an EDN file, by its `.edn` suffix; see checker.edn)."""
+def read_history(path: str, *, torn: list[int] | None = None) -> list[dict[str, Any]]:
+    """Read and validate a `history.jsonl` file (or an EDN file, by its `.edn` suffix; see checker.edn).
+
+    As docs/history.md says readers do, a torn last line (the file does not end in a newline and its last line is
+    not JSON: the writer died mid-write) is dropped; its line number is appended to `torn` when given. A line that
+    is not UTF-8 is a HistoryError naming it."""
     if str(path).endswith(".edn"):
         from .jepsen import read_edn_history
 
         return read_edn_history(path)
-    with open(path, encoding="utf-8") as handle:
-        return parse_jsonl(handle.read())
+    with open(path, "rb") as handle:
+        raw = handle.read().split(b"\n")
+    lines = []
+    for number, data in enumerate(raw, start=1):
+        try:
+            lines.append(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise HistoryError(number, f"malformed line, not UTF-8 (byte {exc.start + 1} of the line)") from None
+    if lines and not lines[-1]:
+        lines.pop()  # the file ends in a newline: no torn line
+    elif lines and not _is_json(lines[-1]):
+        if torn is not None:
+            torn.append(len(lines))
+        lines[-1] = ""
+    return parse_jsonl(lines)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_fields(event: Any, line: int) -> None:

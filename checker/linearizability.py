@@ -226,7 +226,12 @@ def check_linearizability(events: Sequence[Mapping[str, Any]], model: Model, *, 
         "nodes": sum(r.nodes for r in results.values()),
     }
     if invalid:
-        out["failure"] = explain_failure(model, invalid[0], results[invalid[0].key], by_id)
+        out["failure"] = failure = explain_failure(model, invalid[0], results[invalid[0].key], by_id)
+        # When the reported anomaly became visible: the earliest completion (or, for an indeterminate op, call)
+        # among the operations that cannot take effect. Campaigns measure "time to first anomaly" with it.
+        stuck = {s["op"] for s in failure["stuck"]}
+        out["anomaly_time"] = min(o["return"] if o["return"] is not None else o["call"]
+                                  for o in failure["ops"] if o["id"] in stuck)
     if unknown:
         names = ", ".join(str(_json_key(p.key)) for p in unknown[:MAX_LISTED])
         more = f" and {len(unknown) - MAX_LISTED} more" if len(unknown) > MAX_LISTED else ""

@@ -1,7 +1,7 @@
 """Campaigns: many whole runs, one after another, and one verdict over all of them (`harness campaign`).
 
-A campaign is a list of cells (each a combination of nemeses, e.g. ``("partition",)`` or
-``("partition", "kill")``) times ``runs_per_cell`` seeds. Every run is an ordinary ``harness run`` (run_test: its
+A campaign is a list of cells (each a combination of nemeses, e.g. ``("all",)``, ``("partition",)`` or
+``("partition", "kill")``) times ``runs_per_cell`` seeds (``main_runs`` for the first cell, the main one). Every run is an ordinary ``harness run`` (run_test: its
 own hosts, its own store directory, its own report), so a campaign's findings are read like any run's; the
 campaign adds ``store/campaigns/<time>/campaign.json`` (rewritten after every run, so an interrupted campaign keeps
 what it found) and re-renders the store's index (store/index.html) at the end.
@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import detection
+from harness.detection import PlantedBug
 from harness.run import ExitCode, RunConfig, RunResult, run_test
 from harness.seeds import child_seed
 
@@ -37,15 +39,44 @@ def cell_name(cell: Cell) -> str:
     return ",".join(cell) if cell else "none"
 
 
-def plan(base: RunConfig, cells: Sequence[Cell], runs_per_cell: int, seed: int) -> list[RunConfig]:
+def cell_of(config: RunConfig) -> str:
+    """The cell a run belongs to: its nemeses, and the failpoints it plants (``partition,kill @ skip-fsync``)."""
+    name = cell_name(config.nemeses)
+    return f"{name} @ {'+'.join(config.failpoints)}" if config.failpoints else name
+
+
+def plan_failpoints(base: RunConfig, bugs: Sequence[PlantedBug], cells: Sequence[Cell], runs_per_cell: int,
+                    seed: int, control_runs: int) -> list[RunConfig]:
+    """The detection campaign: for every bug, every fault cell, ``runs_per_cell`` seeds with that one failpoint
+    on; then ``control_runs`` clean runs of each cell (no failpoint), whose every verdict must be valid. A bug's
+    seeds are its own (``campaign/<cell>/<bug>/<i>``), so adding a bug does not change another's runs."""
+    if not cells or runs_per_cell < 1 or control_runs < 0:
+        raise ValueError("a failpoint campaign needs cells, runs per cell >= 1 and control runs >= 0")
+    out = []
+    for bug in bugs:
+        for cell in cells:
+            out += [replace(base, nemeses=tuple(cell), failpoints=(bug.name,), name=f"fp-{bug.name}",
+                            seed=child_seed(seed, f"campaign/{cell_name(cell)}/{bug.name}/{i}") >> 33)
+                    for i in range(runs_per_cell)]
+    for cell in cells:
+        out += [replace(base, nemeses=tuple(cell), failpoints=(), name="fp-control",
+                        seed=child_seed(seed, f"campaign/{cell_name(cell)}/control/{i}") >> 33)
+                for i in range(control_runs)]
+    return out
+
+
+def plan(base: RunConfig, cells: Sequence[Cell], runs_per_cell: int, seed: int, *,
+         main_runs: int | None = None) -> list[RunConfig]:
     """Every run of the campaign, cell by cell: the base configuration with the cell's nemeses and a seed of its
-    own (31 bits, so it reads well in a report)."""
+    own (31 bits, so it reads well in a report). The first cell is the main one: ``main_runs`` runs of it (default
+    ``runs_per_cell``), so a campaign can spend most of its budget on one mix (the nightly's ``all``)."""
     if not cells:
         raise ValueError("a campaign needs at least one cell")
-    if runs_per_cell < 1:
-        raise ValueError(f"runs per cell must be >= 1, got {runs_per_cell}")
+    if runs_per_cell < 1 or (main_runs is not None and main_runs < 1):
+        raise ValueError(f"runs per cell must be >= 1, got {runs_per_cell} (main cell: {main_runs})")
+    counts = [main_runs or runs_per_cell] + [runs_per_cell] * (len(cells) - 1)
     return [replace(base, nemeses=tuple(cell), seed=child_seed(seed, f"campaign/{cell_name(cell)}/{i}") >> 33)
-            for cell in cells for i in range(runs_per_cell)]
+            for cell, n in zip(cells, counts, strict=True) for i in range(n)]
 
 
 def exit_code_of(codes: Sequence[int], *, interrupted: bool = False) -> ExitCode:
@@ -73,6 +104,7 @@ class CampaignRun:
     info: int
     wall_s: float
     error: str | None = None
+    failpoint: str | None = None  # the bug it planted (detection campaigns), None for a clean run
     # Of an invalid run: how many findings were of safety and how many of liveness (results.json "failures").
     safety: int = 0
     liveness: int = 0
@@ -107,27 +139,33 @@ class Campaign:
 def _record(config: RunConfig, result: RunResult, wall_s: float) -> CampaignRun:
     found = (result.results or {}).get("failures")
     found = found if isinstance(found, dict) else {}
-    return CampaignRun(cell=cell_name(config.nemeses), seed=config.seed, exit_code=int(result.exit_code),
-                       valid=result.valid, run_dir=str(result.run_dir) if result.run_dir else None, ok=result.tally.ok,
+    return CampaignRun(cell=cell_of(config), seed=config.seed, exit_code=int(result.exit_code), valid=result.valid,
+                       run_dir=str(result.run_dir) if result.run_dir else None, ok=result.tally.ok,
                        fail=result.tally.fail, info=result.tally.info, wall_s=round(wall_s, 1), error=result.error,
+                       failpoint="+".join(config.failpoints) or None,
                        safety=len(found.get("safety") or []), liveness=len(found.get("liveness") or []))
 
 
 async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, stop_on_invalid: bool = False,
-                       budget_s: float | None = None, on_run: Callable[[int, CampaignRun], None] | None = None,
+                       stop_cell_on_invalid: bool = False, budget_s: float | None = None,
+                       on_run: Callable[[int, CampaignRun], None] | None = None,
                        progress: Callable[[], Any] | None = None) -> Campaign:
     """Run ``configs`` one after another (see the module docstring); ``on_run(i, run)`` after each, ``progress()``
-    makes each run's progress display. Cancellation (Ctrl-C, SIGTERM) ends the current run the way it ends any run
-    (heal, tear down) and the campaign with ``interrupted``."""
+    makes each run's progress display. With ``stop_cell_on_invalid`` the remaining runs of a cell are skipped once
+    one of its runs is invalid (a failpoint's cell stops at its first detection). Cancellation (Ctrl-C, SIGTERM)
+    ends the current run the way it ends any run (heal, tear down) and the campaign with ``interrupted``."""
     started = datetime.now(UTC)
     campaign = Campaign(path=store / "campaigns" / started.strftime("%Y%m%dT%H%M%S") / "campaign.json", seed=seed,
                         planned=len(configs), started_at=started.isoformat(timespec="seconds"))
     campaign.save()
     t0 = time.monotonic()
+    caught: set[str] = set()
     for i, config in enumerate(configs):
         if budget_s is not None and time.monotonic() - t0 >= budget_s:
             campaign.stopped = f"time budget of {budget_s:g} s spent after {i} of {len(configs)} runs"
             break
+        if stop_cell_on_invalid and cell_of(config) in caught:
+            continue
         began = time.monotonic()
         result = await run_test(config, progress=progress() if progress else None)
         run = _record(config, result, time.monotonic() - began)
@@ -140,12 +178,33 @@ async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, 
         if interrupted:
             campaign.stopped = f"interrupted during run {i + 1} of {len(configs)}"
             break
+        if result.exit_code == ExitCode.INVALID:
+            caught.add(run.cell)
         if stop_on_invalid and result.exit_code == ExitCode.INVALID:
             campaign.stopped = f"stopped at the first invalid run ({i + 1} of {len(configs)})"
             break
     campaign.save()
     _render_index(store)
     return campaign
+
+
+def write_detection(campaign: Campaign, bugs: Sequence[PlantedBug], command: str) -> dict[str, Path]:
+    """The detection table of a failpoint campaign next to its campaign.json: detection.json, .md, .xml (JUnit)
+    and, when the reports package is there, detection.html. Returns the paths by kind."""
+    findings = [detection.finding_of(run.failpoint or detection.CONTROL, run.seed,
+                                     Path(run.run_dir) if run.run_dir else None, run.valid, run.wall_s)
+                for run in campaign.runs]
+    table = detection.build(bugs, findings, command)
+    paths = detection.write(table, campaign.path.parent)
+    try:
+        from reports.detection import render_detection
+    except ImportError:
+        return paths
+    try:
+        paths["html"] = render_detection(paths["json"])
+    except Exception as e:  # noqa: BLE001 - a page failure never changes the campaign's verdict
+        log.warning("rendering the detection page failed: %s: %s", type(e).__name__, e)
+    return paths
 
 
 def _render_index(store: Path) -> None:

@@ -25,9 +25,19 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import registry
+from harness import detection, registry
 from harness.backends import BACKENDS
-from harness.run import ConfigError, ExitCode, RunConfig, random_seed
+from harness.detection import PlantedBug
+from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES
+from harness.run import (
+    ALL_NEMESES,
+    SCHEDULES,
+    ConfigError,
+    ExitCode,
+    RunConfig,
+    random_seed,
+    runnable_nemeses,
+)
 
 log = logging.getLogger("harness")
 
@@ -71,6 +81,45 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _nonneg_int(s: str) -> int:
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _fault_rate(s: str) -> float:
+    v = float(s)
+    if not 0 < v <= MAX_FAULT_RATE:
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_FAULT_RATE:g}] faults a minute, got {s}")
+    return v
+
+
+def _moves(s: str) -> tuple[str, ...]:
+    if s.strip() == "none":
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in s.split(",") if n.strip()))
+    unknown = [n for n in names if n not in MOVES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected none or a comma-separated list of {', '.join(MOVES)}")
+    return names
+
+
+def _schedule_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule's fields of a RunConfig; a knob of the other schedule is a mistake said out loud (ConfigError)."""
+    wrong = [f"{flag} applies to --schedule {owner}, not {args.schedule}"
+             for flag, value, owner in (("--nemesis-interval", args.nemesis_interval, "cycle"),
+                                        ("--fault-rate", args.fault_rate, "hunt"), ("--moves", args.moves, "hunt"))
+             if value is not None and owner != args.schedule]
+    if wrong:
+        raise ConfigError("; ".join(wrong))
+    out: dict[str, Any] = {"schedule": args.schedule}
+    for name in ("nemesis_interval", "fault_rate", "moves"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
 def _names(s: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in s.split(",") if n.strip())
     if not names:
@@ -78,9 +127,10 @@ def _names(s: str) -> tuple[str, ...]:
     return names
 
 
-GENERIC_DESTS = {"workload", "nemesis", "db", "backend", "nodes", "time_limit", "concurrency", "rate", "seed",
-                 "nemesis_interval", "op_timeout", "final_time_limit", "quiesce_timeout", "setup_timeout",
-                 "status_interval", "recovery_bound_s", "store", "name", "prefix", "no_report", "verbose", "cmd"}
+GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate",
+                 "seed", "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
+                 "quiesce_timeout", "setup_timeout", "status_interval", "recovery_bound_s", "store", "name", "prefix",
+                 "no_report", "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -121,12 +171,18 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                      else workloads[0], help=f"the workload (registered: {', '.join(workloads) or 'none'})")
     if campaign:
         p.add_argument("--nemesis", "-n", type=_names, action="append", default=None, dest="nemesis",
-                       help="a cell: comma-separated faults run together, or none; repeat for more cells "
-                            "(default: each registered nemesis alone, then all of them together; registered: "
-                            f"{', '.join(nemeses) or 'none'})")
+                       help="a cell: comma-separated faults run together, all (every nemesis that can run on the "
+                            "backend) or none; repeat for more cells (default: all first, then each nemesis that "
+                            f"can run alone; registered: {', '.join(nemeses) or 'none'})")
     else:
         p.add_argument("--nemesis", "-n", type=_names, default=("none",),
-                       help=f"comma-separated faults to inject, or none (registered: {', '.join(nemeses) or 'none'})")
+                       help="comma-separated faults to inject, all (every registered nemesis that can run on the "
+                            f"backend), or none (registered: {', '.join(nemeses) or 'none'})")
+    p.add_argument("--failpoints", type=_names, default=(),
+                   help=("planted bugs: 'all' or a comma-separated list of the DB's failpoints; each one's cell runs "
+                         "--runs-per-cell seeds and stops at its first detection, beside --control-runs clean runs, "
+                         "and the campaign writes its detection table" if campaign else
+                         "switch on the DB's planted bugs (comma-separated failpoint names) for this run"))
     p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
     p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
@@ -140,8 +196,19 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help=("the campaign's seed: every run's seed derives from it (default: random, printed)" if campaign
                          else "seed of the generator's and nemeses' choices (default: random, printed and stored)"))
-    p.add_argument("--nemesis-interval", type=_positive_float, default=10.0,
-                     help="seconds between fault start and stop, and stop and the next start (default 10)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="hunt",
+                   help="how faults are scheduled: hunt (default: several overlapping faults a minute, aimed at the "
+                        "leader more often than not, and named moves, timed to the DB's election timeout; "
+                        "docs/lab.md) or cycle (one fault at a time: start, --nemesis-interval, stop, repeat)")
+    p.add_argument("--nemesis-interval", type=_positive_float, default=None,
+                   help="cycle only: seconds between a fault's start and stop, and its stop and the next start "
+                        "(default 10)")
+    p.add_argument("--fault-rate", type=_fault_rate, default=None,
+                   help=f"hunt only: episodes (a random fault or a move) per minute, on average (default "
+                        f"{DEFAULT_FAULT_RATE:g}; at most {MAX_FAULT_RATE:g})")
+    p.add_argument("--moves", type=_moves, default=None,
+                   help=f"hunt only: the named moves it may draw, comma-separated, or none (default all: "
+                        f"{','.join(MOVES)})")
     p.add_argument("--op-timeout", type=_positive_float, default=5.0,
                      help="seconds before a client op is recorded as info/timeout (default 5)")
     p.add_argument("--final-time-limit", type=_nonneg_float, default=30.0,
@@ -186,7 +253,11 @@ def build_parser() -> tuple[Parser, list[str]]:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(campaign, campaign=True)
     campaign.add_argument("--runs-per-cell", type=_positive_int, default=1, help="seeds per cell (default 1)")
+    campaign.add_argument("--main-runs", type=_positive_int, default=None,
+                          help="seeds of the first cell, the main one (default --runs-per-cell)")
     campaign.add_argument("--stop-on-invalid", action="store_true", help="stop after the first invalid run")
+    campaign.add_argument("--control-runs", type=_nonneg_int, default=1,
+                          help="with --failpoints: clean runs per cell that must all be valid (default 1)")
     campaign.add_argument("--budget-minutes", type=_positive_float, default=None,
                           help="start no new run after this many minutes (default: run them all)")
     _add_plugin_options(campaign)
@@ -280,11 +351,12 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
     config = RunConfig(
         workload=args.workload, nemeses=tuple(n for n in nemeses if n != "none"), db=args.db,
         backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
-        rate=args.rate, seed=seed, nemesis_interval=args.nemesis_interval, op_timeout=args.op_timeout,
+        rate=args.rate, seed=seed, **_schedule_options(args), op_timeout=args.op_timeout,
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
         setup_timeout=args.setup_timeout, status_interval=args.status_interval,
         recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
+        failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
         extra={d: getattr(args, d) for d in plugin_dests})
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
     return config
@@ -317,15 +389,27 @@ def _cmd_run(args: argparse.Namespace, plugin_dests: list[str]) -> int:
         return _run_with_progress(config, seed)
 
 
+def campaign_cells(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The cells a campaign runs: its --nemesis options, else ``all`` (the main cell) then each nemesis that can
+    run on the backend alone."""
+    if args.nemesis:
+        return [tuple(c) for c in args.nemesis]
+    return [(ALL_NEMESES,), *[(n,) for n in runnable_nemeses(args.backend)]]
+
+
 def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
-    from harness.campaign import plan
+    from harness.campaign import plan, plan_failpoints
 
     seed = args.seed if args.seed is not None else random_seed()
-    cells = [tuple(c) for c in args.nemesis] if args.nemesis else [
-        *[(n,) for n in registry.names(registry.Kind.NEMESIS)], tuple(registry.names(registry.Kind.NEMESIS))]
+    cells = campaign_cells(args)
+    bugs: list[PlantedBug] = []
     try:
         base = _config(args, plugin_dests, (), seed)
-        configs = plan(base, cells, args.runs_per_cell, seed)
+        if args.failpoints:
+            bugs = _planted(base, args.failpoints)
+            configs = plan_failpoints(base, bugs, cells, args.runs_per_cell, seed, args.control_runs)
+        else:
+            configs = plan(base, cells, args.runs_per_cell, seed, main_runs=args.main_runs)
         for cell in cells:
             _config(args, plugin_dests, cell, seed)  # every cell's nemeses exist
     except (ConfigError, ValueError) as e:
@@ -335,10 +419,22 @@ def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     if missing is not None:
         return missing
     with _console_logging(args.verbose):
-        return _campaign_with_progress(configs, args, seed)
+        return _campaign_with_progress(configs, args, seed, bugs)
 
 
-def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int) -> int:
+def _planted(base: RunConfig, spec: Sequence[str]) -> list[PlantedBug]:
+    """The bugs ``--failpoints`` names in the DB's catalog (ConfigError for a DB without one or an unknown name)."""
+    from harness.run import resolve
+
+    _, dbspec, _ = resolve(base)
+    try:
+        return detection.select(dbspec.failpoints, list(spec), dbspec.name)
+    except detection.CatalogError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, seed: int,
+                            bugs: Sequence[PlantedBug]) -> int:
     """Each run with its live display and a line when it ends; SIGINT/SIGTERM end the current run (healed and torn
     down) and the campaign."""
     from harness.campaign import CampaignRun, run_campaign
@@ -369,6 +465,7 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
     async def main_async() -> Any:
         return await _stopped_by_signals(
             run_campaign(configs, store=args.store, seed=seed, stop_on_invalid=args.stop_on_invalid,
+                         stop_cell_on_invalid=bool(bugs),
                          budget_s=args.budget_minutes * 60 if args.budget_minutes else None, on_run=on_run,
                          progress=progress),
             say, "ending the current run (healing and tearing down), then stopping")
@@ -390,8 +487,30 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
           + f", {counts[ExitCode.UNKNOWN]} unknown, "
           f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
     print(f"record: {campaign.path}")
+    if bugs:
+        return _detection_exit(campaign, bugs)
     print(f"exit code: {int(campaign.exit_code)}")
     return int(campaign.exit_code)
+
+
+def _detection_exit(campaign: Any, bugs: Sequence[PlantedBug]) -> int:
+    """Write and print the detection table. A failpoint campaign succeeds (0) when every run planted a bug or was
+    a valid control run: invalid runs are its catches, not its failures. A false alarm exits 1, a harness
+    failure 3, an interruption 3."""
+    from harness.campaign import write_detection
+
+    paths = write_detection(campaign, bugs, "harness " + " ".join(sys.argv[1:]))
+    print(paths["md"].read_text(), end="")
+    print("detection table: " + ", ".join(str(p) for p in paths.values()))
+    control = [r for r in campaign.runs if r.failpoint is None]
+    if any(r.exit_code == ExitCode.INVALID for r in control):
+        code = ExitCode.INVALID
+    elif campaign.interrupted or any(r.exit_code == ExitCode.HARNESS_FAILED for r in campaign.runs):
+        code = ExitCode.HARNESS_FAILED
+    else:
+        code = ExitCode.VALID
+    print(f"exit code: {int(code)}")
+    return int(code)
 
 
 def _run_with_progress(config: RunConfig, seed: int) -> int:

@@ -40,8 +40,9 @@ from harness.protocols import Op
 __all__ = [
     "NEMESIS", "PENDING", "Any_", "Context", "Generator", "GeneratorError", "OpResult", "Pending", "Thread",
     "any_of", "clients", "clients_and_nemesis", "concurrency_limit", "cycle", "delay", "fill_in", "fn", "lift",
-    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "on_threads", "once", "phases", "rate", "repeat", "secs",
-    "simulate", "sleep", "stagger", "stop_all", "synchronize", "then", "time_limit", "until_ok",
+    "limit", "map_ops", "mix", "nemesis", "nemesis_cycle", "node_index", "on_node", "on_threads", "once", "phases",
+    "rate", "repeat", "secs", "simulate", "sleep", "spawn", "Spawned", "stagger", "stop_all", "synchronize", "then",
+    "time_limit", "until_ok",
 ]
 
 NEMESIS = "nemesis"
@@ -781,6 +782,53 @@ class _ClientThreads(Generator):
         return self if g is self.gen else _ClientThreads(g)
 
 
+def node_index(thread: Thread, nodes: int) -> int | None:
+    """The index (into the run's node list) of the node a client thread's worker is bound to: round-robin, thread
+    t talks to node t mod nodes. The one statement of that rule: the interpreter opens each worker's client on
+    this node, and :func:`on_node` routes ops by it. None for the nemesis thread or when there are no nodes."""
+    if not isinstance(thread, int) or nodes < 1:
+        return None
+    return thread % nodes
+
+
+@dataclass(frozen=True, slots=True)
+class OnNode(Generator):
+    """Its generator sees only the client threads bound to node ``index`` of ``nodes`` (:func:`node_index`), and
+    only the events of processes running on them: Jepsen's on-threads with the threads chosen by node, since the
+    thread count is known only from the context. With no such thread (fewer workers than nodes) it is exhausted."""
+
+    index: int
+    nodes: int
+    gen: Generator | None
+
+    def _threads(self, ctx: Context) -> list[Thread]:
+        return [t for t in ctx.threads if node_index(t, self.nodes) == self.index]
+
+    def op(self, ctx: Context) -> OpResult:
+        if self.gen is None:
+            return None
+        sub = ctx.restrict(self._threads(ctx))
+        if not sub.threads:
+            return None
+        res = self.gen.op(sub)
+        if res is None:
+            return None
+        x, nxt = res
+        return x, (OnNode(self.index, self.nodes, nxt) if nxt is not None else None)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        if self.gen is None or node_index(ctx.thread_of(event.process), self.nodes) != self.index:
+            return self
+        return OnNode(self.index, self.nodes, self.gen.update(ctx.restrict(self._threads(ctx)), event))
+
+
+def on_node(index: int, nodes: int, gen: GenLike) -> OnNode:
+    """Restrict a generator to the client threads whose workers are bound to node ``index`` of ``nodes``."""
+    if nodes < 1 or not 0 <= index < nodes:
+        raise GeneratorError(f"on_node: node index {index} out of range for {nodes} node(s)")
+    return OnNode(index, nodes, lift(gen))
+
+
 def on_threads(threads: Iterable[Thread], gen: GenLike) -> OnThreads:
     return OnThreads(frozenset(threads), lift(gen))
 
@@ -864,6 +912,97 @@ def nemesis_cycle(kinds: Sequence[str], interval_s: float, *, seed: int = 0,
     if interval_s <= 0:
         raise GeneratorError(f"nemesis interval must be > 0 s, got {interval_s}")
     return NemesisCycle(tuple(kinds), secs(interval_s), seed & 0xFFFFFFFFFFFFFFFF, extra=dict(extra or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """What a :func:`spawn` draw returns: a generator to run from now on beside the others (None: nothing this
+    time), the ``tags`` it holds while it runs (the next draws see the union of the running ones' tags, e.g. the
+    fault kinds in use), and ``after``, the ns until the next draw (> 0)."""
+
+    gen: Generator | None
+    tags: frozenset[str] = frozenset()
+    after: int = 1
+
+    def __post_init__(self) -> None:
+        if self.after <= 0:
+            raise GeneratorError(f"spawn: the next draw must come later (after > 0 ns), got {self.after}")
+
+
+Draw: TypeAlias = Callable[[random.Random, Context, frozenset[str]], Spawned | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn(Generator):
+    """Draws a new generator every so often and runs it beside those still running (each as in :func:`any_of`:
+    the earliest op wins). ``draw(rng, ctx, busy)`` is called at the draw times with an rng seeded from this
+    generator's state and ``busy``, the union of the running generators' tags; it returns a :class:`Spawned`, or
+    None to draw no more (the running ones still finish). A running generator drops out, and its tags with it, when
+    it is exhausted. Exhausted when no more draws come and none runs."""
+
+    draw: Draw
+    state: int
+    first: int  # ns from the first time asked to the first draw
+    next_time: int | None = None  # None before the first ask; then the time of the next draw
+    running: tuple[tuple[Generator, frozenset[str]], ...] = ()
+    drawing: bool = True
+
+    def _drawn(self, ctx: Context) -> Spawn:
+        """This generator after the draws due at ctx.time (at most one: a draw sets the next one after now)."""
+        next_time = ctx.time + self.first if self.next_time is None else self.next_time
+        if not self.drawing or ctx.time < next_time:
+            return self if next_time == self.next_time else replace(self, next_time=next_time)
+        busy = frozenset().union(*(tags for _, tags in self.running))
+        got = self.draw(random.Random(self.state), ctx, busy)
+        if got is None:
+            return replace(self, next_time=next_time, state=_next_state(self.state), drawing=False)
+        running = self.running + (((got.gen, got.tags),) if got.gen is not None else ())
+        return replace(self, next_time=ctx.time + got.after, state=_next_state(self.state), running=running)
+
+    def op(self, ctx: Context) -> OpResult:
+        me = self._drawn(ctx)
+        assert me.next_time is not None
+        best: tuple[int, Op, Generator | None] | None = None
+        wake = me.next_time if me.drawing else None
+        answered: dict[int, Generator | None] = {}  # index -> state kept (a pending one's: the state it answered with)
+        for i, (g, _) in enumerate(me.running):
+            res = g.op(ctx)
+            if res is None:
+                continue
+            x, nxt = res
+            if isinstance(x, Pending):
+                answered[i] = nxt
+                if x.wake is not None:
+                    wake = x.wake if wake is None else min(wake, x.wake)
+                continue
+            answered[i] = g  # an op that loses is not taken: its generator keeps its old state
+            if best is None or x.time < best[1].time:
+                best = (i, x, nxt)
+        kept: list[tuple[Generator, frozenset[str]]] = []
+        for i, (_, tags) in enumerate(me.running):
+            state = best[2] if best is not None and best[0] == i else answered.get(i)
+            if state is not None:
+                kept.append((state, tags))
+        same = len(kept) == len(me.running) and all(a[0] is b[0] for a, b in zip(kept, me.running, strict=True))
+        after = me if same else replace(me, running=tuple(kept))  # asked on every client op: no needless copies
+        if best is not None:
+            return best[1], after
+        if not kept and not me.drawing:
+            return None
+        return Pending(wake), after
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        if not self.running:
+            return self
+        return replace(self, running=tuple((g.update(ctx, event), tags) for g, tags in self.running))
+
+
+def spawn(draw: Draw, *, first_s: float, seed: int = 0) -> Spawn:
+    """A new generator from ``draw`` at ``first_s`` after the first ask and then whenever the last draw said, run
+    beside the others still running (see :class:`Spawn`). For schedules of overlapping episodes (harness.hunt)."""
+    if first_s < 0:
+        raise GeneratorError(f"spawn: the first draw must be at >= 0 s, got {first_s}")
+    return Spawn(draw, seed & 0xFFFFFFFFFFFFFFFF, secs(first_s))
 
 
 def stop_all(kinds: Sequence[str]) -> Seq:

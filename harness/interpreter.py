@@ -15,7 +15,8 @@ process id (process + concurrency), and its client is closed and re-opened, as i
 opened yields ``fail`` with error ``no-client: ...`` (nothing was sent, so nothing happened).
 
 Nemesis ops are recorded as an ``invoke`` and an ``info`` completion on process ``"nemesis"``; the completion's value
-is what the nemesis reports it did.
+is what the nemesis reports it did, plus the invoke value's ``fault`` and ``move`` (what the schedule said of the op)
+when the nemesis's own value leaves them out.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread
+from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread, node_index
 from harness.protocols import Client, Nemesis, Op, TestContext
 from harness.store import HistoryWriter
 
 log = logging.getLogger("harness.interpreter")
 
 COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
+SCHEDULE_KEYS = ("fault", "move")  # kept from a nemesis invoke's value on its completion (see the module docstring)
 
 
 def _at(op: Op, t: int, node: str | None) -> Op:
@@ -315,7 +317,8 @@ class Interpreter:
                 self._complete(await self._nemesis_op(op), st)
             return
         nodes = self.test.nodes
-        node = nodes[int(thread) % len(nodes)] if nodes else None
+        i = node_index(thread, len(nodes))
+        node = nodes[i] if i is not None else None
         client: Client | None = None
         try:
             while (op := await inbox.get()) is not None:
@@ -410,7 +413,11 @@ class Interpreter:
         except Exception as e:  # noqa: BLE001 - recorded; the final heal still runs
             error = _describe(e)
             log.warning("nemesis %s %s failed: %s", inv.f, inv.value, error)
-        if isinstance(inv.value, dict) and isinstance(value, dict) and "fault" not in value and "fault" in inv.value:
-            value = {"fault": inv.value["fault"], **value}
+        if isinstance(inv.value, dict) and isinstance(value, dict):
+            # What the schedule said of the op (its kind, the move it belongs to) stays on the completion, which
+            # the nemesis builds afresh: the report and the checkers read completions.
+            carried = {k: inv.value[k] for k in SCHEDULE_KEYS if k in inv.value and k not in value}
+            if carried:
+                value = {**carried, **value}
         return self._record(Op(process=NEMESIS, type="info", f=inv.f, value=value, time=time.monotonic_ns(),
                                node=node, error=error))

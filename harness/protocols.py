@@ -207,6 +207,16 @@ class DB(Protocol):
 
 
 @runtime_checkable
+class StateDigest(Protocol):
+    """Capability of a DB whose nodes can report what they applied and a digest of it (the convergence oracle,
+    harness.converge). ``state_digest`` returns at least ``{"applied": int, "digest": str}``, ideally also
+    ``"last_index"`` and ``"last_term"`` (and whatever else the DB reports: kept as evidence); it raises when the
+    node does not answer. Replicas at the same ``applied`` must report the same ``digest``."""
+
+    async def state_digest(self, test: TestContext, node: str) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
 class Timing(Protocol):
     """A capability of a DB: how long its elections can take. Fault schedules scale their holds and gaps to it (a
     pause "longer than a lease", a partition "a few elections long"); bounds may use it too. A DB without it is

@@ -29,6 +29,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from harness.detection import FailpointCatalog
+from harness.faults import UNDESCRIBED, FaultTraits
 from harness.generator import Generator
 from harness.protocols import DB, Checker, Client, Nemesis
 
@@ -75,12 +77,15 @@ class Option:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DBSpec:
-    """A system under test. ``factory(options)`` returns a fresh DB for one run."""
+    """A system under test. ``factory(options)`` returns a fresh DB for one run; ``failpoints``, when the DB has
+    them, lists the bugs it can plant in itself and the options that switch them on."""
 
     name: str
     factory: Callable[[Mapping[str, Any]], DB]
     description: str = ""
     options: Sequence[Option] = ()
+    # The bugs this DB can plant in itself (``harness run --failpoints``, the detection campaign); None: none.
+    failpoints: FailpointCatalog | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,9 +122,14 @@ class NemesisSpec:
 
     ``faults``: the fault kinds it handles (the ``value["fault"]`` of its ops); default ``{name}``.
     ``generator(options, rng)``: its own schedule of start/stop ops (runs on the nemesis thread). When None, the
-    engine's default applies: every ``--nemesis-interval`` seconds start a kind chosen at random among the selected
-    nemeses' faults, and stop it one interval later (harness.generator.nemesis_cycle). When several nemeses are
-    selected, those with their own schedule run side by side with the default cycle of the others.
+    engine's schedule applies (``--schedule``): the hunting schedule (harness.hunt) or the old cycle (every
+    ``--nemesis-interval`` seconds start a kind chosen at random, stop it one interval later). When several nemeses
+    are selected, those with their own schedule run side by side with the engine's schedule of the others.
+    ``traits(options)``: kind -> :class:`~harness.faults.FaultTraits` (what each kind does and how a start is aimed
+    at the leader or one node, given the run's options); kinds it leaves out, or all when None, are drawn at random
+    only, never aimed.
+    ``needs``: what the hosts must offer for it to run (e.g. ``"network"``: a network of their own to cut); ``--nemesis
+    all`` leaves out the nemeses whose needs the run's backend lacks (harness.backends.FEATURES).
     """
 
     name: str
@@ -128,10 +138,17 @@ class NemesisSpec:
     generator: Callable[[Mapping[str, Any], random.Random], Generator] | None = None
     description: str = ""
     options: Sequence[Option] = ()
+    traits: Callable[[Mapping[str, Any]], Mapping[str, FaultTraits]] | None = None
+    needs: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> frozenset[str]:
         return self.faults or frozenset({self.name})
+
+    def fault_traits(self, options: Mapping[str, Any]) -> dict[str, FaultTraits]:
+        """Every kind of this spec -> its traits under these options (UNDESCRIBED for kinds it does not describe)."""
+        described = self.traits(options) if self.traits is not None else {}
+        return {kind: described.get(kind, UNDESCRIBED) for kind in sorted(self.kinds)}
 
 
 Spec = DBSpec | Workload | NemesisSpec

@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import detection, registry
 from harness import generator as gen
-from harness import registry
-from harness.backends import make_backend
+from harness.backends import FEATURES, make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
+from harness.converge import CONVERGE, HARNESS, observe_convergence
+from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
 from harness.monitor import STUCK_ELECTIONS, ClusterMonitor, StuckDetector
@@ -41,6 +43,9 @@ from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
 
 log = logging.getLogger("harness.run")
+
+SCHEDULES = ("hunt", "cycle")  # the engine's fault schedules: harness.hunt, or generator.nemesis_cycle
+ALL_NEMESES = "all"
 
 
 class ConfigError(ValueError):
@@ -72,7 +77,10 @@ class RunConfig:
     concurrency: int = 10
     rate: float = 200.0
     seed: int = 0
+    schedule: str = "hunt"
     nemesis_interval: float = 10.0
+    fault_rate: float = DEFAULT_FAULT_RATE
+    moves: tuple[str, ...] = MOVES
     op_timeout: float = 5.0
     final_time_limit: float = 30.0
     quiesce_timeout: float = 15.0
@@ -83,12 +91,16 @@ class RunConfig:
     name: str | None = None
     prefix: str | None = None
     render: bool = True
+    failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [(self.nodes >= 1, "--nodes must be >= 1"), (self.time_limit > 0, "--time-limit must be > 0"),
                   (self.concurrency >= 1, "--concurrency must be >= 1"), (self.rate >= 0, "--rate must be >= 0"),
                   (self.nemesis_interval > 0, "--nemesis-interval must be > 0"),
+                  (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+                  (0 < self.fault_rate <= MAX_FAULT_RATE, f"--fault-rate must be in (0, {MAX_FAULT_RATE:g}]"),
+                  (set(self.moves) <= set(MOVES), f"--moves must be among {', '.join(MOVES)}"),
                   (self.op_timeout > 0, "--op-timeout must be > 0"),
                   (self.final_time_limit >= 0, "--final-time-limit must be >= 0"),
                   (self.status_interval > 0, "--status-interval must be > 0"),
@@ -101,6 +113,8 @@ class RunConfig:
         """The flat option mapping roles see (and test.json stores): the generic options plus ``extra``."""
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["nemeses"] = list(self.nemeses)
+        out["failpoints"] = list(self.failpoints)
+        out["moves"] = list(self.moves)
         out["store"] = str(self.store)
         out.update(self.extra)
         return out
@@ -145,9 +159,14 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                                   f"(available: {', '.join(dbs) or 'none'})")
             db_name = dbs[0]
         dbspec = registry.db(db_name)
-        nems = [registry.nemesis(n) for n in config.nemeses if n != "none"]
+        nems = [registry.nemesis(n) for n in expand_nemeses(config.nemeses, config.backend)]
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
+    if config.failpoints:
+        try:
+            detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
+        except detection.CatalogError as e:
+            raise ConfigError(str(e)) from None
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -155,6 +174,24 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                 raise ConfigError(f"fault kind {kind!r} is handled by both nemesis {seen[kind]} and {spec.name}")
             seen[kind] = spec.name
     return workload, dbspec, nems
+
+
+def runnable_nemeses(backend: str) -> list[str]:
+    """Every registered nemesis that can run on ``backend`` (its needs are among the backend's features), sorted.
+    Entry points that fail to load are left out (harness run warns about them)."""
+    have = FEATURES.get(backend, frozenset())
+    return sorted(s.name for s in registry.all_specs(registry.Kind.NEMESIS) if s.needs <= have)
+
+
+def expand_nemeses(names: tuple[str, ...], backend: str) -> list[str]:
+    """The nemesis names a run selects: ``none`` dropped, ``all`` replaced by :func:`runnable_nemeses`, each once."""
+    out: list[str] = []
+    for name in names:
+        if name == ALL_NEMESES:
+            out += [n for n in runnable_nemeses(backend) if n not in out]
+        elif name != "none" and name not in out:
+            out.append(name)
+    return out
 
 
 def _versions() -> dict[str, Any]:
@@ -174,35 +211,51 @@ def _versions() -> dict[str, Any]:
 
 def build_main_generator(config: RunConfig, workload: registry.Workload, nem_specs: list[registry.NemesisSpec],
                          options: Mapping[str, Any], test: TestContext) -> gen.Generator:
-    """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream (each nemesis's own
-    schedule, or the default start/stop cycle every --nemesis-interval over the remaining kinds)."""
+    """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream: each nemesis's own
+    schedule, and for the others the engine's (``--schedule``): the hunting schedule (harness.hunt, ``--fault-rate``
+    episodes a minute, ``--moves``, times scaled to the DB's election timeout) or the cycle (a start every
+    ``--nemesis-interval``, its stop one interval later)."""
     client_gen: gen.Generator = workload.generator(options, test.rng("workload"))
     if config.rate > 0:
         client_gen = gen.rate(config.rate, client_gen)
     client_gen = gen.time_limit(config.time_limit, client_gen)
     schedules: list[gen.Generator] = []
-    default_kinds: list[str] = []
+    engine_specs: list[registry.NemesisSpec] = []
     for spec in nem_specs:
         if spec.generator is not None:
             schedules.append(spec.generator(options, test.rng(f"nemesis.{spec.name}.schedule")))
         else:
-            default_kinds += sorted(spec.kinds)
-    if default_kinds:
-        schedules.append(gen.nemesis_cycle(default_kinds, config.nemesis_interval,
-                                           seed=child_seed(config.seed, "nemesis.schedule")))
+            engine_specs.append(spec)
+    if engine_specs:
+        schedules.append(_engine_schedule(config, engine_specs, options, test))
     if not schedules:
         return gen.clients(client_gen)
     return gen.clients_and_nemesis(client_gen, gen.time_limit(config.time_limit, gen.any_of(*schedules)))
+
+
+def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], options: Mapping[str, Any],
+                     test: TestContext) -> gen.Generator:
+    if config.schedule == "cycle":
+        kinds = [k for spec in specs for k in sorted(spec.kinds)]  # in the order given: a seed replays its kinds
+        return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
+    traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
+    hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),
+                         faults_per_minute=config.fault_rate, moves=config.moves)
+    log.info("hunting schedule: %g episodes a minute over %s, moves %s, election timeout %.3f s",
+             hunting.faults_per_minute, ", ".join(sorted(traits)), ", ".join(hunting.moves) or "none",
+             hunting.election_timeout_s)
+    return hunt(hunting, seed=child_seed(config.seed, "nemesis.hunt"))
 
 
 class _Run:
     """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
     path knows exactly what to undo."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any]) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any],
+                 planted: Mapping[str, Any]) -> None:
         self.config = config
         self.progress = progress
-        self.options = {**defaults, **config.options()}
+        self.options = {**defaults, **config.options(), **planted}  # the failpoints' switches win
         self.tally = Tally()
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
@@ -228,7 +281,8 @@ class _Run:
 async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -> RunResult:
     """Run one test and return its verdict. The phases, in order:
 
-    1. resolve the workload, DB and nemeses in the registry (a bad name fails here, before anything exists);
+    1. resolve the workload, DB and nemeses in the registry, and the failpoints in the DB's catalog (a bad name
+       fails here, before anything exists); the failpoints' options join the run's options;
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
     4. install and start the DB: the nemeses are made and Nemesis.prepare runs (when a nemesis has it: what the
@@ -242,12 +296,15 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until the running nodes agree on one leader, then
        at most the recovery bound until each has applied the leader's commit index; the outcome is recorded as a
        history event (process "harness", f "quiesce") for the recovery checker (harness.quiesce);
-    9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``;
+    9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``; then observe
+       convergence (:func:`_observe_convergence`): every node's applied index and state digest, recorded as one
+       ``harness``/``converge`` event for the checkers;
     10. stop: scrape each node's metrics into ``<node>/metrics.txt``, kill the nodes, collect their log files
         into ``<node>/``;
     11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
     12. store results: results.json (the checker result plus ``heal``), and the ``latest`` links;
-    13. render the report (reports.render.render_run) when the reports package is importable;
+    13. render the report (reports.render.render_run) and the store's index.html (the report's "all runs" link)
+        when the reports package is importable;
     14. tear down: Nemesis.teardown, DB.teardown on every node, backend teardown.
 
     Heal and teardown happen on every path. On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the
@@ -258,7 +315,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     workload, dbspec, nem_specs = resolve(config)  # 1
     specs: list[registry.Workload | registry.DBSpec | registry.NemesisSpec] = [workload, dbspec, *nem_specs]
     defaults = {o.name: o.default for spec in specs for o in spec.options}
-    r = _Run(config, progress, defaults)
+    planted = dbspec.failpoints.options_for(config.failpoints) if config.failpoints and dbspec.failpoints else {}
+    r = _Run(config, progress, defaults, planted)
     error: str | None = None
     interrupted = False
     result: RunResult | None = None
@@ -268,7 +326,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
             result = _store_results(r, check_result, None, False)  # 12
             if config.render and r.run_dir is not None:
                 r.phase("render the report")
-                await _render(r.run_dir)  # 13
+                await _render(r.run_dir, config.store)  # 13
         finally:
             # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
             await _cleanup(r)
@@ -401,6 +459,8 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
             if final is not None and config.final_time_limit > 0:
                 r.phase("final reads")
                 await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
+            r.phase("convergence")
+            await _observe_convergence(r)
         finally:
             poller.cancel()
             ticker.cancel()
@@ -435,6 +495,7 @@ def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSp
         "workload": workload.name,
         "db": dbspec.name,
         "nemeses": [s.name for s in nem_specs],
+        "failpoints": list(r.config.failpoints),
         "seed": r.config.seed,
         "options": r.options,
         "hosts": [{"name": h.name, "address": h.address} for h in r.test.hosts],
@@ -464,7 +525,7 @@ def _record_nemesis(r: _Run, f: str, typ: str, value: Any) -> None:
 def _record_observation(r: _Run, f: str, value: dict[str, Any]) -> None:
     """One observation of the lab's own (docs/history.md: process "harness", a single info event)."""
     assert r.history is not None
-    r.history.record(Op(process="harness", type="info", f=f, value=value, time=time.monotonic_ns()))
+    r.history.record(Op(process=HARNESS, type="info", f=f, value=value, time=time.monotonic_ns()))
 
 
 async def _heal(r: _Run, timeout: float = 60.0) -> None:
@@ -498,6 +559,18 @@ async def _heal(r: _Run, timeout: float = 60.0) -> None:
     ok = bool(res.get("ok")) and all(v is True for v in running.values())
     r.heal_result = {"ok": ok, "details": {"nemesis": res.get("details"), "running": running}}
     (log.info if ok else log.warning)("heal: %s", r.heal_result)
+
+
+async def _observe_convergence(r: _Run) -> None:
+    """Phase 9, after the final reads: the convergence oracle's observation (harness.converge: poll every node's
+    StateDigest until all running nodes report the same applied index, at most ``quiesce_timeout``), recorded as
+    ONE history event of process "harness", f "converge" (a DB without the capability: the event says skipped).
+    checker.ConvergenceChecker judges it, in the run and in `harness analyze`."""
+    assert r.test is not None and r.history is not None
+    value = await observe_convergence(r.test, timeout=r.config.quiesce_timeout, interval=r.config.status_interval)
+    r.history.record(Op(process=HARNESS, type="info", f=CONVERGE, value=value, time=time.monotonic_ns()))
+    log.info("convergence: %s", "skipped" if "skipped" in value else
+             f"converged={value['converged']} after {value['polls']} poll(s)")
 
 
 async def _collect(r: _Run) -> None:
@@ -555,16 +628,20 @@ async def _cleanup(r: _Run) -> None:
             log.error("%s failed: %s: %s", name, type(e).__name__, e)
 
 
-async def _render(run_dir: RunDir) -> None:
+async def _render(run_dir: RunDir, store: Path) -> None:
+    """report.html of the run, then store/index.html (the report links to it as "all runs"). A failure of
+    either is logged and never changes the verdict."""
     try:
+        from reports.index import render_index
         from reports.render import render_run
     except ImportError:
         log.info("no report renderer (reports.render) yet; skipping report.html")
         return
-    try:
-        await in_daemon_thread(render_run, run_dir.path)
-    except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
-        log.warning("report rendering failed: %s: %s", type(e).__name__, e)
+    for what, fn, arg in (("report", render_run, run_dir.path), ("store index", render_index, store)):
+        try:
+            await in_daemon_thread(fn, arg)
+        except Exception as e:  # noqa: BLE001 - a report failure never changes the verdict
+            log.warning("%s rendering failed: %s: %s", what, type(e).__name__, e)
 
 
 def analyze(run_path: Path) -> dict[str, Any]:

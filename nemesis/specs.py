@@ -1,6 +1,10 @@
 """The registry's view of this package: one `NemesisSpec` per fault family, found through the entry points of
 pyproject.toml (group `raftkv_lab.nemeses`). Each factory gets the run's options and its own child rng.
 
+Each spec also tells schedules what its faults do and how a start is aimed at the leader or at one node
+(`traits`, harness.faults), within what the run's options allow, and what the hosts must offer (`needs`:
+partitions and packet faults need a network of their own, so `--nemesis all` leaves them out on the local backend).
+
 Options they add to `harness run`:
 - `--partition-shapes a,b,...`: the shapes a partition start picks from (nemesis.grudge.SHAPES; default
   halves,one,leader,ring,bridge);
@@ -18,6 +22,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness.faults import AIMS, Effect, FaultTraits
 from harness.registry import NemesisSpec, Option
 from nemesis.clock import DEFAULT_MAX_SKEW_S, ClockNemesis
 from nemesis.grudge import SHAPES
@@ -79,6 +84,24 @@ def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
                         max_skew_s=_number(options, "clock_max_skew_s", DEFAULT_MAX_SKEW_S))
 
 
+def _aims(field: str, allowed: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The aims (harness.faults) a start can take: `{field: "leader"}` and `{field: "one"}`, each only when the
+    run's options allow it (a user who ruled out leader targets is not overridden by the schedule)."""
+    return {aim: {field: aim} for aim in AIMS if aim in allowed}
+
+
+def _targeted_traits(kind: str, effect: Effect, option: str) -> Callable[[Mapping[str, Any]], dict[str, FaultTraits]]:
+    def traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
+        return {kind: FaultTraits(effect, _aims("target", options.get(option) or DEFAULT_TARGETS))}
+
+    return traits
+
+
+def _partition_traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
+    # The partition nemesis aims through its shapes: "leader" cuts the leader off, "one" a random node.
+    return {"partition": FaultTraits(Effect.CUT, _aims("shape", options.get("partition_shapes") or DEFAULT_SHAPES))}
+
+
 def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable[[str], float]:
     """An option type: a float that `accept` takes, else a ValueError saying `what` it must be (argparse names
     the type `name` in its error message)."""
@@ -99,7 +122,7 @@ _non_negative = number_in("milliseconds", lambda v: v >= 0, "a number >= 0")
 
 
 PARTITION = NemesisSpec(
-    name="partition", factory=_partition,
+    name="partition", factory=_partition, traits=_partition_traits, needs=frozenset({"network"}),
     description="network partitions (random halves, one node, the leader, majorities ring, bridge) as iptables "
                 "rules in a chain of the lab's own on each host",
     options=(Option(flag="--partition-shapes", type=comma_list(SHAPES), default=DEFAULT_SHAPES,
@@ -107,21 +130,22 @@ PARTITION = NemesisSpec(
 )
 
 KILL = NemesisSpec(
-    name="kill", factory=_kill,
+    name="kill", factory=_kill, traits=_targeted_traits("kill", Effect.CRASH, "kill_targets"),
     description="kill -9 of one node, the leader, a minority, a majority or all, restarted when the fault stops",
     options=(Option(flag="--kill-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"kill targets to pick from ({', '.join(TARGET_SPECS)}); default all"),),
 )
 
 PAUSE = NemesisSpec(
-    name="pause", factory=_pause,
+    name="pause", factory=_pause, traits=_targeted_traits("pause", Effect.FREEZE, "pause_targets"),
     description="SIGSTOP of one node, the leader, a minority, a majority or all, SIGCONT when the fault stops",
     options=(Option(flag="--pause-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"pause targets to pick from ({', '.join(TARGET_SPECS)}); default all"),),
 )
 
 PACKET = NemesisSpec(
-    name="packet", factory=_packet,
+    name="packet", factory=_packet, traits=_targeted_traits("packet", Effect.OTHER, "packet_targets"),
+    needs=frozenset({"network"}),
     description="a slow or lossy network between the nodes: delay with jitter (an NFQUEUE daemon per host) and/or "
                 "random loss (iptables statistic) of the targets' inbound peer traffic",
     options=(Option(flag="--packet-behaviours", type=comma_list(BEHAVIOURS), default=BEHAVIOURS,
@@ -137,7 +161,7 @@ PACKET = NemesisSpec(
 )
 
 CLOCK = NemesisSpec(
-    name="clock", factory=_clock,
+    name="clock", factory=_clock, traits=_targeted_traits("clock", Effect.OTHER, "clock_targets"),
     description="wall-clock skew of the DB's daemons (an LD_PRELOAD shim built with gcc; monotonic clocks, sleeps "
                 "and timeouts untouched): each start moves the targets' clocks up to +-max skew",
     options=(Option(flag="--clock-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,

@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster-id", type=int, help="default: a CRC32 of the member ids")
     s.add_argument("--client-url", help="URL followers redirect clients to (default http://<--client>)")
     s.add_argument("--seed", type=int, help="seed of the election-timeout randomness")
+    s.add_argument("--peer-secret-file", type=Path,
+                   help="file holding the cluster's shared secret (>= 16 bytes): peers must prove they know it "
+                        "(without one, anyone who reaches the peer port can speak as a member)")
 
     def client_args(c: argparse.ArgumentParser) -> None:
         c.add_argument("--cluster", required=True, help="client addresses HOST:PORT,... of the nodes")
@@ -99,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         opts: dict[str, Any] = load_file(args.config) if args.config else {}
         for name in ("id", "listen", "client", "peers", "data_dir", "memory", "log_file", "tick_ms",
                      "election_ticks", "heartbeat_ticks", "snapshot_entries", "segment_bytes", "lease",
-                     "request_timeout_s", "max_frame", "cluster_id", "client_url", "seed"):
+                     "request_timeout_s", "max_frame", "cluster_id", "client_url", "seed", "peer_secret_file"):
             v = getattr(args, name)
             if v is not None:
                 opts[name] = v
@@ -107,10 +110,11 @@ def _serve(args: argparse.Namespace) -> int:
             if req not in opts:
                 raise ConfigError(f"--{req} is required (on the command line or in --config)")
         opts["peers"] = parse_peers(opts["peers"])
-        for name in ("data_dir", "log_file"):
+        for name in ("data_dir", "log_file", "peer_secret_file"):
             if opts.get(name) is not None:
                 opts[name] = Path(opts[name])
         cfg = ServerConfig(**opts)
+        cfg.peer_secret()  # an unreadable or short secret is a usage error, before anything starts
     except (ConfigError, TypeError) as e:
         print(f"raftkv serve: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,6 +35,10 @@ Behaviour
   The HTTP client is a small purpose-built one (the server always sends Content-Length).
 
 `SyncKVClient` has the same methods, blocking, on a private event loop (do not use it inside a running loop).
+
+`NodeClient(node)` is the opposite of `KVClient`, for testing: ONE request to ONE node per call, and that node's
+answer as it came (`Reply`): no retry, no redirect followed, no leader remembered, no ambiguity hidden. Whether a
+refusal is certain (nothing happened) is derived from `raftkv.api.ERRORS`, the one table.
 """
 
 from __future__ import annotations
@@ -48,11 +52,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .api import DEFAULT_TIMEOUT_S
+from .api import DEFAULT_TIMEOUT_S, ERRORS
 
 __all__ = [
-    "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "PutResult",
-    "RaftKVError", "SyncKVClient", "Timeout", "Unavailable", "VersionMismatch",
+    "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "NodeClient", "PutResult",
+    "RaftKVError", "Reply", "SyncKVClient", "Timeout", "Unavailable", "VersionMismatch",
 ]
 
 
@@ -399,6 +403,105 @@ class KVClient:
         if ambiguous:
             raise Maybe(f"outcome unknown after {total:.3g}s: {last_error}", node=target)
         raise Unavailable(f"not accepted by any node within {total:.3g}s: {last_error}", node=target)
+
+
+# Transport outcomes of NodeClient (not in ERRORS: no answer came).
+UNREACHABLE = "unreachable"  # the connection could not be made: the request was never sent (certain)
+CONNECTION_LOST = "connection-lost"  # the connection failed after the request was written (uncertain)
+TIMEOUT = "timeout"  # no answer before the deadline (uncertain)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One node's answer to one request, as it came.
+
+    `status` is the HTTP status (None when no answer came); `code` is "ok" (200), an error code of
+    raftkv.api.ERRORS, "http-<status>" for an answer outside that table, or a transport outcome: "unreachable"
+    (never sent), "connection-lost" or "timeout" (sent, no answer). `definite` is True when the request
+    certainly had no effect (`ok` answers too: they say what happened); False when it may have had one.
+    `body` is the decoded JSON object ({} when none)."""
+
+    node: str
+    status: int | None
+    code: str
+    definite: bool
+    body: dict[str, Any]
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+
+def classify(status: int, body: dict[str, Any]) -> tuple[str, bool]:
+    """(code, definite) of an HTTP answer, from raftkv.api.ERRORS: a code counts as definite only with the status
+    the table gives it. Anything else (a 500, a body that is not the API's, a known code with another status) is
+    an answer the API does not document: not definite."""
+    if status == 200:
+        return "ok", True
+    code = body.get("error")
+    kind = ERRORS.get(code) if isinstance(code, str) else None
+    if kind is None or kind.http_status != status:
+        return (code if isinstance(code, str) else f"http-{status}"), False
+    return kind.code, kind.definite
+
+
+class NodeClient:
+    """One request to one node per call; see `Reply` and the module docstring. Not thread-safe.
+
+    The deadline of a call (`timeout=`, else the client's) covers connecting, sending and the answer; the node
+    is told a slightly shorter one (`timeout_ms`), so it answers `maybe` or `unavailable` itself before the
+    client gives up. Connecting may take at most half the deadline, so a connection that cannot be made is known
+    to be unsent (`unreachable`), never mistaken for a timeout after sending."""
+
+    def __init__(self, node: str, *, timeout: float = DEFAULT_TIMEOUT_S, connect_timeout: float = 1.0,
+                 pool_size: int = 4) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        self.node = _norm(node)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.pool_size = pool_size
+        self._pool: _Pool | None = None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def get(self, key: str, consistency: str = "linearizable", timeout: float | None = None) -> Reply:
+        return await self._one("GET", key, f"?consistency={quote(consistency)}", None, timeout)
+
+    async def put(self, key: str, value: str, version: int, timeout: float | None = None) -> Reply:
+        payload = json.dumps({"value": value, "version": version}).encode()
+        return await self._one("PUT", key, "", payload, timeout)
+
+    async def delete(self, key: str, version: int, timeout: float | None = None) -> Reply:
+        return await self._one("DELETE", key, f"?version={version}", None, timeout)
+
+    async def _one(self, method: str, key: str, query: str, payload: bytes | None,
+                   timeout: float | None) -> Reply:
+        total = self.timeout if timeout is None else timeout
+        if self._pool is None:
+            self._pool = _Pool(self.node, self.pool_size, self.connect_timeout)
+        self._pool.connect_timeout = min(self.connect_timeout, total / 2)  # read when it connects
+        server_wait = total - min(0.2, total * 0.2)  # the node answers first, a tick late at most
+        path = f"/kv/{quote(key, safe='')}{query}{'&' if query else '?'}timeout_ms={max(1, int(server_wait * 1000))}"
+        try:
+            async with asyncio.timeout(total):
+                status, _, data = await self._pool.request(method, path, payload)
+        except TimeoutError:  # connecting is bounded by half the deadline: this one was sent
+            return Reply(self.node, None, TIMEOUT, False, {}, f"no answer within {total:.3g} s")
+        except _ConnError as e:
+            return Reply(self.node, None, CONNECTION_LOST if e.sent else UNREACHABLE, not e.sent, {}, str(e))
+        try:
+            body = json.loads(data) if data else {}
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        code, definite = classify(status, body)
+        return Reply(self.node, status, code, definite, body, str(body.get("message", "")))
 
 
 class SyncKVClient:

@@ -139,10 +139,28 @@ def render_index(store: Path) -> Path:
         counts=" · ".join(f'<span class="pill {v}">{c} {v}</span>' for v, c in counts.items() if c),
         nemesis_options="".join(f'<option value="{esc(n)}">{esc(n)}</option>' for n in nemeses),
         rows="".join(rows) or '<tr><td colspan="9" class="empty">No runs in this store yet.</td></tr>',
-        js=_JS, data=json_script({"runs": len(runs)}))
+        js=_JS, data=json_script({"runs": len(runs)}), detections=_detections(store))
     out = store / INDEX
     atomic_write(out, page)
     return out
+
+
+def _detections(store: Path) -> str:
+    """Links to the detection tables of the store's failpoint campaigns (newest first), with their counts."""
+    items = []
+    for path in sorted(store.glob("campaigns/*/detection.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        alarms = data.get("false_alarms") or 0
+        rel = path.parent.relative_to(store).as_posix() + "/detection.html"
+        text = f"{path.parent.name}: caught {data.get('caught')} of {data.get('bugs')} planted bugs"
+        alarm = f' <span class="pill invalid">{esc(alarms)} false alarm(s)</span>' if alarms else ""
+        items.append(f'<li><a href="{href(rel)}">{esc(text)}</a>{alarm}</li>')
+    return f'<section class="detections"><b>Detection tables</b><ul>{"".join(items)}</ul></section>' if items else ""
 
 
 def _row(rel: str, run_dir: Path, info: dict[str, Any]) -> str:
@@ -240,7 +258,7 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,"><title>raftkv lab: {n} runs</title><style>{css}</style></head>
 <body><header><h1>raftkv lab · {n} runs</h1><div>{counts}</div></header>
-<main>
+<main>{detections}
 <div class="filters">
 <label>verdict<select id="f-verdict"><option value="">any</option><option value="invalid">invalid</option>
 <option value="unknown">unknown</option><option value="valid">valid</option><option value="unchecked">not checked</option>

@@ -42,12 +42,19 @@ TEXT_TYPES = {".js": "application/javascript", ".css": "text/css", ".png": "imag
               ".zip": "application/zip", ".gz": "application/gzip"}
 
 
+NAME_MAX, PATH_MAX = 255, 4000
+
+
 def _inside(store: Path, rel: str) -> Path:
     """The store path for a URL path, or HTTPNotFound if it would leave the store."""
     if "\x00" in rel:
         raise web.HTTPNotFound()
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts) or (parts and os.path.isabs(parts[0])):
+        raise web.HTTPNotFound()
+    # A name the file system cannot hold cannot name a file of the store; refused here, before a stat() fails
+    # with ENAMETOOLONG (which 3.11's Path.is_dir lets through as a 500).
+    if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts) or len(rel) > PATH_MAX:
         raise web.HTTPNotFound()
     path = (store / Path(*parts)) if parts else store
     try:

@@ -4,7 +4,9 @@ On each host (any backend: everything goes through Remote):
 - data in `<backend data dir>/raftkv`, logs in `<backend log dir>/` (`raftkv.log` written by the node,
   `stdout.log` its stdout and stderr);
 - the node listens for peers on `<host address>:PEER_PORT` and for clients on `<host address>:CLIENT_PORT`;
-- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs);
+- `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs) and the run's
+  cluster secret, fresh per run, to `<backend data dir>/peer-secret` (mode 600, never collected), so the nodes
+  authenticate each other;
 - it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
   so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
   backends must provide the same paths).
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Mapping
@@ -40,6 +43,7 @@ REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 DEFAULT_TICK_MS = 25
 DEFAULT_ELECTION_TICKS = 10
 STATUS_TIMEOUT_S = 1.0
+DIGEST_TIMEOUT_S = 5.0
 GONE_TIMEOUT_S = 10.0
 # The recovery bound (recovery_bound_s): docs/lab.md gives the measured recovery times it is set against.
 RECOVERY_ELECTIONS = 4
@@ -70,6 +74,9 @@ class RaftkvDB:
         if self.tick_ms < 1 or self.election_ticks < 2:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
         self.lease = bool(options.get("raftkv_lease"))
+        # The run's cluster secret: the nodes authenticate each other with it (raftkv --peer-secret-file). Fresh
+        # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
+        self.peer_secret = secrets.token_hex(32)
         self.pids: dict[str, int] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
@@ -100,6 +107,9 @@ class RaftkvDB:
     def config_file(self, test: TestContext, node: str) -> str:
         return f"{test.backend.data_dir(node)}/raftkv.json"
 
+    def secret_file(self, test: TestContext, node: str) -> str:
+        return f"{test.backend.data_dir(node)}/peer-secret"
+
     def config(self, test: TestContext, node: str) -> dict[str, Any]:
         """The node's configuration (`raftkv serve --config` keys): addresses, directories, election settings and
         a seed of its own for the election-timeout randomness (drawn from the run's seed)."""
@@ -107,7 +117,7 @@ class RaftkvDB:
                 "peers": {n: peer_address(test, n) for n in test.nodes},
                 "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
                 "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
-                "lease": self.lease,
+                "lease": self.lease, "peer_secret_file": self.secret_file(test, node),
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
@@ -122,6 +132,8 @@ class RaftkvDB:
         await host.exec(["mkdir", "-p", self.data_dir(test, node), test.backend.log_dir(node)])
         text = json.dumps(self.config(test, node), indent=2, sort_keys=True) + "\n"
         await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.config_file(test, node)], stdin=text.encode())
+        await host.exec(["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.secret_file(test, node)],
+                        stdin=self.peer_secret.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
@@ -176,11 +188,11 @@ class RaftkvDB:
 
     # -- inspection -------------------------------------------------------------------------------------------
 
-    async def _get(self, test: TestContext, node: str, path: str) -> Any:
+    async def _get(self, test: TestContext, node: str, path: str, timeout: float = STATUS_TIMEOUT_S) -> Any:
         url = f"http://{client_address(test, node)}{path}"
-        timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+            async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(url) as resp:
                 if resp.status != 200:
                     raise RaftkvDBError(f"{node}: GET {path} answered {resp.status}")
                 return await resp.text()
@@ -201,6 +213,19 @@ class RaftkvDB:
         if not isinstance(status, dict):
             raise RaftkvDBError(f"{node}: /status is not a JSON object: {status!r}")
         return status
+
+    async def state_digest(self, test: TestContext, node: str) -> dict[str, Any]:
+        """GET /debug/state (harness.protocols.StateDigest): {"id", "term", "role", "commit", "applied",
+        "last_index", "last_term", "digest"}; RaftkvDBError when no answer. Computing the digest takes a moment on
+        a large state (docs/server.md), hence the longer timeout than a status poll."""
+        text = await self._get(test, node, "/debug/state", timeout=DIGEST_TIMEOUT_S)
+        try:
+            state = json.loads(text)
+        except ValueError as exc:
+            raise RaftkvDBError(f"{node}: /debug/state is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise RaftkvDBError(f"{node}: /debug/state is not a JSON object: {state!r}")
+        return state
 
     async def metrics(self, test: TestContext, node: str) -> str:
         return str(await self._get(test, node, "/metrics"))

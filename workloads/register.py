@@ -9,11 +9,25 @@ Operations, as docs/history.md's versioned-kv model names them (every op carries
 - `delete`: invoke value `{"version": E}` with E the last observed version (> 0); ok value `{"version": 0}`.
 Values are unique strings (a counter), so every read names the one write it saw.
 
-Outcomes follow Jepsen (docs/history.md): ok when it took effect; `fail` only when it certainly did not:
-version-mismatch, no-key, or unavailable (raftkv.client raises Unavailable only when no node ever took the request);
-`info` for everything that might have happened (Maybe, Timeout, a lost connection, any unexpected error). Reads are
-the exception Jepsen makes too: a read that got no answer changed nothing, so it is a `fail` with the reason as its
-error, and the worker keeps its process.
+Client placement (`--client-mode`, docs/lab.md), as Jepsen places clients:
+- `node` (the default): each worker is bound to one node (round-robin, harness.generator.node_index) and sends each
+  operation to that node once, through raftkv.client.NodeClient: no leader hint followed, no retry elsewhere. What
+  that node answered is what the history records, with the node's name in `node`. Followers serve linearizable
+  reads (ReadIndex through the leader) and redirect writes and lease reads (307): such a redirect is a `fail`.
+- `smart`: the raftkv client library (KVClient) as a user runs it: it follows leader hints and retries other nodes
+  until its deadline. Kept for comparison; it hides which node answered what.
+
+Outcomes follow Jepsen (docs/history.md): ok when it took effect; `fail` only when it certainly did not; `info` for
+everything that might have happened. In node mode, certainty comes from raftkv.api.ERRORS (the one table): a
+redirect (not-leader), unavailable, version-mismatch, no-key (of a write), bad-request and the like are `fail`; a
+`maybe`, a timeout, a connection lost after sending, or any answer outside the table is `info`; a connection that
+could not be made (nothing sent) is `fail`. Reads are the exception Jepsen makes too: a read that got no answer
+changed nothing, so it is a `fail` with the reason as its error, and the worker keeps its process. A get's no-key
+is its answer (the key is absent).
+
+Final reads (`final_generator`): in node mode every key is read through EVERY node separately (each node's
+workers read a key until one read succeeds), so a node whose state diverged answers in the history; in smart mode
+every key once, through whichever node the library reaches.
 
 `--read-consistency lease` reads at the leader under its lease (nodes started with `--raftkv-lease`): safe only
 while no node is paused or slowed beyond the lease's margin, which the pause nemesis tests.
@@ -33,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checker import LinearizabilityChecker, RecoveryChecker, Stats, make_model
+from checker import ConvergenceChecker, LinearizabilityChecker, RecoveryChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload
@@ -41,8 +55,10 @@ from raftkv.client import (
     BadRequest,
     Indeterminate,
     KVClient,
+    NodeClient,
     NoKey,
     RaftKVError,
+    Reply,
     Unavailable,
     VersionMismatch,
 )
@@ -51,6 +67,8 @@ from workloads.raftkv_db import client_address
 DEFAULT_KEYS = 8
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
+CLIENT_MODES = ("node", "smart")
+FINAL_RETRY_S = 0.1  # between the final reads of one key through one node that did not succeed
 # Relative weights of the operation kinds.
 MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
 
@@ -114,7 +132,7 @@ class RegisterGen(gen.Generator):
         if not isinstance(version, int):
             return self
         try:
-            i = self.keys.index(event.key)  # type: ignore[arg-type]
+            i = self.keys.index(event.key)
         except ValueError:  # a key this stream does not write
             return self
         if self.versions[i] == version:
@@ -133,28 +151,77 @@ def generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
     return RegisterGen(keys, (0,) * len(keys), rng.getrandbits(64))
 
 
+def client_mode(options: Mapping[str, Any]) -> str:
+    mode = options.get("client_mode") or "node"
+    if mode not in CLIENT_MODES:
+        raise ValueError(f"--client-mode must be one of {CLIENT_MODES}, got {mode!r}")
+    return str(mode)
+
+
+def _read_until_ok(key: str) -> gen.Generator:
+    """Read one key until a read succeeds: one read at a time, FINAL_RETRY_S apart, so a node that keeps refusing
+    (down, cut off) is asked about ten times a second, not in a tight loop."""
+    return gen.concurrency_limit(1, gen.until_ok(gen.delay(FINAL_RETRY_S, gen.repeat({"f": "get", "key": key}))))
+
+
 def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
-    """Read every key until a read succeeds: one reader per key at a time, all keys side by side."""
+    """Node mode: every key through every node separately (gen.on_node: the workers bound to that node), all side
+    by side, each until one read succeeds (the engine bounds the phase by --final-time-limit). Smart mode: every
+    key until one read succeeds, through whichever node the library reaches. A node without a worker (fewer
+    workers than nodes) is read by nobody: the convergence oracle still compares its state."""
     keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
-    return gen.any_of(*(gen.concurrency_limit(1, gen.until_ok(gen.repeat({"f": "get", "key": k}))) for k in keys))
+    if client_mode(options) == "smart":
+        return gen.any_of(*(_read_until_ok(k) for k in keys))
+    nodes = int(options.get("nodes") or 1)
+    return gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
+                        for i in range(nodes)))
+
+
+def completion(f: str, reply: Reply) -> tuple[str, Any, str | None]:
+    """(type, value, error) of the completion of a register op `f` that got `reply` from its node (node mode).
+
+    ok when the node says it took effect (or, for a get, answered: its no-key means absent); otherwise `fail`
+    when the reply is definite (raftkv.api.ERRORS, or never sent), else `info`; a get that got no answer is a
+    `fail` all the same (a read changes nothing). An ok answer without the fields the API promises is not an
+    answer the API documents: `info` (`fail` for a get) with error `bad-answer`."""
+    body = reply.body
+    if f == "get":
+        if reply.ok:
+            value, version = body.get("value"), body.get("version")
+            if isinstance(value, str) and type(version) is int:
+                return "ok", {"value": value, "version": version}, None
+            return "fail", None, "bad-answer"
+        if reply.code == "no-key" and reply.definite:
+            return "ok", {"value": None, "version": 0}, None
+        return "fail", None, reply.code
+    if reply.ok:
+        version = body.get("version")
+        if type(version) is int:
+            return "ok", {"version": version}, None
+        return "info", None, "bad-answer"
+    return ("fail" if reply.definite else "info"), None, reply.code
 
 
 class RegisterClient:
-    """One worker's connection. `open` returns a fresh opened client bound to a node; the instance it is called on
-    only carries the options."""
+    """One worker's connection. `open` returns a fresh opened client bound to a node (a NodeBoundClient in node
+    mode); the instance it is called on only carries the options."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.timeout = client_timeout(options)
         self.consistency = options.get("read_consistency") or "linearizable"
         if self.consistency not in CONSISTENCIES:
             raise ValueError(f"--read-consistency must be one of {CONSISTENCIES}, got {self.consistency!r}")
+        self.mode = client_mode(options)
         self.options = options
         self._kv: KVClient | None = None
         self._rng = random.Random(0)
         self._names: dict[str, str] = {}  # client address -> node name
         self._addresses: list[str] = []
 
-    async def open(self, test: TestContext, node: str) -> RegisterClient:
+    async def open(self, test: TestContext, node: str) -> RegisterClient | NodeBoundClient:
+        if self.mode == "node":
+            return NodeBoundClient(NodeClient(client_address(test, node), timeout=self.timeout), node,
+                                   self.consistency, self.timeout)
         client = RegisterClient(self.options)
         nodes = test.nodes
         start = nodes.index(node)
@@ -213,15 +280,47 @@ class RegisterClient:
         self._kv = KVClient(self._addresses, timeout=self.timeout)
 
 
+class NodeBoundClient:
+    """A worker's client in node mode: every operation goes to its one node, once (NodeClient), and the
+    completion is that node's answer (:func:`completion`)."""
+
+    def __init__(self, client: NodeClient, node: str, consistency: str, timeout: float) -> None:
+        self._client = client
+        self.node = node
+        self.consistency = consistency
+        self.timeout = timeout
+
+    async def open(self, test: TestContext, node: str) -> NodeBoundClient:
+        raise RuntimeError("NodeBoundClient is opened by RegisterClient.open")
+
+    async def close(self, test: TestContext) -> None:
+        await self._client.close()
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        key = str(op.key)
+        if op.f == "get":
+            reply = await self._client.get(key, self.consistency, timeout=self.timeout)
+        elif op.f == "put":
+            reply = await self._client.put(key, op.value["value"], op.value["version"], timeout=self.timeout)
+        elif op.f == "delete":
+            reply = await self._client.delete(key, op.value["version"], timeout=self.timeout)
+        else:
+            raise ValueError(f"register workload: unknown f {op.f!r}")
+        type_, value, error = completion(op.f, reply)
+        return Op(process=op.process, type=type_, f=op.f, key=op.key, value=value,  # type: ignore[arg-type]
+                  node=self.node, error=error)
+
+
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The versioned-kv linearizability checker (per key), the op statistics (checker.standard_checker's pair) and
-    the recovery checker (liveness: writes are put and delete, reads get; the run's bound from the options), as a
-    mapping so the engine composes and stores them by name."""
+    """The versioned-kv linearizability checker (per key), the op statistics (checker.standard_checker's pair),
+    the convergence oracle's judge and the recovery checker (liveness: writes are put and delete, reads get; the
+    run's bound from the options), as a mapping so the engine composes and stores them by name (and `harness
+    analyze` re-runs them all)."""
     timeout = options.get("checker_timeout")
     bound = options.get("recovery_bound_s")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
-            "stats": Stats(),
+            "stats": Stats(), "convergence": ConvergenceChecker(),
             "recovery": RecoveryChecker(writes={"put", "delete"}, reads={"get"},
                                         bound_s=None if bound is None else float(bound))}
 
@@ -232,6 +331,9 @@ REGISTER = Workload(
     description="independent versioned keys: reads, writes and compare-and-set through raftkv's versioned put",
     options=(
         Option(flag="--keys", type=int, default=DEFAULT_KEYS, help=f"number of keys (default {DEFAULT_KEYS})"),
+        Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
+               help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
+                    "Jepsen's placement) or smart (the raftkv library: follows leader hints, retries elsewhere)"),
         Option(flag="--read-consistency", choices=CONSISTENCIES, default="linearizable",
                help="linearizable (ReadIndex at the leader), lease (the leader's lease: needs --raftkv-lease; "
                     "safe only while clocks and pauses stay bounded) or stale (any node's local state: must be "

@@ -8,6 +8,10 @@ from harness.protocols import Backend
 
 BACKENDS = ("netns", "local")
 
+# What each backend's hosts offer to nemeses (registry.NemesisSpec.needs): "network" = a network of their own that
+# a nemesis may cut, slow or filter (the local backend's hosts share the controller's, and refuse network tools).
+FEATURES: dict[str, frozenset[str]] = {"netns": frozenset({"network"}), "local": frozenset()}
+
 
 def make_backend(name: str, *, work_dir: Path, prefix: str | None = None) -> Backend:
     """A fresh, not yet set up backend. Raises ValueError for an unknown name."""

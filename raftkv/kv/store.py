@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgpack
 
 from .command import MAX_KEY_BYTES, MAX_VALUE_BYTES, CommandError, Op, Outcome, Result, decode_command
@@ -27,6 +29,16 @@ class FrozenState:
     def __init__(self, applied: int, data: dict[str, tuple[str, int]]) -> None:
         self.applied = applied
         self._data = data
+
+    def digest(self) -> str:
+        """The hex sha256 of the state's canonical content: msgpack of ``[[key, ...], [[value, version], ...]]``,
+        the keys sorted and their (value, version) pairs in the same order (no applied index), so equal states give
+        equal digests on every replica whatever order the keys were written in. Safe on any thread, like
+        :meth:`encode`. About 0.1 s at 10^5 keys, mostly the sort (of the keys alone: sorting the items, tuples,
+        took twice as long)."""
+        data = self._data
+        keys = sorted(data)
+        return hashlib.sha256(msgpack.packb([keys, list(map(data.__getitem__, keys))])).hexdigest()
 
     def encode(self) -> bytes:
         """:meth:`KVStore.snapshot`'s bytes for this state. Safe on any thread: nothing else holds the copy."""

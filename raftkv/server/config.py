@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+MIN_SECRET_BYTES = 16
+
 
 class ConfigError(ValueError):
     """A bad option: names the option and what is wrong with it."""
@@ -62,6 +64,7 @@ class ServerConfig:
     cluster_id: int | None = None  # default: derived from the member ids
     client_url: str | None = None  # the URL other nodes redirect clients to (default http://<client>)
     seed: int | None = None  # seeds the election-timeout randomness (default: from the OS)
+    peer_secret_file: Path | None = None  # the cluster's shared secret; peers prove they know it (transport.py)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -78,6 +81,31 @@ class ServerConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must exceed --heartbeat-ticks")
+        own = self.peers[self.id]
+        host, _, port = self.listen.rpartition(":")
+        if self.listen != own and not (host.strip("[]") in ("0.0.0.0", "::") and own.rpartition(":")[2] == port):
+            raise ConfigError(f"--listen {self.listen} differs from this node's own --peers entry "
+                              f"{self.id}={own}: the other members would dial the latter (only a wildcard "
+                              f"address on the same port, e.g. 0.0.0.0:{own.rpartition(':')[2]}, may differ)")
+        owners: dict[str, str] = {}
+        for pid, addr in sorted(self.peers.items()):
+            if addr in owners:
+                raise ConfigError(f"--peers: {owners[addr]} and {pid} share the address {addr}")
+            owners[addr] = pid
+
+    def peer_secret(self) -> bytes | None:
+        """The shared secret from --peer-secret-file (surrounding whitespace stripped), or None when there is
+        none. ConfigError for a file that cannot be read or holds fewer than MIN_SECRET_BYTES."""
+        if self.peer_secret_file is None:
+            return None
+        try:
+            secret = Path(self.peer_secret_file).read_bytes().strip()
+        except OSError as e:
+            raise ConfigError(f"--peer-secret-file {self.peer_secret_file}: {e.strerror or e}") from None
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(f"--peer-secret-file {self.peer_secret_file}: the secret must be at least "
+                              f"{MIN_SECRET_BYTES} bytes, got {len(secret)}")
+        return secret
 
     @property
     def advertised_client_url(self) -> str:

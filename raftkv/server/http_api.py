@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES
 from raftkv.kv import CommandError, Op, Outcome
 
+from .debug import StateView
 from .node import MaybeError, Node, NodeError, NotLeaderError, UnavailableError
 
 _JSON = "application/json"
@@ -76,7 +77,9 @@ class Api:
         self.m = node.metrics
         self.default_timeout = node.cfg.request_timeout_s
         self._kv_methods = {"GET": self.get, "PUT": self.put, "DELETE": self.delete}
-        self._plain = {"/status": self.status, "/healthz": self.healthz, "/metrics": self.metrics}
+        self._plain = {"/status": self.status, "/healthz": self.healthz, "/metrics": self.metrics,
+                       "/debug/state": self.debug_state}
+        self._state_view = StateView(node)
         self._latency = {op: self.m.request_latency.labels(op=op) for op in ("get", "put", "delete")}
         self._counters: dict[tuple[str, str], Any] = {}
 
@@ -215,6 +218,10 @@ class Api:
 
     async def status(self, request: web.BaseRequest) -> web.Response:
         return _resp(200, self.node.status())
+
+    async def debug_state(self, request: web.BaseRequest) -> web.Response:
+        """The convergence oracle's view of this node (raftkv.server.debug)."""
+        return _resp(200, await self._state_view.state())
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
         if self.node.stopping:

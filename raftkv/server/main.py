@@ -50,7 +50,7 @@ async def serve(cfg: ServerConfig, log: logging.Logger, *, grace: float = 2.0) -
     node.recover()
     gc.freeze()  # what recovery loaded lives long: keep it out of every later collection
     transport = node.make_transport()
-    await transport.start_server()
+    await transport.start_server(cfg.listen)
     runner = web.ServerRunner(Api(node).server(), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     host, _, port = cfg.client.rpartition(":")

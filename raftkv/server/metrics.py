@@ -39,6 +39,9 @@ class Metrics:
                                     ["peer"], registry=r)
         self.peer_rejected = Counter("raftkv_peer_connections_rejected", "inbound peer connections closed for a "
                                      "protocol violation", registry=r)
+        self.peer_auth_failures = Counter("raftkv_peer_auth_failures", "inbound peer connections closed because "
+                                          "a frame failed authentication (wrong secret, forged, replayed)",
+                                          registry=r)
         self.requests = Counter("raftkv_requests", "client requests by operation and outcome", ["op", "outcome"],
                                 registry=r)
         self.request_latency = Histogram("raftkv_request_seconds", "client request latency", ["op"],

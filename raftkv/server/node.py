@@ -155,13 +155,18 @@ class Node:
     def make_transport(self) -> Transport:
         cfg = self.cfg
         m = self.metrics
+        secret = cfg.peer_secret()
+        if secret is None:
+            self.log.warning("PEERS ARE NOT AUTHENTICATED: anyone who reaches %s can speak as a member of this "
+                             "cluster. Start every node with the same --peer-secret-file.", cfg.listen)
         self.transport = Transport(
             node_id=cfg.id, peers=cfg.peers, cluster_id=cfg.cluster_id if cfg.cluster_id is not None
             else cluster_id_of(cfg.peers), client_url=cfg.advertised_client_url, on_message=self.on_message,
-            on_hello=self._on_hello, log=self.log, max_frame=cfg.max_frame,
+            on_hello=self._on_hello, log=self.log, secret=secret or b"", max_frame=cfg.max_frame,
             on_peer_state=lambda p, up: m.peer_up.labels(peer=p).set(1 if up else 0),
             on_drop=lambda p: m.peer_dropped.labels(peer=p).inc(),
-            on_reject=lambda why: m.peer_rejected.inc())
+            on_reject=lambda why: m.peer_rejected.inc(),
+            on_auth_failure=lambda why: m.peer_auth_failures.inc())
         return self.transport
 
     def _on_hello(self, peer: str, url: str) -> None:

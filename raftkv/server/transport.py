@@ -12,14 +12,27 @@
   or an unknown sender, a malformed frame, or a payload that does not decode closes that connection with a log
   line; the node keeps serving.
 
+- Authentication (frames.py): the accepting side opens every connection with a challenge, MAGIC + a fresh
+  16-byte nonce. The connecting side answers with an AUTH frame carrying its own nonce, tagged with the session key
+  both sides derive from the shared cluster secret, the two nonces and the two ids; every later frame is tagged with
+  that key and its position on the connection. A wrong tag (a stranger, a forgery, a replay, a reordering) closes
+  the connection and counts in `on_auth_failure`. Until a connection is authenticated its frames may be at most
+  `PREAUTH_MAX_FRAME` bytes, its header is checked before any body is buffered, it must authenticate within
+  `handshake_timeout` seconds, and at most `max_pending_handshakes` such connections exist at once (more are closed
+  on arrival). One authenticated inbound connection per peer: a newer one replaces the older. So the bytes a node
+  buffers for peers are bounded by (peers x max_frame) + (max_pending_handshakes x PREAUTH_MAX_FRAME). Without a
+  secret the node still runs this protocol with an empty key: it then checks integrity, not identity (the node
+  warns loudly at start).
+
 Payload tags (first byte of a frame's payload): 0 = one Raft message (raftkv.core.codec), 1 = HELLO (UTF-8 client
-URL of the sender).
+URL of the sender), 2 = AUTH (the connecting side's 16-byte nonce; only as the first frame).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import zlib
 from collections.abc import Callable, Iterable
@@ -30,6 +43,10 @@ from . import frames
 
 TAG_MSG = 0
 TAG_HELLO = 1
+TAG_AUTH = 2
+MAGIC = b"RKV2"
+CHALLENGE_BYTES = len(MAGIC) + frames.NONCE_BYTES
+PREAUTH_MAX_FRAME = 256  # an AUTH frame is 4 + 6 + 64 + 16 + 1 + 16 bytes at most
 
 
 def cluster_id_of(peers: dict[str, str]) -> int:
@@ -62,6 +79,18 @@ def _tune(sock: socket.socket | None, dead_ms: int, *, outbound: bool) -> None:
         pass
 
 
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write, or raise ConnectionError if the connection has closed meanwhile. uvloop raises RuntimeError for a
+    write to a closed transport (asyncio only logs a warning); uncaught, that ended the whole node when a peer's
+    connection closed between the sender's last check and its write."""
+    if writer.is_closing():
+        raise ConnectionError("the connection closed")
+    try:
+        writer.write(data)
+    except RuntimeError as e:  # uvloop: "unable to perform operation on <TCPTransport closed=True ...>"
+        raise ConnectionError(str(e)) from None
+
+
 class _PeerSender:
     def __init__(self, transport: Transport, peer: str, addr: str) -> None:
         self.t = transport
@@ -73,12 +102,12 @@ class _PeerSender:
         self.connected = False
         self.dropped = 0
 
-    def enqueue(self, frame: bytes) -> None:
+    def enqueue(self, payload: bytes) -> None:
         if not self.connected or len(self.buf) >= self.t.max_queue:
             self.dropped += 1
             self.t.on_drop(self.peer)
             return
-        self.buf.append(frame)
+        self.buf.append(payload)
         self._kick()
 
     def _kick(self) -> None:
@@ -87,65 +116,115 @@ class _PeerSender:
             w.set_result(None)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         self.backoff = backoff = 0.05
         while True:
             host, port = _split(self.addr)
             try:
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self.t.handshake_timeout):
                     reader, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError):
                 await asyncio.sleep(backoff)
                 self.backoff = backoff = min(backoff * 2, self.t.max_backoff)  # observable: tests await the cap
                 continue
             self.backoff = backoff = 0.05
-            _tune(writer.get_extra_info("socket"), self.t.dead_peer_ms, outbound=True)
-            self.connected = True
-            self.t.on_peer_state(self.peer, True)
-            # The peer never writes on our outbound connection: EOF, a reset, or any byte ends it.
-            closed = asyncio.ensure_future(reader.read(1))
-            closed.add_done_callback(lambda _: self._kick())
             try:
-                writer.write(frames.encode(self.t.cluster_id, self.t.node_id,
-                                           bytes([TAG_HELLO]) + self.t.client_url.encode(), self.t.max_frame))
-                while not closed.done():
-                    if not self.buf:
-                        self._waiter = loop.create_future()
-                        try:
-                            await self._waiter
-                        finally:
-                            self._waiter = None
-                        continue
-                    await asyncio.sleep(0)  # let this loop iteration's other messages join the write
-                    batch, self.buf = self.buf, []
-                    writer.write(b"".join(batch))
-                    await writer.drain()
-            except (OSError, ConnectionError):
-                pass
+                async with asyncio.timeout(self.t.handshake_timeout):
+                    challenge = await reader.readexactly(CHALLENGE_BYTES)
+                await self._serve(reader, writer, challenge)
+            except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, frames.FrameError) as e:
+                self.t.log.debug("connection to %s ended: %s", self.peer, e)
             finally:
-                closed.cancel()
                 self.connected = False
                 self.buf.clear()
                 writer.close()
-                self.t.on_peer_state(self.peer, False)
             await asyncio.sleep(backoff)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, challenge: bytes) -> None:
+        """Authenticate (AUTH, then HELLO), then write queued payloads as frames until the connection ends."""
+        if challenge[:len(MAGIC)] != MAGIC:
+            raise frames.FrameError(f"{self.peer} at {self.addr} does not speak this peer protocol")
+        nonce = os.urandom(frames.NONCE_BYTES)
+        t = self.t
+        key = frames.session_key(t.secret, challenge[len(MAGIC):], nonce, t.cluster_id, t.node_id, self.peer)
+        enc = frames.FrameEncoder(t.cluster_id, t.node_id, key, t.max_frame)
+        _tune(writer.get_extra_info("socket"), t.dead_peer_ms, outbound=True)
+        _write(writer, enc.encode(bytes([TAG_AUTH]) + nonce) + enc.encode(bytes([TAG_HELLO]) + t.client_url.encode()))
+        self.connected = True
+        t.on_peer_state(self.peer, True)
+        # The peer never writes after its challenge: EOF, a reset, or any byte ends the connection.
+        closed = asyncio.ensure_future(reader.read(1))
+        closed.add_done_callback(lambda _: self._kick())
+        loop = asyncio.get_running_loop()
+        try:
+            while not closed.done():
+                if not self.buf:
+                    self._waiter = loop.create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
+                    continue
+                await asyncio.sleep(0)  # let this loop iteration's other messages join the write
+                batch, self.buf = self.buf, []
+                _write(writer, b"".join(enc.encode(payload) for payload in batch))
+                await writer.drain()
+        finally:
+            closed.cancel()
+            t.on_peer_state(self.peer, False)
 
 
 class _Inbound(asyncio.Protocol):
+    """One accepted connection: challenge, authenticate, then decode and dispatch (see the module docstring)."""
+
     def __init__(self, transport: Transport) -> None:
         self.t = transport
-        self.dec = frames.FrameDecoder(transport.max_frame)
+        self.dec = frames.FrameDecoder(PREAUTH_MAX_FRAME, self._check_header)
         self.tr: asyncio.Transport | None = None
         self.peer_name = "?"
+        self.nonce = os.urandom(frames.NONCE_BYTES)
+        self.key: bytes | None = None  # the session key once authenticated
+        self.sender: str | None = None
+        self.seq = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, tr: asyncio.BaseTransport) -> None:
         self.tr = tr  # type: ignore[assignment]
-        _tune(tr.get_extra_info("socket"), self.t.dead_peer_ms, outbound=False)
         self.peer_name = str(tr.get_extra_info("peername"))
+        t = self.t
+        if len(t.handshaking) >= t.max_pending_handshakes:
+            self._reject(f"more than {t.max_pending_handshakes} unauthenticated connections at once")
+            return
+        t.handshaking.add(self)
+        _tune(tr.get_extra_info("socket"), t.dead_peer_ms, outbound=False)
+        self._timer = asyncio.get_running_loop().call_later(
+            t.handshake_timeout, self._reject, f"no authentication within {t.handshake_timeout:g} s")
+        tr.write(MAGIC + self.nonce)  # type: ignore[attr-defined]
 
-    def _reject(self, why: str) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._settle()
+        if self.sender is not None and self.t.inbound.get(self.sender) is self:
+            del self.t.inbound[self.sender]
+
+    def _settle(self) -> None:
+        """This connection no longer counts as a pending handshake."""
+        self.t.handshaking.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_header(self, cluster_id: int, sender: str) -> None:
+        t = self.t
+        if cluster_id != t.cluster_id:
+            raise frames.FrameError(f"frame of another cluster (id {cluster_id}, ours {t.cluster_id}) from {sender!r}")
+        if sender not in t.peers or sender == t.node_id:
+            raise frames.FrameError(f"frame from unknown sender {sender!r}")
+        if self.sender is not None and sender != self.sender:
+            raise frames.FrameError(f"frame from {sender!r} on {self.sender}'s connection")
+
+    def _reject(self, why: str, *, auth: bool = False) -> None:
         self.t.log.warning("peer connection from %s closed: %s", self.peer_name, why)
-        self.t.on_reject(why)
+        (self.t.on_auth_failure if auth else self.t.on_reject)(why)
+        self._settle()
         if self.tr is not None:
             self.tr.close()
 
@@ -155,37 +234,63 @@ class _Inbound(asyncio.Protocol):
         except frames.FrameError as e:
             self._reject(f"malformed frame: {e}")
             return
-        t = self.t
         for f in got:
-            if f.cluster_id != t.cluster_id:
-                self._reject(f"frame of another cluster (id {f.cluster_id}, ours {t.cluster_id}) from {f.sender!r}")
+            if not self._authentic(f) or not self._dispatch(f):
                 return
-            if f.sender not in t.peers or f.sender == t.node_id:
-                self._reject(f"frame from unknown sender {f.sender!r}")
-                return
+
+    def _authentic(self, f: frames.Frame) -> bool:
+        """Check the frame's tag (the first frame must be AUTH and sets the session key); reject if wrong."""
+        t = self.t
+        if self.key is None:
             p = f.payload
-            if not p:
-                self._reject(f"empty payload from {f.sender}")
-                return
-            if p[0] == TAG_MSG:
-                try:
-                    msg = codec.decode_message(p[1:])
-                except codec.DecodeError as e:
-                    self._reject(f"undecodable message from {f.sender}: {e}")
-                    return
-                if msg.src != f.sender or msg.dst != t.node_id:
-                    self._reject(f"message {msg.src}->{msg.dst} arrived on {f.sender}'s connection")
-                    return
-                t.on_message(msg)
-            elif p[0] == TAG_HELLO:
-                try:
-                    t.on_hello(f.sender, p[1:].decode())
-                except UnicodeDecodeError:
-                    self._reject(f"bad hello from {f.sender}")
-                    return
-            else:
-                self._reject(f"unknown payload tag {p[0]} from {f.sender}")
-                return
+            if len(p) != 1 + frames.NONCE_BYTES or p[0] != TAG_AUTH:
+                self._reject(f"{f.sender!r} did not authenticate first", auth=True)
+                return False
+            key = frames.session_key(t.secret, self.nonce, p[1:], t.cluster_id, f.sender, t.node_id)
+            if not f.verify(key, 0):
+                self._reject(f"authentication failed for {f.sender!r} (wrong secret?)", auth=True)
+                return False
+            self.key, self.sender, self.seq = key, f.sender, 1
+            self._settle()
+            self.dec.max_frame = t.max_frame
+            older = t.inbound.get(f.sender)
+            t.inbound[f.sender] = self
+            if older is not None and older.tr is not None:
+                older.tr.close()  # one inbound connection per peer: the newer one wins
+            return True
+        if not f.verify(self.key, self.seq):
+            self._reject(f"frame {self.seq} from {f.sender} fails its tag (forged, replayed or reordered)",
+                         auth=True)
+            return False
+        self.seq += 1
+        return True
+
+    def _dispatch(self, f: frames.Frame) -> bool:
+        """Hand an authenticated frame to the node; False (and the connection closed) for a bad payload."""
+        t = self.t
+        p = f.payload
+        if p[0] == TAG_AUTH:
+            return self.seq == 1 or self._fail(f"a second AUTH from {f.sender}")
+        if p[0] == TAG_MSG:
+            try:
+                msg = codec.decode_message(p[1:])
+            except codec.DecodeError as e:
+                return self._fail(f"undecodable message from {f.sender}: {e}")
+            if msg.src != f.sender or msg.dst != t.node_id:
+                return self._fail(f"message {msg.src}->{msg.dst} arrived on {f.sender}'s connection")
+            t.on_message(msg)
+            return True
+        if p[0] == TAG_HELLO:
+            try:
+                t.on_hello(f.sender, p[1:].decode())
+            except UnicodeDecodeError:
+                return self._fail(f"bad hello from {f.sender}")
+            return True
+        return self._fail(f"unknown payload tag {p[0]} from {f.sender}")
+
+    def _fail(self, why: str) -> bool:
+        self._reject(why)
+        return False
 
 
 class Transport:
@@ -193,12 +298,20 @@ class Transport:
 
     def __init__(self, *, node_id: str, peers: dict[str, str], cluster_id: int, client_url: str,
                  on_message: Callable[[Message], None], on_hello: Callable[[str, str], None],
-                 log: logging.Logger, max_frame: int = frames.DEFAULT_MAX_FRAME, max_queue: int = 4096,
-                 max_backoff: float = 1.0, dead_peer_ms: int = 2000,
+                 log: logging.Logger, secret: bytes = b"", max_frame: int = frames.DEFAULT_MAX_FRAME,
+                 max_queue: int = 4096, max_backoff: float = 1.0, dead_peer_ms: int = 2000,
+                 handshake_timeout: float = 5.0, max_pending_handshakes: int = 32,
                  on_peer_state: Callable[[str, bool], None] = lambda p, up: None,
                  on_drop: Callable[[str], None] = lambda p: None,
-                 on_reject: Callable[[str], None] = lambda why: None) -> None:
+                 on_reject: Callable[[str], None] = lambda why: None,
+                 on_auth_failure: Callable[[str], None] = lambda why: None) -> None:
         self.node_id = node_id
+        self.secret = secret
+        self.handshake_timeout = handshake_timeout
+        self.max_pending_handshakes = max_pending_handshakes
+        self.on_auth_failure = on_auth_failure
+        self.handshaking: set[_Inbound] = set()  # accepted connections not yet authenticated
+        self.inbound: dict[str, _Inbound] = {}  # the authenticated inbound connection of each peer
         self.peers = peers
         self.cluster_id = cluster_id
         self.client_url = client_url
@@ -219,8 +332,9 @@ class Transport:
         self.log.info("peer %s %s (%s)", peer, "connected" if up else "disconnected", self.peers[peer])
         self._state_cb(peer, up)
 
-    async def start_server(self) -> None:
-        host, port = _split(self.peers[self.node_id])
+    async def start_server(self, listen: str | None = None) -> None:
+        """Accept peers on `listen` (default: our own address in `peers`)."""
+        host, port = _split(listen or self.peers[self.node_id])
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Inbound(self), host, port, reuse_address=True)
 
@@ -231,7 +345,8 @@ class Transport:
                 tg.create_task(s.run(), name=f"sender-{s.peer}")
 
     def send(self, msgs: Iterable[Message]) -> None:
-        cid, me, mf = self.cluster_id, self.node_id, self.max_frame
+        """Queue messages as payloads; each connection frames (numbers and tags) them when it writes."""
+        room = self.max_frame - (6 + len(self.node_id.encode()) + frames.TAG_BYTES)
         for m in msgs:
             s = self.senders.get(m.dst)
             if s is None:
@@ -241,10 +356,12 @@ class Transport:
                 s.dropped += 1
                 self.on_drop(m.dst)
                 continue
-            try:
-                s.enqueue(frames.encode(cid, me, b"\x00" + codec.encode_message(m), mf))
-            except ValueError as e:
-                self.log.error("cannot send %s to %s: %s", m.type.name, m.dst, e)
+            payload = b"\x00" + codec.encode_message(m)
+            if len(payload) > room:
+                self.log.error("cannot send %s to %s: %d bytes exceed the frame limit of %d", m.type.name, m.dst,
+                               len(payload), self.max_frame)
+                continue
+            s.enqueue(payload)
 
     def connected(self, peer: str) -> bool:
         return self.senders[peer].connected

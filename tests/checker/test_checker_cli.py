@@ -98,14 +98,30 @@ def test_missing_file_exits_254(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ('{"index": 0, "process": 0, "type": "ok", "f": "get", "key": "k", "time": 0}\n', "line 1: unmatched completion"),
     ('{"index": 0, "process": 0, "type": "invoke", "f": "put", "key": "k", "value": 3, "time": 0}\n',
      "line 1: versioned-kv: put's invoke value"),
+    ("", "the history holds no client operations"),
+    ('{"index": 0, "process": "nemesis", "type": "info", "f": "start", "time": 0}\n', "no client operations"),
+    ('{"index": 0, "process": 0, "type": "invoke", "f": "get", "key": "k", "time": 0}\n'
+     '{"index": 1, "process": 0, "type": "ok", "f": "get", "key": "k", "value": "\xff", "time": 1}\n', "line 2: "
+     "malformed line, not UTF-8 (byte 76 of the line)"),
+    ('{"index": 0, "process": 0, "type": "invoke", "f": "get", "key": "k", "time": 0}\n{"ind\n',
+     "line 2: malformed"),  # a broken line that ends in a newline is not torn: the writer finished it
 ])
 def test_bad_history_exits_254_naming_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
                                                message: str) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())
     assert main([str(path)]) == 254
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_torn_last_line_is_dropped_as_readers_do(valid_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = valid_file.read_text()
+    assert main([str(valid_file)]) == 0
+    valid_file.write_text(whole + '{"index": 999, "process": 3, "ty')  # the writer died mid-line
+    assert main([str(valid_file)]) == 0
+    err = capsys.readouterr().err
+    assert f"dropped the torn last line {whole.count(chr(10)) + 1}" in err
 
 
 def test_malformed_edn_exits_254(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,6 +63,7 @@ def test_a_stale_read_names_the_key_and_the_read() -> None:
     op = next(op for op in failure["ops"] if op["id"] == 6)
     assert op == {"id": 6, "process": 2, "f": "get", "call": 6, "return": 7, "invoke_index": 6,
                   "complete_index": 7, "type": "ok", "description": "get x -> a@1"}
+    assert result["anomaly_time"] == 7  # the stale read's completion: when the anomaly became visible
 
 
 def test_a_refusal_is_checked_as_an_observation() -> None:
@@ -87,7 +88,9 @@ def test_an_info_write_may_land_late_or_never() -> None:
     assert check_linearizability(events, KV)["valid"] is True  # it landed after the first read
     assert check_linearizability(events[:4], KV)["valid"] is True  # or never
     events[5]["value"] = {"value": "a", "version": 2}
-    assert check_linearizability(events, KV)["valid"] is False
+    result = check_linearizability(events, KV)
+    assert result["valid"] is False and result["anomaly_time"] == 5
+    assert "anomaly_time" not in check_linearizability(events[:4], KV)
 
 
 def test_a_failed_op_certainly_had_no_effect() -> None:

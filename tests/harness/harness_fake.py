@@ -27,6 +27,7 @@ from typing import Any
 
 from harness import generator as gen
 from harness import registry
+from harness.detection import PlantedBug
 from harness.protocols import Op, TestContext
 
 SERVER = Path(__file__).with_name("fake_server.py")
@@ -164,7 +165,22 @@ WORKLOAD = registry.Workload(
     options=[registry.Option(flag="--fake-lie", type=int, default=0,
                              help="server acks but drops every N-th add (0 = honest)")])
 
-DB_SPEC = registry.DBSpec(name="fakedb", factory=FakeDB, description="the harness tests' fake server")
+class FakeFailpoints:
+    """The fake's planted bugs: `lie` acknowledges adds it drops (the adder checker catches it); `harmless` changes
+    nothing, so no lab can catch it (a detection table must say "missed", never guess)."""
+
+    BUGS = (PlantedBug(name="lie", layer="server", mimics="acknowledges adds it drops", sim_seed=None),
+            PlantedBug(name="harmless", layer="server", mimics="nothing at all"))
+
+    def planted_bugs(self) -> tuple[PlantedBug, ...]:
+        return self.BUGS
+
+    def options_for(self, names: Any) -> dict[str, Any]:
+        return {"fake_lie": 3} if "lie" in names else {}
+
+
+DB_SPEC = registry.DBSpec(name="fakedb", factory=FakeDB, description="the harness tests' fake server",
+                          failpoints=FakeFailpoints())
 
 
 def _root(argv: list[str]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import harness_fake
 import pytest
 
-from harness.campaign import exit_code_of, plan, run_campaign
+from harness.campaign import exit_code_of, plan, plan_failpoints, run_campaign, write_detection
 from harness.clean import leftovers
 from harness.cli import main as cli_main
 from harness.run import ExitCode, RunConfig
@@ -42,6 +42,9 @@ def test_the_plan_runs_every_cell_with_seeds_derived_from_the_campaign_seed(tmp_
         plan(base("rkx", tmp_path), [], 1, seed=1)
     with pytest.raises(ValueError):
         plan(base("rkx", tmp_path), cells, 0, seed=1)
+    main = plan(base("rkx", tmp_path), cells, 3, seed=7, main_runs=5)
+    assert [c.nemeses for c in main] == [("partition",)] * 5 + [("kill", "pause")] * 3
+    assert [c.seed for c in main][:3] == [c.seed for c in a][:3]  # the same seeds, more of them
 
 
 def test_the_exit_code_puts_a_finding_first_then_a_broken_harness_then_doubt() -> None:
@@ -120,6 +123,46 @@ async def test_cancelling_a_campaign_ends_its_current_run_cleanly_and_starts_no_
     assert leftovers(prefix) == []
 
 
+def test_a_failpoint_plan_gives_every_bug_its_own_seeds_and_adds_clean_controls(tmp_path: Path) -> None:
+    bugs = list(harness_fake.FakeFailpoints.BUGS)
+    a = plan_failpoints(base("rkx", tmp_path), bugs, [("kill",), ()], 2, seed=7, control_runs=1)
+    assert [(c.failpoints, c.nemeses) for c in a] == [
+        (("lie",), ("kill",)), (("lie",), ("kill",)), (("lie",), ()), (("lie",), ()),
+        (("harmless",), ("kill",)), (("harmless",), ("kill",)), (("harmless",), ()), (("harmless",), ()),
+        ((), ("kill",)), ((), ())]
+    assert len({c.seed for c in a}) == len(a)
+    only_lie = plan_failpoints(base("rkx", tmp_path), bugs[:1], [("kill",), ()], 2, seed=7, control_runs=1)
+    assert [c.seed for c in only_lie[:4]] == [c.seed for c in a[:4]]  # adding a bug moves no other bug's seeds
+
+
+async def test_a_failpoint_campaign_stops_a_bug_at_its_first_catch_and_writes_the_table(prefix: str,
+                                                                                       tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    bugs = list(harness_fake.FakeFailpoints.BUGS)
+    configs = plan_failpoints(base(prefix, store), bugs, [()], 2, seed=9, control_runs=1)
+    campaign = await run_campaign(configs, store=store, seed=9, stop_cell_on_invalid=True)
+    assert [(r.failpoint, r.valid) for r in campaign.runs] == [("lie", False), ("harmless", True),
+                                                              ("harmless", True), (None, True)]
+    test_json = json.loads(Path(campaign.runs[0].run_dir or "", "test.json").read_text())
+    assert test_json["failpoints"] == ["lie"] and test_json["options"]["fake_lie"] == 3
+    paths = write_detection(campaign, bugs, "harness campaign --failpoints all")
+    table = json.loads(paths["json"].read_text())
+    assert table["caught"] == 1 and table["false_alarms"] == 0 and table["control_runs"] == 1
+    assert [r["caught"] for r in table["rows"]] == [True, False]
+    assert table["rows"][0]["runs"][0]["caught_by"] == ["adder"]
+    assert leftovers(prefix) == []
+
+
+def test_the_command_line_refuses_unknown_failpoints(prefix: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--workload", "fakeadd", "--backend", "local", "--store", str(tmp_path / "store"), "--prefix", prefix]
+    assert cli_main(["campaign", "--failpoints", "lie,nope", *common]) == ExitCode.BAD_ARGUMENTS
+    assert "unknown failpoint(s) nope for DB fakedb (known: lie, harmless)" in capsys.readouterr().err
+    assert cli_main(["run", "--failpoints", "nope", *common]) == ExitCode.BAD_ARGUMENTS
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+
+
 def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
     """.ci/nightly runs nowhere in CI: its `harness campaign` arguments are held to the command line here, so that a
     renamed option fails this test instead of a night."""
@@ -130,6 +173,14 @@ def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
     script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
     line = next(ln for ln in script.splitlines() if ln.startswith("exec ") and "harness campaign" in ln)
     argv = shlex.split(line.split("/harness ", 1)[1].replace('"$@"', ""))
-    parser, _ = build_parser()
+    parser, dests = build_parser()
     args = parser.parse_args(argv)
     assert args.cmd == "campaign" and args.nodes == 5 and args.runs_per_cell == 2 and args.budget_minutes == 120
+    # Its main cell is every nemesis under the hunting schedule, and every cell makes a valid run configuration.
+    from harness.cli import _config, campaign_cells
+
+    cells = campaign_cells(args)
+    assert cells[0] == ("all",) and {("partition",), ("kill",), ("pause",)} <= set(cells[1:])
+    configs = plan(_config(args, dests, (), 1), cells, args.runs_per_cell, 1, main_runs=args.main_runs)
+    assert [c.nemeses for c in configs].count(("all",)) == 60 and configs[0].nemeses == ("all",)
+    assert all(_config(args, dests, cell, 1).schedule == "hunt" for cell in cells)

@@ -89,3 +89,34 @@ def test_a_missing_prerequisite_stops_the_run_before_anything_exists(fakes: None
     assert main(["run", "--workload", "fakeadd", "--store", str(tmp_path / "store"), "--prefix", "rtzz"]) == 3
     assert "apt-get install -y iptables" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("argv", [["--fault-rate", "0"], ["--fault-rate", "1000"], ["--fault-rate", "x"],
+                                  ["--moves", "dance"], ["--moves", ""], ["--schedule", "sometimes"]])
+def test_bad_schedule_knobs_exit_254(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *argv]) == 254
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--nemesis-interval", "3"], "--nemesis-interval applies to --schedule cycle, not hunt"),
+    (["--schedule", "cycle", "--fault-rate", "20"], "--fault-rate applies to --schedule hunt, not cycle"),
+    (["--schedule", "cycle", "--moves", "leader-churn"], "--moves applies to --schedule hunt, not cycle")])
+def test_a_knob_of_the_other_schedule_is_refused_and_named(fakes: None, argv: list[str], says: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--workload", "fakeadd", "--prefix", "rtzz", *argv]) == 254
+    assert says in capsys.readouterr().err
+
+
+def test_schedule_knobs_reach_the_run_configuration(fakes: None) -> None:
+    from harness.cli import _config
+
+    parser, dests = build_parser()
+    hunt = _config(parser.parse_args(["run", "--workload", "fakeadd", "--fault-rate", "30", "--moves",
+                                      "leader-churn,isolate-leader"]), dests, ("isolate",), 1)
+    assert (hunt.schedule, hunt.fault_rate, hunt.moves) == ("hunt", 30.0, ("leader-churn", "isolate-leader"))
+    assert hunt.options()["moves"] == ["leader-churn", "isolate-leader"]
+    cycle = _config(parser.parse_args(["run", "--workload", "fakeadd", "--schedule", "cycle", "--nemesis-interval",
+                                       "4"]), dests, ("isolate",), 1)
+    assert (cycle.schedule, cycle.nemesis_interval) == ("cycle", 4.0)
+    none = _config(parser.parse_args(["run", "--workload", "fakeadd", "--moves", "none"]), dests, (), 1)
+    assert none.moves == ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from harness import generator as g
@@ -284,3 +286,35 @@ def test_the_hand_written_context_init_takes_every_field_in_order_with_its_defau
     assert ctx.at(9) == Context(9, (0, 1), frozenset({1}), {0: 0, 1: 3}, 2, idle=(1,))
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.time = 8  # type: ignore[misc]
+
+
+def test_on_node_routes_ops_to_the_workers_bound_to_that_node() -> None:
+    """Seven workers on three nodes: node 1's workers are threads 1 and 4 (g.node_index, the interpreter's rule);
+    an op stream restricted to node 1 runs on them alone, and is told only of their events."""
+    assert [g.node_index(t, 3) for t in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert g.node_index(g.NEMESIS, 3) is None and g.node_index(0, 0) is None
+    ctx = g.Context.initial(7)
+    history = g.simulate(g.on_node(1, 3, g.repeat({"f": "read"}, 10)), ctx,
+                           complete=lambda op: ("info" if op.process == 1 else "ok", 1000))
+    threads = {ctx.thread_of(o.process) for o in history}
+    assert threads == {1, 4}
+    assert 8 in {o.process for o in history}, "thread 1 continues under a new process after its info"
+    seen: list[Op] = []
+
+    @dataclass(frozen=True)
+    class Spy(g.Generator):
+        def op(self, ctx: g.Context) -> g.OpResult:
+            return g.fill_in({"f": "read"}, ctx), self
+
+        def update(self, ctx: g.Context, event: Op) -> g.Generator:
+            seen.append(event)
+            return self
+
+    spy = g.on_node(2, 3, Spy())
+    spy.update(ctx, Op(process=0, type="ok", f="read"))
+    spy.update(ctx, Op(process=5, type="ok", f="read"))
+    assert [e.process for e in seen] == [5]
+    with pytest.raises(g.GeneratorError, match="out of range"):
+        g.on_node(3, 3, {"f": "read"})
+    # No worker bound to the node (fewer workers than nodes): exhausted, not pending forever.
+    assert g.on_node(2, 3, g.repeat({"f": "read"})).op(g.Context.initial(2)) is None

@@ -171,6 +171,24 @@ async def test_nemesis_ops_are_invoke_then_info_with_what_was_done(tmp_path: Pat
     assert tally.faults == {} and tally.nemesis_events == 2
 
 
+class FreshValueNemesis(MemNemesis):
+    """Answers with a value of its own making, as the real nemeses do (it knows nothing of schedules)."""
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        self.calls.append(op)
+        return replace(op, type="info", value={"targets": ["n1"]} if op.f == "start" else {"fault": "x"})
+
+
+async def test_the_schedules_fault_and_move_stay_on_the_nemesis_completion(tmp_path: Path) -> None:
+    interp, _, _ = make(tmp_path, nemesis=FreshValueNemesis())
+    gen = g.nemesis([{"f": "start", "value": {"fault": "x", "target": "leader", "move": "leader-churn"}},
+                     {"f": "stop", "value": {"fault": "x", "move": "leader-churn"}}])
+    await interp.run(gen)
+    done = [e["value"] for e in load(tmp_path) if e["process"] == "nemesis" and e["type"] == "info"]
+    # The nemesis's own fields win; what the schedule said of the op is added, nothing else of the invoke.
+    assert done == [{"fault": "x", "move": "leader-churn", "targets": ["n1"]}, {"fault": "x", "move": "leader-churn"}]
+
+
 async def test_rate_is_honoured_in_real_time(tmp_path: Path) -> None:
     interp, _, tally = make(tmp_path, concurrency=4)
     await interp.run(g.time_limit(0.5, g.rate(200, g.repeat({"f": "w", "value": 1}))))

@@ -34,7 +34,7 @@ def fakes() -> Iterator[None]:
 
 def config(prefix: str, store: Path, **kw: Any) -> RunConfig:
     base: dict[str, Any] = dict(workload="fakeadd", nodes=3, time_limit=3.0, concurrency=6, rate=150.0, seed=11,
-                                nemesis_interval=0.8, op_timeout=0.4, final_time_limit=5.0, quiesce_timeout=5.0,
+                                schedule="cycle", nemesis_interval=0.8, op_timeout=0.4, final_time_limit=5.0, quiesce_timeout=5.0,
                                 status_interval=0.2, store=store, prefix=prefix, render=False)
     base.update(kw)
     return RunConfig(**base)
@@ -81,6 +81,10 @@ async def test_a_run_with_faults_is_valid_stored_healed_and_leaves_nothing(prefi
         assert "fake_requests_total" in (run / node / "metrics.txt").read_text()
         assert "listening" in (run / node / "server.log").read_text()
     assert "phase: final reads" in (run / "harness.log").read_text()
+    # The fake DB has no StateDigest: the convergence phase says so in the history, and the checker after it.
+    (converge,) = [e for e in h if e["process"] == "harness" and e["f"] == "converge"]
+    assert converge["type"] == "info" and "no StateDigest capability" in converge["value"]["skipped"]
+    assert converge["index"] > max(e["index"] for e in h if e["process"] not in ("nemesis", "harness"))
     assert (tmp_path / "store" / "latest").resolve() == run.resolve()
     assert leftovers(prefix) == []
 
@@ -116,7 +120,7 @@ async def test_a_failing_setup_is_a_harness_failure_and_still_tears_down(prefix:
 def _cli(prefix: str, store: Path, time_limit: int) -> subprocess.Popen[str]:
     argv = [sys.executable, os.path.join(HERE, "harness_fake.py"), "run", "--workload", "fakeadd", "--nemesis",
             "isolate", "--nodes", "3", "--time-limit", str(time_limit), "--concurrency", "4", "--rate", "100",
-            "--nemesis-interval", "0.5", "--op-timeout", "0.3", "--prefix", prefix, "--store", str(store),
+            "--schedule", "cycle", "--nemesis-interval", "0.5", "--op-timeout", "0.3", "--prefix", prefix, "--store", str(store),
             "--no-report", "--seed", "3"]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
 
@@ -185,6 +189,8 @@ async def test_the_report_is_rendered_when_reports_is_there(prefix: str, tmp_pat
     assert res.exit_code == ExitCode.VALID, res.error
     run = res.run_dir
     assert run is not None and (run / "report.html").stat().st_size > 1000
+    index = (tmp_path / "store" / "index.html").read_text()  # the report's "all runs" link has a target
+    assert run.relative_to(tmp_path / "store").as_posix() in index
     (run / "report.html").unlink()
     from harness.cli import main
 

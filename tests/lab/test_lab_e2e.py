@@ -133,7 +133,7 @@ def assert_final_reads(run: Run) -> None:
 
 
 def test_partition_run_against_correct_raftkv_is_valid(e2e_prefix: str, tmp_path: Path) -> None:
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition", "--nemesis-interval", "4",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition", "--schedule", "cycle", "--nemesis-interval", "4",
                       "--partition-shapes", "leader,halves", "--seed", "7", time_limit=20)
     assert_valid(run)
     windows = run.fault_windows("partition")
@@ -152,7 +152,7 @@ def test_partition_run_against_correct_raftkv_is_valid(e2e_prefix: str, tmp_path
 
 
 def test_stale_reads_under_partitions_are_caught(e2e_prefix: str, tmp_path: Path) -> None:
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition", "--nemesis-interval", "3",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition", "--schedule", "cycle", "--nemesis-interval", "3",
                       "--partition-shapes", "leader,one", "--read-consistency", "stale", "--seed", "8",
                       time_limit=14)
     assert run.code == 1, f"exit code {run.code}\n{run.output[-3000:]}"
@@ -177,7 +177,7 @@ def test_stale_reads_under_partitions_are_caught(e2e_prefix: str, tmp_path: Path
 
 def test_kill_all_nodes_loses_no_acknowledged_write(e2e_prefix: str, tmp_path: Path) -> None:
     run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "kill", "--kill-targets", "all",
-                      "--nemesis-interval", "3", "--seed", "9", time_limit=15)
+                      "--schedule", "cycle", "--nemesis-interval", "3", "--seed", "9", time_limit=15)
     assert_valid(run)
     windows = run.fault_windows("kill")
     assert windows and all(value["targets"] == ["n1", "n2", "n3"] for _, _, value in windows)
@@ -198,7 +198,7 @@ def test_kill_all_nodes_loses_no_acknowledged_write(e2e_prefix: str, tmp_path: P
 def test_pause_run_is_valid(e2e_prefix: str, tmp_path: Path) -> None:
     # A stopped node accepts connections and never answers: a short --op-timeout lets workers give up on it.
     run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "pause", "--pause-targets", "leader,minority",
-                      "--nemesis-interval", "3", "--op-timeout", "1", "--seed", "10", time_limit=12)
+                      "--schedule", "cycle", "--nemesis-interval", "3", "--op-timeout", "1", "--seed", "10", time_limit=12)
     assert_valid(run)
     windows = run.fault_windows("pause")
     assert windows and all(len(value["targets"]) == 1 for _, _, value in windows)
@@ -209,7 +209,7 @@ def test_pause_run_is_valid(e2e_prefix: str, tmp_path: Path) -> None:
 
 def test_packet_delay_and_loss_run_is_valid_and_slows_but_does_not_stop_the_clients(e2e_prefix: str,
                                                                                    tmp_path: Path) -> None:
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "packet", "--nemesis-interval", "3",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "packet", "--schedule", "cycle", "--nemesis-interval", "3",
                       "--packet-behaviours", "delay+loss", "--packet-targets", "all", "--packet-delay-ms", "40",
                       "--packet-jitter-ms", "10", "--packet-loss", "0.1", "--seed", "5", time_limit=12)
     assert_valid(run)
@@ -235,7 +235,7 @@ def test_packet_delay_and_loss_run_is_valid_and_slows_but_does_not_stop_the_clie
 
 def test_clock_skew_run_is_valid_and_the_nodes_ran_under_the_shim(e2e_prefix: str, tmp_path: Path) -> None:
     """raftkv trusts no wall clock: skewing every node's clock by up to a minute either way changes nothing."""
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "clock", "--nemesis-interval", "2",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "clock", "--schedule", "cycle", "--nemesis-interval", "2",
                       "--clock-targets", "all,majority", "--seed", "3", time_limit=8)
     assert_valid(run)
     starts = [v for _, _, v in run.fault_windows("clock")]
@@ -247,7 +247,7 @@ def test_clock_skew_run_is_valid_and_the_nodes_ran_under_the_shim(e2e_prefix: st
 def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -> None:
     # Seed 13 makes the engine's fault rhythm start partition, then pause, then kill (the kinds are drawn from the
     # seed alone, never from timing), so each kind's start and stop is exercised in one short run.
-    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition,kill,pause", "--nemesis-interval", "2",
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "partition,kill,pause", "--schedule", "cycle", "--nemesis-interval", "2",
                       "--op-timeout", "1", "--seed", "13", time_limit=13)
     assert_valid(run)
     starts = [e["value"] for e in run.nemesis_events("start")]
@@ -258,13 +258,59 @@ def test_combined_nemeses_take_turns_and_heal(e2e_prefix: str, tmp_path: Path) -
     assert_final_reads(run)
 
 
+def test_hunting_with_every_nemesis_is_valid_heals_and_leaves_nothing(e2e_prefix: str, tmp_path: Path) -> None:
+    """`--nemesis all` under the hunting schedule (the default), dense: overlapping faults of several kinds, each
+    event naming its move, and afterwards every fault healed, every node running and answering, nothing left."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--nemesis", "all", "--fault-rate", "40", "--op-timeout", "1",
+                      "--seed", "31", time_limit=15)
+    assert_valid(run)
+    assert {"partition", "kill", "pause", "packet", "clock"} <= set(run.test["nemeses"])
+    assert run.test["options"]["schedule"] == "hunt" and run.test["options"]["nemeses"] == ["all"]
+    scheduled = [e for e in run.nemesis_events() if not e["value"].get("heal")]
+    starts = [e["value"] for e in scheduled if e["f"] == "start"]
+    assert len(starts) >= 4 and len({v["fault"] for v in starts}) >= 2, starts
+    assert all(e["value"].get("move") for e in scheduled), scheduled  # every fault says which move it belongs to
+    heal = run.results["heal"]["details"]["nemesis"]
+    assert set(heal) == set(run.test["nemeses"]) and all(h["ok"] for h in heal.values()), heal
+    assert_final_reads(run)
+
+
 @pytest.mark.slow
 def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: Path) -> None:
     """A minute of every nemesis and every partition shape on five nodes (about 70 s; RAFTKV_SLOW=1)."""
     run = harness_run(e2e_prefix, tmp_path / "store", "--nodes", "5", "--nemesis", "partition,kill,pause,packet,clock",
-                      "--nemesis-interval", "4", "--op-timeout", "2", "--concurrency", "10", "--rate", "200",
+                      "--schedule", "cycle", "--nemesis-interval", "4", "--op-timeout", "2", "--concurrency", "10", "--rate", "200",
                       "--keys", "8", "--partition-shapes", "halves,one,leader,ring,bridge,one-way", "--seed", "21",
                       time_limit=60)
     assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
     assert run.results["valid"] is True and run.results["heal"]["ok"] is True
     assert len(run.nemesis_events("start")) >= 6
+
+
+def test_node_bound_clients_read_through_every_node_and_the_replicas_converge(e2e_prefix: str,
+                                                                                tmp_path: Path) -> None:
+    """Jepsen's placement (the default --client-mode node): each worker asks its own node only, so reads are
+    answered by every node, writes at followers are refused (not-leader, a certain fail), the final reads go
+    through every node, and the convergence oracle finds every replica at one applied index with one digest."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--seed", "5", time_limit=8)
+    assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
+    assert run.test["options"]["client_mode"] == "node"
+    clients = [e for e in run.history if e["process"] not in ("nemesis", "harness")]
+    reads_by_node = {e["node"] for e in clients if e["f"] == "get" and e["type"] == "ok"}
+    assert reads_by_node == {"n1", "n2", "n3"}
+    writes = [e for e in clients if e["f"] in ("put", "delete") and e["type"] != "invoke"]
+    refused = [e for e in writes if e.get("error") == "not-leader"]
+    assert refused and all(e["type"] == "fail" for e in refused)
+    assert any(e["type"] == "ok" for e in writes)
+    # Final reads: after the last write, every key was read ok through every node.
+    last_write = max(e["index"] for e in writes)
+    final = {(e["node"], e["key"]) for e in clients if e["f"] == "get" and e["type"] == "ok" and e["index"] > last_write}
+    assert final >= {(n, k) for n in ("n1", "n2", "n3") for k in ("k0", "k1", "k2", "k3")}
+    # The convergence oracle: one observation, last in the history, every replica at one index and digest.
+    (converge,) = [e for e in run.history if e["process"] == "harness" and e["f"] == "converge"]
+    assert converge is run.history[-1]
+    states = converge["value"]["nodes"]
+    assert converge["value"]["converged"] is True
+    assert len({(s["applied"], s["digest"]) for s in states.values()}) == 1, states
+    result = run.results["checkers"]["convergence"]
+    assert result["valid"] is True and result["mismatches"] == [] and set(result["applied"]) == {"n1", "n2", "n3"}

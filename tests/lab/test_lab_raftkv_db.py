@@ -105,6 +105,12 @@ async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
     assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
     assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"
     assert written["lease"] is False and RaftkvDB({"raftkv_lease": True}).config(test, "n2")["lease"] is True
+    # The nodes authenticate each other with a secret fresh for this run, readable by root alone, never collected.
+    secret = Path(written["peer_secret_file"])
+    assert secret.read_text() == db.peer_secret and len(db.peer_secret) == 64
+    assert secret.stat().st_mode & 0o077 == 0 and str(secret) not in db.log_files(test, "n2")
+    assert RaftkvDB({}).peer_secret != db.peer_secret
+    assert "PEERS ARE NOT AUTHENTICATED" not in Path(db.log_file(test, "n2")).read_text()
 
 
 async def test_a_node_starts_with_the_environment_nemeses_asked_for(netns_backend: NetnsBackend,
@@ -129,3 +135,28 @@ async def test_a_node_starts_with_the_environment_nemeses_asked_for(netns_backen
         assert b"RAFTKV_LAB_TEST_MARK=from-a-nemesis" in environ and b"PYTHONUNBUFFERED=1" in environ, environ
     finally:
         await db.teardown(test, "n1")
+
+
+async def test_the_adapter_offers_state_digests_and_the_engine_sees_the_replicas_converge(cluster: Any) -> None:
+    """StateDigest through the adapter (GET /debug/state on each host's address), and the engine's convergence
+    observation over it: after a write every replica reaches one applied index with one digest; a stopped node
+    is 'not running' and holds nothing up."""
+    from harness.converge import observe_convergence
+    from harness.protocols import StateDigest
+
+    test, db = cluster
+    assert isinstance(db, StateDigest)
+    leader = await await_leader(db, test)
+    async with KVClient([client_address(test, n) for n in test.nodes], timeout=10) as kv:
+        await kv.put("k", "v1", 0)
+    seen = await observe_convergence(test, timeout=20, interval=0.05)
+    assert seen["converged"] is True, seen
+    states = seen["nodes"]
+    assert len({(s["applied"], s["digest"]) for s in states.values()}) == 1, states
+    assert states[leader]["role"] == "leader" and states[leader]["id"] == leader
+    follower = next(n for n in test.nodes if n != leader)
+    await db.kill(test, follower)
+    with pytest.raises(RaftkvDBError):
+        await db.state_digest(test, follower)
+    seen = await observe_convergence(test, timeout=20, interval=0.05)
+    assert seen["converged"] is True and seen["nodes"][follower] == {"error": "not running"}

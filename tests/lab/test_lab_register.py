@@ -13,9 +13,10 @@ import pytest
 from harness import generator as gen
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
-from raftkv.client import GetResult, Maybe, NoKey, PutResult, Timeout, Unavailable, VersionMismatch
+from raftkv.api import ERRORS
+from raftkv.client import GetResult, Maybe, NoKey, PutResult, Reply, Timeout, Unavailable, VersionMismatch
 from workloads import register
-from workloads.register import RegisterClient, RegisterGen, final_generator, generator
+from workloads.register import NodeBoundClient, RegisterClient, RegisterGen, final_generator, generator
 
 OPTIONS = {"keys": 3}
 
@@ -94,7 +95,8 @@ def test_final_reads_read_every_key_until_one_succeeds() -> None:
         attempts[str(op.key)] += 1
         return ("ok" if attempts[str(op.key)] >= 3 else "fail"), 1_000_000
 
-    history = gen.simulate(final_generator(OPTIONS, random.Random(1)), ctx, complete=complete)
+    history = gen.simulate(final_generator({**OPTIONS, "client_mode": "smart"}, random.Random(1)), ctx,
+                           complete=complete)
     assert all(o.f == "get" for o in history)
     assert attempts == {"k0": 3, "k1": 3, "k2": 3}, "one reader per key, until the first ok"
 
@@ -135,7 +137,8 @@ async def opened(tmp_path: Path, outcome: Any, **options: Any) -> tuple[Register
     hosts = [Host("n1", "10.0.0.11"), Host("n2", "10.0.0.12"), Host("n3", "10.0.0.13")]
     test = Ctx(name="t", options={}, hosts=hosts, backend=None, db=None, seed=1,  # type: ignore[arg-type]
                store_dir=tmp_path)
-    client = await RegisterClient(options).open(test, "n2")
+    client = await RegisterClient({"client_mode": "smart", **options}).open(test, "n2")
+    assert isinstance(client, RegisterClient)
     assert client._addresses[0] == "10.0.0.12:8000"  # a worker talks to its own node first
     stub = StubKV(outcome)
     client._kv = stub  # type: ignore[assignment]
@@ -184,13 +187,15 @@ async def test_stale_reads_go_to_a_random_node(tmp_path: Path) -> None:
 def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="read-consistency"):
         RegisterClient({"read_consistency": "eventual"})
+    with pytest.raises(ValueError, match="client-mode"):
+        RegisterClient({"client_mode": "leader"})
     with pytest.raises(ValueError, match="--keys must be >= 1"):
         register.key_names(0)
 
 
-def test_checked_per_key_with_the_versioned_kv_model_plus_stats() -> None:
+def test_checked_per_key_with_the_versioned_kv_model_plus_stats_and_convergence() -> None:
     checkers = register.checker({"checker_timeout": 30})
-    assert set(checkers) == {"linearizable", "stats"}
+    assert set(checkers) == {"linearizable", "stats", "convergence"}
     assert checkers["linearizable"].model.name == "versioned-kv" and checkers["linearizable"].timeout == 30.0
 
 
@@ -248,3 +253,114 @@ async def test_lease_reads_ask_the_leader_under_its_lease(tmp_path: Path) -> Non
     client, stub = await opened(tmp_path, GetResult("1", 1, None), read_consistency="lease")
     await client.invoke(None, GET)  # type: ignore[arg-type]
     assert stub.calls == [("get", "k1", "lease", None)]
+
+
+# -- node mode: each worker bound to one node, recording what that node answered ----------------------------------
+
+
+def _reply(code: str, status: int | None = None, definite: bool | None = None, **body: Any) -> Reply:
+    kind = ERRORS.get(code)
+    if status is None:
+        status = 200 if code == "ok" else (kind.http_status if kind else None)
+    if definite is None:
+        definite = code == "ok" or (kind.definite if kind else code == "unreachable")
+    return Reply("10.0.0.12:8000", status, code, definite, body)
+
+
+@pytest.mark.parametrize(("f", "reply", "expected"), [
+    ("put", _reply("ok", version=3), ("ok", {"version": 3}, None)),
+    ("delete", _reply("ok", version=0), ("ok", {"version": 0}, None)),
+    ("get", _reply("ok", value="7", version=2), ("ok", {"value": "7", "version": 2}, None)),
+    ("get", _reply("no-key"), ("ok", {"value": None, "version": 0}, None)),  # the read's answer: absent
+    ("put", _reply("not-leader", leader="n1"), ("fail", None, "not-leader")),  # redirected: nothing proposed
+    ("get", _reply("not-leader"), ("fail", None, "not-leader")),  # a lease read at a follower
+    ("put", _reply("unavailable"), ("fail", None, "unavailable")),
+    ("put", _reply("version-mismatch", current_version=4), ("fail", None, "version-mismatch")),
+    ("delete", _reply("no-key"), ("fail", None, "no-key")),
+    ("put", _reply("bad-request"), ("fail", None, "bad-request")),
+    ("put", _reply("maybe"), ("info", None, "maybe")),
+    ("delete", _reply("maybe"), ("info", None, "maybe")),
+    ("get", _reply("maybe"), ("fail", None, "maybe")),  # a read changes nothing
+    ("put", _reply("timeout", None, False), ("info", None, "timeout")),
+    ("get", _reply("timeout", None, False), ("fail", None, "timeout")),
+    ("put", _reply("connection-lost", None, False), ("info", None, "connection-lost")),
+    ("put", _reply("unreachable", None, True), ("fail", None, "unreachable")),  # never sent
+    ("put", _reply("http-500", 500, False), ("info", None, "http-500")),  # not an answer the API documents
+    ("put", _reply("ok"), ("info", None, "bad-answer")),  # ok without the version the API promises
+    ("get", _reply("ok", value=None, version=1), ("fail", None, "bad-answer")),
+])
+def test_node_mode_records_the_nodes_answer_with_jepsens_certainty(f: str, reply: Reply,
+                                                                   expected: tuple[str, Any, str | None]) -> None:
+    assert register.completion(f, reply) == expected
+
+
+@pytest.mark.parametrize("code", sorted(ERRORS))
+def test_a_writes_refusal_is_fail_exactly_when_the_error_table_says_definite(code: str) -> None:
+    for f in ("put", "delete"):
+        type_, _, error = register.completion(f, _reply(code))
+        assert (type_, error) == ("fail" if ERRORS[code].definite else "info", code)
+
+
+class StubNodeClient:
+    """Stands in for raftkv.client.NodeClient: answers each call with the scripted reply and records it."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def get(self, key: str, consistency: str = "linearizable", timeout: float | None = None) -> Reply:
+        self.calls.append(("get", key, consistency))
+        return self.reply
+
+    async def put(self, key: str, value: str, version: int, timeout: float | None = None) -> Reply:
+        self.calls.append(("put", key, value, version))
+        return self.reply
+
+    async def delete(self, key: str, version: int, timeout: float | None = None) -> Reply:
+        self.calls.append(("delete", key, version))
+        return self.reply
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_node_mode_binds_a_worker_to_its_node_and_names_it(tmp_path: Path) -> None:
+    hosts = [Host("n1", "10.0.0.11"), Host("n2", "10.0.0.12"), Host("n3", "10.0.0.13")]
+    test = Ctx(name="t", options={}, hosts=hosts, backend=None, db=None, seed=1,  # type: ignore[arg-type]
+               store_dir=tmp_path)
+    client = await RegisterClient({"read_consistency": "stale"}).open(test, "n2")
+    assert isinstance(client, NodeBoundClient) and client._client.node == "10.0.0.12:8000"
+    stub = StubNodeClient(_reply("not-leader", leader="n1"))
+    client._client = stub  # type: ignore[assignment]
+    done = await client.invoke(None, PUT)  # type: ignore[arg-type]
+    assert (done.type, done.node, done.error, done.process, done.key) == ("fail", "n2", "not-leader", 4, "k1")
+    assert stub.calls == [("put", "k1", "17", 2)], "one request, to its own node: no redirect followed"
+    await client.invoke(None, GET)  # type: ignore[arg-type]
+    assert stub.calls[-1] == ("get", "k1", "stale")
+
+
+def test_node_mode_final_reads_read_every_key_through_every_node() -> None:
+    """Six workers on three nodes (thread t on node t mod 3): every key is read until ok through each node's
+    workers; a node whose reads keep failing (n3 here, its first four) is asked again, the others are not."""
+    ctx = gen.Context.initial(6, nemesis=False)
+    tries: Counter[tuple[int, str]] = Counter()
+
+    def complete(op: Op) -> tuple[str, int]:
+        node = gen.node_index(ctx.thread_of(op.process), 3)
+        assert node is not None
+        tries[(node, str(op.key))] += 1
+        return ("fail" if node == 2 and tries[(node, str(op.key))] <= 4 else "ok"), 1_000_000
+
+    history = gen.simulate(final_generator({"keys": 2, "nodes": 3}, random.Random(1)), ctx, complete=complete)
+    assert all(o.f == "get" for o in history)
+    assert tries == {(0, "k0"): 1, (0, "k1"): 1, (1, "k0"): 1, (1, "k1"): 1, (2, "k0"): 5, (2, "k1"): 5}
+    # A node's retries of one key are spaced FINAL_RETRY_S apart: a refusing node is not asked in a tight loop.
+    n3_k0 = [o.time for o in history if o.type == "invoke" and o.key == "k0"
+             and gen.node_index(ctx.thread_of(o.process), 3) == 2]
+    assert all(b - a >= gen.secs(register.FINAL_RETRY_S) for a, b in zip(n3_k0, n3_k0[1:], strict=False))
+
+
+def test_node_mode_final_reads_skip_a_node_without_a_worker() -> None:
+    ctx = gen.Context.initial(2, nemesis=False)  # two workers, three nodes: nobody is bound to n3
+    history = gen.simulate(final_generator({"keys": 1, "nodes": 3}, random.Random(1)), ctx)
+    assert sorted(o.process for o in history if o.type == "invoke") == [0, 1]

@@ -20,7 +20,7 @@ def test_the_registry_finds_every_plugin_of_the_lab() -> None:
     assert "raftkv" in registry.names(registry.Kind.DB)
     workload = registry.workload("register")
     assert workload.db == "raftkv"
-    assert {o.flag for o in workload.options} == {"--keys", "--read-consistency"}
+    assert {o.flag for o in workload.options} == {"--keys", "--read-consistency", "--client-mode"}
     assert isinstance(workload.client({"read_consistency": "stale"}), RegisterClient)
     assert isinstance(registry.db("raftkv").factory({"raftkv_tick_ms": 30}), RaftkvDB)
 
@@ -43,3 +43,45 @@ def test_comma_lists_are_checked() -> None:
         parse("halves,diagonal")
     with pytest.raises(ValueError):
         parse(" , ")
+
+
+def test_each_nemesis_tells_schedules_what_it_does_and_how_to_aim_it_within_the_options() -> None:
+    from harness.faults import Effect
+    from harness.hunt import MOVES, HuntConfig
+
+    traits = {k: t for name in ("partition", "kill", "pause", "packet", "clock")
+              for k, t in registry.nemesis(name).fault_traits({}).items()}
+    assert {k: t.effect for k, t in traits.items()} == {"partition": Effect.CUT, "kill": Effect.CRASH,
+                                                        "pause": Effect.FREEZE, "packet": Effect.OTHER,
+                                                        "clock": Effect.OTHER}
+    assert traits["partition"].aim("leader") == {"shape": "leader"} and traits["kill"].aim("one") == {"target": "one"}
+    # Every move can be cast from the five (the schedule draws them all), and a user's restriction is respected:
+    HuntConfig(kinds=traits, moves=MOVES)
+    assert registry.nemesis("kill").fault_traits({"kill_targets": ("one", "all")})["kill"].aim("leader") is None
+    assert registry.nemesis("partition").fault_traits({"partition_shapes": ("halves",)})["partition"].aims == {}
+
+
+def test_the_raftkv_adapter_states_its_worst_case_election_timeout() -> None:
+    from harness.protocols import Timing, election_timeout_s
+
+    db = registry.db("raftkv").factory({"raftkv_tick_ms": 30, "raftkv_election_ticks": 12})
+    assert isinstance(db, Timing) and db.election_timeout_s() == pytest.approx(0.72)
+    assert election_timeout_s(registry.db("raftkv").factory({})) == pytest.approx(0.5)
+    assert election_timeout_s(object()) == 1.0  # a DB that does not say
+
+
+def test_nemesis_all_is_every_registered_nemesis_that_can_run_on_the_backend() -> None:
+    from harness.registry import NemesisSpec
+    from harness.run import expand_nemeses
+
+    assert set(expand_nemeses(("all",), "netns")) >= {"partition", "kill", "pause", "packet", "clock"}
+    local = expand_nemeses(("all",), "local")
+    assert {"kill", "pause", "clock"} <= set(local) and not {"partition", "packet"} & set(local)
+    assert expand_nemeses(("kill", "all", "none"), "local")[0] == "kill" and len(set(local)) == len(local)
+    assert expand_nemeses(("none",), "netns") == []
+    # A nemesis registered later (the disk one) joins `all` with nothing else to change.
+    registry.register_nemesis(NemesisSpec(name="fakedisk", factory=lambda options, rng: None))  # type: ignore[arg-type,return-value]
+    try:
+        assert "fakedisk" in expand_nemeses(("all",), "netns") and "fakedisk" in expand_nemeses(("all",), "local")
+    finally:
+        registry.unregister(registry.Kind.NEMESIS, "fakedisk")

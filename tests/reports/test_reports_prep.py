@@ -128,6 +128,25 @@ def test_fault_never_healed_and_stop_without_start(tmp_path: Path) -> None:
     assert any("stop of pause" in p for p in problems)
 
 
+def test_overlapping_faults_of_different_kinds_each_keep_their_interval_and_move(tmp_path: Path) -> None:
+    """The hunting schedule overlaps kinds (a partition with a kill inside it); each interval is its kind's own."""
+    cut = {"fault": "partition", "targets": ["n1"], "move": "election-crash"}
+    kill = {"fault": "kill", "target": "one", "targets": ["n2"], "move": "election-crash"}
+    d = write_run(tmp_path / "r", [
+        ev("nemesis", "invoke", "start", 1.0, value={"fault": "partition"}), ev("nemesis", "info", "start", 1.1, value=cut),
+        ev("nemesis", "invoke", "start", 2.0, value={"fault": "kill"}), ev("nemesis", "info", "start", 2.1, value=kill),
+        ev("nemesis", "invoke", "stop", 3.0, value={"fault": "partition"}),
+        ev("nemesis", "info", "stop", 3.1, value={"fault": "partition", "move": "election-crash"}),
+        ev("nemesis", "invoke", "stop", 4.0, value={"fault": "kill"}),
+        ev("nemesis", "info", "stop", 4.1, value={"fault": "kill", "move": "election-crash"})])
+    _, events, _, _ = _ops(d)
+    faults, problems = prep.fault_intervals(events)
+    assert problems == []
+    assert [(f.kind, round(f.start, 3), round(f.stop or 0, 3), f.label) for f in faults] == [
+        ("partition", 1.1, 3.1, "n1"), ("kill", 2.1, 4.1, "n2")]
+    assert all(f.details["move"] == "election-crash" for f in faults)
+
+
 def test_window_width_is_round_and_bounded() -> None:
     assert prep.window_width(3.0) == 0.05  # 60 windows
     assert prep.window_width(100.0) == 0.5

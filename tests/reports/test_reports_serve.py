@@ -139,6 +139,17 @@ def test_inside_refuses_every_way_out(store: Path) -> None:
     assert _inside(root, "") == root
 
 
+@pytest.mark.parametrize("path", ["/" + "a" * 300, "/preview/" + "b" * 300, "/zip/" + "c" * 300,
+                                  "/raftkv-invalid/" + "d" * 256 + "/x", "/x" + "/e" * 2100])
+async def test_a_name_too_long_for_the_file_system_is_a_404_not_a_500(store: Path, path: str) -> None:
+    client = await _client(store)
+    try:
+        resp = await client.get(path)
+        assert resp.status == 404, (path[:40], resp.status, (await resp.text())[:300])
+    finally:
+        await client.close()
+
+
 async def test_serve_command_serves_the_store_until_stopped(store: Path) -> None:
     """`python -m reports serve STORE --port P` (what `harness serve` runs): up, answering, then ended by pid."""
     import socket

@@ -50,6 +50,9 @@ class Cluster:
         self.memory = memory
         self.extra = extra
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.secret = b"test cluster secret " + os.urandom(8).hex().encode()
+        self.secret_file = workdir / "peer-secret"
+        self.secret_file.write_bytes(self.secret + b"\n")
 
     @property
     def addrs(self) -> list[str]:
@@ -59,7 +62,8 @@ class Cluster:
         peers = ",".join(f"{i}={self.peer[i]}" for i in self.ids)
         argv = [sys.executable, "-m", "raftkv", "serve", "--id", nid, "--listen", self.peer[nid], "--client",
                 self.client[nid], "--peers", peers, "--log-file", str(self.dir / f"{nid}.log"),
-                "--tick-ms", str(self.tick_ms), "--election-ticks", str(self.election_ticks), *self.extra]
+                "--tick-ms", str(self.tick_ms), "--election-ticks", str(self.election_ticks),
+                "--peer-secret-file", str(self.secret_file), *self.extra]
         argv += ["--memory"] if self.memory else ["--data-dir", str(self.dir / nid)]
         return argv
 

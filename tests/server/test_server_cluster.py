@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,9 @@ import pytest
 from server_cluster import Cluster
 
 from raftkv.client import KVClient, Maybe, NoKey, Timeout, Unavailable, VersionMismatch
+from raftkv.core import Message, MessageType, codec
 from raftkv.server import frames
+from raftkv.server.transport import MAGIC, TAG_AUTH, cluster_id_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,32 +288,65 @@ async def test_node_down_during_compaction_catches_up_by_snapshot(tmp_path: Path
         c.stop_all()
 
 
+async def _attack(c: Cluster, target: str, wire: bytes | None = None, *, secret: bytes | None = None,
+                  sender: str = "n2", payloads: tuple[bytes, ...] = ()) -> bool:
+    """Connect to `target`'s peer port as an attacker, read its challenge, send `wire` (or AUTH + `payloads`
+    framed as `sender` with `secret`); True when the node closed the connection."""
+    host, _, port = c.peer[target].rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        challenge = await asyncio.wait_for(reader.readexactly(len(MAGIC) + frames.NONCE_BYTES), 5)
+        if wire is None:
+            cid = cluster_id_of(c.peer)
+            key = frames.session_key(secret or b"", challenge[len(MAGIC):], b"c" * 16, cid, sender, target)
+            enc = frames.FrameEncoder(cid, sender, key)
+            wire = enc.encode(bytes([TAG_AUTH]) + b"c" * 16) + b"".join(enc.encode(p) for p in payloads)
+        writer.write(wire)
+        try:
+            return await asyncio.wait_for(reader.read(1), 3) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+    finally:
+        writer.close()
+
+
 async def test_malformed_peer_frames_close_only_that_connection(c3: Cluster) -> None:
     leader = await c3.wait_leader()
-    host, _, port = c3.peer[leader].rpartition(":")
-    attacks = [b"\xff" * 64,  # absurd length
-               frames.encode(12345, "n2", b"\x00junk"),  # another cluster
-               frames.encode(0, "n2", b"")[:4] + b"\x01" + b"\x00" * 10]  # truncated garbage header
-    from raftkv.server.transport import cluster_id_of
-    cid = cluster_id_of(c3.peer)
     other = next(i for i in c3.ids if i != leader)
-    attacks += [frames.encode(cid, "intruder", b"\x00abc"), frames.encode(cid, other, b"\x00not msgpack")]
-    for payload in attacks:
-        with socket.create_connection((host, int(port)), timeout=2) as s:
-            s.sendall(payload)
-            s.settimeout(2)
-            try:
-                closed = s.recv(1) == b""
-            except ConnectionResetError:
-                closed = True
-            except TimeoutError:
-                closed = False
-        assert closed or payload is attacks[2], payload
+    foreign = frames.FrameEncoder(12345, "n2", b"k").encode(b"\x00junk")
+    assert await _attack(c3, leader, b"\xff" * 64)  # absurd length
+    assert await _attack(c3, leader, foreign)  # another cluster
+    assert await _attack(c3, leader, secret=c3.secret, sender="intruder", payloads=(b"\x00abc",))
+    assert await _attack(c3, leader, secret=c3.secret, sender=other, payloads=(b"\x00not msgpack",))
     async with KVClient(c3.addrs, timeout=5) as kv:
         assert (await kv.put("still", "serving", 0)).version == 1
     log = c3.log(leader)
     assert "malformed frame" in log and "another cluster" in log and "unknown sender" in log
     assert "undecodable message" in log
+
+
+async def test_a_peer_without_the_secret_can_neither_redirect_clients_nor_move_leadership(c3: Cluster) -> None:
+    """Regression (issue 13): one forged HELLO made a follower redirect clients to an arbitrary URL, one forged
+    TIMEOUT_NOW moved leadership, from anyone who could reach a peer port and knew a member's name."""
+    leader = await c3.wait_leader()
+    follower = next(i for i in c3.ids if i != leader)
+    status = await c3.status(leader)
+    assert status is not None
+    term = int(status["term"])
+    hello = b"\x01http://attacker.invalid:1"
+    timeout_now = b"\x00" + codec.encode_message(Message(type=MessageType.TIMEOUT_NOW, src=leader, dst=follower,
+                                                           term=term))
+    for secret in (None, b"a guessed secret"):
+        assert await _attack(c3, follower, secret=secret, sender=leader, payloads=(hello, timeout_now))
+    after = await c3.status(follower)
+    assert after is not None and after["leader"] == leader and int(after["term"]) == term
+    code, body = await c3.http(follower, "PUT", "/kv/redirected", b'{"value": "v", "version": 0}')
+    assert code == 307 and body["leader"] == leader and "attacker" not in json.dumps(body)
+    assert "authentication failed" in c3.log(follower)
+    _, metrics = await c3.http(follower, "GET", "/metrics")
+    assert "raftkv_peer_auth_failures_total 2.0" in metrics
 
 
 async def test_sigterm_is_graceful_and_corrupt_wal_refuses_to_start(tmp_path: Path) -> None:

@@ -57,13 +57,18 @@ def test_record_encode_rejects_bad_type() -> None:
         records.encode(0, b"x")
 
 
+KEY = frames.session_key(b"s" * 16, b"a" * 16, b"b" * 16, 7, "n1", "n2")
 frame_items = st.lists(st.tuples(st.integers(0, 2**32 - 1), st.text(min_size=1, max_size=10),
-                                 st.binary(max_size=200)), max_size=10)
+                                 st.binary(min_size=1, max_size=200)), max_size=10)
 
 
 @given(frame_items, st.lists(st.integers(1, 50), max_size=50))
-def test_frames_round_trip_in_arbitrary_chunks(items: list[tuple[int, str, bytes]], chunks: list[int]) -> None:
-    wire = b"".join(frames.encode(c, s, p) for c, s, p in items)
+def test_frames_round_trip_in_arbitrary_chunks_and_verify_in_order(items: list[tuple[int, str, bytes]],
+                                                                    chunks: list[int]) -> None:
+    encoders: dict[tuple[int, str], frames.FrameEncoder] = {}
+    wire = b""
+    for c, s, p in items:
+        wire += encoders.setdefault((c, s), frames.FrameEncoder(c, s, KEY)).encode(p)
     dec = frames.FrameDecoder()
     got: list[frames.Frame] = []
     pos = 0
@@ -73,6 +78,44 @@ def test_frames_round_trip_in_arbitrary_chunks(items: list[tuple[int, str, bytes
     got += dec.feed(wire[pos:])
     assert [(f.cluster_id, f.sender, f.payload) for f in got] == items
     assert dec.buffered == 0
+    seqs: dict[tuple[int, str], int] = {}
+    for f in got:
+        seq = seqs[(f.cluster_id, f.sender)] = seqs.get((f.cluster_id, f.sender), -1) + 1
+        assert f.verify(KEY, seq) and not f.verify(KEY, seq + 1)
+
+
+def test_a_tag_fails_for_another_key_a_replay_a_reordering_or_a_changed_byte() -> None:
+    enc = frames.FrameEncoder(7, "n1", KEY)
+    first, second = enc.encode(b"\x00one"), enc.encode(b"\x00two")
+    got = frames.FrameDecoder().feed(first + second)
+    assert got[0].verify(KEY, 0) and got[1].verify(KEY, 1)
+    other = frames.session_key(b"s" * 16, b"a" * 16, b"c" * 16, 7, "n1", "n2")  # another connection's nonce
+    assert not got[0].verify(other, 0)
+    assert not got[1].verify(KEY, 0)  # reordered (or replayed as the first frame)
+    assert not frames.FrameDecoder().feed(first)[0].verify(KEY, 1)  # replayed later on the connection
+    tampered = bytearray(first)
+    tampered[-1] ^= 1
+    assert not frames.FrameDecoder().feed(bytes(tampered))[0].verify(KEY, 0)
+    assert frames.session_key(b"s" * 16, b"a" * 16, b"b" * 16, 7, "n1", "n3") != KEY  # bound to both ids
+
+
+def test_the_header_is_checked_before_the_body_is_buffered() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def check(cluster_id: int, sender: str) -> None:
+        seen.append((cluster_id, sender))
+        if sender == "intruder":
+            raise frames.FrameError(f"frame from unknown sender {sender!r}")
+
+    dec = frames.FrameDecoder(max_frame=1 << 30, check_header=check)
+    big = frames.FrameEncoder(7, "intruder", KEY, max_frame=1 << 30).encode(b"x" * (1 << 20))
+    with pytest.raises(frames.FrameError, match="unknown sender"):
+        dec.feed(big[:4 + 6 + len("intruder")])  # the header alone: refused with the body still unsent
+    assert seen == [(7, "intruder")] and dec.buffered < 100
+    ok = frames.FrameDecoder(check_header=check)
+    wire = frames.FrameEncoder(7, "n1", KEY).encode(b"x" * 1000)
+    assert ok.feed(wire[:20]) == [] and ok.feed(wire[20:500]) == [] and len(ok.feed(wire[500:])) == 1
+    assert seen[1:] == [(7, "n1")]  # checked once, not once per chunk
 
 
 @given(st.binary(max_size=500))
@@ -82,6 +125,7 @@ def test_frames_garbage_gives_frame_error_or_frames(data: bytes) -> None:
     try:
         for f in dec.feed(data):
             assert isinstance(f.sender, str) and 1 <= len(f.sender.encode()) <= 64
+            assert not f.verify(KEY, 0)
     except frames.FrameError:
         with pytest.raises(frames.FrameError):
             dec.feed(b"")  # a failed decoder refuses further use
@@ -91,5 +135,7 @@ def test_frames_oversize_rejected() -> None:
     dec = frames.FrameDecoder(max_frame=100)
     with pytest.raises(frames.FrameError, match="exceeds"):
         dec.feed((1000).to_bytes(4, "big"))
+    enc = frames.FrameEncoder(1, "n1", KEY, max_frame=100)
     with pytest.raises(ValueError):
-        frames.encode(1, "n1", b"x" * 200, max_frame=100)
+        enc.encode(b"x" * 200)
+    assert enc.seq == 0  # a refused frame uses up no sequence number

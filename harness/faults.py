@@ -1,0 +1,54 @@
+"""What a fault kind does, told to schedules: the small vocabulary between a nemesis and the hunting schedule.
+
+A schedule (harness.hunt) knows nothing of iptables or signals; a nemesis knows nothing of schedules. A nemesis spec
+(harness.registry.NemesisSpec.traits) describes each of its fault kinds with :class:`FaultTraits`:
+
+- ``effect``: what the fault does to its targets, so a schedule can build named moves ("isolate the leader" needs a
+  ``CUT``, "leader churn" a ``CRASH``, "pause the leader past its lease" a ``FREEZE``); ``OTHER`` faults are drawn
+  at random only.
+- ``aims``: how to aim a start, as the fields to put in the start op's value, in the nemesis's own vocabulary:
+  ``aims["leader"]`` aims at the current leader (e.g. ``{"target": "leader"}`` or ``{"shape": "leader"}``),
+  ``aims["one"]`` at one node chosen at random. An aim that is absent cannot be asked for (the nemesis lacks it, or
+  the run's options ruled it out); a start with no aim fields lets the nemesis draw as it always does.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+AIMS = ("leader", "one")
+
+
+class Effect(enum.Enum):
+    CRASH = "crash"  # the targets' processes die, and restart when the fault stops (kill -9)
+    FREEZE = "freeze"  # the targets stop running and resume where they were (SIGSTOP)
+    CUT = "cut"  # the targets lose their network to some peers (a partition)
+    OTHER = "other"  # anything else (slow links, clock skew, disk faults): drawn at random, in no move
+
+
+@dataclass(frozen=True, slots=True)
+class FaultTraits:
+    """One fault kind as a schedule sees it (see the module docstring). Built once, read-only."""
+
+    effect: Effect = Effect.OTHER
+    aims: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.aims) - set(AIMS)
+        if unknown:
+            raise ValueError(f"fault traits: unknown aims {sorted(unknown)} (known: {', '.join(AIMS)})")
+        if any("fault" in fields for fields in self.aims.values()):
+            raise ValueError("fault traits: an aim may not set the op value's 'fault'")
+        object.__setattr__(self, "aims", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.aims.items()}))
+
+    def aim(self, name: str) -> dict[str, Any] | None:
+        """The start value fields that aim at ``name`` ("leader", "one"), or None when this kind cannot."""
+        fields = self.aims.get(name)
+        return None if fields is None else dict(fields)
+
+
+UNDESCRIBED = FaultTraits()
