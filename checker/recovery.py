@@ -20,7 +20,8 @@ What it judges (docs/history.md, "The recovery checker"):
   (nothing excuses it); otherwise reported only (a partition, a pause or packet loss may leave no majority
   connected, which the monitor cannot see, or only reads were sent, which commit nothing).
 
-Result: `{"valid", "failure_kind": "liveness", "bound_s", "windows", "quiesce", "stuck", "failures", "unknown"}`;
+Result: `{"valid", "failure_kind": "liveness", "bound_s", "windows", "quiesce", "stuck", "failures", "unknown",
+"anomaly_time"}` (`anomaly_time`, when invalid: controller ns at which the first failure became visible);
 `valid` is false when `failures` is not empty, else true (unknown windows are listed, not counted against the run).
 """
 
@@ -188,7 +189,7 @@ def judge_kind(ops: OpIndex, window: Window, bound: int, history_end: int, origi
                                                        f"was asked, before the bound ran out"}
     asked = [op for op in in_flight + after if op.call_time <= deadline]
     nodes = sorted({node_of[op.id] for op in asked if op.id in node_of})
-    return {"verdict": "missed", **out, "nodes": nodes, "errors": _errors(asked),
+    return {"verdict": "missed", **out, "deadline_s": _rel(deadline, origin), "nodes": nodes, "errors": _errors(asked),
             "reason": f"no {label} succeeded within {bound / NS:g} s: {len(asked)} tried"
                       + (f" at {', '.join(nodes)}" if nodes else "") + (f" ({_errors(asked)})" if asked else "")}
 
@@ -317,7 +318,8 @@ class RecoveryChecker:
             for label, kind_ops in (("write", writes), ("read", reads)):
                 row[label] = res = judge_kind(kind_ops, w, bound, history_end, origin, label, node_of)
                 if res["verdict"] == "missed":
-                    failures.append({"what": label, "since_s": row["heal_s"], "nodes": res.get("nodes", []),
+                    failures.append({"what": label, "since_s": row["heal_s"], "at_s": res["deadline_s"],
+                                     "nodes": res.get("nodes", []),
                                      "message": f"After the {'final ' if w.final else ''}heal at {row['heal_s']} s "
                                                 f"({w.healed}): {res['reason']}."})
             judged.append(row)
@@ -334,5 +336,8 @@ class RecoveryChecker:
                 failures.append(failure)
         unknown = [f"{label} after the heal at {row['heal_s']} s: {row[label]['reason']}" for row in judged
                    for label in ("write", "read") if row[label]["verdict"] == "unknown"]
+        seen = [f["at_s"] for f in failures if isinstance(f.get("at_s"), float | int)]
         return {"valid": not failures, "failure_kind": "liveness", "bound_s": bound_s, "bound_source": source,
-                "windows": judged, "quiesce": quiesce, "stuck": stuck, "failures": failures, "unknown": unknown}
+                "windows": judged, "quiesce": quiesce, "stuck": stuck, "failures": failures, "unknown": unknown,
+                # when the first failure became visible (controller ns, as harness.detection reads it)
+                **({"anomaly_time": origin + int(min(seen) * NS)} if seen else {})}

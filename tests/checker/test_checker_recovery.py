@@ -93,6 +93,7 @@ def test_missing_the_bound_is_a_liveness_failure_naming_the_nodes_and_the_time()
     kinds = {f["what"]: f for f in result["failures"]}
     assert set(kinds) == {"write", "read"}
     assert kinds["write"]["since_s"] == 3.0 and kinds["write"]["nodes"] == ["n2"]
+    assert kinds["write"]["at_s"] == 5.0 and result["anomaly_time"] == 5 * S  # the bound ran out at 3 s + 2 s
     assert "kill of n1 n2" in kinds["write"]["message"] and "not-leader" in kinds["write"]["message"]
     assert result["windows"][0]["write"]["first_ok_s"] == pytest.approx(3.01)  # late, but recorded
 
