@@ -172,6 +172,9 @@ def judge_kind(ops: OpIndex, window: Window, bound: int, history_end: int, origi
         clock = window.heal
     elif after:
         clock = min(op.call_time for op in after)
+    elif window.end is not None:
+        return {"verdict": "unknown", "reason": f"no {label} was sent before the next fault began "
+                                                f"{(window.end - window.heal) / NS:.2f} s after the heal"}
     else:
         return {"verdict": "unknown", "reason": f"no {label} was sent after the heal"}
     out: dict[str, Any] = {"clock_s": _rel(clock, origin), "asked": len(in_flight) + len(after)}

@@ -125,6 +125,15 @@ def test_a_window_cut_by_the_next_fault_before_the_bound_is_unknown_not_invalid(
     assert result["valid"] is True
     first = result["windows"][0]
     assert first["write"]["verdict"] == "unknown" and "next fault" in first["write"]["reason"]
+    h2 = H()
+    h2.fault("start", "kill", 1.0)
+    h2.fault("stop", "kill", 3.0)
+    h2.fault("start", "kill", 3.005)  # hunting: 5 ms later, before anyone could ask
+    h2.fault("stop", "kill", 5.0)
+    traffic(h2, 5.0, 6.0, ok_after=5.0)
+    cut = check(h2)["windows"][0]["write"]
+    assert cut == {"verdict": "unknown", "reason": "no write was sent before the next fault began 0.01 s after "
+                                                   "the heal"}
     assert result["windows"][1]["write"]["verdict"] == "recovered"
 
 
