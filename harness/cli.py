@@ -29,6 +29,7 @@ from harness import detection, registry
 from harness.backends import BACKENDS
 from harness.detection import PlantedBug
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES
+from harness.registry import float_in, int_in
 from harness.run import (
     ALL_NEMESES,
     SCHEDULES,
@@ -47,6 +48,8 @@ bridge <prefix>-br, veths <prefix>-v1.., state in /run/raftkv-lab/<prefix>/), so
 prefixes; RAFTKV_LAB_SUBNET (e.g. 10.77.5) overrides the hosts' /24."""
 
 
+MAX_NODES = 64  # one lab on one machine; more is a typo, refused before any host exists
+HOUR_S, WEEK_S = 3600.0, 7 * 24 * 3600.0
 # Ctrl-C, kill, and a closed terminal all mean: stop, heal, tear down.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -58,34 +61,6 @@ class Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(ExitCode.BAD_ARGUMENTS)
-
-
-def _positive_float(s: str) -> float:
-    v = float(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    v = float(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
 
 
 def _fault_rate(s: str) -> float:
@@ -187,11 +162,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
     p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
                           "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
-    p.add_argument("--nodes", type=_positive_int, default=5, help="number of hosts/nodes (default 5)")
-    p.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of workload (default 60)")
-    p.add_argument("--concurrency", "-c", type=_positive_int, default=10,
+    p.add_argument("--nodes", type=int_in(1, MAX_NODES), default=5, help="number of hosts/nodes (default 5)")
+    p.add_argument("--time-limit", type=float_in(0, WEEK_S, low_open=True), default=60.0, help="seconds of workload (default 60)")
+    p.add_argument("--concurrency", "-c", type=int_in(1, 4096), default=10,
                      help="client workers, one op in flight each (default 10)")
-    p.add_argument("--rate", type=_nonneg_float, default=200.0,
+    p.add_argument("--rate", type=float_in(0, 1e6), default=200.0,
                      help="total client ops/s over all workers; 0 = as fast as they go (default 200)")
     p.add_argument("--seed", type=int, default=None,
                    help=("the campaign's seed: every run's seed derives from it (default: random, printed)" if campaign
@@ -200,7 +175,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                    help="how faults are scheduled: hunt (default: several overlapping faults a minute, aimed at the "
                         "leader more often than not, and named moves, timed to the DB's election timeout; "
                         "docs/lab.md) or cycle (one fault at a time: start, --nemesis-interval, stop, repeat)")
-    p.add_argument("--nemesis-interval", type=_positive_float, default=None,
+    p.add_argument("--nemesis-interval", type=float_in(0, HOUR_S, low_open=True), default=None,
                    help="cycle only: seconds between a fault's start and stop, and its stop and the next start "
                         "(default 10)")
     p.add_argument("--fault-rate", type=_fault_rate, default=None,
@@ -209,19 +184,19 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     p.add_argument("--moves", type=_moves, default=None,
                    help=f"hunt only: the named moves it may draw, comma-separated, or none (default all: "
                         f"{','.join(MOVES)})")
-    p.add_argument("--op-timeout", type=_positive_float, default=5.0,
+    p.add_argument("--op-timeout", type=float_in(0, HOUR_S, low_open=True), default=5.0,
                      help="seconds before a client op is recorded as info/timeout (default 5)")
-    p.add_argument("--final-time-limit", type=_nonneg_float, default=30.0,
+    p.add_argument("--final-time-limit", type=float_in(0, HOUR_S), default=30.0,
                      help="bound on the final-read phase, seconds (default 30)")
-    p.add_argument("--quiesce-timeout", type=_nonneg_float, default=15.0,
+    p.add_argument("--quiesce-timeout", type=float_in(0, HOUR_S), default=15.0,
                      help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
-    p.add_argument("--recovery-bound-s", type=_positive_float, default=None,
+    p.add_argument("--recovery-bound-s", type=float_in(0, HOUR_S, low_open=True), default=None,
                    help="after every heal the cluster must serve a write and a read, and every running node catch "
                         "up, within this many seconds, else the run is invalid (liveness) (default: the DB's own, "
                         "a few election timeouts plus reconnects; test.json records the one used)")
-    p.add_argument("--setup-timeout", type=_positive_float, default=30.0,
+    p.add_argument("--setup-timeout", type=float_in(0, HOUR_S, low_open=True), default=30.0,
                      help="wait at most this long for the started cluster to agree on a leader (default 30)")
-    p.add_argument("--status-interval", type=_positive_float, default=0.5,
+    p.add_argument("--status-interval", type=float_in(0, 60, low_open=True), default=0.5,
                      help="seconds between node status polls into cluster.jsonl (default 0.5)")
     p.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
     p.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
@@ -252,13 +227,13 @@ def build_parser() -> tuple[Parser, list[str]]:
                     "if any verdict was unknown, else 0.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(campaign, campaign=True)
-    campaign.add_argument("--runs-per-cell", type=_positive_int, default=1, help="seeds per cell (default 1)")
-    campaign.add_argument("--main-runs", type=_positive_int, default=None,
+    campaign.add_argument("--runs-per-cell", type=int_in(1, 100_000), default=1, help="seeds per cell (default 1)")
+    campaign.add_argument("--main-runs", type=int_in(1, 100_000), default=None,
                           help="seeds of the first cell, the main one (default --runs-per-cell)")
     campaign.add_argument("--stop-on-invalid", action="store_true", help="stop after the first invalid run")
-    campaign.add_argument("--control-runs", type=_nonneg_int, default=1,
+    campaign.add_argument("--control-runs", type=int_in(0, 100_000), default=1,
                           help="with --failpoints: clean runs per cell that must all be valid (default 1)")
-    campaign.add_argument("--budget-minutes", type=_positive_float, default=None,
+    campaign.add_argument("--budget-minutes", type=float_in(0, WEEK_S / 60, low_open=True), default=None,
                           help="start no new run after this many minutes (default: run them all)")
     _add_plugin_options(campaign)
 
@@ -283,7 +258,7 @@ def build_parser() -> tuple[Parser, list[str]]:
     report.add_argument("run_dir", type=Path, metavar="DIR")
 
     serve = sub.add_parser("serve", help="serve the store's reports over HTTP (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int_in(1, 65535), default=8080)
     serve.add_argument("--store", type=Path, default=Path("store"))
     return parser, plugin_dests
 

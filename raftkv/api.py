@@ -11,11 +11,12 @@ still take effect later: a client must not guess.
 | no-key            | 404  | yes      | put/delete with version > 0 on an absent key; a get of an absent key |
 | not-leader        | 307  | yes      | this node is a follower: nothing was proposed; `leader`/`leader_url` say where to go |
 | unavailable       | 503  | yes      | no known leader, shutting down, overloaded, lease reads disabled, a write still queued (never proposed) at its deadline, or a read not confirmed within its deadline or two election timeouts (reads never take effect) |
-| bad-request       | 400  | yes      | malformed JSON, wrong types, bad key or consistency, version < 0 |
-| too-large         | 413  | yes      | a key over MAX_KEY_BYTES or a value over MAX_VALUE_BYTES |
+| bad-request       | 400  | yes      | malformed HTTP or JSON, wrong types, a key that is not UTF-8 once percent-decoded, bad consistency, a version outside 0..2^63-1, a body not received within the body timeout |
+| too-large         | 413  | yes      | a key over MAX_KEY_BYTES, a value over MAX_VALUE_BYTES, a body over MAX_BODY_BYTES, a request line or header over the HTTP parser's limit (8190 bytes) |
 | not-found         | 404  | yes      | an unknown path |
 | method-not-allowed| 405  | yes      | an unknown method on a known path |
 | maybe             | 504  | no       | the write was proposed but its commit could not be confirmed before its deadline (timeout, leadership lost, shutdown): it may apply later or never |
+| internal          | 500  | no       | the node failed while answering (a bug, logged with its traceback): a write may have been proposed |
 
 Follower behaviour: a follower REDIRECTS writes and lease reads (307 with `Location` and a JSON body naming the
 leader and its client URL); it never forwards a client's request. It SERVES linearizable reads itself: the core
@@ -36,6 +37,7 @@ MAX_VALUE_BYTES = 1024 * 1024
 MAX_BODY_BYTES = MAX_VALUE_BYTES * 2 + 4096  # JSON-escaped value plus envelope
 DEFAULT_TIMEOUT_S = 5.0
 MAX_TIMEOUT_S = 60.0
+MAX_VERSION = 2**63 - 1  # versions and query integers above this are refused (bad-request), never overflow
 
 
 class Consistency(enum.Enum):
@@ -63,5 +65,6 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("not-found", 404, True),
         ErrorKind("method-not-allowed", 405, True),
         ErrorKind("maybe", 504, False),
+        ErrorKind("internal", 500, False),
     )
 }

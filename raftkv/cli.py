@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster-id", type=int, help="default: a CRC32 of the member ids")
     s.add_argument("--client-url", help="URL followers redirect clients to (default http://<--client>)")
     s.add_argument("--seed", type=int, help="seed of the election-timeout randomness")
+    s.add_argument("--client-header-timeout-s", type=float,
+                   help="a client's request head must arrive within this many seconds (default 10)")
+    s.add_argument("--client-body-timeout-s", type=float,
+                   help="a client's request body must arrive within this many seconds (default 10)")
+    s.add_argument("--max-client-connections", type=int,
+                   help="open client connections beyond this are refused (default 4096, and never more than the "
+                        "descriptor limit allows)")
     s.add_argument("--peer-secret-file", type=Path,
                    help="file holding the cluster's shared secret (>= 16 bytes): peers must prove they know it "
                         "(without one, anyone who reaches the peer port can speak as a member)")
@@ -102,7 +109,8 @@ def _serve(args: argparse.Namespace) -> int:
         opts: dict[str, Any] = load_file(args.config) if args.config else {}
         for name in ("id", "listen", "client", "peers", "data_dir", "memory", "log_file", "tick_ms",
                      "election_ticks", "heartbeat_ticks", "snapshot_entries", "segment_bytes", "lease",
-                     "request_timeout_s", "max_frame", "cluster_id", "client_url", "seed", "peer_secret_file"):
+                     "request_timeout_s", "max_frame", "cluster_id", "client_url", "seed", "peer_secret_file",
+                     "client_header_timeout_s", "client_body_timeout_s", "max_client_connections"):
             v = getattr(args, name)
             if v is not None:
                 opts[name] = v

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from harness.protocols import RemoteError, TestContext
-from harness.registry import DBSpec, Option
+from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
 
 PEER_PORT = 7000
@@ -248,9 +248,9 @@ class RaftkvDB:
 RAFTKV = DBSpec(
     name="raftkv", factory=RaftkvDB,
     description="raftkv nodes started as `python -m raftkv serve` on each host",
-    options=(Option(flag="--raftkv-tick-ms", type=int, default=DEFAULT_TICK_MS,
+    options=(Option(flag="--raftkv-tick-ms", type=int_in(1, 10_000), default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),
-             Option(flag="--raftkv-election-ticks", type=int, default=DEFAULT_ELECTION_TICKS,
+             Option(flag="--raftkv-election-ticks", type=int_in(2, 10_000), default=DEFAULT_ELECTION_TICKS,
                     help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
              Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
                     help="start the nodes with leader leases (for --read-consistency lease)")),

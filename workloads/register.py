@@ -50,7 +50,7 @@ from typing import Any
 from checker import ConvergenceChecker, LinearizabilityChecker, RecoveryChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
-from harness.registry import Option, Workload
+from harness.registry import Option, Workload, int_in
 from raftkv.client import (
     BadRequest,
     Indeterminate,
@@ -65,6 +65,7 @@ from raftkv.client import (
 from workloads.raftkv_db import client_address
 
 DEFAULT_KEYS = 8
+MAX_KEYS = 100_000
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
 CLIENT_MODES = ("node", "smart")
@@ -330,7 +331,8 @@ REGISTER = Workload(
     client=RegisterClient, generator=generator, final_generator=final_generator, checker=checker,
     description="independent versioned keys: reads, writes and compare-and-set through raftkv's versioned put",
     options=(
-        Option(flag="--keys", type=int, default=DEFAULT_KEYS, help=f"number of keys (default {DEFAULT_KEYS})"),
+        Option(flag="--keys", type=int_in(1, MAX_KEYS), default=DEFAULT_KEYS,
+               help=f"number of keys, 1..{MAX_KEYS} (default {DEFAULT_KEYS})"),
         Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
                     "Jepsen's placement) or smart (the raftkv library: follows leader hints, retries elsewhere)"),

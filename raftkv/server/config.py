@@ -65,6 +65,9 @@ class ServerConfig:
     client_url: str | None = None  # the URL other nodes redirect clients to (default http://<client>)
     seed: int | None = None  # seeds the election-timeout randomness (default: from the OS)
     peer_secret_file: Path | None = None  # the cluster's shared secret; peers prove they know it (transport.py)
+    client_header_timeout_s: float = 10.0  # a request head must arrive within this of connecting / the last answer
+    client_body_timeout_s: float = 10.0  # a request body must arrive within this once its head has
+    max_client_connections: int = 4096  # beyond this (or the descriptor limit) new clients are refused
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -76,9 +79,12 @@ class ServerConfig:
         if self.memory == (self.data_dir is not None):
             raise ConfigError("give exactly one of --data-dir DIR and --memory")
         for name in ("tick_ms", "election_ticks", "heartbeat_ticks", "snapshot_entries", "segment_bytes",
-                     "max_frame"):
+                     "max_frame", "max_client_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("client_header_timeout_s", "client_body_timeout_s", "request_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 3600]")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must exceed --heartbeat-ticks")
         own = self.peers[self.id]

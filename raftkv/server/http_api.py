@@ -11,14 +11,16 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES
+from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES, MAX_VERSION
 from raftkv.kv import CommandError, Op, Outcome
 
 from .debug import StateView
+from .http_server import connection_cap, make_server, raise_fd_limit
 from .node import MaybeError, Node, NodeError, NotLeaderError, UnavailableError
 
 _JSON = "application/json"
@@ -46,11 +48,14 @@ class _Bad(Exception):
 
 
 def _key(request: web.BaseRequest) -> str:
-    key = request.path[4:]  # after "/kv/"; percent-decoded, so a key may hold "/"
+    """The key: the raw path after "/kv/", percent-decoded to bytes and read as strict UTF-8 (so "%ff" is refused
+    instead of being kept as the three characters "%ff", which "%25ff" also names; a key may hold "/")."""
+    raw = unquote_to_bytes(request.raw_path.partition("?")[0][4:])
     try:
-        n = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _Bad("bad-request", "key is not valid UTF-8") from None
+        key = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Bad("bad-request", f"key is not valid UTF-8 once percent-decoded (byte {e.start + 1})") from None
+    n = len(raw)
     if n > MAX_KEY_BYTES:
         raise _Bad("too-large", f"key is {n} bytes, over the limit of {MAX_KEY_BYTES}")
     if not key:
@@ -66,8 +71,8 @@ def _int_param(request: web.BaseRequest, name: str, default: int | None) -> int 
         v = int(raw)
     except ValueError:
         raise _Bad("bad-request", f"query parameter {name} must be an integer, got {raw!r}") from None
-    if v < 0:
-        raise _Bad("bad-request", f"query parameter {name} must be >= 0")
+    if not 0 <= v <= MAX_VERSION:
+        raise _Bad("bad-request", f"query parameter {name} must be in 0..{MAX_VERSION}")
     return v
 
 
@@ -76,6 +81,7 @@ class Api:
         self.node = node
         self.m = node.metrics
         self.default_timeout = node.cfg.request_timeout_s
+        self.body_timeout = node.cfg.client_body_timeout_s
         self._kv_methods = {"GET": self.get, "PUT": self.put, "DELETE": self.delete}
         self._plain = {"/status": self.status, "/healthz": self.healthz, "/metrics": self.metrics,
                        "/debug/state": self.debug_state}
@@ -97,7 +103,10 @@ class Api:
         def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_BYTES)
 
-        return web.Server(self.dispatch, request_factory=factory, access_log=None)
+        cfg = self.node.cfg
+        cap = connection_cap(cfg.max_client_connections, raise_fd_limit())
+        return make_server(self.dispatch, factory, header_timeout=cfg.client_header_timeout_s, max_connections=cap,
+                           log=self.node.log, on_refused=self.m.client_refused.inc)
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path, request.method
@@ -168,18 +177,25 @@ class Api:
 
     async def put(self, request: web.BaseRequest) -> web.Response:
         key = _key(request)
-        raw = await request.read()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            request.protocol.force_close()  # the rest of a late body must not be read as the next request
+            raise _Bad("bad-request", f"the body did not arrive within {self.body_timeout:g} s") from None
         try:
             body = json.loads(raw)
         except ValueError as e:
             raise _Bad("bad-request", f"body is not JSON: {e}") from None
+        except RecursionError:
+            raise _Bad("bad-request", "body is not JSON this node reads: nested too deeply") from None
         if not isinstance(body, dict) or set(body) - {"value", "version"}:
             raise _Bad("bad-request", 'body must be {"value": STRING, "version": INT}')
         value, version = body.get("value"), body.get("version")
         if type(value) is not str:
             raise _Bad("bad-request", "value must be a string")
-        if type(version) is not int or version < 0:
-            raise _Bad("bad-request", "version must be an integer >= 0 (0 = create)")
+        if type(version) is not int or not 0 <= version <= MAX_VERSION:
+            raise _Bad("bad-request", f"version must be an integer in 0..{MAX_VERSION} (0 = create)")
         try:
             n = len(value.encode("utf-8"))
         except UnicodeEncodeError:

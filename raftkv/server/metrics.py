@@ -42,6 +42,8 @@ class Metrics:
         self.peer_auth_failures = Counter("raftkv_peer_auth_failures", "inbound peer connections closed because "
                                           "a frame failed authentication (wrong secret, forged, replayed)",
                                           registry=r)
+        self.client_refused = Counter("raftkv_client_connections_refused", "client connections closed on arrival "
+                                      "because the connection cap was reached", registry=r)
         self.requests = Counter("raftkv_requests", "client requests by operation and outcome", ["op", "outcome"],
                                 registry=r)
         self.request_latency = Histogram("raftkv_request_seconds", "client request latency", ["op"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,23 @@ def test_nemesis_all_is_every_registered_nemesis_that_can_run_on_the_backend() -
         assert "fakedisk" in expand_nemeses(("all",), "netns") and "fakedisk" in expand_nemeses(("all",), "local")
     finally:
         registry.unregister(registry.Kind.NEMESIS, "fakedisk")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--keys", "0"], "--keys: must be an integer in 1..100000, got 0"),
+    (["--keys", "-1"], "--keys: must be an integer in 1..100000, got -1"),
+    (["--nodes", "500"], "--nodes: must be an integer in 1..64, got 500"),
+    (["--raftkv-tick-ms", "0"], "--raftkv-tick-ms: must be an integer in 1..10000"),
+    (["--raftkv-election-ticks", "1"], "--raftkv-election-ticks: must be an integer in 2..10000"),
+    (["--time-limit", "nan"], "--time-limit: must be in (0, 604800]"),
+    (["--concurrency", "many"], "--concurrency/-c: 'many' is not an integer"),
+])
+def test_numeric_options_are_checked_at_argument_time(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str], says: str) -> None:
+    """Issue 13 item 7: `--keys 0` used to mean 8 keys, `--keys -1` failed once the cluster was up."""
+    from harness.cli import main
+
+    store = tmp_path / "store"
+    assert main(["run", "--store", str(store), *argv]) == 254
+    assert says in capsys.readouterr().err
+    assert not store.exists()  # refused before anything was made
