@@ -101,7 +101,9 @@ def observations(run_dir: Path, f: str) -> list[dict[str, Any]]:
 
 async def test_a_cluster_left_without_quorum_after_the_heal_is_invalid_for_liveness(
         prefix: str, tmp_path: Path, freeze_registered: None) -> None:
-    res = await run_test(config(prefix, tmp_path / "store", nemeses=("freeze",), recovery_bound_s=2.0))
+    # The cycle schedule (start, stop one interval later, ...): the freeze needs no traits for the hunting schedule.
+    res = await run_test(config(prefix, tmp_path / "store", nemeses=("freeze",), recovery_bound_s=2.0,
+                                schedule="cycle"))
     assert res.error is None, res.error
     assert res.exit_code == ExitCode.INVALID and res.valid is False
     assert res.results is not None and res.run_dir is not None
@@ -138,7 +140,7 @@ async def test_a_cluster_left_without_quorum_after_the_heal_is_invalid_for_liven
 async def test_a_correct_short_run_with_faults_stays_valid_with_the_recovery_checker_on(prefix: str,
                                                                                       tmp_path: Path) -> None:
     res = await run_test(config(prefix, tmp_path / "store", nemeses=("partition", "kill", "pause"),
-                                time_limit=12.0, nemesis_interval=2.0, render=False))
+                                time_limit=12.0, render=False))  # the default, hunting schedule
     assert res.error is None, res.error
     assert res.results is not None and res.run_dir is not None
     assert res.exit_code == ExitCode.VALID, res.results["failures"]
