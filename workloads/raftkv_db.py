@@ -52,6 +52,10 @@ DEFAULT_ELECTION_TICKS = 10
 STATUS_TIMEOUT_S = 1.0
 DIGEST_TIMEOUT_S = 5.0
 GONE_TIMEOUT_S = 10.0
+# The recovery bound (recovery_bound_s): docs/lab.md gives the measured recovery times it is set against.
+RECOVERY_ELECTIONS = 4
+RECONNECT_S = 2.0
+RESTART_S = 3.0
 
 
 class RaftkvDBError(RuntimeError):
@@ -100,6 +104,12 @@ class RaftkvDB:
         """The worst-case election timeout (harness.protocols.Timing): a node waits a random 1x to 2x
         election_ticks ticks before it campaigns."""
         return self.tick_ms * self.election_ticks * 2 / 1000
+
+    def recovery_bound_s(self) -> float:
+        """How soon after a heal a correct cluster serves again (harness.protocols.RecoveryBound): a few election
+        timeouts (a split vote or two), the peer transport's redial back-off plus TCP's retransmission back-off
+        (each capped at 1 s), and the start of a killed node's process on a loaded machine."""
+        return RECOVERY_ELECTIONS * self.election_timeout_s() + RECONNECT_S + RESTART_S
 
     # -- paths ------------------------------------------------------------------------------------------------
 
