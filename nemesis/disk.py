@@ -195,9 +195,17 @@ class DiskNemesis:
                 self.layers[node].tracking = True
         else:  # disk-corrupt: the files are damaged while their node is down
             await asyncio.gather(*(crash_node(test, n, self._listeners) for n in chosen))
-            done["corrupted"] = {n: await self.layers[n].call(op="corrupt", seed=self._rng.getrandbits(32))
-                                 for n in chosen}
+            done["corrupted"] = {n: await self._corrupt(n) for n in chosen}
         return done
+
+    async def _corrupt(self, node: str) -> dict[str, Any]:
+        """Damage one file of the (stopped) node; the answer names it as the node sees it, under the mount."""
+        layer = self.layers[node]
+        answer = await layer.call(op="corrupt", seed=self._rng.getrandbits(32))
+        answer.pop("ok", None)
+        if "file" in answer:
+            answer["file"] = f"{layer.mount}/{answer['file']}"
+        return answer
 
     async def _stop(self, test: TestContext, kind: str) -> dict[str, Any]:
         nodes = sorted(self._active.pop(kind, set()))
@@ -239,9 +247,7 @@ class DiskNemesis:
         deadline = loop.time() + START_TIMEOUT_S
         while loop.time() < deadline:
             if not await test.db.is_running(test, node):
-                files = test.db.log_files(test, node)[:2]
-                res = await test.host(node).exec(["tail", "-q", "-n", "3", *files], check=False)
-                return res.stdout.strip()[-1000:] or "exited without a word"
+                return await self._last_words(test, node)
             try:
                 async with asyncio.timeout(1.0):
                     await test.db.status(test, node)
@@ -249,6 +255,13 @@ class DiskNemesis:
             except Exception:  # noqa: BLE001 - not answering yet; the deadline bounds the wait
                 await asyncio.sleep(0.1)
         return None  # still running, not answering yet: not a refusal (the checker judges what it then does)
+
+    async def _last_words(self, test: TestContext, node: str) -> str:
+        """The last critical line of the node's own log (its reason to stop), else its last line."""
+        files = test.db.log_files(test, node)[:1]
+        lines = (await test.host(node).exec(["tail", "-n", "20", *files], check=False)).stdout.strip().splitlines()
+        critical = [ln for ln in lines if "CRITICAL" in ln]
+        return (critical or lines or ["exited without a word"])[-1][-1000:]
 
     # -- crashes (CrashListener) ---------------------------------------------------------------------------
 

@@ -275,7 +275,10 @@ class Control:
         elif op == "corrupt":
             with self.layer.mutex:
                 self.corruption = corrupt_one(self.layer.root, random.Random(int(req.get("seed", 0))))
-            return {"ok": True, **(self.corruption.describe() if self.corruption else {"skipped": "no file"})}
+            if self.corruption is None:
+                return {"ok": True, "skipped": "no WAL segment or snapshot yet"}
+            return {"ok": True, **self.corruption.describe(), "file": str(self.corruption.path.relative_to(
+                self.layer.root))}
         elif op == "repair":
             done, self.corruption = self.corruption, None
             if done is not None:
