@@ -117,7 +117,7 @@ class Unsynced:
         nothing uses the tree. Returns counts of what was undone."""
         undone = {"dirs": len(self.dirs), "files": 0}
         self._restore_dirs()
-        where = self._inodes()
+        where = self._inodes(stash=False)  # what is left in the stash is gone with the crash
         for ino, rec in self.files.items():
             path = where.get(ino)
             if path is None:
@@ -153,10 +153,10 @@ class Unsynced:
                     os.rename(kept, home / name)
         self.dirs.clear()
 
-    def _inodes(self) -> dict[int, Path]:
-        """inode -> path of everything in the tree and the stash (the root itself included)."""
+    def _inodes(self, *, stash: bool = True) -> dict[int, Path]:
+        """inode -> path of everything in the tree and (unless told not to) the stash, the root included."""
         found = {os.lstat(self.root).st_ino: self.root}
-        for top in (self.root, self.stash):
+        for top in (self.root, self.stash) if stash else (self.root,):
             for dirpath, dirnames, filenames in os.walk(top):
                 for name in dirnames + filenames:
                     p = Path(dirpath, name)
