@@ -233,7 +233,12 @@ def test_pause_holds_a_write_until_released(layer: Mounted) -> None:
     path.write_bytes(b"")
     layer.call(op="mode", mode="pause")
     done = threading.Event()
-    writer = threading.Thread(target=lambda: (path.write_bytes(b"late"), done.set()), daemon=True)
+
+    def write() -> None:
+        path.write_bytes(b"late")
+        done.set()
+
+    writer = threading.Thread(target=write, daemon=True)
     writer.start()
     for _ in range(200):  # bounded: the write reaches the layer within milliseconds
         if layer.call(op="status")["held"] >= 1:
