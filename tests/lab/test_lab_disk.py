@@ -191,3 +191,26 @@ def test_a_run_ended_during_a_pause_of_every_disk_leaves_nothing(disk_prefix: st
     else:
         assert proc.returncode != 0 and "heal" in out, out[-2000:]
     assert_nothing_left(disk_prefix, work_dir)
+
+
+# -- the fault's reason to exist -----------------------------------------------------------------------------------
+
+def _skip_fsync_unavailable() -> str | None:
+    if not (ROOT / "raftkv" / "failpoints.py").exists():
+        return "the skip-fsync failpoint (branch failpoints, --raftkv-failpoints) has not landed in this checkout"
+    return None
+
+
+@pytest.mark.skipif(_skip_fsync_unavailable() is not None, reason=str(_skip_fsync_unavailable()))
+def test_a_raftkv_that_skips_fsync_loses_acknowledged_writes_only_under_lose_unsynced(disk_prefix: str,
+                                                                                      tmp_path: Path) -> None:
+    """The same bug, two nemeses: kill -9 of every node keeps the page cache (the run looks fine); a power loss
+    through the layer does not (acknowledged writes vanish and the checker says invalid)."""
+    plain = harness_run(disk_prefix, tmp_path / "kill", "--raftkv-failpoints", "skip-fsync", "--nemesis", "kill",
+                        "--kill-targets", "all", "--nemesis-interval", "3", "--seed", "4", time_limit=12)
+    assert_valid(plain)
+    run = disk_run(disk_prefix, tmp_path, "--raftkv-failpoints", "skip-fsync", "--nemesis", "disk",
+                   "--disk-faults", "lose-unsynced", "--disk-targets", "all", "--seed", "4", time_limit=12)
+    assert run.code == 1 and run.results["valid"] is False, run.output[-3000:]
+    dropped = [d for e in run.nemesis_events("stop") for d in (e["value"].get("dropped") or {}).values() if d]
+    assert any(d["files"] for d in dropped), "the power loss dropped un-fsynced WAL data"
