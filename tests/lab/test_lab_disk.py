@@ -214,3 +214,20 @@ def test_a_raftkv_that_skips_fsync_loses_acknowledged_writes_only_under_lose_uns
     assert run.code == 1 and run.results["valid"] is False, run.output[-3000:]
     dropped = [d for e in run.nemesis_events("stop") for d in (e["value"].get("dropped") or {}).values() if d]
     assert any(d["files"] for d in dropped), "the power loss dropped un-fsynced WAL data"
+
+
+def test_the_nightly_campaign_runs_disk_faults_alone_and_with_kill_and_partition() -> None:
+    import shlex
+
+    from harness import registry
+    from harness.cli import build_parser
+
+    script = (ROOT / ".ci" / "nightly").read_text().replace("\\\n", " ")
+    line = next(ln for ln in script.splitlines() if ln.startswith("exec ") and "harness campaign" in ln)
+    args, _ = build_parser()[0].parse_known_args(shlex.split(line.split("/harness ", 1)[1].replace('"$@"', "")))
+    names = registry.names(registry.Kind.NEMESIS)
+    cells = [tuple(",".join(c).split(",")) for c in args.nemesis] if args.nemesis else [
+        *[(n,) for n in names], tuple(names)]
+    cells = [tuple(n for part in c for n in (names if part == "all" else [part])) for c in cells]
+    assert ("disk",) in cells
+    assert any({"disk", "kill", "partition"} <= set(c) for c in cells)
