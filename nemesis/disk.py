@@ -105,6 +105,9 @@ class DiskNemesis:
         self.layers: dict[str, LayerHandle] = {}
         self._active: dict[str, set[str]] = {}  # fault kind -> nodes it is on
         self._listeners: list[CrashListener] = [self]
+        # Nodes another nemesis killed (we heard its before_crash): bringing them back is that nemesis's business,
+        # so a disk fault's stop does not restart them early; forgotten once seen running again.
+        self._down_elsewhere: set[str] = set()
 
     def faults(self) -> set[str]:
         return set(KINDS)
@@ -194,9 +197,14 @@ class DiskNemesis:
                 await self.layers[node].call(op="track")
                 self.layers[node].tracking = True
         else:  # disk-corrupt: the files are damaged while their node is down
-            await asyncio.gather(*(crash_node(test, n, self._listeners) for n in chosen))
+            await self._crash(test, chosen)
             done["corrupted"] = {n: await self._corrupt(n) for n in chosen}
         return done
+
+    async def _crash(self, test: TestContext, nodes: Sequence[str]) -> None:
+        """Our own kill -9 of `nodes`, announced like any other (we listen to ourselves); ours to restart."""
+        await asyncio.gather(*(crash_node(test, n, self._listeners) for n in nodes))
+        self._down_elsewhere.difference_update(nodes)
 
     async def _corrupt(self, node: str) -> dict[str, Any]:
         """Damage one file of the (stopped) node; the answer names it as the node sees it, under the mount."""
@@ -214,7 +222,9 @@ class DiskNemesis:
             await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
         elif kind == "disk-lose-unsynced":
             # A power loss of every target at once: all are down before any layer drops its unsynced state.
-            await asyncio.gather(*(crash_node(test, n, self._listeners) for n in nodes))
+            for node in nodes:
+                self.layers[node].dropped = None
+            await self._crash(test, nodes)
             done["dropped"] = {n: self.layers[n].dropped for n in nodes}
             for node in nodes:
                 await self.layers[node].call(op="flush")
@@ -223,10 +233,13 @@ class DiskNemesis:
         return {**done, **outcome}
 
     async def _restart(self, test: TestContext, nodes: Sequence[str]) -> dict[str, Any]:
-        """Start every node of `nodes` that is not running and wait until it answers. A node that exits instead
-        refused to start: its log's last lines are recorded; if the layer corrupted one of its files, the file is
-        restored and the node started again."""
-        started = [n for n in nodes if not await test.db.is_running(test, n)]
+        """Start every node of `nodes` that is not running (except those another nemesis killed: it restarts them,
+        and two nemeses starting one node at once would race for its ports) and wait until it answers. A node that exits instead refused to start: its log's last critical
+        line is recorded; if the layer corrupted one of its files, the file is restored and the node started
+        again."""
+        down = [n for n in nodes if not await test.db.is_running(test, n)]
+        self._down_elsewhere.intersection_update(down)  # seen running again: theirs no more
+        started = [n for n in down if n not in self._down_elsewhere]
         refused: dict[str, str] = {}
         for node in started:
             why = await self._start_and_wait(test, node)
@@ -267,6 +280,7 @@ class DiskNemesis:
 
     async def before_crash(self, test: TestContext, node: str) -> None:
         """A paused layer lets go, or the node's kill -9 would wait in state D until the pause ends."""
+        self._down_elsewhere.add(node)
         layer = self.layers.get(node)
         if layer is not None and layer.mode == "pause":
             await self._set_mode(node, "pass")
@@ -286,6 +300,9 @@ class DiskNemesis:
         details: dict[str, Any] = {}
         for kind in sorted(self._active):
             details[kind] = await self._stop(test, kind)
+        final = await self._restart(test, sorted(self.layers))  # what our faults stopped, whatever the kind
+        if final["restarted"]:
+            details["restarted"] = final
         modes = {}
         for node, layer in self.layers.items():
             try:
