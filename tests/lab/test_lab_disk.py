@@ -231,3 +231,10 @@ def test_the_nightly_campaign_runs_disk_faults_alone_and_with_kill_and_partition
     cells = [tuple(n for part in c for n in (names if part == "all" else [part])) for c in cells]
     assert ("disk",) in cells
     assert any({"disk", "kill", "partition"} <= set(c) for c in cells)
+
+
+def test_a_run_that_fails_as_a_harness_leaves_no_layer_behind(disk_prefix: str, tmp_path: Path) -> None:
+    """The cluster cannot come up in 0.2 s: the run fails (exit 3) after the layers were mounted, and tears down."""
+    run = harness_run(disk_prefix, tmp_path / "store", "--nemesis", "disk", "--setup-timeout", "0.2", time_limit=5)
+    assert run.code == 3 and "did not come up" in run.output
+    assert_nothing_left(disk_prefix, run.test["backend"]["work_dir"])

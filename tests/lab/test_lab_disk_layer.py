@@ -266,3 +266,56 @@ def test_eio_and_full_fail_writes_and_fsyncs_but_not_reads(layer: Mounted, mode:
     os.write(fd, b" after")
     os.close(fd)
     assert path.read_bytes() == b"before after"
+
+
+# -- coordination with the kill nemesis ------------------------------------------------------------------------
+
+class Recorder:
+    """A CrashListener and a DB's kill, writing down the order of events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def before_crash(self, test: Any, node: str) -> None:
+        self.events.append(("before", node))
+
+    async def after_crash(self, test: Any, node: str) -> None:
+        self.events.append(("after", node))
+
+    async def kill(self, test: Any, node: str) -> None:
+        self.events.append(("kill", node))
+
+
+def test_the_composite_wires_every_crash_listener_to_every_crash_source() -> None:
+    from harness.composite import CompositeNemesis
+    from harness.protocols import CrashListener, CrashSource
+    from nemesis.disk import DiskNemesis
+    from nemesis.process import KillNemesis, PauseNemesis
+
+    kill, disk, pause = KillNemesis(random.Random(1)), DiskNemesis(random.Random(1)), PauseNemesis(random.Random(1))
+    assert isinstance(kill, CrashSource) and isinstance(disk, CrashListener) and not isinstance(pause, CrashListener)
+    CompositeNemesis([("kill", kill), ("disk", disk), ("pause", pause)])
+    assert kill._listeners == [disk]
+
+
+async def test_a_crash_is_announced_before_and_after_the_kill() -> None:
+    from types import SimpleNamespace
+
+    from nemesis.process import crash_node
+
+    rec = Recorder()
+    await crash_node(SimpleNamespace(db=rec), "n2", [rec])  # type: ignore[arg-type]
+    assert rec.events == [("before", "n2"), ("kill", "n2"), ("after", "n2")]
+
+
+def test_bad_disk_settings_are_refused() -> None:
+    from nemesis.disk import DiskNemesis
+
+    with pytest.raises(ValueError, match="disk targets"):
+        DiskNemesis(random.Random(1), targets=("most",))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        DiskNemesis(random.Random(1), delay_ms=-1)
+    bad = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--workload", "register", "--nemesis", "disk",
+                          "--disk-faults", "pause,melt"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 254 and "--disk-faults" in bad.stderr
