@@ -108,6 +108,7 @@ class DiskNemesis:
         # Nodes another nemesis killed (we heard its before_crash): bringing them back is that nemesis's business,
         # so a disk fault's stop does not restart them early; forgotten once seen running again.
         self._down_elsewhere: set[str] = set()
+        self._released: set[str] = set()  # paused nodes let go early because they were about to be killed
 
     def faults(self) -> set[str]:
         return set(KINDS)
@@ -220,6 +221,9 @@ class DiskNemesis:
         done: dict[str, Any] = {"fault": kind, "targets": nodes}
         if kind in MODES:
             await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
+            if kind == "disk-pause" and self._released:
+                done["released_for_kill"] = sorted(self._released)
+                self._released.clear()
         elif kind == "disk-lose-unsynced":
             # A power loss of every target at once: all are down before any layer drops its unsynced state.
             for node in nodes:
@@ -285,6 +289,7 @@ class DiskNemesis:
         if layer is not None and layer.mode == "pause":
             await self._set_mode(node, "pass")
             self._active.get("disk-pause", set()).discard(node)
+            self._released.add(node)
 
     async def after_crash(self, test: TestContext, node: str) -> None:
         """The node is gone: drop what it had not made durable, and go on recording for its next life."""
@@ -317,6 +322,8 @@ class DiskNemesis:
         """Every layer back to pass-through with nothing held and no tracking; the errors, if any."""
         errors = []
         for layer in self.layers.values():
+            if layer.pid <= 0:
+                continue  # never spawned (a prepare cut short): nothing to release
             try:
                 await layer.call(op="mode", mode="pass")
                 await layer.call(op="flush")

@@ -99,6 +99,23 @@ def test_kill_under_lose_unsynced_drops_the_layer_before_the_restart(disk_prefix
     assert run.fault_windows("kill") and run.fault_windows("disk-lose-unsynced")
 
 
+def test_a_kill_of_nodes_whose_disks_are_paused_releases_them_first(disk_prefix: str, tmp_path: Path) -> None:
+    """Both cycles start together: every disk is paused, then every node is killed. A process whose request the
+    paused layer holds could not die; the kill nemesis tells the disk nemesis first, so the kill takes
+    milliseconds and the pause's stop names the nodes it let go."""
+    run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk,kill", "--disk-faults", "pause", "--disk-targets",
+                   "all", "--kill-targets", "all", "--nemesis-interval", "2", "--seed", "1", time_limit=10)
+    assert_valid(run)
+    pauses, kills = run.fault_windows("disk-pause"), run.fault_windows("kill")
+    overlapping = [k for k in kills if any(p0 < k[0] < p1 for p0, p1, _ in pauses)]
+    assert overlapping, (pauses, kills)
+    kill_starts = [e for e in run.nemesis_events("start") if e["value"].get("fault") == "kill"]
+    assert all(run.latency_ms(e) < 5000 for e in kill_starts), [run.latency_ms(e) for e in kill_starts]
+    released = [e["value"].get("released_for_kill") for e in run.nemesis_events("stop")
+                if e["value"].get("fault") == "disk-pause"]
+    assert ["n1", "n2", "n3"] in released
+
+
 def test_pause_stalls_the_targets_writes_and_the_cluster_serves_after(disk_prefix: str, tmp_path: Path) -> None:
     run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk", "--disk-faults", "pause", "--disk-targets", "all",
                    "--op-timeout", "1", "--seed", "5")
