@@ -70,6 +70,12 @@ def assert_nothing_left(prefix: str, work_dir: str) -> None:
     assert leftovers(prefix) == []
 
 
+def stop_invoked(run: Run, stopped: int) -> int:
+    """When the stop that completed at `stopped` was invoked (the fault was still fully on until then)."""
+    return max(e["time"] for e in run.history if e["process"] == "nemesis" and e["type"] == "invoke"
+               and e["time"] <= stopped)
+
+
 def disk_run(prefix: str, tmp_path: Path, *args: str, time_limit: int = 12) -> Run:
     run = harness_run(prefix, tmp_path / "store", "--nemesis-interval", "3", *args, time_limit=time_limit)
     assert_nothing_left(prefix, run.test["backend"]["work_dir"])
@@ -123,14 +129,25 @@ def test_pause_stalls_the_targets_writes_and_the_cluster_serves_after(disk_prefi
     windows = run.fault_windows("disk-pause")
     assert windows
     for started, stopped, _ in windows:
-        stop_invoked = max(e["time"] for e in run.history if e["process"] == "nemesis" and e["type"] == "invoke"
-                           and e["time"] <= stopped)
         # A write invoked once every disk is held cannot be made durable, so none may be acknowledged before the
         # stop releases them.
-        during = [e for e in run.oks() if e["f"] == "put" and started < run.invoked_at(e) and e["time"] < stop_invoked]
+        during = [e for e in run.oks() if e["f"] == "put" and started < run.invoked_at(e) and e["time"] < stop_invoked(run, stopped)]
         assert during == [], f"writes acknowledged while every disk was paused: {during[:3]}"
     assert any(e["f"] == "put" and e["time"] > windows[0][1] for e in run.oks()), "writes resumed after a pause"
     assert_final_reads(run)
+
+
+def test_slow_disks_delay_every_acknowledged_write_by_at_least_one_write_and_fsync(disk_prefix: str,
+                                                                                   tmp_path: Path) -> None:
+    run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk", "--disk-faults", "slow", "--disk-targets", "all",
+                   "--disk-delay-ms", "40", "--disk-jitter-ms", "0", "--seed", "6")
+    assert_valid(run)
+    windows = run.fault_windows("disk-slow")
+    inside = [run.latency_ms(e) for e in run.oks() for started, stopped, _ in windows
+              if e["f"] == "put" and started < run.invoked_at(e) and e["time"] < stop_invoked(run, stopped)]
+    # A put is acknowledged only after a WAL write and an fdatasync that began after it arrived: 2 x 40 ms.
+    assert inside and min(inside) >= 80, sorted(inside)[:5]
+    assert any(e["f"] == "put" and e["time"] > windows[0][1] for e in run.oks())
 
 
 def test_eio_and_full_stop_the_node_with_file_and_operation_and_lose_nothing(disk_prefix: str,
