@@ -130,10 +130,16 @@ class Layer(mfusepy.Operations):
         return os.readlink(self._p(path))
 
     def open(self, path: str, flags: int) -> int:
-        self.faults.gate(Kind.READ)
+        self.faults.gate(Kind.CHANGE if flags & os.O_TRUNC else Kind.READ)
         # O_APPEND is the kernel's business (it hands us the offset at the end of the file): a backing fd opened
-        # with it would ignore the offset of pwrite.
-        return os.open(self._p(path), flags & ~(os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_TRUNC))
+        # with it would ignore the offset of pwrite. O_TRUNC reaches us (libfuse asks for atomic_o_trunc) and is
+        # a truncation like any other, recorded for lose-unsynced.
+        fd = os.open(self._p(path), flags & ~(os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_TRUNC))
+        if flags & os.O_TRUNC:
+            with self.mutex:
+                self.unsynced.before_truncate(self._p(path), 0)
+                os.ftruncate(fd, 0)
+        return fd
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         self.faults.gate(Kind.READ)

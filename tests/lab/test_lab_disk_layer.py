@@ -213,6 +213,18 @@ def test_the_layer_passes_io_through_to_its_backing_tree(layer: Mounted) -> None
     assert (layer.base / "b" / "data" / "d" / "x.wal").read_bytes() == b"one two"
     os.replace(layer.mount / "d" / "x.wal", layer.mount / "d" / "y.wal")
     assert os.listdir(layer.mount / "d") == ["y.wal"]
+    (layer.mount / "d" / "y.wal").write_bytes(b"z")  # open with O_TRUNC: the old, longer content must go
+    assert (layer.mount / "d" / "y.wal").read_bytes() == b"z"
+
+
+def test_a_truncating_open_is_undone_by_a_crash(layer: Mounted) -> None:
+    path = layer.mount / "snap.tmp"
+    path.write_bytes(b"durable content")
+    layer.call(op="track")
+    path.write_bytes(b"new")
+    assert path.read_bytes() == b"new"
+    layer.call(op="crash")
+    assert path.read_bytes() == b"durable content"
 
 
 def test_a_crash_through_the_mount_drops_unsynced_writes_and_names(layer: Mounted) -> None:
