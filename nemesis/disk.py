@@ -15,7 +15,7 @@ Fault kinds (one per `--disk-faults` name, ``{"fault": "disk-<name>"}``; targets
 - disk-eio / disk-full: the targets' writes and fsyncs fail with EIO / ENOSPC until stop; stop restarts a target
   that stopped itself meanwhile (that is how a node should react to a failed fsync).
 - disk-lose-unsynced: the layer records what is not yet durable; stop is a power loss of the targets (kill -9, the
-  layer drops every un-fsynced write and directory change, restart). A kill by another nemesis while it is active
+  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A kill by another nemesis while it is active
   drops them too (this nemesis is a CrashListener).
 - disk-corrupt: start kills the targets and damages one WAL segment or snapshot of each (nemesis.corrupt); stop
   restarts them. A target that refuses to start is recorded with its log's last words (file and offset), its file
@@ -216,10 +216,17 @@ class DiskNemesis:
             answer["file"] = f"{layer.mount}/{answer['file']}"
         return answer
 
-    async def _stop(self, test: TestContext, kind: str) -> dict[str, Any]:
+    async def _stop(self, test: TestContext, kind: str, *, healing: bool = False) -> dict[str, Any]:
+        """End a fault on every node it is on. `healing` (the final heal, which other nemeses run at the same
+        time): lose-unsynced ends without a power loss, since the heal ends faults and must not start one."""
         nodes = sorted(self._active.pop(kind, set()))
         done: dict[str, Any] = {"fault": kind, "targets": nodes}
-        if kind in MODES:
+        if kind == "disk-lose-unsynced" and healing:
+            for node in nodes:
+                await self.layers[node].call(op="flush")
+                self.layers[node].tracking = False
+            done["flushed"] = nodes
+        elif kind in MODES:
             await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
             if kind == "disk-pause" and self._released:
                 done["released_for_kill"] = sorted(self._released)
@@ -304,7 +311,7 @@ class DiskNemesis:
         """Stop every active fault (as its stop would), then verify every layer passes I/O through."""
         details: dict[str, Any] = {}
         for kind in sorted(self._active):
-            details[kind] = await self._stop(test, kind)
+            details[kind] = await self._stop(test, kind, healing=True)
         final = await self._restart(test, sorted(self.layers))  # what our faults stopped, whatever the kind
         if final["restarted"]:
             details["restarted"] = final

@@ -67,6 +67,7 @@ class RaftkvDB:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
         self.lease = bool(options.get("raftkv_lease"))
         self.pids: dict[str, int] = {}
+        self._start_locks: dict[str, asyncio.Lock] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
         self._status_clients: dict[str, tuple[asyncio.AbstractEventLoop, KVClient]] = {}
@@ -109,6 +110,12 @@ class RaftkvDB:
         await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.config_file(test, node)], stdin=text.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
+        # One start at a time per node: two nemeses healing at once (kill restarts every node down, disk restarts
+        # the ones its faults stopped) must not both spawn it and race for its ports.
+        async with self._start_locks.setdefault(node, asyncio.Lock()):
+            await self._start(test, node)
+
+    async def _start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
             return
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
