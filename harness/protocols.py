@@ -312,6 +312,32 @@ class Nemesis(Protocol):
     async def teardown(self, test: TestContext) -> None: ...
 
 
+@runtime_checkable
+class DataDir(Protocol):
+    """A DB whose durable state lives in one directory per node (what a disk fault layer mounts over)."""
+
+    def data_dir(self, test: TestContext, node: str) -> str: ...
+
+
+@runtime_checkable
+class CrashListener(Protocol):
+    """A nemesis that must act when another one crashes a node (kill -9): a disk layer holding the node's I/O
+    lets go first (a process whose request a paused file system holds cannot die), and one that keeps un-fsynced
+    writes drops them after the node is gone and before it restarts, as a power loss would."""
+
+    async def before_crash(self, test: TestContext, node: str) -> None: ...
+
+    async def after_crash(self, test: TestContext, node: str) -> None: ...
+
+
+@runtime_checkable
+class CrashSource(Protocol):
+    """A nemesis that crashes nodes and tells its listeners around each crash (the composite nemesis wires every
+    selected CrashListener to every selected CrashSource)."""
+
+    def add_crash_listener(self, listener: CrashListener) -> None: ...
+
+
 async def prepare_hosts(nemesis: Any, test: TestContext) -> None:
     """A nemesis's optional ``prepare`` (nothing when it has none)."""
     prepare = getattr(nemesis, "prepare", None)

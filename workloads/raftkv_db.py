@@ -96,6 +96,7 @@ class RaftkvDB:
         self.peer_secret = secrets.token_hex(32)
         self.failpoints = failpoint_list(str(options.get("raftkv_failpoints") or ""))
         self.pids: dict[str, int] = {}
+        self._start_locks: dict[str, asyncio.Lock] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
         self._status_clients: dict[str, tuple[asyncio.AbstractEventLoop, KVClient]] = {}
@@ -154,6 +155,12 @@ class RaftkvDB:
                         stdin=self.peer_secret.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
+        # One start at a time per node: two nemeses healing at once (kill restarts every node down, disk restarts
+        # the ones its faults stopped) must not both spawn it and race for its ports.
+        async with self._start_locks.setdefault(node, asyncio.Lock()):
+            await self._start(test, node)
+
+    async def _start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
             return
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",

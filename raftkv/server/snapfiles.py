@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import records
 from .records import StopReason
-from .wal import fsync_dir
+from .wal import fsync_dir, io
 
 MAGIC = b"RKVSNAP1"
 SNAP_RECORD = 1
@@ -68,11 +68,12 @@ class SnapshotStore:
         final = self.directory / name
         tmp = self.directory / (name + ".tmp")
         data = MAGIC + records.encode(SNAP_RECORD, payload)
-        with open(tmp, "wb") as f:
+        with io(tmp, "write and fsync"), open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             self._fsync_file(f.fileno())
-        os.replace(tmp, final)
+        with io(final, "rename onto"):
+            os.replace(tmp, final)
         fsync_dir(self.directory)
         for old in self.files()[: -self.keep]:
             old.path.unlink()
