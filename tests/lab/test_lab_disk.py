@@ -77,7 +77,7 @@ def stop_invoked(run: Run, stopped: int) -> int:
 
 
 def disk_run(prefix: str, tmp_path: Path, *args: str, time_limit: int = 12) -> Run:
-    run = harness_run(prefix, tmp_path / "store", "--nemesis-interval", "3", *args, time_limit=time_limit)
+    run = harness_run(prefix, tmp_path / "store", "--schedule", "cycle", "--nemesis-interval", "3", *args, time_limit=time_limit)
     assert_nothing_left(prefix, run.test["backend"]["work_dir"])
     return run
 
@@ -85,7 +85,7 @@ def disk_run(prefix: str, tmp_path: Path, *args: str, time_limit: int = 12) -> R
 def test_lose_unsynced_power_loss_of_every_node_repeated_loses_no_acknowledged_write(disk_prefix: str,
                                                                                      tmp_path: Path) -> None:
     run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk", "--disk-faults", "lose-unsynced",
-                   "--disk-targets", "all", "--nemesis-interval", "2", "--seed", "11", time_limit=14)
+                   "--disk-targets", "all", "--schedule", "cycle", "--nemesis-interval", "2", "--seed", "11", time_limit=14)
     assert_valid(run)
     stops = [e for e in run.nemesis_events("stop") if e["value"].get("fault") == "disk-lose-unsynced"
              and not e["value"].get("heal")]
@@ -99,7 +99,7 @@ def test_lose_unsynced_power_loss_of_every_node_repeated_loses_no_acknowledged_w
 
 def test_kill_under_lose_unsynced_drops_the_layer_before_the_restart(disk_prefix: str, tmp_path: Path) -> None:
     run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk,kill", "--disk-faults", "lose-unsynced,pause",
-                   "--disk-targets", "all", "--kill-targets", "all", "--nemesis-interval", "2", "--seed", "3",
+                   "--disk-targets", "all", "--kill-targets", "all", "--schedule", "cycle", "--nemesis-interval", "2", "--seed", "3",
                    time_limit=16)
     assert_valid(run)
     assert run.fault_windows("kill") and run.fault_windows("disk-lose-unsynced")
@@ -110,7 +110,7 @@ def test_a_kill_of_nodes_whose_disks_are_paused_releases_them_first(disk_prefix:
     paused layer holds could not die; the kill nemesis tells the disk nemesis first, so the kill takes
     milliseconds and the pause's stop names the nodes it let go."""
     run = disk_run(disk_prefix, tmp_path, "--nemesis", "disk,kill", "--disk-faults", "pause", "--disk-targets",
-                   "all", "--kill-targets", "all", "--nemesis-interval", "2", "--seed", "1", time_limit=10)
+                   "all", "--kill-targets", "all", "--schedule", "cycle", "--nemesis-interval", "2", "--seed", "1", time_limit=10)
     assert_valid(run)
     pauses, kills = run.fault_windows("disk-pause"), run.fault_windows("kill")
     overlapping = [k for k in kills if any(p0 < k[0] < p1 for p0, p1, _ in pauses)]
@@ -183,7 +183,7 @@ def start_run(prefix: str, store: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAFTKV_LAB_PREFIX": prefix}
     argv = [sys.executable, "-m", "harness.cli", "run", "--workload", "register", "--nodes", "3", "--time-limit",
             "60", "--concurrency", "4", "--rate", "50", "--keys", "4", "--store", str(store), "--no-report",
-            "--nemesis-interval", "1", *args]
+            "--schedule", "cycle", "--nemesis-interval", "1", *args]
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -241,7 +241,7 @@ def test_a_raftkv_that_skips_fsync_loses_acknowledged_writes_only_under_lose_uns
     """The same bug, two nemeses: kill -9 of every node keeps the page cache (the run looks fine); a power loss
     through the layer does not (acknowledged writes vanish and the checker says invalid)."""
     plain = harness_run(disk_prefix, tmp_path / "kill", "--raftkv-failpoints", "skip-fsync", "--nemesis", "kill",
-                        "--kill-targets", "all", "--nemesis-interval", "3", "--seed", "4", time_limit=12)
+                        "--kill-targets", "all", "--schedule", "cycle", "--nemesis-interval", "3", "--seed", "4", time_limit=12)
     assert_valid(plain)
     run = disk_run(disk_prefix, tmp_path, "--raftkv-failpoints", "skip-fsync", "--nemesis", "disk",
                    "--disk-faults", "lose-unsynced", "--disk-targets", "all", "--seed", "4", time_limit=12)
