@@ -6,7 +6,7 @@ For each failpoint of raftkv/failpoints.py that the simulator can reach (core, k
 order on ``--jobs`` worker processes until the first one reports a finding (a violated invariant, a liveness
 failure or a crash inside the run); the table gives the failpoint, that first failing seed, what was found, how
 many seeds were tried and the time. Server failpoints are listed as out of reach. ``--record`` writes the found
-seeds to tests/sim/failpoint_seeds.json, which the tests replay (tests/sim/test_sim_failpoints.py); a failpoint
+seeds to raftkv/sim/failpoint_seeds.json, which the tests replay (tests/sim/test_sim_failpoints.py); a failpoint
 not found is recorded with "seed": null and the number of seeds tried.
 Exit status 1 if a reachable failpoint was not found within the seeds.
 """
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from raftkv.failpoints import FAILPOINTS  # noqa: E402
 from raftkv.sim import run_simulation  # noqa: E402
 
-SEEDS_FILE = ROOT / "tests" / "sim" / "failpoint_seeds.json"
+SEEDS_FILE = ROOT / "raftkv" / "sim" / "failpoint_seeds.json"
 
 
 def _run(job: tuple[str, int, int, int]) -> tuple[int, str, str]:

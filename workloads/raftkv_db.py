@@ -33,16 +33,17 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from harness.detection import PlantedBug
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
-from raftkv.failpoints import ALLOW_ENV, ENV, FailpointError, parse_names
+from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
 
 PEER_PORT = 7000
 CLIENT_PORT = 8000
@@ -272,8 +273,30 @@ class RaftkvDB:
         return max(leaders)[1] if leaders else None
 
 
+class RaftkvFailpoints:
+    """raftkv's planted bugs as the lab's FailpointCatalog (harness.detection): the registry of raftkv/failpoints.py,
+    each with the simulator's recorded first failing seed (raftkv/sim/failpoint_seeds.json, written by
+    bench/sim_failpoints.py --record), switched on through --raftkv-failpoints."""
+
+    SEEDS = Path(__file__).resolve().parent.parent / "raftkv" / "sim" / "failpoint_seeds.json"
+
+    def planted_bugs(self) -> tuple[PlantedBug, ...]:
+        try:
+            seeds = json.loads(self.SEEDS.read_text())
+        except (OSError, ValueError):
+            seeds = {}
+        return tuple(PlantedBug(name=fp.name, layer=fp.layer, mimics=fp.mimics,
+                                shows_as="liveness" if fp.shows.startswith("liveness") else "safety",
+                                sim_seed=(seeds.get(fp.name) or {}).get("seed"),
+                                sim_finding=(seeds.get(fp.name) or {}).get("invariant"))
+                     for fp in FAILPOINTS.values())
+
+    def options_for(self, names: Sequence[str]) -> dict[str, Any]:
+        return {"raftkv_failpoints": failpoint_list(",".join(names))}
+
+
 RAFTKV = DBSpec(
-    name="raftkv", factory=RaftkvDB,
+    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(),
     description="raftkv nodes started as `python -m raftkv serve` on each host",
     options=(Option(flag="--raftkv-tick-ms", type=int_in(1, 10_000), default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),

@@ -1,5 +1,5 @@
 """The simulator finds the failpoints it can plant (raftkv/failpoints.py): each recorded seed of
-tests/sim/failpoint_seeds.json (written by `python bench/sim_failpoints.py --record`) still finds its failpoint,
+raftkv/sim/failpoint_seeds.json (written by `python bench/sim_failpoints.py --record`) still finds its failpoint,
 the same seed is clean without it, and server failpoints are refused with a reason."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from raftkv.failpoints import FAILPOINTS
 from raftkv.sim import run_simulation
 from raftkv.sim.__main__ import main
 
-RECORDED = json.loads(Path(__file__).with_name("failpoint_seeds.json").read_text())
+RECORDED = json.loads((Path(__file__).resolve().parents[2] / "raftkv" / "sim" / "failpoint_seeds.json").read_text())
 SEEDS = {name: case for name, case in RECORDED.items() if case["seed"] is not None}
 REACHABLE = sorted(n for n, f in FAILPOINTS.items() if f.in_simulator)
 # Not found within 1,000 seeds (docs/failpoints.md says why): a change here is news either way.
