@@ -73,6 +73,7 @@ class Stats:
         total = {k: sum(c[k] for c in by_f.values()) for k in ("ok", "fail", "info")}
         return {
             "valid": total["ok"] > 0,
+            "failure_kind": "liveness",  # nothing worked: the system never served
             "count": sum(total.values()),
             **{f"{k}_count": v for k, v in total.items()},
             "by_f": dict(sorted(by_f.items())),

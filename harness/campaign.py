@@ -105,6 +105,9 @@ class CampaignRun:
     wall_s: float
     error: str | None = None
     failpoint: str | None = None  # the bug it planted (detection campaigns), None for a clean run
+    # Of an invalid run: how many findings were of safety and how many of liveness (results.json "failures").
+    safety: int = 0
+    liveness: int = 0
 
 
 @dataclass
@@ -134,10 +137,13 @@ class Campaign:
 
 
 def _record(config: RunConfig, result: RunResult, wall_s: float) -> CampaignRun:
+    found = (result.results or {}).get("failures")
+    found = found if isinstance(found, dict) else {}
     return CampaignRun(cell=cell_of(config), seed=config.seed, exit_code=int(result.exit_code), valid=result.valid,
                        run_dir=str(result.run_dir) if result.run_dir else None, ok=result.tally.ok,
                        fail=result.tally.fail, info=result.tally.info, wall_s=round(wall_s, 1), error=result.error,
-                       failpoint="+".join(config.failpoints) or None)
+                       failpoint="+".join(config.failpoints) or None,
+                       safety=len(found.get("safety") or []), liveness=len(found.get("liveness") or []))
 
 
 async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, stop_on_invalid: bool = False,

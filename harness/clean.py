@@ -1,9 +1,10 @@
 """Remove everything the lab made under one prefix, and nothing else (`harness clean`, and every teardown).
 
-Order matters (FAULTS.md): processes first (they pin namespaces), then the root-side veths (deleting them is
+Order matters (FAULTS.md): the prefix's FUSE file systems (the disk nemesis's layers) are aborted first, so that no
+process waits in state D on a paused layer, then processes (they pin namespaces), then the root-side veths (deleting them is
 synchronous, while `ip netns del` returns before the kernel has destroyed the namespace and its veth would linger
 and block re-creation under the same name), then the bridge and the namespaces, then firewall objects, cgroups,
-work directories and the state file.
+the FUSE mounts (lazily unmounted), work directories and the state file.
 
 Only names owned by the prefix (``<prefix>-*`` / ``<prefix>_*``) are touched; processes are killed only when they
 are in one of the prefix's namespaces or recorded in its state file with the same start time.
@@ -91,6 +92,40 @@ def nft_tables(prefix: str) -> list[tuple[str, str]]:
             if "table" in t and owns(prefix, t["table"]["name"])]
 
 
+FUSE_CONNECTIONS = Path("/sys/fs/fuse/connections")
+
+
+def fuse_mounts(prefix: str) -> list[tuple[str, int]]:
+    """(mount point, device minor) of the FUSE file systems whose source name the prefix owns (the disk layer
+    names its mounts ``<prefix>-disk-<node>``), deepest first."""
+    found = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) >= 5 and len(tail) >= 2 and tail[0].startswith("fuse") and owns(prefix, tail[1]):
+            point = fields[4].encode().decode("unicode_escape")  # mountinfo escapes spaces as \040
+            found.append((point, int(fields[2].split(":")[1])))
+    return sorted(found, key=lambda m: -len(m[0]))
+
+
+def abort_fuse(prefix: str) -> list[str]:
+    """Abort the prefix's FUSE connections: every request a layer holds (a paused disk) fails at once, so its
+    callers can die. Killing the layer's daemon does the same; this also works when the daemon itself hangs."""
+    done = []
+    for point, minor in fuse_mounts(prefix):
+        abort = FUSE_CONNECTIONS / str(minor) / "abort"
+        try:
+            abort.write_text("1")
+            done.append(f"aborted FUSE connection of {point}")
+        except OSError:
+            continue  # no fusectl here: killing the daemon below aborts it as well
+    return done
+
+
 def cgroups(prefix: str) -> list[Path]:
     found: list[Path] = []
     for root in CGROUP_ROOTS:
@@ -112,6 +147,7 @@ def leftovers(prefix: str, *, holding_lock: bool = False) -> list[str]:
     out += [f"iptables chain {t}/{c}" for t, cs in iptables_chains(prefix).items() for c in cs]
     out += [f"nft table {f} {n}" for f, n in nft_tables(prefix)]
     out += [f"cgroup {p}" for p in cgroups(prefix)]
+    out += [f"fuse mount {point}" for point, _ in fuse_mounts(prefix)]
     st = LabState.load(prefix)
     if st is not None:
         out += [f"process {p.pid}" for p in st.pids if identify(p.pid) == p]
@@ -166,6 +202,7 @@ def clean(prefix: str, *, lock: PrefixLock | None = None, force: bool = False,
             own_lock = None
     done: list[str] = []
     try:
+        done += abort_fuse(prefix)
         st = LabState.load(prefix)
         victims: list[ProcId] = list(extra_pids or [])
         if st is not None:
@@ -209,6 +246,12 @@ def clean(prefix: str, *, lock: PrefixLock | None = None, force: bool = False,
                 done.append(f"removed cgroup {cg}")
             except OSError as e:
                 log.warning("cgroup %s: %s", cg, e)
+        for point, _ in fuse_mounts(prefix):
+            res = _run(["umount", "-l", point])
+            if res.returncode == 0:
+                done.append(f"unmounted {point}")
+            else:
+                log.warning("umount -l %s: %s", point, res.stderr.strip())
         if st is not None:
             if st.work_dir and Path(st.work_dir).exists():
                 shutil.rmtree(st.work_dir, ignore_errors=True)

@@ -104,8 +104,8 @@ def _names(s: str) -> tuple[str, ...]:
 
 GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate",
                  "seed", "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
-                 "quiesce_timeout", "setup_timeout", "status_interval", "store", "name", "prefix", "no_report",
-                 "verbose", "cmd"}
+                 "quiesce_timeout", "setup_timeout", "status_interval", "recovery_bound_s", "store", "name", "prefix",
+                 "no_report", "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -190,6 +190,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                      help="bound on the final-read phase, seconds (default 30)")
     p.add_argument("--quiesce-timeout", type=float_in(0, HOUR_S), default=15.0,
                      help="after healing, wait at most this long for the nodes to agree on a leader (default 15)")
+    p.add_argument("--recovery-bound-s", type=float_in(0, HOUR_S, low_open=True), default=None,
+                   help="after every heal the cluster must serve a write and a read, and every running node catch "
+                        "up, within this many seconds, else the run is invalid (liveness) (default: the DB's own, "
+                        "a few election timeouts plus reconnects; test.json records the one used)")
     p.add_argument("--setup-timeout", type=float_in(0, HOUR_S, low_open=True), default=30.0,
                      help="wait at most this long for the started cluster to agree on a leader (default 30)")
     p.add_argument("--status-interval", type=float_in(0, 60, low_open=True), default=0.5,
@@ -324,7 +328,8 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
         rate=args.rate, seed=seed, **_schedule_options(args), op_timeout=args.op_timeout,
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
-        setup_timeout=args.setup_timeout, status_interval=args.status_interval, store=args.store,
+        setup_timeout=args.setup_timeout, status_interval=args.status_interval,
+        recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
         extra={d: getattr(args, d) for d in plugin_dests})
@@ -423,6 +428,9 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         while displays:
             displays.pop().close()
         verdict = "VALID" if run.valid is True else "INVALID" if run.valid is False else "UNKNOWN"
+        if run.valid is False:
+            verdict += " (" + ", ".join(f"{k} {n}" for k, n in (("safety", run.safety), ("liveness", run.liveness))
+                                        if n) + ")"
         print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
               f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
 
@@ -446,8 +454,12 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         while displays:
             displays.pop().close()
     counts = {v: sum(1 for r in campaign.runs if r.exit_code == v) for v in ExitCode}
+    safety = sum(1 for r in campaign.runs if r.safety)
+    liveness = sum(1 for r in campaign.runs if r.liveness)
     print(f"campaign: {len(campaign.runs)} of {campaign.planned} runs: {counts[ExitCode.VALID]} valid, "
-          f"{counts[ExitCode.INVALID]} invalid, {counts[ExitCode.UNKNOWN]} unknown, "
+          f"{counts[ExitCode.INVALID]} invalid"
+          + (f" ({safety} with safety, {liveness} with liveness failures)" if counts[ExitCode.INVALID] else "")
+          + f", {counts[ExitCode.UNKNOWN]} unknown, "
           f"{counts[ExitCode.HARNESS_FAILED]} failed" + (f"; {campaign.stopped}" if campaign.stopped else ""))
     print(f"record: {campaign.path}")
     if bugs:
@@ -502,7 +514,8 @@ def _run_with_progress(config: RunConfig, seed: int) -> int:
         return ExitCode.HARNESS_FAILED
     progress.close()
     lines = summary_lines(valid=result.valid, error=result.error, tally=result.tally, heal=result.heal,
-                          run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed)
+                          run_dir=result.run_dir, exit_code=int(result.exit_code), seed=seed,
+                          failures=(result.results or {}).get("failures"))
     print("\n".join(lines))
     return int(result.exit_code)
 

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from harness.protocols import Nemesis, Op, TestContext, nemesis_log_files, prepare_hosts
+from harness.protocols import (
+    CrashListener,
+    CrashSource,
+    Nemesis,
+    Op,
+    TestContext,
+    nemesis_log_files,
+    prepare_hosts,
+)
 
 
 class NemesisError(ValueError):
@@ -46,6 +54,12 @@ class CompositeNemesis:
                 if kind in self.route:
                     raise NemesisError(f"fault kind {kind!r} is handled by two selected nemeses (one is {name})")
                 self.route[kind] = nem
+        # Crashes caused by one nemesis are announced to the others that care (a disk layer under a killed node).
+        for _, source in self.named:
+            if isinstance(source, CrashSource):
+                for _, listener in self.named:
+                    if listener is not source and isinstance(listener, CrashListener):
+                        source.add_crash_listener(listener)
 
     def faults(self) -> set[str]:
         return set(self.route)

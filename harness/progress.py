@@ -93,9 +93,16 @@ VERDICT = {True: "VALID", False: "INVALID", "unknown": "UNKNOWN"}
 
 
 def summary_lines(*, valid: Any, error: str | None, tally: Tally, heal: dict[str, Any] | None,
-                  run_dir: Any, exit_code: int, seed: int) -> list[str]:
+                  run_dir: Any, exit_code: int, seed: int, failures: Any = None) -> list[str]:
+    """The lines printed when a run ends; `failures` is results.json's {"safety": [...], "liveness": [...]}: the
+    first liveness failures are printed, since the report is not where a terminal user looks first."""
     verdict = "HARNESS FAILED" if error else VERDICT.get(valid, "UNKNOWN")
-    lines = [f"verdict: {verdict}" + (f" ({error})" if error else "")]
+    found = failures if isinstance(failures, dict) else {}
+    kinds = [k for k in ("safety", "liveness") if found.get(k)]
+    lines = [f"verdict: {verdict}" + (f" ({error})" if error else f" ({' and '.join(kinds)})" if kinds else "")]
+    for failure in (found.get("liveness") or [])[:3]:
+        if isinstance(failure, dict) and failure.get("message"):
+            lines.append(f"  liveness: {failure['message']}")
     lines.append(f"ops: ok {tally.ok}, fail {tally.fail}, info {tally.info}; nemesis events {tally.nemesis_events}")
     if heal is not None:
         lines.append(f"heal: {'ok' if heal.get('ok') else 'NOT OK'}")

@@ -242,6 +242,35 @@ def election_timeout_s(db: object) -> float:
 
 
 @runtime_checkable
+class RecoveryBound(Protocol):
+    """A capability of a DB: how soon after every fault heals it must serve a write and a read again, and every
+    running node must have caught up (the recovery checker's bound, checker/recovery.py). A DB without it gets
+    ``DEFAULT_RECOVERY_ELECTIONS`` election timeouts plus ``DEFAULT_RECONNECT_S`` (:func:`recovery_bound_s`)."""
+
+    def recovery_bound_s(self) -> float:
+        """Seconds from a heal to the first served write and read that a correct DB never exceeds."""
+        ...
+
+
+DEFAULT_RECOVERY_ELECTIONS = 4
+DEFAULT_RECONNECT_S = 2.0  # a TCP connection's retransmission back-off (capped at 1 s on netns hosts) and a redial
+
+
+def recovery_bound_s(db: object, override: float | None = None) -> float:
+    """The recovery bound of a run: ``override`` (``--recovery-bound-s``) when given, else the DB's own
+    (:class:`RecoveryBound`), else a few of its election timeouts plus a reconnect. ValueError for a DB that
+    answers something other than a positive finite number."""
+    if override is not None:
+        return float(override)
+    if not isinstance(db, RecoveryBound):
+        return DEFAULT_RECOVERY_ELECTIONS * election_timeout_s(db) + DEFAULT_RECONNECT_S
+    value = db.recovery_bound_s()
+    if not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{type(db).__name__}.recovery_bound_s() returned {value!r}, not a positive number")
+    return float(value)
+
+
+@runtime_checkable
 class Client(Protocol):
     """A connection of one worker to the system. `invoke` returns the completion of an invoke op.
 
@@ -281,6 +310,32 @@ class Nemesis(Protocol):
         ...
 
     async def teardown(self, test: TestContext) -> None: ...
+
+
+@runtime_checkable
+class DataDir(Protocol):
+    """A DB whose durable state lives in one directory per node (what a disk fault layer mounts over)."""
+
+    def data_dir(self, test: TestContext, node: str) -> str: ...
+
+
+@runtime_checkable
+class CrashListener(Protocol):
+    """A nemesis that must act when another one crashes a node (kill -9): a disk layer holding the node's I/O
+    lets go first (a process whose request a paused file system holds cannot die), and one that keeps un-fsynced
+    writes drops them after the node is gone and before it restarts, as a power loss would."""
+
+    async def before_crash(self, test: TestContext, node: str) -> None: ...
+
+    async def after_crash(self, test: TestContext, node: str) -> None: ...
+
+
+@runtime_checkable
+class CrashSource(Protocol):
+    """A nemesis that crashes nodes and tells its listeners around each crash (the composite nemesis wires every
+    selected CrashListener to every selected CrashSource)."""
+
+    def add_crash_listener(self, listener: CrashListener) -> None: ...
 
 
 async def prepare_hosts(nemesis: Any, test: TestContext) -> None:

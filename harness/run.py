@@ -28,8 +28,17 @@ from harness.converge import CONVERGE, HARNESS, observe_convergence
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
-from harness.monitor import ClusterMonitor
-from harness.protocols import Backend, Nemesis, Op, TestContext, election_timeout_s, nemesis_log_files
+from harness.monitor import STUCK_ELECTIONS, ClusterMonitor, StuckDetector
+from harness.protocols import (
+    Backend,
+    Nemesis,
+    Op,
+    TestContext,
+    election_timeout_s,
+    nemesis_log_files,
+    recovery_bound_s,
+)
+from harness.quiesce import quiesce
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
 
@@ -77,6 +86,7 @@ class RunConfig:
     quiesce_timeout: float = 15.0
     setup_timeout: float = 30.0
     status_interval: float = 0.5
+    recovery_bound_s: float | None = None  # None: the DB's own (harness.protocols.recovery_bound_s)
     store: Path = Path("store")
     name: str | None = None
     prefix: str | None = None
@@ -93,7 +103,8 @@ class RunConfig:
                   (set(self.moves) <= set(MOVES), f"--moves must be among {', '.join(MOVES)}"),
                   (self.op_timeout > 0, "--op-timeout must be > 0"),
                   (self.final_time_limit >= 0, "--final-time-limit must be >= 0"),
-                  (self.status_interval > 0, "--status-interval must be > 0")]
+                  (self.status_interval > 0, "--status-interval must be > 0"),
+                  (self.recovery_bound_s is None or self.recovery_bound_s > 0, "--recovery-bound-s must be > 0")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -282,7 +293,9 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
        nemesis stream, every invoke and completion appended live to history.jsonl;
     7. heal every fault: Nemesis.heal (recorded as ``stop`` events of the active faults) and verify that every
        node runs;
-    8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until all nodes agree on one leader;
+    8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until the running nodes agree on one leader, then
+       at most the recovery bound until each has applied the leader's commit index; the outcome is recorded as a
+       history event (process "harness", f "quiesce") for the recovery checker (harness.quiesce);
     9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``; then observe
        convergence (:func:`_observe_convergence`): every node's applied index and state digest, recorded as one
        ``harness``/``converge`` event for the checkers;
@@ -379,6 +392,8 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     work_dir = work_root(prefix) / f"{name}-{run.path.name}"
     r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix)
     db = dbspec.factory(r.options)
+    # The bound the recovery checker holds the run to, in test.json's options so `harness analyze` uses it too.
+    r.options["recovery_bound_s"] = recovery_bound_s(db, config.recovery_bound_s)
     r.test = test = TestContext(name=name, options=r.options, hosts=[], backend=r.backend, db=db, seed=config.seed,
                                 store_dir=run.path)
     r.history = HistoryWriter(run.history_path)
@@ -401,7 +416,10 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     r.db_setup = list(test.nodes)
     await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
     await asyncio.gather(*(db.start(test, n) for n in test.nodes))
-    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval)
+    stuck = StuckDetector(nodes=len(test.nodes), after_s=STUCK_ELECTIONS * election_timeout_s(db),
+                          activity=lambda: r.tally.invokes, record=lambda value: _record_observation(r, "stuck", value))
+    stuck.enabled = False  # until the workload runs
+    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval, on_poll=stuck)
     if not await monitor.wait_agreed(config.setup_timeout):
         raise HarnessError(f"the cluster did not come up within {config.setup_timeout} s: {monitor.last}")
     log.info("cluster up, leader %s", monitor.leader)
@@ -423,15 +441,20 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
         try:
             # 6. main phase
             r.phase("run")
+            stuck.enabled = True
             await interp.run(main_gen)
+            stuck.enabled = False
             # 7. heal
             r.phase("heal")
             await _heal(r)
             # 8. quiesce
             r.phase("quiesce")
-            if not await ClusterMonitor(test, None, interval=config.status_interval).wait_agreed(
-                    config.quiesce_timeout):
-                log.warning("cluster did not agree on a leader within %.1f s of the heal", config.quiesce_timeout)
+            outcome = await quiesce(test, heal_time=time.monotonic_ns(), timeout=config.quiesce_timeout,
+                                    catch_up_s=r.options["recovery_bound_s"], interval=config.status_interval)
+            _record_observation(r, "quiesce", outcome)  # evidence for the recovery checker, not a log line
+            if not outcome["agreed"] or outcome["caught_up"] is False:
+                log.warning("quiesce: agreed %s within %.1f s, caught up %s", outcome["agreed"],
+                            config.quiesce_timeout, outcome["caught_up"])
             # 9. final reads
             if final is not None and config.final_time_limit > 0:
                 r.phase("final reads")
@@ -497,6 +520,12 @@ def _record_nemesis(r: _Run, f: str, typ: str, value: Any) -> None:
     op = r.history.record(Op(process="nemesis", type=typ, f=f, value=value,  # type: ignore[arg-type]
                              time=time.monotonic_ns()))
     r.tally.observe(op)
+
+
+def _record_observation(r: _Run, f: str, value: dict[str, Any]) -> None:
+    """One observation of the lab's own (docs/history.md: process "harness", a single info event)."""
+    assert r.history is not None
+    r.history.record(Op(process=HARNESS, type="info", f=f, value=value, time=time.monotonic_ns()))
 
 
 async def _heal(r: _Run, timeout: float = 60.0) -> None:

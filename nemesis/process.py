@@ -23,7 +23,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from harness.protocols import Op, TestContext
+from harness.protocols import CrashListener, Op, TestContext
 from nemesis.targets import TARGET_SPECS, choose_targets
 
 DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
@@ -101,13 +101,31 @@ class _ProcessNemesis:
         await self.heal(test)
 
 
+async def crash_node(test: TestContext, node: str, listeners: Sequence[CrashListener]) -> None:
+    """kill -9 of one node, announced to `listeners` before (they release what would hold the process) and after
+    (the node is gone: they apply what a crash leaves behind)."""
+    for listener in listeners:
+        await listener.before_crash(test, node)
+    await test.db.kill(test, node)
+    for listener in listeners:
+        await listener.after_crash(test, node)
+
+
 class KillNemesis(_ProcessNemesis):
-    """kill -9 of the targets; `stop` restarts them through the DB adapter."""
+    """kill -9 of the targets; `stop` restarts them through the DB adapter. A CrashSource: the nemeses listening
+    (e.g. the disk layer) act around each kill."""
 
     kind = "kill"
 
+    def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS) -> None:
+        super().__init__(rng, targets=targets)
+        self._listeners: list[CrashListener] = []
+
+    def add_crash_listener(self, listener: CrashListener) -> None:
+        self._listeners.append(listener)
+
     async def _take_down(self, test: TestContext, node: str) -> None:
-        await test.db.kill(test, node)
+        await crash_node(test, node, self._listeners)
 
     async def _bring_back(self, test: TestContext, node: str) -> None:
         await test.db.start(test, node)

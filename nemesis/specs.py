@@ -13,7 +13,10 @@ Options they add to `harness run`:
 - `--packet-behaviours`, `--packet-targets`, `--packet-delay-ms`, `--packet-jitter-ms`, `--packet-loss`: what a
   packet start picks from and how hard it hits (nemesis.packet);
 - `--clock-targets`, `--clock-max-skew-s`: whose wall clock a clock start skews, and by at most how much
-  (nemesis.clock).
+  (nemesis.clock);
+- `--disk-faults a,b,...`, `--disk-targets`, `--disk-delay-ms`, `--disk-jitter-ms`: which disk faults the disk
+  nemesis's own start/stop cycle picks from (every --nemesis-interval), whose disks, and how slow "slow" is
+  (nemesis.disk).
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness import generator as gen
 from harness.faults import AIMS, Effect, FaultTraits
 from harness.registry import NemesisSpec, Option
 from nemesis.clock import DEFAULT_MAX_SKEW_S, ClockNemesis
+from nemesis.disk import DEFAULT_DELAY_MS as DISK_DELAY_MS
+from nemesis.disk import DEFAULT_JITTER_MS as DISK_JITTER_MS
+from nemesis.disk import FAULTS as DISK_FAULTS
+from nemesis.disk import KINDS as DISK_KINDS
+from nemesis.disk import DiskNemesis
 from nemesis.grudge import SHAPES
 from nemesis.packet import (
     BEHAVIOURS,
@@ -100,6 +109,17 @@ def _targeted_traits(kind: str, effect: Effect, option: str) -> Callable[[Mappin
 def _partition_traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
     # The partition nemesis aims through its shapes: "leader" cuts the leader off, "one" a random node.
     return {"partition": FaultTraits(Effect.CUT, _aims("shape", options.get("partition_shapes") or DEFAULT_SHAPES))}
+def _disk(options: Mapping[str, Any], rng: random.Random) -> DiskNemesis:
+    return DiskNemesis(rng, targets=options.get("disk_targets") or DEFAULT_TARGETS,
+                       delay_ms=_number(options, "disk_delay_ms", DISK_DELAY_MS),
+                       jitter_ms=_number(options, "disk_jitter_ms", DISK_JITTER_MS))
+
+
+def _disk_schedule(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
+    """Its own cycle, over the kinds --disk-faults selected (the spec declares all of them, for routing)."""
+    chosen = options.get("disk_faults") or DISK_FAULTS
+    return gen.nemesis_cycle([f"disk-{f}" for f in chosen], float(options.get("nemesis_interval") or 10.0),
+                             seed=rng.getrandbits(64))
 
 
 def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable[[str], float]:
@@ -168,4 +188,19 @@ CLOCK = NemesisSpec(
                     help=f"whose clock a start skews ({', '.join(TARGET_SPECS)}); default all"),
              Option(flag="--clock-max-skew-s", type=_positive, default=DEFAULT_MAX_SKEW_S,
                     help=f"largest skew in seconds, either way (default {DEFAULT_MAX_SKEW_S:g})")),
+)
+
+DISK = NemesisSpec(
+    name="disk", factory=_disk, faults=frozenset(DISK_KINDS), generator=_disk_schedule,
+    description="disk faults through a FUSE layer under each node's data directory: pause, slow, lose-unsynced "
+                "(a power loss drops what was not fsynced), eio, full (ENOSPC), corrupt (a WAL segment or snapshot "
+                "damaged while the node is down)",
+    options=(Option(flag="--disk-faults", type=comma_list(DISK_FAULTS), default=DISK_FAULTS,
+                    help=f"disk faults to cycle through ({', '.join(DISK_FAULTS)}); default all"),
+             Option(flag="--disk-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
+                    help=f"whose disk a start hits ({', '.join(TARGET_SPECS)}); default all"),
+             Option(flag="--disk-delay-ms", type=_non_negative, default=DISK_DELAY_MS,
+                    help=f"slow: extra delay of each write and fsync in ms (default {DISK_DELAY_MS:g})"),
+             Option(flag="--disk-jitter-ms", type=_non_negative, default=DISK_JITTER_MS,
+                    help=f"slow: uniform +/- jitter on that delay in ms (default {DISK_JITTER_MS:g})")),
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--peer-secret-file", type=Path,
                    help="file holding the cluster's shared secret (>= 16 bytes): peers must prove they know it "
                         "(without one, anyone who reaches the peer port can speak as a member)")
+    s.add_argument("--allow-failpoints", action="store_true",
+                   help="TEST LABS ONLY: let RAFTKV_FAILPOINTS=a,b plant those bugs (docs/failpoints.md); "
+                        "without this flag (or RAFTKV_ALLOW_FAILPOINTS=1) a node with RAFTKV_FAILPOINTS set "
+                        "refuses to start")
 
     def client_args(c: argparse.ArgumentParser) -> None:
         c.add_argument("--cluster", required=True, help="client addresses HOST:PORT,... of the nodes")
@@ -105,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .failpoints import FailpointError, enabled_from
     from .server.config import ConfigError, ServerConfig, load_file, parse_peers
     from .server.main import run
 
@@ -124,9 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
         for name in ("data_dir", "log_file", "peer_secret_file"):
             if opts.get(name) is not None:
                 opts[name] = Path(opts[name])
+        opts["failpoints"] = enabled_from(os.environ, args.allow_failpoints)
         cfg = ServerConfig(**opts)
         cfg.peer_secret()  # an unreadable or short secret is a usage error, before anything starts
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, FailpointError, TypeError) as e:
         print(f"raftkv serve: {e}", file=sys.stderr)
         return EXIT_USAGE
     return run(cfg)

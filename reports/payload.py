@@ -149,6 +149,7 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
         "quantiles": {"t": _r(q.index), **{c: _r(q[c] * 1e3, 3) for c in ("p50", "p95", "p99", "max")}},
         "availability": {"t": _r(av.index), "ok": _r(av["ok"], 4),
                          "invoked": [0 if pd.isna(x) else int(x) for x in av["invoked"]]},
+        "recovery": recovery_windows(summary),
         "cluster": None,
         "invalid": None,
         "logs": [],
@@ -175,6 +176,28 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
     payload["logs"], payload["excerpts"] = _logs(run, ops, inv)
     payload["problems"] = list(run.problems) + problems + fault_problems
     return payload
+
+
+def recovery_windows(summary: Summary) -> dict[str, Any] | None:
+    """The recovery checker's heal windows for the availability plot: the bound, and per full heal the verdict of
+    the write and the read (recovered | missed | unknown) with the time to the first ok. None without that checker."""
+    rec = summary.checkers.get("recovery")
+    if not isinstance(rec, dict) or not isinstance(rec.get("windows"), list):
+        return None
+    bound = rec.get("bound_s")
+    windows = []
+    for w in rec["windows"]:
+        if not isinstance(w, dict) or not isinstance(w.get("heal_s"), int | float):
+            continue
+        row: dict[str, Any] = {"heal": w["heal_s"], "until": w.get("until_s"), "healed": str(w.get("healed", ""))}
+        for kind in ("write", "read"):
+            raw = w.get(kind)
+            res: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            row[kind] = str(res.get("verdict", "unknown"))
+            row[kind + "_s"] = res.get("first_ok_s") if isinstance(res.get("first_ok_s"), int | float) else None
+            row[kind + "_clock"] = res.get("clock_s") if isinstance(res.get("clock_s"), int | float) else None
+        windows.append(row)
+    return {"bound_s": bound if isinstance(bound, int | float) else None, "windows": windows}
 
 
 def _origin_epoch(run: RunFiles) -> float | None:

@@ -181,13 +181,16 @@ follows; double-click to reset.</p>
 <p class="caption">Latency quantiles of the <em>ok</em> operations invoked in each window.</p>
 <div class="plot" id="plot-availability"></div>
 <p class="caption">Availability: of the operations invoked in each window, the fraction that succeeded. Dashed
-lines: heals; each is labelled with the time to the first successful operation after it.</p>
+lines: heals; each is labelled with the time to the first successful operation after it (red: later than the
+recovery bound). The band at the bottom after each full heal (no fault active) is the recovery bound: green when a
+write and a read were served within it, red when one missed it, grey when it could not be judged.</p>
 <div id="cluster-plots"><div class="plot" id="plot-roles"></div><div class="plot" id="plot-term"></div>
 <div class="plot" id="plot-commit"></div>
 <p class="caption">Cluster state from cluster.jsonl (the lab's polls of every node): role, term and commit index
 per node. Grey: the poll failed.</p></div>
 </section>
-<section id="recovery"><h2>Faults and recovery</h2><div id="fault-table"></div></section>
+<section id="recovery"><h2>Faults and recovery</h2>{_recovery(summary)}{_observations(run, summary)}
+<div id="fault-table"></div></section>
 <section id="invalid" hidden><h2>Why it is not linearizable</h2><div id="timeline-root"></div></section>
 <section id="history"><h2>History</h2><div id="history-root"></div></section>
 <section id="config"><h2>Configuration and environment</h2>{_config(test)}</section>
@@ -226,10 +229,107 @@ def _banner(run: RunFiles, summary: Summary, data: dict[str, Any]) -> str:
             op = summary.invalid.stuck[0].op
             links += f' · <a href="#h{op}">op {op} in the history</a>'
         links += "</p>"
+    listed = {x.message for x in summary.liveness}
+    sentences = [s for s in summary.sentences if s not in listed]
+    live = ""
+    if summary.liveness:
+        items = "".join(
+            f'<li><b>{esc(x.what)}</b>'
+            + (f' since {x.since_s:.2f} s' if x.since_s is not None else "")
+            + (f' · nodes {esc(", ".join(x.nodes))}' if x.nodes else "")
+            + f'<br>{esc(x.message)}</li>' for x in summary.liveness[:MAX_LIVENESS])
+        more = len(summary.liveness) - MAX_LIVENESS
+        live = (f'<ul class="liveness">{items}</ul>' + (f"<p>{more} more in results.json.</p>" if more > 0 else "")
+                + '<p class="banner-links"><a href="#recovery">see faults and recovery</a></p>')
     return f"""<section id="verdict" class="banner {summary.verdict.value}">
 <div class="verdict-word">{esc(summary.headline)}</div>
-<div class="verdict-why">{"".join(f"<p>{esc(s)}</p>" for s in summary.sentences)}{links}{extra}</div>
+<div class="verdict-why">{"".join(f"<p>{esc(s)}</p>" for s in sentences)}{live}{links}{extra}</div>
 </section>"""
+
+
+MAX_LIVENESS = 8
+
+
+def _verdict_cell(res: Any) -> str:
+    if not isinstance(res, dict):
+        return "<td>–</td>"
+    verdict = str(res.get("verdict", "unknown"))
+    pill = {"recovered": "valid", "missed": "invalid"}.get(verdict, "unknown")
+    first = res.get("first_ok_s")
+    when = f" after {first:.3f} s" if isinstance(first, int | float) else ""
+    why = f'<br><span class="dim">{esc(res["reason"])}</span>' if res.get("reason") else ""
+    return f'<td><span class="pill {pill}">{esc(verdict)}</span>{esc(when)}{why}</td>'
+
+
+def _recovery(summary: Summary) -> str:
+    """The recovery checker's heal windows: for each full heal, the write and the read against the bound."""
+    rec = summary.checkers.get("recovery")
+    if not isinstance(rec, dict) or not isinstance(rec.get("windows"), list):
+        return ""
+    bound = rec.get("bound_s")
+    rows = []
+    for w in rec["windows"]:
+        if not isinstance(w, dict):
+            continue
+        heal = w.get("heal_s")
+        rows.append(f"<tr><td>{esc(f'{heal:.2f} s' if isinstance(heal, int | float) else '?')}"
+                    f"{' (final)' if w.get('final') else ''}</td><td>{esc(w.get('healed', ''))}</td>"
+                    f"{_verdict_cell(w.get('write'))}{_verdict_cell(w.get('read'))}</tr>")
+    table = ('<table class="grid"><tr><th>heal (no fault active)</th><th>healed</th><th>first ok write</th>'
+             f'<th>first ok read</th></tr>{"".join(rows)}</table>') if rows else \
+        '<p class="note">No full heal in this run: no fault was started, or one was never healed.</p>'
+    return (f'<h3>Recovery after each heal (bound {esc(bound)} s, {esc(rec.get("bound_source", ""))})</h3>'
+            f'{table}')
+
+
+def _status_line(node: str, st: Any) -> str:
+    if not isinstance(st, dict):
+        return f"{node}: ?"
+    if st.get("error"):
+        return f"{node}: no answer ({st['error']})" + (" · not running" if st.get("running") is False else "")
+    return (f"{node}: {st.get('role', '?')}, term {st.get('term', '?')}, leader {st.get('leader') or 'none'}, "
+            f"commit {st.get('commit', '?')}, applied {st.get('applied', '?')}"
+            + (" · not running" if st.get("running") is False else ""))
+
+
+def _observation(event: dict[str, Any], origin: int, stuck_judged: dict[float, str]) -> str:
+    raw = event.get("value")
+    value: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    at = (event.get("time", origin) - origin) / 1e9
+    f = str(event.get("f"))
+    if f == "quiesce":
+        if value.get("agreed"):
+            what = (f"the running nodes agreed on leader {value.get('leader')} after {value.get('waited_s')} s; "
+                    + ("every running node caught up to commit " + str(value.get("commit"))
+                       if value.get("caught_up") else f"not every node caught up to commit {value.get('commit')} "
+                       f"within {value.get('catch_up_s')} s"))
+        else:
+            what = f"no leader agreement within {value.get('timeout_s')} s of the final heal"
+    elif f == "stuck":
+        since = value.get("since")
+        start = f"{(since - origin) / 1e9:.2f} s" if isinstance(since, int) else "?"
+        what = (f"{value.get('condition')} from {start} for {value.get('held_s')} s "
+                f"({value.get('invokes')} client ops invoked); {stuck_judged.get(round(at, 3), 'not judged')}")
+    else:
+        what = _short(value)
+    listed = value.get("nodes")
+    nodes: dict[str, Any] = listed if isinstance(listed, dict) else {}
+    states = "".join(f"<li>{esc(_status_line(str(n), st))}</li>" for n, st in sorted(nodes.items()))
+    return (f'<tr><td>{at:.2f} s</td><td>{esc(f)}</td><td>{esc(what)}'
+            f'{f"<ul class=mono>{states}</ul>" if states else ""}</td></tr>')
+
+
+def _observations(run: RunFiles, summary: Summary) -> str:
+    """The lab's own observations (history events of process "harness": the quiesce outcome, stuck anomalies)."""
+    events = run.history.observations
+    if not events:
+        return ""
+    rec = summary.checkers.get("recovery") if isinstance(summary.checkers.get("recovery"), dict) else {}
+    judged = {float(a["at_s"]): str(a.get("judged", "")) for a in (rec or {}).get("stuck") or []
+              if isinstance(a, dict) and isinstance(a.get("at_s"), int | float)}
+    rows = "".join(_observation(e, run.start_time, judged) for e in events if isinstance(e, dict))
+    return (f'<h3>What the lab observed</h3><table class="grid observations"><tr><th>at</th><th>observation</th>'
+            f'<th>outcome and each node\'s last status</th></tr>{rows}</table>')
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -45,12 +45,25 @@ class InvalidKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Liveness:
+    """One liveness failure (a checker with ``failure_kind`` liveness, docs/history.md): what did not recover,
+    since when (s since the run's start), which nodes."""
+
+    checker: str
+    what: str
+    since_s: float | None
+    nodes: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     verdict: Verdict
     headline: str
     sentences: tuple[str, ...]
     invalid: InvalidKey | None = None
     checkers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    liveness: tuple[Liveness, ...] = ()
 
 
 def _valid_of(result: Any) -> Verdict:
@@ -89,6 +102,40 @@ def invalid_key(name: str, result: dict[str, Any]) -> InvalidKey | None:
                       prefix_states=states, initial_state=_str(failure.get("initial_state")))
 
 
+def liveness_failures(checkers: dict[str, dict[str, Any]]) -> tuple[Liveness, ...]:
+    """The liveness failures of the invalid liveness checkers, in the order they list them."""
+    out = []
+    for name, r in checkers.items():
+        if r.get("failure_kind") != "liveness" or _valid_of(r) is not Verdict.INVALID:
+            continue
+        for f in r.get("failures") or []:
+            if not isinstance(f, dict):
+                continue
+            since = f.get("since_s")
+            raw = f.get("nodes")
+            nodes: list[Any] = raw if isinstance(raw, list) else []
+            out.append(Liveness(checker=name, what=_str(f.get("what"), "liveness"),
+                                since_s=float(since) if isinstance(since, int | float) else None,
+                                nodes=tuple(_str(n) for n in nodes), message=_str(f.get("message"))))
+    return tuple(out)
+
+
+def _recovery_sentence(checkers: dict[str, dict[str, Any]]) -> str | None:
+    """For a valid run: how the recovery checker saw the heals (the slowest first ok against the bound)."""
+    rec = checkers.get("recovery")
+    if not isinstance(rec, dict) or not isinstance(rec.get("windows"), list):
+        return None
+    times = [w[k]["first_ok_s"] for w in rec["windows"] if isinstance(w, dict) for k in ("write", "read")
+             if isinstance(w.get(k), dict) and w[k].get("verdict") == "recovered"
+             and isinstance(w[k].get("first_ok_s"), int | float)]
+    bound = rec.get("bound_s")
+    if not times or not isinstance(bound, int | float):
+        return None
+    unknown = len(rec.get("unknown") or [])
+    return (f"The cluster served again within the {bound:g} s recovery bound after every heal it could be judged on "
+            f"(slowest first success {max(times):.2f} s" + (f"; {unknown} unjudged" if unknown else "") + ").")
+
+
 def summarize(results: dict[str, Any] | None, problems: tuple[str, ...] = ()) -> Summary:
     """The verdict with its reasons. `results` None means results.json was missing or unreadable."""
     if results is None:
@@ -100,9 +147,17 @@ def summarize(results: dict[str, Any] | None, problems: tuple[str, ...] = ()) ->
         if isinstance(results.get("checkers"), dict) else {}
     sentences: list[str] = []
     inv: InvalidKey | None = None
+    live = liveness_failures(checkers)
     if overall is Verdict.INVALID:
         bad = [(n, r) for n, r in checkers.items() if _valid_of(r) is Verdict.INVALID]
         for name, r in bad:
+            if r.get("failure_kind") == "liveness" and any(x.checker == name for x in live):
+                first = next(x for x in live if x.checker == name)
+                count = sum(1 for x in live if x.checker == name)
+                sentences.append(f"Liveness: the {name} checker found that the system did not recover"
+                                 + (f" ({count} failures; the first below)" if count > 1 else "") + ".")
+                sentences.append(first.message)
+                continue
             k = invalid_key(name, r)
             if k is not None and inv is None:
                 inv = k
@@ -151,8 +206,15 @@ def summarize(results: dict[str, Any] | None, problems: tuple[str, ...] = ()) ->
                     extra += f" (found in {lin['elapsed_s']:.2f} s)"
                 extra += "."
         sentences.append(f"All checkers passed ({names}).{extra}")
+        recovered = _recovery_sentence(checkers)
+        if recovered:
+            sentences.append(recovered)
     heal = results.get("heal")
     if isinstance(heal, dict) and heal.get("ok") is False:
         sentences.append("The final heal did not succeed, so the cluster may not have recovered.")
     headline = {Verdict.VALID: "Valid", Verdict.INVALID: "Invalid", Verdict.UNKNOWN: "Unknown"}[overall]
-    return Summary(overall, headline, tuple(sentences), inv, checkers)
+    if overall is Verdict.INVALID and live:
+        safety = any(_valid_of(r) is Verdict.INVALID and r.get("failure_kind") != "liveness"
+                     for r in checkers.values())
+        headline = "Invalid (safety and liveness)" if safety else "Invalid (liveness)"
+    return Summary(overall, headline, tuple(sentences), inv, checkers, live)

@@ -11,6 +11,11 @@ On each host (any backend: everything goes through Remote):
   so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
   backends must provide the same paths).
 
+`--raftkv-failpoints a,b` plants those bugs (raftkv/failpoints.py, docs/failpoints.md) in every node: the names are
+checked against the registry when the arguments are parsed (exit 254 on an unknown one), and each node is started
+with RAFTKV_FAILPOINTS=a,b and the explicit allow RAFTKV_ALLOW_FAILPOINTS=1 in its environment (the option lands in
+test.json with the run's other options).
+
 Election settings default to fast ones (a 25 ms tick, elections after 10 to 20 ticks) so faults are felt and healed
 within a second; `--raftkv-tick-ms` and `--raftkv-election-ticks` change them.
 
@@ -20,6 +25,7 @@ and `kill` returns only once the process is gone, so a following `start` never r
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -27,15 +33,17 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from harness.detection import PlantedBug
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
+from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
 
 PEER_PORT = 7000
 CLIENT_PORT = 8000
@@ -45,6 +53,10 @@ DEFAULT_ELECTION_TICKS = 10
 STATUS_TIMEOUT_S = 1.0
 DIGEST_TIMEOUT_S = 5.0
 GONE_TIMEOUT_S = 10.0
+# The recovery bound (recovery_bound_s): docs/lab.md gives the measured recovery times it is set against.
+RECOVERY_ELECTIONS = 4
+RECONNECT_S = 2.0
+RESTART_S = 3.0
 
 
 class RaftkvDBError(RuntimeError):
@@ -60,8 +72,18 @@ def peer_address(test: TestContext, node: str) -> str:
     return f"{test.host(node).address}:{PEER_PORT}"
 
 
+def failpoint_list(text: str) -> str:
+    """The --raftkv-failpoints value, checked against raftkv's registry (argparse turns the error into exit 254);
+    returned normalized (sorted, comma-separated) as it is recorded in test.json."""
+    try:
+        return ",".join(sorted(parse_names(text, where="--raftkv-failpoints")))
+    except FailpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class RaftkvDB:
-    """One per run. `options` may carry raftkv_tick_ms and raftkv_election_ticks."""
+    """One per run. `options` may carry raftkv_tick_ms, raftkv_election_ticks, raftkv_lease and
+    raftkv_failpoints (a comma-separated list of failpoint names)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = options or {}
@@ -73,7 +95,9 @@ class RaftkvDB:
         # The run's cluster secret: the nodes authenticate each other with it (raftkv --peer-secret-file). Fresh
         # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
         self.peer_secret = secrets.token_hex(32)
+        self.failpoints = failpoint_list(str(options.get("raftkv_failpoints") or ""))
         self.pids: dict[str, int] = {}
+        self._start_locks: dict[str, asyncio.Lock] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
         self._status_clients: dict[str, tuple[asyncio.AbstractEventLoop, KVClient]] = {}
@@ -82,6 +106,12 @@ class RaftkvDB:
         """The worst-case election timeout (harness.protocols.Timing): a node waits a random 1x to 2x
         election_ticks ticks before it campaigns."""
         return self.tick_ms * self.election_ticks * 2 / 1000
+
+    def recovery_bound_s(self) -> float:
+        """How soon after a heal a correct cluster serves again (harness.protocols.RecoveryBound): a few election
+        timeouts (a split vote or two), the peer transport's redial back-off plus TCP's retransmission back-off
+        (each capped at 1 s), and the start of a killed node's process on a loaded machine."""
+        return RECOVERY_ELECTIONS * self.election_timeout_s() + RECONNECT_S + RESTART_S
 
     # -- paths ------------------------------------------------------------------------------------------------
 
@@ -126,10 +156,18 @@ class RaftkvDB:
                         stdin=self.peer_secret.encode())
 
     async def start(self, test: TestContext, node: str) -> None:
+        # One start at a time per node: two nemeses healing at once (kill restarts every node down, disk restarts
+        # the ones its faults stopped) must not both spawn it and race for its ports.
+        async with self._start_locks.setdefault(node, asyncio.Lock()):
+            await self._start(test, node)
+
+    async def _start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
             return
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
                "LANG": "C.UTF-8", **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
+        if self.failpoints:  # planted bugs: the node takes them only with the explicit allow
+            env |= {ENV: self.failpoints, ALLOW_ENV: "1"}
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
                                                       env=env, cwd=REPO_ROOT)
 
@@ -235,13 +273,38 @@ class RaftkvDB:
         return max(leaders)[1] if leaders else None
 
 
+class RaftkvFailpoints:
+    """raftkv's planted bugs as the lab's FailpointCatalog (harness.detection): the registry of raftkv/failpoints.py,
+    each with the simulator's recorded first failing seed (raftkv/sim/failpoint_seeds.json, written by
+    bench/sim_failpoints.py --record), switched on through --raftkv-failpoints."""
+
+    SEEDS = Path(__file__).resolve().parent.parent / "raftkv" / "sim" / "failpoint_seeds.json"
+
+    def planted_bugs(self) -> tuple[PlantedBug, ...]:
+        try:
+            seeds = json.loads(self.SEEDS.read_text())
+        except (OSError, ValueError):
+            seeds = {}
+        return tuple(PlantedBug(name=fp.name, layer=fp.layer, mimics=fp.mimics,
+                                shows_as="liveness" if fp.shows.startswith("liveness") else "safety",
+                                sim_seed=(seeds.get(fp.name) or {}).get("seed"),
+                                sim_finding=(seeds.get(fp.name) or {}).get("invariant"))
+                     for fp in FAILPOINTS.values())
+
+    def options_for(self, names: Sequence[str]) -> dict[str, Any]:
+        return {"raftkv_failpoints": failpoint_list(",".join(names))}
+
+
 RAFTKV = DBSpec(
-    name="raftkv", factory=RaftkvDB,
+    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(),
     description="raftkv nodes started as `python -m raftkv serve` on each host",
     options=(Option(flag="--raftkv-tick-ms", type=int_in(1, 10_000), default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),
              Option(flag="--raftkv-election-ticks", type=int_in(2, 10_000), default=DEFAULT_ELECTION_TICKS,
                     help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
              Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
-                    help="start the nodes with leader leases (for --read-consistency lease)")),
+                    help="start the nodes with leader leases (for --read-consistency lease)"),
+             Option(flag="--raftkv-failpoints", type=failpoint_list, default="",
+                    help="plant these bugs in every node (comma-separated failpoint names, docs/failpoints.md; "
+                         "test labs only)")),
 )

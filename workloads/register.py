@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checker import ConvergenceChecker, LinearizabilityChecker, Stats, make_model
+from checker import ConvergenceChecker, LinearizabilityChecker, RecoveryChecker, Stats, make_model
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload, int_in
@@ -371,13 +371,17 @@ class NodeBoundClient:
 
 
 def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The versioned-kv linearizability checker (per key), the op statistics (checker.standard_checker's pair) and
-    the convergence oracle's judge, as a mapping so the engine composes and stores them by name (and `harness
+    """The versioned-kv linearizability checker (per key), the op statistics (checker.standard_checker's pair),
+    the convergence oracle's judge and the recovery checker (liveness: writes are put and delete, reads get; the
+    run's bound from the options), as a mapping so the engine composes and stores them by name (and `harness
     analyze` re-runs them all)."""
     timeout = options.get("checker_timeout")
+    bound = options.get("recovery_bound_s")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
-            "stats": Stats(), "convergence": ConvergenceChecker()}
+            "stats": Stats(), "convergence": ConvergenceChecker(),
+            "recovery": RecoveryChecker(writes={"put", "delete"}, reads={"get"},
+                                        bound_s=None if bound is None else float(bound))}
 
 
 REGISTER = Workload(

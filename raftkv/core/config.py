@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from raftkv.failpoints import FailpointError, check_layer
+
 from .errors import ConfigError
 
 __all__ = ["RaftConfig"]
@@ -42,6 +44,8 @@ class RaftConfig:
       first `election_tick` ticks (it may have acknowledged the lease before crashing), and a leader that sent
       TIMEOUT_NOW (leadership transfer) never trusts its lease again in that term.
     - `lease_margin_ticks`: the safety margin subtracted from the lease (must be < election_tick).
+    - `failpoints`: names of core failpoints (raftkv/failpoints.py) that plant a bug on purpose, for test labs
+      only; default none. Decided at construction: the core binds the buggy branch then, no per-call check.
     """
 
     id: str
@@ -60,6 +64,7 @@ class RaftConfig:
     check_quorum: bool = True
     lease_reads: bool = False
     lease_margin_ticks: int = 2
+    failpoints: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if type(self.id) is not str or not self.id:
@@ -87,6 +92,12 @@ class RaftConfig:
         if type(self.lease_margin_ticks) is not int or not 0 <= self.lease_margin_ticks < self.election_tick:
             raise ConfigError(f"RaftConfig.lease_margin_ticks must be an int in [0, election_tick), "
                               f"got {self.lease_margin_ticks!r}")
+        if type(self.failpoints) is not frozenset:
+            raise ConfigError(f"RaftConfig.failpoints must be a frozenset of names, got {self.failpoints!r}")
+        try:
+            check_layer(self.failpoints, "core", where="RaftConfig.failpoints")
+        except FailpointError as exc:
+            raise ConfigError(str(exc)) from None
         if self.lease_reads and not self.check_quorum:
             raise ConfigError("RaftConfig.lease_reads requires check_quorum (the lease rests on it)")
 

@@ -132,10 +132,12 @@ class RaftLog:
         """Entries not yet handed out for persisting (from persisted + 1)."""
         return self._entries[self.persisted - self.snap_index:]
 
-    def to_apply(self) -> list[Entry]:
-        """Committed entries not yet handed out for applying."""
+    def to_apply(self, upto: int | None = None) -> list[Entry]:
+        """Committed entries not yet handed out for applying (up to `upto` instead of the commit index when given:
+        only the apply-uncommitted failpoint does that)."""
         base = self.snap_index + 1
-        return self._entries[self.applied + 1 - base:self.committed + 1 - base]
+        hi = self.committed if upto is None else upto
+        return self._entries[self.applied + 1 - base:hi + 1 - base]
 
     # --- writing ------------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -148,7 +148,8 @@ class Raft:
         self._halted: BaseException | None = None
         self._snapshot: Snapshot | None = snapshot
         self._term = hard_state.term
-        self._vote = hard_state.vote
+        # FAILPOINT forget-vote: the vote is not restored on restart (and the next hard state written forgets it).
+        self._vote = None if "forget-vote" in config.failpoints else hard_state.vote
         self._lead: str | None = None
         self._role = Role.FOLLOWER
         self._applied_acked = applied
@@ -179,8 +180,46 @@ class Raft:
         self._boot_quiet_ticks = config.election_tick if config.lease_reads else 0
         self._snap_recv: tuple[SnapshotMeta, bytearray] | None = None  # follower: snapshot being received
         self._step: Callable[[Message], None] = self._step_follower
+        self._election_tick: Callable[[], None] = self._tick_election
         self._tick: Callable[[], None] = self._tick_election
+        self._bind_failpoints(config.failpoints)
         self._become_follower(self._term, None)
+
+    def _bind_failpoints(self, names: frozenset[str]) -> None:
+        """Choose, once, the branches that the failpoints (raftkv/failpoints.py: planted bugs for test labs) swap
+        in. With none enabled every choice below is the correct behaviour, bound as a method or a constant, so a
+        disabled failpoint costs nothing per call."""
+        cfg = self._cfg
+        # How long a confirmed heartbeat round lets the leader answer reads alone (the lease, RaftConfig).
+        self._lease_on = cfg.lease_reads
+        self._lease_ticks = cfg.election_tick - cfg.lease_margin_ticks
+        if "long-lease" in names:  # FAILPOINT: a lease ten election timeouts long, on even without lease_reads
+            self._lease_on = True
+            self._lease_ticks = 10 * cfg.election_tick
+        # Whether a read at the commit index may be answered now, without a new heartbeat round.
+        self._read_confirmed: Callable[[], bool] = self._lease_valid
+        if "read-without-quorum" in names:  # FAILPOINT: a leader trusts itself to still be leader
+            self._read_confirmed = _always
+        self._follower_read: Callable[[bytes, str], None] = self._forward_read
+        if "follower-local-read" in names:  # FAILPOINT: a follower answers at its own commit index
+            self._follower_read = self._local_read
+        # Where a follower's acknowledgements go: after the persist step of their Ready (the contract)...
+        self._ack: Callable[[Message], None] = self._send_after_persist
+        if "ack-before-persist" in names:  # FAILPOINT: ...or out at once, before the entries are durable
+            self._ack = self._send_now
+        # Figure 8: a leader commits only through an entry of its own term.
+        self._commit_own_term_only = "commit-old-term" not in names  # FAILPOINT commit-old-term when False
+        self._apply_persisted = "apply-uncommitted" in names  # FAILPOINT: apply what is durable here, committed or not
+        self._accept_stale_appends = "accept-stale-append" in names  # FAILPOINT
+        self._commit_to_leader = "commit-beyond-match" in names  # FAILPOINT: commit = min(leader's, last index)
+        self._snapshot_restore_skew = 1 if "snapshot-off-by-one" in names else 0  # FAILPOINT: restore one too far
+        self._stuck_after_failed_campaign = "election-timer-stuck" in names  # FAILPOINT
+
+    def _campaign_failed(self) -> None:
+        """FAILPOINT election-timer-stuck: a (pre-)campaign was lost or ran out of time, and the election timer is
+        not re-armed: this node never campaigns again until it restarts (it still votes and follows)."""
+        self._election_tick = _nothing
+        self._tick = _nothing
 
     # --- role changes -------------------------------------------------------------------------------------
 
@@ -209,7 +248,7 @@ class Raft:
         self._role = Role.FOLLOWER
         self._lead = lead
         self._step = self._step_follower
-        self._tick = self._tick_election
+        self._tick = self._election_tick
 
     def _become_pre_candidate(self) -> None:
         # No term change and no vote: PreVote must not disturb anybody (Raft thesis 9.6).
@@ -217,7 +256,7 @@ class Raft:
         self._lead = None
         self._votes = {self._id: True}
         self._step = self._step_candidate
-        self._tick = self._tick_election
+        self._tick = self._election_tick
 
     def _become_candidate(self) -> None:
         self._reset(self._term + 1)
@@ -225,7 +264,7 @@ class Raft:
         self._role = Role.CANDIDATE
         self._votes = {self._id: True}
         self._step = self._step_candidate
-        self._tick = self._tick_election
+        self._tick = self._election_tick
 
     def _become_leader(self) -> None:
         self._reset(self._term)
@@ -280,6 +319,12 @@ class Raft:
         else:
             self._msgs.append(msg)
 
+    def _send_after_persist(self, msg: Message) -> None:
+        self._msgs_after.append(msg)
+
+    def _send_now(self, msg: Message) -> None:
+        self._msgs.append(msg)
+
     def _send_append(self, peer: str, pr: Progress, allow_empty: bool) -> bool:
         """Send `peer` what it needs next (entries, or a snapshot when they are compacted away). Returns True if
         a message went out."""
@@ -332,7 +377,7 @@ class Raft:
     def _bcast_heartbeat(self) -> None:
         self._hb_seq += 1
         seq = self._hb_seq
-        if self._cfg.lease_reads:
+        if self._lease_on:
             self._seq_ticks.append((seq, self._ticks))
             while self._seq_ticks and self._ticks - self._seq_ticks[0][1] > self._cfg.election_tick:
                 self._seq_ticks.popleft()
@@ -373,6 +418,9 @@ class Raft:
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_timeout:
             self._election_elapsed = 0
+            if self._stuck_after_failed_campaign and self._role is not Role.FOLLOWER:
+                self._campaign_failed()  # FAILPOINT election-timer-stuck: the campaign ran out of time
+                return
             self._hup()
 
     def _tick_leader(self) -> None:
@@ -426,6 +474,9 @@ class Raft:
             else:
                 self._become_follower(msg.term, msg.src if kind in _FROM_LEADER else None)
         elif msg.term < term:
+            if kind is _MT.APPEND and self._accept_stale_appends:
+                self._accept_stale_append(msg)
+                return
             if kind is _MT.APPEND or kind is _MT.HEARTBEAT:
                 # A stale leader (e.g. back from a partition): tell it the new term so that it steps down;
                 # with PreVote/CheckQuorum it could otherwise never learn it.
@@ -515,6 +566,8 @@ class Raft:
                 self._win_election()
             elif result is VoteResult.LOST:
                 self._become_follower(self._term, None)
+                if self._stuck_after_failed_campaign:
+                    self._campaign_failed()  # FAILPOINT election-timer-stuck
 
     def _step_leader(self, msg: Message) -> None:
         kind = msg.type
@@ -533,6 +586,10 @@ class Raft:
 
     def _handle_append(self, msg: Message) -> None:
         log = self._log
+        if self._commit_to_leader:
+            # FAILPOINT commit-beyond-match: the leader's commit index is taken before (and whether or not) the
+            # log matched, bounded by our last index instead of the last entry this APPEND proved we share.
+            log.commit_to(min(msg.commit, log.last_index))
         prev, prev_term, entries = msg.index, msg.log_term, msg.entries
         committed = log.committed
         if prev < committed:
@@ -545,8 +602,8 @@ class Raft:
                     raise ProtocolError(f"APPEND from {msg.src}: entry {entry.index} of term {entry.term} "
                                         f"conflicts with our committed entry of term {log.term(entry.index)}")
             if prev + len(entries) <= committed:
-                self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src,
-                                                term=self._term, index=committed))
+                self._ack(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term,
+                                  index=committed))
                 return
             prev_term = entries[skip - 1].term
             prev, entries = committed, entries[skip:]
@@ -555,8 +612,7 @@ class Raft:
         except LogConflict as exc:
             raise ProtocolError(f"APPEND from {msg.src}: {exc}") from None
         if last_new is not None:
-            self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term,
-                                            index=last_new))
+            self._ack(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term, index=last_new))
             return
         # Rejected: tell the leader our term at that index and where that term starts (fast back-up).
         if prev > log.last_index:
@@ -568,6 +624,14 @@ class Raft:
         self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term,
                                         index=msg.index, reject=True, hint_term=hint_term,
                                         hint_index=hint_index))
+
+    def _accept_stale_append(self, msg: Message) -> None:
+        """FAILPOINT accept-stale-append: an APPEND of an older term is handled as if its sender still led, and
+        acknowledged under the sender's term (so the deposed leader counts the acknowledgement)."""
+        marks = len(self._msgs), len(self._msgs_after)
+        self._handle_append(msg)
+        for out, mark in zip((self._msgs, self._msgs_after), marks, strict=True):
+            out[mark:] = [replace(m, term=msg.term) if m.type is _MT.APPEND_RESP else m for m in out[mark:]]
 
     def _handle_heartbeat(self, msg: Message) -> None:
         log = self._log
@@ -608,15 +672,15 @@ class Raft:
         if log.match_term(meta.index, meta.term):
             # Our log already holds the snapshot's last entry: keep the log, just commit (etcd does the same).
             log.commit_to(meta.index)
-            self._msgs_after.append(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term,
-                                            index=meta.index))
+            self._ack(Message(type=_MT.APPEND_RESP, src=self._id, dst=msg.src, term=self._term, index=meta.index))
             return
         snapshot = Snapshot(meta=meta, data=bytes(buffer))
-        log.restore(meta.index, meta.term)
+        # (FAILPOINT snapshot-off-by-one: the skew is 1, the log restarts one index past the snapshot's state.)
+        log.restore(meta.index + self._snapshot_restore_skew, meta.term)
         self._snapshot = snapshot
         self._snapshot_to_persist = snapshot
-        self._msgs_after.append(Message(type=_MT.SNAPSHOT_RESP, src=self._id, dst=msg.src, term=self._term,
-                                        index=meta.index, offset=len(snapshot.data), done=True))
+        self._ack(Message(type=_MT.SNAPSHOT_RESP, src=self._id, dst=msg.src, term=self._term, index=meta.index,
+                          offset=len(snapshot.data), done=True))
 
     # --- leader side of replication -----------------------------------------------------------------------
 
@@ -695,7 +759,7 @@ class Raft:
         matches = [log.persisted]
         matches.extend(pr.match for pr in self._prs.values())
         index = committed_index(matches, len(self._peers))
-        if index <= log.committed or log.term(index) != self._term:
+        if index <= log.committed or (self._commit_own_term_only and log.term(index) != self._term):
             return False
         first_in_term = log.term(log.committed) != self._term
         log.committed = index
@@ -722,17 +786,17 @@ class Raft:
             # The commit index is only known to be up to date once an entry of this term is committed.
             self._reads_waiting_commit.append((context, origin))
             return
-        if not self._others or self._lease_valid():
+        if not self._others or self._read_confirmed():
             self._answer_read(log.committed, context, origin)
             return
         self._pending_reads.append((self._hb_seq + 1, log.committed, context, origin))
         self._read_round_due = True
 
     def _lease_valid(self) -> bool:
-        if (not self._cfg.lease_reads or self._lead_transferee is not None or self._lease_start is None
+        if (not self._lease_on or self._lead_transferee is not None or self._lease_start is None
                 or self._lease_broken):
             return False
-        return self._ticks - self._lease_start < self._cfg.election_tick - self._cfg.lease_margin_ticks
+        return self._ticks - self._lease_start < self._lease_ticks
 
     def _answer_read(self, index: int, context: bytes, origin: str | None) -> None:
         if origin is None:
@@ -820,8 +884,15 @@ class Raft:
         elif self._lead is None:
             raise NotLeader(None)
         else:
-            self._msgs.append(Message(type=_MT.READ_INDEX, src=self._id, dst=self._lead, term=self._term,
-                                      context=context))
+            self._follower_read(context, self._lead)
+
+    def _forward_read(self, context: bytes, lead: str) -> None:
+        self._msgs.append(Message(type=_MT.READ_INDEX, src=self._id, dst=lead, term=self._term,
+                                  context=context))
+
+    def _local_read(self, context: bytes, lead: str) -> None:
+        """FAILPOINT follower-local-read: answer from this follower's own commit index, without the leader."""
+        self._read_states.append(ReadState(index=self._log.committed, context=context))
 
     @_guarded
     def transfer_leadership(self, to: str) -> None:
@@ -878,6 +949,7 @@ class Raft:
         return bool(self._msgs or self._msgs_after or self._read_states
                     or self._snapshot_to_persist is not None
                     or log.persisted < log.last_index or log.applied < log.committed
+                    or (self._apply_persisted and log.applied < log.persisted)
                     or self._prev_hard != (self._term, self._vote, log.committed)
                     or self._prev_soft != (self._role, self._lead))
 
@@ -903,9 +975,12 @@ class Raft:
             soft_state = SoftState(role=soft[0], leader=soft[1])
             self._prev_soft = soft
         entries = log.unstable() if log.persisted < log.last_index else ()
-        committed = log.to_apply() if log.applied < log.committed else ()
+        upto = log.committed
+        if self._apply_persisted and log.persisted > upto:
+            upto = log.persisted  # FAILPOINT apply-uncommitted: hand out what is durable here, committed or not
+        committed = log.to_apply(upto) if log.applied < upto else ()
         if committed:
-            log.applied = log.committed
+            log.applied = upto
         ready = Ready(hard_state=hard_state, entries=tuple(entries), snapshot=self._snapshot_to_persist,
                       messages=tuple(msgs), messages_after_persist=tuple(after),
                       committed_entries=tuple(committed), read_states=tuple(self._read_states),
@@ -1010,3 +1085,11 @@ class Raft:
         if not log.first_index <= lo <= hi <= log.last_index + 1:
             raise UsageError(f"entries [{lo}, {hi}) outside the log [{log.first_index}, {log.last_index + 1})")
         return tuple(log.slice(lo, hi))
+
+
+def _always() -> bool:
+    return True
+
+
+def _nothing() -> None:
+    return None

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgpack
 
+from raftkv.failpoints import FailpointError, check_layer
+
 from .command import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
@@ -67,17 +69,24 @@ class KVStore:
     NOOP entries carry no command; `note_applied` records them). `snapshot()` is deterministic: equal states
     give equal bytes, whatever order the keys were written in.
 
-    Writes that carry a client session apply at most once (raftkv/kv/sessions.py). `exactly_once=False` switches
-    that off and brings back the old behaviour, where a retried write can apply twice across a delete: for tests
-    that prove the lab catches it, never for a node in service."""
+    Writes that carry a client session apply at most once (raftkv/kv/sessions.py).
 
-    __slots__ = ("_data", "_applied", "_sessions", "_exactly_once")
+    `failpoints`: kv failpoints (raftkv/failpoints.py; test labs only), bound here: `cas-ignores-version` applies
+    a Put or Delete whatever its expected version (a lost-update bug); `no-dedup` ignores client sessions, so a
+    retried write can apply twice across a delete (issue 15's bug). `KVUsageError` for a name that is not one."""
 
-    def __init__(self, *, exactly_once: bool = True) -> None:
+    __slots__ = ("_data", "_applied", "_check_versions", "_sessions", "_exactly_once")
+
+    def __init__(self, *, failpoints: frozenset[str] = frozenset()) -> None:
+        try:
+            check_layer(failpoints, "kv", where="KVStore failpoints")
+        except FailpointError as exc:
+            raise KVUsageError(str(exc)) from None
         self._data: dict[str, tuple[str, int]] = {}
         self._applied = 0
+        self._check_versions = "cas-ignores-version" not in failpoints  # FAILPOINT cas-ignores-version if False
         self._sessions = SessionTable()
-        self._exactly_once = exactly_once
+        self._exactly_once = "no-dedup" not in failpoints  # FAILPOINT no-dedup if False
 
     @property
     def applied_index(self) -> int:
@@ -125,6 +134,8 @@ class KVStore:
                 return Result(request_id=rid, outcome=Outcome.NO_KEY)
             return Result(request_id=rid, outcome=Outcome.OK, value=current[0], version=current[1])
         expected = cmd.expected_version
+        if not self._check_versions and current is not None:
+            expected = current[1]  # FAILPOINT cas-ignores-version: the write wins whatever version it expected
         if current is None:
             if expected != 0:
                 return Result(request_id=rid, outcome=Outcome.NO_KEY)

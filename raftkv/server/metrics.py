@@ -52,6 +52,8 @@ class Metrics:
                                        "(a retry of a write already applied: not applied again)", registry=r)
         self.info = Gauge("raftkv_node_info", "constant 1, labelled with the node id", ["id"], registry=r)
         self.info.labels(id=node_id).set(1)
+        self.failpoint = Gauge("raftkv_failpoint_enabled", "1 for each failpoint (a planted bug, test labs only) "
+                               "this node was started with", ["name"], registry=r)
         self._leader_label: str | None = None
 
     def set_role(self, role: str) -> None:

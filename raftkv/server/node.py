@@ -51,6 +51,7 @@ from raftkv.core import (
     Role,
     SoftState,
 )
+from raftkv.failpoints import FAILPOINTS, for_layer
 from raftkv.kv import ClientSession, Command, FrozenState, KVStore, Op, Result, SnapshotError, encode_command
 
 from .config import ServerConfig
@@ -91,7 +92,12 @@ class Node:
         self.cfg = cfg
         self.log = log
         self.metrics = Metrics(cfg.id)
-        self.kv = KVStore()
+        self._kv_failpoints = for_layer(cfg.failpoints, "kv")
+        self.kv = KVStore(failpoints=self._kv_failpoints)
+        # FAILPOINT definite-on-ambiguous (raftkv/failpoints.py): a write whose fate is unknown is answered with
+        # the definite "unavailable" instead of "maybe".
+        self._ambiguous: type[NodeError] = (UnavailableError if "definite-on-ambiguous" in cfg.failpoints
+                                            else MaybeError)
         self.raft: Raft | None = None
         self.storage: DiskStorage | MemoryStorage = MemoryStorage()
         self.client_urls: dict[str, str] = {cfg.id: cfg.advertised_client_url}
@@ -128,11 +134,17 @@ class Node:
         cfg = self.cfg
         hard_state = snapshot = None
         entries: list = []
+        for name in sorted(cfg.failpoints):
+            fp = FAILPOINTS[name]
+            self.log.warning("FAILPOINT ENABLED: %s (%s layer) PLANTS A BUG ON PURPOSE: %s", name, fp.layer,
+                             fp.mimics)
+            self.metrics.failpoint.labels(name=name).set(1)
         if cfg.memory:
             self.log.warning("RUNNING WITH --memory: NOTHING IS WRITTEN TO DISK; ALL STATE IS LOST ON RESTART")
         else:
             assert cfg.data_dir is not None
-            self.storage, rec = DiskStorage.open(cfg.data_dir, segment_bytes=cfg.segment_bytes, log=self.log)
+            self.storage, rec = DiskStorage.open(cfg.data_dir, segment_bytes=cfg.segment_bytes, log=self.log,
+                                                 failpoints=for_layer(cfg.failpoints, "storage"))
             for a in rec.actions:
                 self.log.info("recovery: %s", a)
             hard_state, snapshot, entries = rec.hard_state, rec.snapshot, rec.entries
@@ -144,7 +156,7 @@ class Node:
         rng = random.Random(cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "big"))
         self.raft = Raft(RaftConfig(id=cfg.id, peers=tuple(sorted(cfg.peers)), rng=rng,
                                     election_tick=cfg.election_ticks, heartbeat_tick=cfg.heartbeat_ticks,
-                                    lease_reads=cfg.lease),
+                                    lease_reads=cfg.lease, failpoints=for_layer(cfg.failpoints, "core")),
                          hard_state=hard_state, snapshot=snapshot, entries=entries, applied=applied)
         self._term = self.raft.term
         self.metrics.set_role(self._role.value)
@@ -269,7 +281,7 @@ class Node:
             if rid is None:
                 fut.set_exception(UnavailableError("read index not confirmed before the deadline"))
             elif self._pending.pop(rid, None) is not None:
-                fut.set_exception(MaybeError("commit not confirmed before the deadline"))
+                fut.set_exception(self._ambiguous("commit not confirmed before the deadline"))
             else:
                 fut.set_exception(UnavailableError("not proposed before the deadline"))
 
@@ -372,7 +384,7 @@ class Node:
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(MaybeError("leadership lost before the commit was confirmed"))
+                fut.set_exception(self._ambiguous("leadership lost before the commit was confirmed"))
         err = UnavailableError("leadership lost before the read was confirmed")
         rounds = list(self._read_rounds.values()) + [r for _, r in self._read_waiting]
         self._read_rounds.clear()
@@ -429,7 +441,7 @@ class Node:
                 # snapshot (a bug elsewhere) stops the node with its durable state untouched, instead of
                 # poisoning the disk so that it could never restart. Off the loop: the loop keeps stepping messages
                 # (heartbeats keep this follower's election timer quiet) and serving stale reads meanwhile.
-                restored = KVStore()
+                restored = KVStore(failpoints=self._kv_failpoints)
                 try:
                     await loop.run_in_executor(self._snap_exec, restored.restore, rd.snapshot.data)
                 except SnapshotError as e:
@@ -531,6 +543,7 @@ class Node:
             "peers": {p: {"address": self.cfg.peers[p], "connected": self.transport.connected(p)}
                       for p in self.transport.senders},
             "pending_writes": len(self._pending),
+            "failpoints": sorted(self.cfg.failpoints),
         }
 
     def fail_all_pending(self, why: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import records
 from .records import StopReason
-from .wal import fsync_dir
+from .wal import fsync_dir, io
 
 MAGIC = b"RKVSNAP1"
 SNAP_RECORD = 1
@@ -39,8 +39,12 @@ class SnapshotFile:
 
 
 class SnapshotStore:
-    def __init__(self, directory: Path, *, keep: int = 2, log: logging.Logger | None = None) -> None:
+    def __init__(self, directory: Path, *, keep: int = 2, log: logging.Logger | None = None,
+                 rename_unsynced: bool = False) -> None:
         self.directory = directory
+        # FAILPOINT snapshot-rename-unsynced (raftkv/failpoints.py; test labs only): the file is renamed into place
+        # without its fsync, so a power cut can leave an empty or partial snapshot that the WAL no longer backs.
+        self._fsync_file = _no_fsync if rename_unsynced else os.fsync
         self.keep = keep
         self._log = log or logging.getLogger("raftkv.snap")
         directory.mkdir(parents=True, exist_ok=True)
@@ -64,11 +68,12 @@ class SnapshotStore:
         final = self.directory / name
         tmp = self.directory / (name + ".tmp")
         data = MAGIC + records.encode(SNAP_RECORD, payload)
-        with open(tmp, "wb") as f:
+        with io(tmp, "write and fsync"), open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+            self._fsync_file(f.fileno())
+        with io(final, "rename onto"):
+            os.replace(tmp, final)
         fsync_dir(self.directory)
         for old in self.files()[: -self.keep]:
             old.path.unlink()
@@ -86,3 +91,7 @@ class SnapshotStore:
         if stop.reason is not StopReason.END or len(recs) != 1 or recs[0][0] != SNAP_RECORD:
             raise SnapshotCorrupt(latest.path, f"{stop.reason.value} at offset {stop.offset}")
         return latest, recs[0][1]
+
+
+def _no_fsync(fd: int) -> None:
+    """The snapshot-rename-unsynced failpoint's stand-in for os.fsync."""

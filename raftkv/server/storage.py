@@ -104,10 +104,14 @@ class DiskStorage:
         self._unwritten_hs: HardState | None = None  # a commit-only change not yet written (see note_commit_only)
 
     @classmethod
-    def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger) -> tuple[DiskStorage, Recovered]:
-        snaps = SnapshotStore(data_dir / "snap", log=log)
+    def open(cls, data_dir: Path, *, segment_bytes: int, log: logging.Logger,
+             failpoints: frozenset[str] = frozenset()) -> tuple[DiskStorage, Recovered]:
+        """Recover the durable state. `failpoints`: storage failpoints (raftkv/failpoints.py), test labs only."""
+        snaps = SnapshotStore(data_dir / "snap", log=log,
+                              rename_unsynced="snapshot-rename-unsynced" in failpoints)
         latest = snaps.load_latest()
-        wal, replayed = WAL.open(data_dir / "wal", segment_bytes=segment_bytes, log=log)
+        wal, replayed = WAL.open(data_dir / "wal", segment_bytes=segment_bytes, log=log,
+                                 skip_fsync="skip-fsync" in failpoints)
         self = cls(wal, snaps, log)
         rec = Recovered()
         snap_index = 0

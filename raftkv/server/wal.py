@@ -22,9 +22,10 @@ or rewrites data on its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,27 @@ class WalCorrupt(RuntimeError):
         self.reason = reason
 
 
+class DiskIOError(RuntimeError):
+    """A write, fsync or file operation on the data directory failed. The node stops: it never retries (after a
+    failed fsync the page cache's state is unknown, so a retry that succeeds proves nothing: the fsyncgate
+    lesson) and never acknowledges what the failed operation was to make durable. Names the file and the
+    operation, for the node's log."""
+
+    def __init__(self, path: Path, op: str, cause: OSError) -> None:
+        super().__init__(f"disk I/O failed: {op} {path}: {cause.strerror or cause} (errno {cause.errno}); stopping "
+                         "without retrying it")
+        self.path, self.op, self.errno = path, op, cause.errno
+
+
+@contextlib.contextmanager
+def io(path: Path, op: str) -> Iterator[None]:
+    """Turn an OSError of the block into a DiskIOError naming `path` and `op`."""
+    try:
+        yield
+    except OSError as e:
+        raise DiskIOError(path, op, e) from e
+
+
 @dataclass(frozen=True, slots=True)
 class Replayed:
     segment: int  # sequence number of the segment the record came from
@@ -53,11 +75,12 @@ class Replayed:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with io(path, "fsync of directory"):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _seq_of(path: Path) -> int:
@@ -67,8 +90,10 @@ def _seq_of(path: Path) -> int:
 class WAL:
     """See the module docstring. Not thread-safe: one thread (the WAL executor) calls the mutating methods."""
 
-    def __init__(self, directory: Path, segment_bytes: int, log: logging.Logger) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, log: logging.Logger, skip_fsync: bool = False) -> None:
         self.directory = directory
+        # FAILPOINT skip-fsync (raftkv/failpoints.py; test labs only): records are written but never fdatasync'ed.
+        self._fdatasync = _skip_fsync if skip_fsync else os.fdatasync
         self.segment_bytes = segment_bytes
         self._log = log
         self._fd = -1
@@ -80,11 +105,12 @@ class WAL:
 
     @classmethod
     def open(cls, directory: Path, *, segment_bytes: int = 64 * 1024 * 1024,
-             log: logging.Logger | None = None) -> tuple[WAL, list[Replayed]]:
-        """Open (creating if needed) and replay the log. Raises WalCorrupt; truncates only a torn tail."""
+             log: logging.Logger | None = None, skip_fsync: bool = False) -> tuple[WAL, list[Replayed]]:
+        """Open (creating if needed) and replay the log. Raises WalCorrupt; truncates only a torn tail.
+        `skip_fsync` is the skip-fsync failpoint (never in production: raftkv/failpoints.py)."""
         log = log or logging.getLogger("raftkv.wal")
         directory.mkdir(parents=True, exist_ok=True)
-        wal = cls(directory, segment_bytes, log)
+        wal = cls(directory, segment_bytes, log, skip_fsync)
         segments = wal.segments()
         replayed: list[Replayed] = []
         for i, path in enumerate(segments):
@@ -122,7 +148,8 @@ class WAL:
 
     def _new_segment(self, seq: int) -> None:
         path = self.directory / f"{seq:020d}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        with io(path, "create"):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         fsync_dir(self.directory)
         if self._fd >= 0:
             os.close(self._fd)
@@ -136,11 +163,14 @@ class WAL:
         if not data:
             return
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        path = self.directory / f"{self.seq:020d}{SUFFIX}"
+        with io(path, "write"):
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
         if sync:
-            os.fdatasync(self._fd)
+            with io(path, "fdatasync"):
+                self._fdatasync(self._fd)
         self.size += len(data)
         self.bytes_written += len(data)
 
@@ -169,6 +199,10 @@ class WAL:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _skip_fsync(fd: int) -> None:
+    """The skip-fsync failpoint's stand-in for os.fdatasync: nothing reaches the disk until the OS writes back."""
 
 
 def frame_all(items: Iterable[tuple[int, bytes]]) -> bytes:

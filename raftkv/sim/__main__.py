@@ -2,7 +2,13 @@
 
     python -m raftkv.sim --seed S [--nodes N] [--steps K] [--trace] [--history FILE]
     python -m raftkv.sim --seeds A..B [--nodes N] [--steps K]
+    python -m raftkv.sim --failpoint NAME[,NAME] --seeds 1..1000 [--first]
     (--broken-sync: a self-test of the checks with nodes whose fsync does nothing; violations are expected)
+
+``--failpoint`` plants bugs of raftkv/failpoints.py in every node (core, kv and storage failpoints; server ones
+live in the HTTP server, which the simulator does not run: asking for one exits 254 and says so). ``--first``
+ends a sweep at the first seed with a finding and prints the line that replays it. A crash inside a run (an
+exception in a node) is a finding of that seed (``sim-crash``), never the end of a sweep.
 
 One seed: prints the run's summary; exits 0 when every invariant held, 1 otherwise, printing the first violated
 invariant (after the last trace lines that led to it, from a deterministic replay) and a ``reproduce:`` line. ``--trace`` prints the event trace first (byte-identical for the same seed
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import deque
+
+from raftkv.failpoints import FAILPOINTS, FailpointError, parse_names
 
 from .export import write_history
 from .simulation import DEFAULT_STEPS, SimResult, run_simulation
@@ -84,7 +92,25 @@ def _parser() -> argparse.ArgumentParser:
                         "across a delete (with --deletes the checks must find it)")
     p.add_argument("--broken-sync", action="store_true",
                    help="self-test of the checks: run nodes whose fsync does nothing (violations expected)")
+    p.add_argument("--failpoint", type=_failpoints, default=frozenset(), metavar="NAME[,NAME]",
+                   help="plant these bugs (raftkv/failpoints.py) in every node: "
+                        + ", ".join(sorted(n for n, f in FAILPOINTS.items() if f.in_simulator)))
+    p.add_argument("--first", action="store_true", help="end a sweep at the first seed with a finding")
     return p
+
+
+def _failpoints(text: str) -> frozenset[str]:
+    try:
+        names = parse_names(text, where="--failpoint")
+    except FailpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    server = sorted(n for n in names if not FAILPOINTS[n].in_simulator)
+    if server:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(server)}: a server failpoint, out of the simulator's reach (it runs the real core, state "
+            "machine and a simulated disk, not the HTTP server); test it with the lab: harness run "
+            "--raftkv-failpoints NAME")
+    return names
 
 
 def _reproduce(result: SimResult) -> str:
@@ -102,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace,
                                 trace_sink=sink if args.trace else None,
-                                broken_sync=args.broken_sync, deletes=args.deletes,
+                                broken_sync=args.broken_sync, failpoints=args.failpoint, deletes=args.deletes,
                                 sessions=args.sessions)
         print(result.summary())
         if args.history:
@@ -119,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             # The run is deterministic: replay it with tracing on to show what led up to the violation.
             tail: deque[str] = deque(maxlen=TRACE_TAIL)
             run_simulation(args.seed, args.nodes, args.steps, trace=True, trace_sink=tail.append,
-                           broken_sync=args.broken_sync, deletes=args.deletes,
-                                sessions=args.sessions)
+                           broken_sync=args.broken_sync, failpoints=args.failpoint, deletes=args.deletes,
+                           sessions=args.sessions)
             print(f"the last {len(tail)} trace lines before the violation:")
             for line in tail:
                 print(f"  {line}")
@@ -129,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_VIOLATION
     failed: list[SimResult] = []
     totals = {"events": 0, "committed": 0, "ops": 0, "crashes": 0}
+    ran = 0
     for seed in args.seeds:
-        result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync, deletes=args.deletes,
-                                sessions=args.sessions)
+        result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync,
+                                failpoints=args.failpoint, deletes=args.deletes, sessions=args.sessions)
+        ran += 1
         print(result.line(), flush=True)
         if not result.ok:
             failed.append(result)
@@ -140,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         totals["committed"] += result.stats.get("committed", 0)
         totals["ops"] += sum(result.stats.get(k, 0) for k in ("ops_ok", "ops_fail", "ops_info"))
         totals["crashes"] += result.stats.get("crashes", 0)
+        if failed and args.first:
+            break
     seeds = args.seeds
-    print(f"sweep seeds {seeds.start}..{seeds.stop - 1}: {len(seeds)} runs, {len(failed)} with violations, "
+    planted = f" with failpoint {','.join(sorted(args.failpoint))}" if args.failpoint else ""
+    print(f"sweep{planted} seeds {seeds.start}..{seeds.start + ran - 1}: {ran} runs, {len(failed)} with violations, "
           f"{totals['events']} events, {totals['committed']} entries committed, {totals['ops']} client ops, "
           f"{totals['crashes']} crashes"
           + (f"; failing seeds: {' '.join(str(r.seed) for r in failed)}" if failed else ""))

@@ -47,6 +47,7 @@ class ClusterConfig:
     - ``sync_min_us`` / ``sync_max_us``: how long one fsync takes.
     - ``broken_sync``: a deliberately broken node driver whose fsync does nothing (only for testing that the
       checks catch lost durability).
+    - ``failpoints``: planted bugs (raftkv/failpoints.py) of the core, kv and storage layers, in every node.
     """
 
     nodes: int = 5
@@ -59,6 +60,7 @@ class ClusterConfig:
     sync_min_us: int = 100
     sync_max_us: int = 1_000
     broken_sync: bool = False
+    failpoints: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -91,7 +93,8 @@ class Cluster:
         self.names = names
         options = NodeOptions(tick_us=config.tick_us, raft=dict(config.raft),
                               snapshot_entries=config.snapshot_entries, sync_min_us=config.sync_min_us,
-                              sync_max_us=config.sync_max_us, broken_sync=config.broken_sync)
+                              sync_max_us=config.sync_max_us, broken_sync=config.broken_sync,
+                              failpoints=config.failpoints)
         drift_rng = child_rng(seed, "drift")
         self.nodes: list[SimNode] = []
         for i in range(1, config.nodes + 1):

@@ -6,7 +6,10 @@ generator, possibly more: the OS may have flushed a prefix of the unsynced write
 it did not finish is left *torn* (a ``TornRecord`` holding a prefix of its bytes). Recovery must treat a torn tail
 as a frame whose checksum fails: stop there and drop it. Nothing written after a torn record survives.
 
-``rewrite`` replaces the durable content atomically (a compaction that writes a new file and renames it).
+``rewrite`` replaces the durable content atomically (a compaction that writes a new file and renames it). With
+``fragile`` (the snapshot-rename-unsynced failpoint: the new file was renamed into place without its fsync), that
+one record of the new content may vanish in a crash (half the time), until the next rewrite: a file written
+without fsync is not made durable by the fsync of another file.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Disk:
         self.bytes_written = 0
         self.syncs = 0
         self.torn_writes = 0
+        self._fragile: Any = None  # a record of the last rewrite that a crash may lose (see the module docstring)
 
     def write(self, record: Any, size: int) -> None:
         """Append a record to the page cache; it is durable only after the next ``sync``."""
@@ -70,16 +74,21 @@ class Disk:
         """How many records a crash now could lose."""
         return len(self._written)
 
-    def rewrite(self, records: list[Any]) -> None:
+    def rewrite(self, records: list[Any], fragile: Any = None) -> None:
         """Replace everything, durably and atomically (write a new file, fsync, rename). Pending writes are kept
-        durable first: a rewrite is preceded by a sync."""
+        durable first: a rewrite is preceded by a sync. ``fragile``: one of ``records`` that was NOT synced before
+        its rename (a failpoint): a crash before the next rewrite may lose it."""
         self.sync()
         self._synced = list(records)
+        self._fragile = fragile
 
     def crash(self) -> None:
         """Lose what a power cut loses: unsynced records, except a random flushed prefix; maybe tear the next one."""
         pending = self._written
         self._written = []
+        fragile, self._fragile = self._fragile, None
+        if fragile is not None and self._rng.random() < 0.5:
+            self._synced = [r for r in self._synced if r is not fragile]
         if not pending:
             return
         rng = self._rng

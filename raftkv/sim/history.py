@@ -6,6 +6,8 @@ fed the same commands). `check_history` then holds the clients' view against it:
 
 - an ``ok`` Put(key, value) was applied with exactly the version the client was told (no acknowledged write is
   lost or rewritten), and a Put's unique value is applied at most once (retries never apply twice);
+- an ``ok`` Put(key, value, expected) made version expected + 1: a compare-and-set that succeeded can only have
+  replaced the version it expected (``cas-violation`` otherwise);
 - a ``fail`` Put was never applied (``fail`` promises no effect);
 - an ``ok`` Get returned a (value, version) pair that the state machine really held at some point;
 - real-time order: an operation invoked after another one completed observes a version at least as new (a read
@@ -67,6 +69,9 @@ def check_history(history: list[OpRecord], applied: AppliedLog) -> None:
         versions.setdefault((command.key, result.version), set()).add(command.value)
     for op in history:
         if op.type == "ok":
+            if op.f == "put" and op.result_version != op.expected + 1:
+                raise InvariantViolation("cas-violation", f"{op.describe()} but it expected v{op.expected}: a "
+                                         f"compare-and-set that succeeded must make v{op.expected + 1}")
             if op.f == "put":
                 got = versions.get((op.key, op.result_version), {_MISSING})
                 if op.value not in got:

@@ -19,6 +19,11 @@ caught at the step that caused it and the check costs O(new work), not O(log) pe
   keyed by index), entries are applied in order without gaps, and snapshots taken at one index hold the same bytes.
 - ``monotonic-commit`` / ``monotonic-applied``: within one incarnation of a node (between restarts) its commit and
   applied indexes never go backwards. A restart may legitimately lower them: the commit index is persisted lazily.
+- ``vote-safety``: a node grants its vote to at most one candidate per term, across restarts (the vote is
+  durable state: Raft Figure 2). Checked on every granted VOTE_RESP a node sends.
+- ``commit-rule``: a leader moves its commit index only onto an entry of its own term (Raft Figure 2 and Figure 8:
+  counting replicas of an older term's entry is not enough). Checked when a node that led the same term at its
+  previous Ready advances its commit index.
 - ``acknowledged-write-lost``: an entry whose success a client saw is committed, and stays in every later leader's
   log (the final check of a run also requires the healed cluster's state to hold every acknowledged write).
 
@@ -79,6 +84,7 @@ class Invariants:
         self._marks: dict[int, _NodeMarks] = {}
         self._logs: dict[int, LogView] = {}
         self.acknowledged: list[tuple[int, int]] = []  # (index, term) of writes a client saw succeed
+        self.votes: dict[tuple[int, int], int] = {}  # (voter, term) -> the candidate it granted its vote to
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> NoReturn:
@@ -125,6 +131,20 @@ class Invariants:
             if want is not None and committed_in[index] < term and term_at(index) != want:
                 self._fail("leader-completeness", f"n{node} leads term {term} without the committed entry "
                            f"{index}@t{want} (its log has term {term_at(index)} there)")
+
+    def on_vote(self, node: int, term: int, candidate: int) -> None:
+        """``node`` grants its vote in ``term`` to ``candidate`` (a VOTE_RESP leaves it)."""
+        self.checks += 1
+        granted = self.votes.setdefault((node, term), candidate)
+        if granted != candidate:
+            self._fail("vote-safety", f"n{node} voted for n{granted} and then for n{candidate} in term {term}")
+
+    def on_leader_commit(self, node: int, commit: int, term: int, entry_term: int | None) -> None:
+        """``node``, leader of ``term``, advanced its commit index to ``commit``, whose entry has ``entry_term``."""
+        self.checks += 1
+        if entry_term != term:
+            self._fail("commit-rule", f"n{node}, leader of term {term}, committed up to {commit}, an entry of term "
+                       f"{entry_term}: only an entry of its own term may be committed by counting replicas")
 
     def on_follower(self, node: int) -> None:
         """``node`` is no longer leader."""

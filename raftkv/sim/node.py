@@ -28,6 +28,7 @@ from typing import Any
 from raftkv.core import (
     EntryKind,
     Message,
+    MessageType,
     NotLeader,
     ProposalDropped,
     ProtocolError,
@@ -36,6 +37,7 @@ from raftkv.core import (
     Ready,
     Role,
 )
+from raftkv.failpoints import FAILPOINTS, for_layer
 from raftkv.kv import KVStore, Op, Outcome, Result, encode_command
 
 from .disk import Disk
@@ -67,11 +69,11 @@ class NodeOptions:
     """Per-cluster knobs of the node driver (plain attributes; see `Cluster` for the defaults)."""
 
     __slots__ = ("tick_us", "raft", "snapshot_entries", "sync_min_us", "sync_max_us", "read_timeout_us",
-                 "broken_sync")
+                 "broken_sync", "core_failpoints", "kv_failpoints", "rename_unsynced")
 
     def __init__(self, *, tick_us: int = 10_000, raft: dict[str, Any] | None = None, snapshot_entries: int = 0,
                  sync_min_us: int = 100, sync_max_us: int = 1_000, read_timeout_us: int = 1_000_000,
-                 broken_sync: bool = False) -> None:
+                 broken_sync: bool = False, failpoints: frozenset[str] = frozenset()) -> None:
         if tick_us < 1:
             raise ValueError(f"tick_us must be >= 1, got {tick_us}")
         if not 0 <= sync_min_us <= sync_max_us:
@@ -85,8 +87,17 @@ class NodeOptions:
         self.sync_max_us = sync_max_us
         self.read_timeout_us = read_timeout_us
         # A deliberately broken driver for the checker's own tests: fsync does nothing, so a crash loses what the
-        # node promised was durable (votes, acknowledged entries). Never set outside tests.
-        self.broken_sync = broken_sync
+        # node promised was durable (votes, acknowledged entries). Never set outside tests. It is the storage
+        # failpoint skip-fsync (raftkv/failpoints.py) of the simulated disk.
+        self.broken_sync = broken_sync or "skip-fsync" in failpoints
+        # Planted bugs (raftkv/failpoints.py) handed to the real core and state machine: decided once, per run.
+        self.core_failpoints = for_layer(failpoints, "core")
+        self.kv_failpoints = for_layer(failpoints, "kv")
+        self.rename_unsynced = "snapshot-rename-unsynced" in failpoints
+        unreachable = sorted(n for n in failpoints if not FAILPOINTS[n].in_simulator)
+        if unreachable:
+            raise ValueError(f"the simulator cannot plant {', '.join(unreachable)}: server failpoints live in the "
+                             "HTTP server, which the simulator does not run (use the lab: --raftkv-failpoints)")
 
 
 class SimNode:
@@ -136,6 +147,12 @@ class SimNode:
         # Called as sync_hook(node, ready, fsync_delay) when an fsync starts: lets a nemesis crash a node right in
         # the window where it has written but not yet synced (and so not yet sent its promises).
         self.sync_hook: Callable[[SimNode, Ready, int], None] | None = None
+        # Called as vote_hook(node, request) before a VOTE request is stepped: lets a nemesis restart the node at
+        # the moment its durable vote decides the answer (the request then goes to the restarted node).
+        self.vote_hook: Callable[[SimNode, Message], None] | None = None
+        # Called as leader_hook(node, term, committed) when this node has just become leader (committed False)
+        # or, as leader, has just advanced its commit index (committed True).
+        self.leader_hook: Callable[[SimNode, int, bool], None] | None = None
         self.protocol_errors = 0
         self.readies = 0
         self.compactions = 0
@@ -152,11 +169,12 @@ class SimNode:
         self.boots += 1
         try:
             log, torn = recover(self.disk)
-            kv = KVStore()
+            kv = KVStore(failpoints=self._opt.kv_failpoints)
             if log.snapshot is not None:
                 kv.restore(log.snapshot.data)
             config = RaftConfig(id=self.name, peers=self._names,
-                                rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"), **self._opt.raft)
+                                rng=child_rng(self._seed, f"core/{self.name}/{self.boots}"),
+                                failpoints=self._opt.core_failpoints, **self._opt.raft)
             self.raft = Raft(config, hard_state=log.hard_state, snapshot=log.snapshot,
                              entries=tuple(log.entries), applied=log.snap_index)
         except Exception as exc:  # a node that cannot boot from its own disk is a durability bug
@@ -267,6 +285,8 @@ class SimNode:
             self._held.append((self._deliver_held, (src, payload)))
             return
         if type(payload) is Message:
+            if self.vote_hook is not None and payload.type is MessageType.VOTE:
+                self.vote_hook(self, payload)
             if self._trace.on:
                 self._trace(f"{self.name} <- {payload.src} {_describe(payload)}")
             try:
@@ -368,6 +388,10 @@ class SimNode:
     # --- the Ready loop ---------------------------------------------------------------------------------------
     def _send(self, msg: Message) -> None:
         dst = self._ids[msg.dst]
+        if msg.type is MessageType.VOTE_RESP and not msg.reject:
+            self._inv.on_vote(self.id, msg.term, dst)  # a vote granted: a promise from now on
+        elif msg.type is MessageType.VOTE:
+            self._inv.on_vote(self.id, msg.term, self.id)  # a candidate's vote for itself, promised as it asks
         if self._trace.on:
             self._trace(f"{self.name} -> {msg.dst} {_describe(msg)}")
         self._net.send(self.id, dst, msg, message_kind(msg), message_size(msg))
@@ -440,6 +464,7 @@ class SimNode:
         raft = self.raft
         assert kv is not None and raft is not None
         node = self.id
+        led = self.role is _LEADER and self.term == term  # leader of this term since the last Ready at least
         if rd.snapshot is not None:
             meta = rd.snapshot.meta
             kv.restore(rd.snapshot.data)
@@ -459,7 +484,12 @@ class SimNode:
             if self._trace.on:
                 self._trace(f"{self.name} is {self.role.value} in term {term} (leader {leader})")
         self.term = term
+        leader_committed = False
+        elected = rd.soft_state is not None and rd.soft_state.role is _LEADER
         if rd.hard_state is not None:
+            leader_committed = rd.hard_state.commit > self.commit and self.role is _LEADER
+            if leader_committed and led:
+                inv.on_leader_commit(node, rd.hard_state.commit, term, self.log.term_at(rd.hard_state.commit))
             self.commit = rd.hard_state.commit
             inv.on_commit(node, rd.hard_state.commit, term)
         for msg in rd.messages_after_persist:
@@ -497,6 +527,10 @@ class SimNode:
         except Exception as exc:
             self._core_failed("advance", exc)
         self.busy = False
+        if (leader_committed or elected) and self.leader_hook is not None:
+            self.leader_hook(self, term, leader_committed)
+            if not self.alive:
+                return
         opt = self._opt
         # Compact only past the core's own snapshot: an InstallSnapshot stepped in while this Ready was being
         # synced is already in the core but not yet applied here (it comes in the next Ready).
@@ -546,7 +580,9 @@ class SimNode:
             self.log.apply(Compact(snapshot))
         except StorageError as exc:
             raise InvariantViolation("ready-contract", f"{self.name}: {exc}", self._loop.now) from exc
-        self.disk.rewrite(self.log.records())
+        records = self.log.records()
+        # FAILPOINT snapshot-rename-unsynced: the snapshot (the first record) was renamed into place unsynced.
+        self.disk.rewrite(records, fragile=records[0] if self._opt.rename_unsynced else None)
         if self._trace.on:
             self._trace(f"{self.name} snapshot at {index}@t{snapshot.meta.term}, log now {len(self.log.entries)}")
 

@@ -10,20 +10,29 @@ Phases (the run stops at the first violated invariant; every event's effects are
    partitions, one-way cuts, isolating the leader, crashes (also of every node at once, and of a node caught in
    the middle of the fsync of a vote or an acknowledgement, restarted within 50 ms) with restarts later, network quality changes, tick drift changes, leadership transfers,
    and heals; and, on a schedule of their own, process pauses (SIGSTOP-like freezes of 10-800 ms; not in lease
-   runs, whose clock assumption a pause breaks).
+   runs, whose clock assumption a pause breaks) and vote traps (the next node asked for its vote in a term
+   where it already voted for another candidate restarts on the spot, from its disk, before it answers: a vote
+   must survive a restart) and leader traps (the next node elected leader is crashed as soon as it is elected,
+   or as soon as it first commits: leaders killed before or while they bring the others up to date, the
+   window where a new leader has committed only part of what it will replicate).
 3. **liveness**: faults stop; a random majority is healed (running, connected, reliable links), the rest stays
    as it is. Within a bound (``liveness_timeout_us``) the majority must elect a leader and commit a new entry,
    the clients' last operations must end, and the majority must apply everything that leader committed.
 4. **final checks**: every acknowledged write is in the leader's log, and the client history agrees with what
    the state machine applied (`raftkv.sim.history`).
+
+``failpoints`` (raftkv/failpoints.py) plant bugs of the core, kv and storage layers in every node. An exception
+that escapes a node or the simulator itself is a finding too (``sim-crash``, with where it was raised): it ends
+that run with a violation and never the caller's sweep.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from raftkv.core import MessageType, Ready, Role
+from raftkv.core import Message, MessageType, Ready, Role
 from raftkv.kv import Command, Op, encode_command
 
 from .client import ClientOptions, OpRecord
@@ -48,6 +57,7 @@ class SimResult:
     steps: int
     violation: InvariantViolation | None = None
     broken_sync: bool = False
+    failpoints: frozenset[str] = frozenset()
     deletes: float = 0.0
     sessions: bool = True
     phase: str = "setup"
@@ -63,8 +73,10 @@ class SimResult:
         return self.violation is None
 
     def reproduce(self) -> str:
-        extra = (" --broken-sync" if self.broken_sync else "") + (f" --deletes {self.deletes}" if self.deletes else "")
-        extra += "" if self.sessions else " --no-sessions"
+        extra = " --broken-sync" if self.broken_sync else ""
+        if self.failpoints:
+            extra += f" --failpoint {','.join(sorted(self.failpoints))}"
+        extra += (f" --deletes {self.deletes}" if self.deletes else "") + ("" if self.sessions else " --no-sessions")
         return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{extra}"
 
     def line(self) -> str:
@@ -108,7 +120,13 @@ class _Nemesis:
         self.seed = seed
         self.rng = child_rng(seed, "nemesis")
         self.pause_rng = child_rng(seed, "nemesis/pause")
+        self.vote_rng = child_rng(seed, "nemesis/vote-trap")
+        self.leader_rng = child_rng(seed, "nemesis/leader-trap")
+        self.leader_traps = 0
+        self._trap_on_commit = False
+        self._traps_left = 0
         self.pauses = 0
+        self.vote_traps = 0
         self.trap_crashes = 0
         self.active = True
         self.faults = 0
@@ -117,6 +135,9 @@ class _Nemesis:
 
     def start(self, pauses: bool) -> None:
         self.c.loop.after(self._gap(), self._act, None)
+        # Vote traps have their own generator and schedule too (added later: the other draws keep their meaning).
+        self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
+        self.c.loop.after(self.leader_rng.randint(100_000, 2_000_000), self._arm_leader_trap, None)
         if pauses:
             # Pauses have their own generator and schedule, so they do not shift the other faults' draws.
             self.pause_rng = child_rng(self.seed, "nemesis/pause")
@@ -134,6 +155,48 @@ class _Nemesis:
             node.pause()
             self.c.loop.after(hold, self._resume, (node.id, node.incarnation))
         self.c.loop.after(rng.randint(100_000, 2_000_000), self._pause, None)
+
+    def _arm_vote_trap(self, _: object) -> None:
+        if not self.active:
+            return
+        for node in self.c.nodes:
+            node.vote_hook = self._vote_trap
+        self.c.loop.after(self.vote_rng.randint(100_000, 2_000_000), self._arm_vote_trap, None)
+
+    def _arm_leader_trap(self, _: object) -> None:
+        if not self.active:
+            return
+        self._trap_on_commit = self.leader_rng.random() < 0.5
+        self._traps_left = self.leader_rng.randint(1, 6)  # a burst of leader kills in a row: election churn
+        for node in self.c.nodes:
+            node.leader_hook = self._leader_trap
+        self.c.loop.after(self.leader_rng.randint(100_000, 2_000_000), self._arm_leader_trap, None)
+
+    def _leader_trap(self, node: SimNode, term: int, committed: bool) -> None:
+        if not self.active or committed != self._trap_on_commit:
+            return
+        self._traps_left -= 1
+        self._trap_on_commit = self.leader_rng.random() < 0.5
+        if self._traps_left <= 0:
+            for other in self.c.nodes:
+                other.leader_hook = None
+        self.leader_traps += 1
+        what = f"as it commits up to {node.commit}" if committed else "as it is elected"
+        self._trace(f"leader trap: crash n{node.id}, leader of term {term}, {what}")
+        self._crash(node.id, soon=self.leader_rng.random() < 0.5)
+
+    def _vote_trap(self, node: SimNode, request: Message) -> None:
+        raft = node.raft
+        if (not self.active or raft is None or request.term != raft.term or raft.vote is None
+                or raft.vote == request.src):
+            return  # the answer does not depend on a vote already given in this term
+        for other in self.c.nodes:
+            other.vote_hook = None
+        self.vote_traps += 1
+        self._trace(f"vote trap: restart n{node.id} (voted {raft.vote} in term {raft.term}) before it answers "
+                    f"{request.src}")
+        node.crash()
+        node.start()
 
     def _resume(self, item: tuple[int, int]) -> None:
         i, incarnation = item
@@ -245,18 +308,20 @@ class _Nemesis:
 
 def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, trace: bool = False,
                    trace_sink: Callable[[str], None] | None = None, broken_sync: bool = False,
-                   deletes: float = 0.0, sessions: bool = True) -> SimResult:
-    """Run one simulation (see the module docstring). Never raises for a violated invariant: it is in the result.
-    ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise lines are dropped.
-    ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks themselves).
+                   failpoints: frozenset[str] = frozenset(), deletes: float = 0.0,
+                   sessions: bool = True) -> SimResult:
+    """Run one simulation (see the module docstring). Never raises for a violated invariant or a crash inside the
+    run: it is in the result. ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise
+    lines are dropped. ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks
+    themselves); ``failpoints`` plants those bugs (`ValueError` for a server failpoint: not simulated).
     ``deletes``: the clients' share of Deletes (ClientOptions.delete_ratio; 0 replays every seed as before);
     ``sessions=False``: clients without client sessions, whose retries can apply twice across a delete."""
     if nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {nodes}")
     if steps < 0:
         raise ValueError(f"--steps must be >= 0, got {steps}")
-    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync, deletes=deletes,
-                       sessions=sessions)
+    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync, failpoints=failpoints,
+                       deletes=deletes, sessions=sessions)
     client_options = ClientOptions(delete_ratio=deletes, sessions=sessions)  # checks the values first
     rng = child_rng(seed, "config")
     link_name, link = rng.choice(_LINKS)
@@ -266,6 +331,10 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     drift = rng.choice((0.0, 0.05, 0.2))
     # Later additions draw from their own generators, so the draws above keep their meaning for every seed.
     lease_reads = check_quorum and child_rng(seed, "config/lease").random() < 0.25
+    # Small APPEND batches in some runs: a leader then brings a follower up to date over several messages, and
+    # acknowledgements cover part of what it will replicate (probing, pipelining and commit rules get exercised).
+    batch = child_rng(seed, "config/batch")
+    max_entries = 32 if batch.random() < 0.6 else batch.choice((1, 2, 4))
     max_drift = 0.2
     if lease_reads:
         # The lease's clock assumption (RaftConfig.lease_reads): tick rates differ by a bounded ratio. With
@@ -276,13 +345,14 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
     keys = ["a", "b", "c", "d", "e"][: shape.randint(1, 5)]
     result.settings = (f"{n_clients} clients on {len(keys)} keys, {link_name} network, pre_vote={pre_vote}, "
                        f"check_quorum={check_quorum}, lease_reads={lease_reads}, "
-                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}")
+                       f"snapshot every {snapshot_entries or 'never'}, drift {drift}, "
+                       f"{max_entries} entries per APPEND at most")
     config = ClusterConfig(
         nodes=nodes, link=link, disk=DiskFaults(), drift=drift, snapshot_entries=snapshot_entries,
-        broken_sync=broken_sync,
+        broken_sync=broken_sync, failpoints=failpoints,
         raft=(("election_tick", 10), ("heartbeat_tick", 1), ("pre_vote", pre_vote),
               ("check_quorum", check_quorum), ("lease_reads", lease_reads), ("lease_margin_ticks", 2),
-              ("max_inflight_msgs", 16), ("max_entries_per_msg", 32),
+              ("max_inflight_msgs", 16), ("max_entries_per_msg", max_entries),
               ("snapshot_chunk_bytes", 512)),
     )
     sink = trace_sink if trace_sink is not None else (lambda line: None)
@@ -311,6 +381,11 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
         cluster.check_history()
     except InvariantViolation as violation:
         result.violation = violation
+    except Exception as exc:  # a node or the simulator crashed: a finding of this seed, never the sweep's end
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        result.violation = InvariantViolation(
+            "sim-crash", f"{type(exc).__name__}: {exc} (raised at {frame.filename.rsplit('/', 1)[-1]}:"
+            f"{frame.lineno} in {frame.name})", cluster.loop.now)
     result.events = cluster.loop.events_run
     result.virtual_us = cluster.loop.now
     result.stats = _stats(cluster, nemesis) | result.stats_extra
@@ -323,6 +398,8 @@ def _liveness(cluster: Cluster, nemesis: _Nemesis, seed: int) -> None:
     nemesis.active = False
     for node in cluster.nodes:
         node.sync_hook = None
+        node.vote_hook = None
+        node.leader_hook = None
     rng = child_rng(seed, "liveness")
     ids = list(cluster.ids)
     rng.shuffle(ids)
@@ -403,6 +480,8 @@ def _stats(cluster: Cluster, nemesis: _Nemesis) -> dict[str, int]:
         "messages": cluster.net.stats.total_sent(),
         "snapshot_messages": cluster.net.stats.sent.get("SNAPSHOT", 0),
         "trap_crashes": nemesis.trap_crashes,
+        "vote_traps": nemesis.vote_traps,
+        "leader_traps": nemesis.leader_traps,
         "protocol_errors": sum(n.protocol_errors for n in cluster.nodes),
         "compactions": sum(n.compactions for n in cluster.nodes),
         "torn_writes": sum(n.disk.torn_writes for n in cluster.nodes),

@@ -190,10 +190,24 @@
     const A = D.availability; if (!A || !A.ok.some((v) => v !== null)) return;
     const shapes = faultShapes();
     const ann = [];
+    const R = D.recovery;
+    const bound = R && R.bound_s !== null ? R.bound_s : null;
     for (const rc of D.recoveries || []) {
+      const late = bound !== null && (rc.seconds === null || rc.seconds > bound);
       shapes.push({ type: 'line', xref: 'x', yref: 'paper', x0: rc.heal, x1: rc.heal, y0: 0, y1: 1, line: { color: '#334155', width: 1, dash: 'dot' } });
-      ann.push({ x: rc.heal, y: 1.0, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: '#334155' },
+      ann.push({ x: rc.heal, y: 1.0, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: late ? '#dc2626' : '#334155' },
         text: rc.seconds === null ? 'no ok after' : '+' + (rc.seconds < 1 ? (rc.seconds * 1000).toFixed(0) + ' ms' : rc.seconds.toFixed(2) + ' s') });
+    }
+    // The recovery checker's bound after each full heal: a band as long as the bound, red where a write or a read
+    // missed it, grey where it could not be judged.
+    for (const w of (R && bound !== null ? R.windows : [])) {
+      const missed = w.write === 'missed' || w.read === 'missed';
+      const judged = w.write !== 'unknown' || w.read !== 'unknown';
+      const start = Math.min(w.write_clock === null ? w.heal : w.write_clock, w.read_clock === null ? w.heal : w.read_clock);
+      shapes.push({ type: 'rect', xref: 'x', yref: 'paper', x0: w.heal, x1: start + bound, y0: 0, y1: 0.06, line: { width: 0 },
+        fillcolor: missed ? 'rgba(220,38,38,0.55)' : judged ? 'rgba(16,185,129,0.35)' : 'rgba(148,163,184,0.35)' });
+      if (missed) ann.push({ x: w.heal, y: 0.08, xref: 'x', yref: 'paper', xanchor: 'left', yanchor: 'bottom', showarrow: false,
+        font: { size: 11, color: '#dc2626' }, text: 'missed the ' + bound + ' s bound: ' + ['write', 'read'].filter((k) => w[k] === 'missed').join(' and ') });
     }
     const traces = [{ type: 'scatter', mode: A.t.length > 150 ? 'lines' : 'lines+markers', name: 'availability', x: A.t, y: A.ok, customdata: A.invoked,
       marker: { size: 3 }, connectgaps: false, line: { color: '#0f766e', width: 1.5, shape: 'hv' },

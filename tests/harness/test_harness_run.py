@@ -67,8 +67,13 @@ async def test_a_run_with_faults_is_valid_stored_healed_and_leaves_nothing(prefi
         assert not any(x["process"] == e["process"] and x["index"] > e["index"] for x in h)
     oks_after_heal = [e for e in h if e["f"] == "read" and e["type"] == "ok"]
     assert len(oks_after_heal) >= 3  # final reads of every node
+    # the quiesce is recorded as evidence; a DB without Timing/RecoveryBound gets 4 x 1 s + 2 s
+    (quiet,) = [e for e in h if e["process"] == "harness" and e["f"] == "quiesce"]
+    assert quiet["value"]["agreed"] is True and quiet["value"]["leader"] == "n1"
+    assert test["options"]["recovery_bound_s"] == 6.0
     results = json.loads((run / "results.json").read_text())
     assert results["valid"] is True and results["heal"]["ok"] is True
+    assert results["failures"] == {"safety": [], "liveness": []}
     assert results["heal"]["details"]["running"] == {"n1": True, "n2": True, "n3": True}
     cluster = [json.loads(line) for line in (run / "cluster.jsonl").read_text().splitlines()]
     assert {c["node"] for c in cluster} == {"n1", "n2", "n3"} and any(c.get("role") == "leader" for c in cluster)

@@ -50,8 +50,8 @@ def test_a_retried_create_across_a_delete_applies_once() -> None:
     assert store.apply(6, put("k", "x", 0, "a", seq=1)).replayed
 
 
-def test_without_exactly_once_the_old_behaviour_applies_twice() -> None:
-    store = KVStore(exactly_once=False)
+def test_the_no_dedup_failpoint_brings_back_the_double_apply() -> None:
+    store = KVStore(failpoints=frozenset({"no-dedup"}))
     aba(store)
     assert store.get("k") == ("a1", 1)  # the double apply that issue 15 is about
 

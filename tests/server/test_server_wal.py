@@ -116,3 +116,41 @@ def test_snapshot_store(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(SnapshotCorrupt, match=f.path.name):
         store.load_latest()
+
+
+@pytest.mark.parametrize(("call", "op"), [("fdatasync", "fdatasync"), ("write", "write")])
+def test_a_failed_write_or_fsync_names_file_and_operation_and_is_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, op: str) -> None:
+    import errno
+    import os
+
+    from raftkv.server.wal import DiskIOError
+
+    wal, _ = WAL.open(tmp_path / "wal")
+    calls = []
+
+    def fail(*args: object) -> None:
+        calls.append(args)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, call, fail)
+    with pytest.raises(DiskIOError) as err:
+        wal.append_sync(frame_all([(1, b"x")]))
+    assert err.value.op == op and err.value.errno == errno.EIO and str(err.value.path).endswith(".wal")
+    assert f"{op} {tmp_path / 'wal'}" in str(err.value) and "without retrying" in str(err.value)
+    assert len(calls) == 1  # fsyncgate: after a failed fsync nothing is known; never retried
+
+
+def test_a_snapshot_that_cannot_be_written_names_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from raftkv.server.wal import DiskIOError
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    store = SnapshotStore(tmp_path / "snap")
+    with pytest.raises(DiskIOError, match=r"write and fsync .*\.snap\.tmp: No space left"):
+        store.save(5, 1, b"state")

@@ -74,7 +74,7 @@ def test_the_checks_catch_a_node_that_loses_fsynced_state() -> None:
     kinds = {r.violation.invariant for r in violated if r.violation}
     assert kinds <= {"election-safety", "leader-completeness", "state-machine-safety", "log-matching",
                      "acknowledged-write-lost", "read-consistency", "failed-write-applied", "liveness",
-                     "monotonic-commit", "monotonic-applied", "duplicate-apply"}, kinds
+                     "monotonic-commit", "monotonic-applied", "duplicate-apply", "vote-safety"}, kinds
 
 
 def test_the_checks_catch_reads_served_without_read_index(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,364 @@
+"""The disk nemesis: a FUSE fault layer (nemesis.diskfs) under each node's data directory, steered per fault.
+
+`prepare` (before the DB starts) spawns one layer daemon per host, mounted over the DB's data directory
+(harness.protocols.DataDir) with its backing tree in ``<backend data dir>/disk-layer``. The daemon runs in the
+controller's mount namespace (``nsenter --mount=/proc/<controller>/ns/mnt``): `ip netns exec` gives each command a
+mount namespace of its own, so a mount made inside one would vanish with it; the nodes' namespaces are slaves of
+the controller's, so they see the mount. The daemon is spawned through the host (the backend records its PID, so
+`harness clean` finds it) and named ``<prefix>-disk-<node>`` in /proc/mounts (so clean finds the mount). The
+control socket sits in the backing directory: like the raftkv adapter, this needs hosts that share the
+controller's file system (the netns backend).
+
+Fault kinds (one per `--disk-faults` name, ``{"fault": "disk-<name>"}``; targets as nemesis.targets):
+- disk-pause: every operation on the targets' data blocks until stop.
+- disk-slow: each write and fsync of the targets waits `--disk-delay-ms` +- `--disk-jitter-ms`.
+- disk-eio / disk-full: the targets' writes and fsyncs fail with EIO / ENOSPC until stop; stop restarts a target
+  that stopped itself meanwhile (that is how a node should react to a failed fsync).
+- disk-lose-unsynced: the layer records what is not yet durable; stop is a power loss of the targets (kill -9, the
+  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A kill by another nemesis while it is active
+  drops them too (this nemesis is a CrashListener).
+- disk-corrupt: start kills the targets and damages one WAL segment or snapshot of each (nemesis.corrupt); stop
+  restarts them. A target that refuses to start is recorded with its log's last words (file and offset), its file
+  restored from the copy the layer kept, and started again.
+Before any crash (ours or another nemesis's) a paused layer is released: a process whose request the layer holds
+cannot die, not even by kill -9. `teardown` releases every layer, unmounts it and waits for its daemon to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.protocols import CrashListener, DataDir, Op, Remote, TestContext
+from nemesis.process import crash_node
+from nemesis.targets import TARGET_SPECS, choose_targets
+
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+FAULTS = ("pause", "slow", "lose-unsynced", "eio", "full", "corrupt")
+KINDS = tuple(f"disk-{f}" for f in FAULTS)
+MODES = {"disk-pause": "pause", "disk-slow": "slow", "disk-eio": "eio", "disk-full": "full"}
+DEFAULT_TARGETS = TARGET_SPECS
+DEFAULT_DELAY_MS = 50.0
+DEFAULT_JITTER_MS = 25.0
+CONTROL_TIMEOUT_S = 5.0
+MOUNT_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 15.0
+_SUN_PATH_MAX = 107
+
+
+class DiskError(RuntimeError):
+    """A layer could not be mounted, steered or removed (the message names the node and the cause)."""
+
+
+@dataclass(slots=True)
+class LayerHandle:
+    """One node's layer: where it is, its daemon and its control socket."""
+
+    node: str
+    mount: str
+    backing: str
+    control: str
+    log: str
+    pid: int = -1
+    mode: str = "pass"
+    tracking: bool = False
+    dropped: dict[str, int] | None = None  # what the last crash undid (directories, files)
+
+    async def call(self, **request: Any) -> dict[str, Any]:
+        """One control command; DiskError when the layer does not answer or refuses."""
+        try:
+            async with asyncio.timeout(CONTROL_TIMEOUT_S):
+                reader, writer = await asyncio.open_unix_connection(self.control)
+                try:
+                    writer.write(json.dumps(request).encode() + b"\n")
+                    await writer.drain()
+                    answer = json.loads(await reader.readline())
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError, ValueError) as e:
+            raise DiskError(f"{self.node}: disk layer control {request.get('op')}: {type(e).__name__}: {e}") from None
+        if not answer.get("ok"):
+            raise DiskError(f"{self.node}: disk layer refused {request}: {answer.get('error')}")
+        return dict(answer)
+
+
+class DiskNemesis:
+    """See the module docstring. One instance per run; a CrashListener for the kill nemesis."""
+
+    def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS,
+                 delay_ms: float = DEFAULT_DELAY_MS, jitter_ms: float = DEFAULT_JITTER_MS) -> None:
+        unknown = [t for t in targets if t not in TARGET_SPECS]
+        if unknown or not targets:
+            raise ValueError(f"disk targets {list(targets)!r}: unknown {unknown!r}; known: {TARGET_SPECS}")
+        if delay_ms < 0 or jitter_ms < 0:
+            raise ValueError(f"disk delay {delay_ms} ms / jitter {jitter_ms} ms: must be >= 0")
+        self.specs = tuple(targets)
+        self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
+        self._rng = rng
+        self.layers: dict[str, LayerHandle] = {}
+        self._active: dict[str, set[str]] = {}  # fault kind -> nodes it is on
+        self._listeners: list[CrashListener] = [self]
+        # Nodes another nemesis killed (we heard its before_crash): bringing them back is that nemesis's business,
+        # so a disk fault's stop does not restart them early; forgotten once seen running again.
+        self._down_elsewhere: set[str] = set()
+        self._released: set[str] = set()  # paused nodes let go early because they were about to be killed
+
+    def faults(self) -> set[str]:
+        return set(KINDS)
+
+    def add_crash_listener(self, listener: CrashListener) -> None:
+        """Crashes this nemesis causes are announced to the other listeners too (none today besides itself)."""
+        self._listeners.append(listener)
+
+    def log_files(self, test: TestContext, node: str) -> list[str]:
+        return [self.layers[node].log] if node in self.layers else []
+
+    # -- mounting ------------------------------------------------------------------------------------------
+
+    def _handle(self, test: TestContext, node: str) -> LayerHandle:
+        if not isinstance(test.db, DataDir):
+            raise DiskError(f"the disk nemesis needs a DB with one data directory per node; {type(test.db).__name__}"
+                            " has no data_dir(test, node)")
+        backing = f"{test.backend.data_dir(node)}/disk-layer"
+        control = f"{backing}/control.sock"
+        if len(control) > _SUN_PATH_MAX:
+            raise DiskError(f"{node}: the control socket path {control} is longer than a unix socket allows")
+        return LayerHandle(node, test.db.data_dir(test, node), backing, control,
+                           f"{test.backend.log_dir(node)}/diskfs.log")
+
+    async def prepare(self, test: TestContext) -> None:
+        """Mount a layer under every node's data directory, before the DB is set up and started."""
+        async with asyncio.TaskGroup() as tg:
+            for host in test.hosts:
+                tg.create_task(self._mount(test, host))
+
+    async def _mount(self, test: TestContext, host: Remote) -> None:
+        layer = self._handle(test, host.name)
+        self.layers[host.name] = layer  # before spawning: teardown must find a half-made layer
+        await host.exec(["mkdir", "-p", layer.backing, layer.mount])
+        argv = ["nsenter", f"--mount=/proc/{os.getpid()}/ns/mnt", "--", sys.executable, "-m", "nemesis.diskfs",
+                "--backing", layer.backing, "--mount", layer.mount, "--control", layer.control,
+                "--name", f"{test.backend.prefix}-disk-{host.name}", "--seed", str(self._rng.getrandbits(32))]
+        layer.pid = await host.spawn(argv, log_path=layer.log, cwd=REPO_ROOT,
+                                     env={"PYTHONPATH": REPO_ROOT, "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MOUNT_TIMEOUT_S
+        while True:
+            mounted = (await host.exec(["mountpoint", "-q", layer.mount], check=False)).returncode == 0
+            if mounted and os.path.exists(layer.control):
+                await layer.call(op="status")
+                return
+            if not await host.alive(layer.pid) or loop.time() >= deadline:
+                tail = (await host.exec(["tail", "-n", "5", layer.log], check=False)).stdout.strip()
+                raise DiskError(f"{host.name}: the disk layer did not mount on {layer.mount}: {tail}")
+            await asyncio.sleep(0.05)  # mounting takes ~130 ms; nothing to await but the mount table
+
+    async def setup(self, test: TestContext) -> None:
+        missing = [n for n in test.nodes if n not in self.layers]
+        if missing:
+            raise DiskError(f"no disk layer on {', '.join(missing)} (prepare did not run)")
+
+    # -- faults --------------------------------------------------------------------------------------------
+
+    async def _set_mode(self, node: str, mode: str) -> None:
+        layer = self.layers[node]
+        await layer.call(op="mode", mode=mode, delay_ms=self.delay_ms, jitter_ms=self.jitter_ms)
+        layer.mode = mode
+
+    async def invoke(self, test: TestContext, op: Op) -> Op:
+        value = dict(op.value or {})
+        kind = value.get("fault")
+        if kind not in KINDS:
+            raise ValueError(f"disk nemesis: unknown fault {kind!r} (known: {', '.join(KINDS)})")
+        if op.f == "start":
+            done = await self._start(test, kind, value)
+        elif op.f == "stop":
+            done = await self._stop(test, kind)
+        else:
+            raise ValueError(f"disk nemesis: unknown f {op.f!r} (expected start or stop)")
+        return Op(process=op.process, type="info", f=op.f, value=done, node=",".join(done["targets"]) or None)
+
+    async def _start(self, test: TestContext, kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
+        spec, chosen = await choose_targets(kind, test, value, self.specs, self._rng)
+        done: dict[str, Any] = {"fault": kind, "target": spec, "targets": list(chosen)}
+        if spec == "leader" and not chosen:
+            return {**done, "skipped": "no leader"}
+        self._active.setdefault(kind, set()).update(chosen)  # before acting: a cancelled start is still healed
+        if kind in MODES:
+            await asyncio.gather(*(self._set_mode(n, MODES[kind]) for n in chosen))
+        elif kind == "disk-lose-unsynced":
+            for node in chosen:
+                await self.layers[node].call(op="track")
+                self.layers[node].tracking = True
+        else:  # disk-corrupt: the files are damaged while their node is down
+            await self._crash(test, chosen)
+            done["corrupted"] = {n: await self._corrupt(n) for n in chosen}
+        return done
+
+    async def _crash(self, test: TestContext, nodes: Sequence[str]) -> None:
+        """Our own kill -9 of `nodes`, announced like any other (we listen to ourselves); ours to restart."""
+        await asyncio.gather(*(crash_node(test, n, self._listeners) for n in nodes))
+        self._down_elsewhere.difference_update(nodes)
+
+    async def _corrupt(self, node: str) -> dict[str, Any]:
+        """Damage one file of the (stopped) node; the answer names it as the node sees it, under the mount."""
+        layer = self.layers[node]
+        answer = await layer.call(op="corrupt", seed=self._rng.getrandbits(32))
+        answer.pop("ok", None)
+        if "file" in answer:
+            answer["file"] = f"{layer.mount}/{answer['file']}"
+        return answer
+
+    async def _stop(self, test: TestContext, kind: str, *, healing: bool = False) -> dict[str, Any]:
+        """End a fault on every node it is on. `healing` (the final heal, which other nemeses run at the same
+        time): lose-unsynced ends without a power loss, since the heal ends faults and must not start one."""
+        nodes = sorted(self._active.pop(kind, set()))
+        done: dict[str, Any] = {"fault": kind, "targets": nodes}
+        if kind == "disk-lose-unsynced" and healing:
+            for node in nodes:
+                await self.layers[node].call(op="flush")
+                self.layers[node].tracking = False
+            done["flushed"] = nodes
+        elif kind in MODES:
+            await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
+            if kind == "disk-pause" and self._released:
+                done["released_for_kill"] = sorted(self._released)
+                self._released.clear()
+        elif kind == "disk-lose-unsynced":
+            # A power loss of every target at once: all are down before any layer drops its unsynced state.
+            for node in nodes:
+                self.layers[node].dropped = None
+            await self._crash(test, nodes)
+            done["dropped"] = {n: self.layers[n].dropped for n in nodes}
+            for node in nodes:
+                await self.layers[node].call(op="flush")
+                self.layers[node].tracking = False
+        outcome = await self._restart(test, nodes)
+        return {**done, **outcome}
+
+    async def _restart(self, test: TestContext, nodes: Sequence[str]) -> dict[str, Any]:
+        """Start every node of `nodes` that is not running (except those another nemesis killed: it restarts them,
+        and two nemeses starting one node at once would race for its ports) and wait until it answers. A node that exits instead refused to start: its log's last critical
+        line is recorded; if the layer corrupted one of its files, the file is restored and the node started
+        again."""
+        down = [n for n in nodes if not await test.db.is_running(test, n)]
+        self._down_elsewhere.intersection_update(down)  # seen running again: theirs no more
+        started = [n for n in down if n not in self._down_elsewhere]
+        refused: dict[str, str] = {}
+        for node in started:
+            why = await self._start_and_wait(test, node)
+            if why is not None:
+                refused[node] = why
+                repaired = await self.layers[node].call(op="repair")
+                if repaired.get("repaired") is not None:
+                    await self._start_and_wait(test, node)
+        out: dict[str, Any] = {"restarted": started}
+        if refused:
+            out["refused"] = refused
+        return out
+
+    async def _start_and_wait(self, test: TestContext, node: str) -> str | None:
+        """Start the node; None once it answers its status, else (it exited) the last lines of its logs."""
+        await test.db.start(test, node)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT_S
+        while loop.time() < deadline:
+            if not await test.db.is_running(test, node):
+                return await self._last_words(test, node)
+            try:
+                async with asyncio.timeout(1.0):
+                    await test.db.status(test, node)
+                return None
+            except Exception:  # noqa: BLE001 - not answering yet; the deadline bounds the wait
+                await asyncio.sleep(0.1)
+        return None  # still running, not answering yet: not a refusal (the checker judges what it then does)
+
+    async def _last_words(self, test: TestContext, node: str) -> str:
+        """The last critical line of the node's own log (its reason to stop), else its last line."""
+        files = test.db.log_files(test, node)[:1]
+        lines = (await test.host(node).exec(["tail", "-n", "20", *files], check=False)).stdout.strip().splitlines()
+        critical = [ln for ln in lines if "CRITICAL" in ln]
+        return (critical or lines or ["exited without a word"])[-1][-1000:]
+
+    # -- crashes (CrashListener) ---------------------------------------------------------------------------
+
+    async def before_crash(self, test: TestContext, node: str) -> None:
+        """A paused layer lets go, or the node's kill -9 would wait in state D until the pause ends."""
+        self._down_elsewhere.add(node)
+        layer = self.layers.get(node)
+        if layer is not None and layer.mode == "pause":
+            await self._set_mode(node, "pass")
+            self._active.get("disk-pause", set()).discard(node)
+            self._released.add(node)
+
+    async def after_crash(self, test: TestContext, node: str) -> None:
+        """The node is gone: drop what it had not made durable, and go on recording for its next life."""
+        layer = self.layers.get(node)
+        if layer is not None and layer.tracking:
+            layer.dropped = (await layer.call(op="crash"))["undone"]
+            await layer.call(op="track")
+
+    # -- healing and removal -------------------------------------------------------------------------------
+
+    async def heal(self, test: TestContext) -> dict[str, Any]:
+        """Stop every active fault (as its stop would), then verify every layer passes I/O through."""
+        details: dict[str, Any] = {}
+        for kind in sorted(self._active):
+            details[kind] = await self._stop(test, kind, healing=True)
+        final = await self._restart(test, sorted(self.layers))  # what our faults stopped, whatever the kind
+        if final["restarted"]:
+            details["restarted"] = final
+        modes = {}
+        for node, layer in self.layers.items():
+            try:
+                modes[node] = (await layer.call(op="status"))["mode"]
+            except DiskError as e:
+                modes[node] = f"error: {e}"
+        details["modes"] = modes
+        refused = any("refused" in d for d in details.values() if isinstance(d, dict))
+        return {"ok": all(m == "pass" for m in modes.values()) and not refused, "details": details}
+
+    async def release(self) -> list[str]:
+        """Every layer back to pass-through with nothing held and no tracking; the errors, if any."""
+        errors = []
+        for layer in self.layers.values():
+            if layer.pid <= 0:
+                continue  # never spawned (a prepare cut short): nothing to release
+            try:
+                await layer.call(op="mode", mode="pass")
+                await layer.call(op="flush")
+            except DiskError as e:
+                errors.append(str(e))
+            layer.mode, layer.tracking = "pass", False
+        return errors
+
+    async def _unmount(self, host: Remote, layer: LayerHandle) -> None:
+        if (await host.exec(["mountpoint", "-q", layer.mount], check=False)).returncode == 0:
+            await layer.call(op="unmount")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MOUNT_TIMEOUT_S
+        while layer.pid > 0 and await host.alive(layer.pid):
+            if loop.time() >= deadline:
+                raise DiskError(f"{host.name}: the disk layer daemon (pid {layer.pid}) still runs after its unmount")
+            await asyncio.sleep(0.05)  # the daemon ends once the kernel lets go of the mount
+
+    async def teardown(self, test: TestContext) -> None:
+        """Release every layer, then unmount it (lazily: a node still running keeps its open files until it is
+        killed) and wait for its daemon to end. A daemon that will not end is left to the backend's teardown,
+        which kills it (killing a FUSE daemon also fails every request it held)."""
+        errors = await self.release()
+        for node, layer in self.layers.items():
+            try:
+                await self._unmount(test.host(node), layer)
+            except DiskError as e:
+                errors.append(str(e))
+        self._active.clear()
+        if errors:
+            raise DiskError("disk layer teardown: " + "; ".join(errors))
