@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -389,7 +390,9 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     if hlog.level == logging.NOTSET or hlog.level > logging.DEBUG:
         hlog.setLevel(logging.DEBUG)
     prefix = config.prefix or default_prefix()
-    work_dir = work_root(prefix) / f"{name}-{run.path.name}"
+    # Short: host paths under it must fit a unix socket's 107 bytes (the disk layer's control socket), and a test
+    # named after every nemesis of `--nemesis all` does not. The store directory carries the name.
+    work_dir = work_root(prefix) / f"{run.path.name}-{zlib.crc32(name.encode()) & 0xFFFF:04x}"
     r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix)
     db = dbspec.factory(r.options)
     # The bound the recovery checker holds the run to, in test.json's options so `harness analyze` uses it too.

@@ -184,3 +184,16 @@ def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
     configs = plan(_config(args, dests, (), 1), cells, args.runs_per_cell, 1, main_runs=args.main_runs)
     assert [c.nemeses for c in configs].count(("all",)) == 60 and configs[0].nemeses == ("all",)
     assert all(_config(args, dests, cell, 1).schedule == "hunt" for cell in cells)
+
+
+def test_the_nightly_runs_the_failpoint_detection_campaign_in_the_hunting_configuration() -> None:
+    import shlex
+
+    from harness.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
+    line = next(ln for ln in script.splitlines() if "harness campaign --failpoints" in ln)
+    assert not line.startswith("exec ")  # the torture campaign still runs after it
+    args = build_parser()[0].parse_args(shlex.split(line.split("/harness ", 1)[1]))
+    assert args.failpoints == ("all",) and args.nemesis == [("all",)] and args.runs_per_cell == 3
+    assert args.time_limit == 60 and args.control_runs >= 1 and args.nodes == 5

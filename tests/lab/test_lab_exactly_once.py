@@ -62,3 +62,20 @@ def test_with_sessions_the_same_configuration_is_valid(e2e_prefix: str, tmp_path
     retried = retried_writes(run)
     assert retried, "the faults must make the library retry writes of unknown outcome"
     assert any(e["type"] == "ok" for e in retried), "some retried writes must succeed (answered once)"
+
+
+def test_the_nightly_regression_cell_is_this_configuration_with_sessions() -> None:
+    """.ci/nightly's churn campaign parses as a campaign and runs CHURN with client sessions and no failpoint."""
+    import shlex
+
+    from harness.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
+    line = next(ln for ln in script.splitlines() if "harness campaign" in ln and "--mix churn" in ln)
+    assert not line.startswith("exec ")  # the torture campaign still runs after it
+    parser = build_parser()[0]
+    nightly = parser.parse_args(shlex.split(line.split("/harness ", 1)[1]))
+    here = parser.parse_args(["campaign", *CHURN, "--client-sessions", "on", "--runs-per-cell", "3",
+                              "--budget-minutes", "10", "--time-limit", str(TIME_LIMIT)])
+    assert vars(nightly) == vars(here)
+    assert not nightly.failpoints
