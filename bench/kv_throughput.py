@@ -70,12 +70,13 @@ def _per_op(c0: dict[str, float], c1: dict[str, float], n: int) -> dict[str, flo
     return {k: (c1[k] - c0[k]) / max(n, 1) * 1e6 for k in c0}
 
 
-async def _load(addrs: list[str], clients: int, seconds: float, value_size: int, pids: dict[str, int]) -> dict:
+async def _load(addrs: list[str], clients: int, seconds: float, value_size: int, pids: dict[str, int],
+                sessions: bool = True) -> dict:
     from raftkv.client import KVClient, RaftKVError
 
     value = "x" * value_size
     results: dict = {}
-    async with KVClient(addrs, timeout=5, pool_size=clients) as kv:
+    async with KVClient(addrs, timeout=5, pool_size=clients, sessions=sessions) as kv:
         # find the leader once so the measured phase does not include the redirect
         for _ in range(100):
             try:
@@ -146,7 +147,8 @@ def client_main(args: argparse.Namespace) -> int:
     import uvloop
 
     pids = {k: int(v) for k, v in (p.split(":") for p in args.pids.split(","))}
-    res = uvloop.run(_load(args.addrs.split(","), args.clients, args.seconds, args.value_size, pids))
+    res = uvloop.run(_load(args.addrs.split(","), args.clients, args.seconds, args.value_size, pids,
+                           sessions=not args.no_sessions))
     print(json.dumps(res))
     return 0
 
@@ -175,6 +177,8 @@ def main() -> int:
     p.add_argument("--value-size", type=int, default=64)
     p.add_argument("--memory", action="store_true", help="nodes without disk (to see the cost of fsync)")
     p.add_argument("--profile", type=Path, help="directory for per-node cProfile output")
+    p.add_argument("--no-sessions", action="store_true",
+                   help="writes without client sessions (to see what exactly-once costs)")
     p.add_argument("--client-mode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--addrs", help=argparse.SUPPRESS)
     p.add_argument("--pids", help=argparse.SUPPRESS)
@@ -207,7 +211,8 @@ def main() -> int:
             pids = ",".join(f"{n}:{pr.pid}" for n, pr in zip(ids, procs, strict=True))
             out = subprocess.run([sys.executable, __file__, "--client-mode", "--addrs", ",".join(addrs), "--pids", pids,
                                   "--clients", str(args.clients), "--seconds", str(args.seconds),
-                                  "--value-size", str(args.value_size)], env=env, capture_output=True,
+                                  "--value-size", str(args.value_size)]
+                                 + (["--no-sessions"] if args.no_sessions else []), env=env, capture_output=True,
                                  text=True, check=False)
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)
@@ -225,6 +230,7 @@ def main() -> int:
                     pr.wait()
     w, r = res["writes"], res["reads"]
     mode = "memory (no fsync)" if args.memory else "durable (fsync per batch)"
+    mode += ", writes without client sessions" if args.no_sessions else ", writes with client sessions"
     print(f"raftkv {args.nodes} nodes, {args.clients} clients, {args.seconds:g}s per phase, "
           f"{args.value_size}-byte values, {mode}")
     print(f"writes: {w['per_s']:8.0f}/s   p50 {w['p50_ms']:6.1f} ms   p99 {w['p99_ms']:6.1f} ms   "

@@ -29,9 +29,14 @@ from raftkv.sim import run_simulation  # noqa: E402
 SEEDS_FILE = ROOT / "raftkv" / "sim" / "failpoint_seeds.json"
 
 
+# The clients' mix a failpoint needs to show at all (recorded with its seed): no-dedup only matters when a retried
+# write can match again, which takes deletes (versions repeat only across a delete).
+DELETES = {"no-dedup": 0.5}
+
+
 def _run(job: tuple[str, int, int, int]) -> tuple[int, str, str]:
     name, seed, nodes, steps = job
-    result = run_simulation(seed, nodes, steps, failpoints=frozenset({name}))
+    result = run_simulation(seed, nodes, steps, failpoints=frozenset({name}), deletes=DELETES.get(name, 0.0))
     if result.violation is None:
         return seed, "", ""
     return seed, result.violation.invariant, result.violation.detail
@@ -86,6 +91,8 @@ def main() -> int:
         short = detail if len(detail) <= 90 else detail[:87] + "..."
         print(f"| {name} | {fp.layer} | {seed} | {invariant}: {short} | {tried} | {took:.1f}s |", flush=True)
         recorded[name] = {"seed": seed, "nodes": args.nodes, "steps": args.steps, "invariant": invariant}
+        if name in DELETES:
+            recorded[name]["deletes"] = DELETES[name]
     if args.record:
         SEEDS_FILE.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
         print(f"recorded in {SEEDS_FILE.relative_to(ROOT)}")

@@ -15,6 +15,7 @@ still take effect later: a client must not guess.
 | too-large         | 413  | yes      | a key over MAX_KEY_BYTES, a value over MAX_VALUE_BYTES, a body over MAX_BODY_BYTES, a request line or header over the HTTP parser's limit (8190 bytes) |
 | not-found         | 404  | yes      | an unknown path |
 | method-not-allowed| 405  | yes      | an unknown method on a known path |
+| session-expired   | 410  | yes      | a session write (client_id, seq) the session table no longer remembers: not applied now; an earlier attempt may have been (docs/server.md "Exactly-once writes") |
 | maybe             | 504  | no       | the write was proposed but its commit could not be confirmed before its deadline (timeout, leadership lost, shutdown): it may apply later or never |
 | internal          | 500  | no       | the node failed while answering (a bug, logged with its traceback): a write may have been proposed |
 
@@ -36,6 +37,10 @@ MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_BODY_BYTES = MAX_VALUE_BYTES * 2 + 4096  # JSON-escaped value plus envelope
 DEFAULT_TIMEOUT_S = 5.0
+SESSION_WINDOW = 64
+"""Client sessions (docs/server.md "Exactly-once writes"): the state machine keeps at most this many answers per
+session, so a client keeps seq - min_seq below it (at most this many writes of one session in flight); a client
+with more in flight opens another session."""
 MAX_TIMEOUT_S = 60.0
 MAX_VERSION = 2**63 - 1  # versions and query integers above this are refused (bad-request), never overflow
 
@@ -64,6 +69,7 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("too-large", 413, True),
         ErrorKind("not-found", 404, True),
         ErrorKind("method-not-allowed", 405, True),
+        ErrorKind("session-expired", 410, True),
         ErrorKind("maybe", 504, False),
         ErrorKind("internal", 500, False),
     )

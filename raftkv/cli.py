@@ -9,8 +9,11 @@
     raftkv delete KEY --version N --cluster ...
     raftkv status --cluster ...              (every node's /status)
 
-Exit codes of the client commands: 0 done; 1 definite refusal (version-mismatch, no-key, bad request);
-2 indeterminate (maybe, timeout: the write may have applied); 3 unavailable (nothing took effect);
+`put` and `delete` open a client session of their own (docs/server.md "Exactly-once writes"): the library's
+retries within one command apply the write at most once.
+
+Exit codes of the client commands: 0 done; 1 definite refusal (version-mismatch, no-key, session-expired, bad
+request); 2 indeterminate (maybe, timeout: the write may have applied); 3 unavailable (nothing took effect);
 254 bad arguments. `serve` exits 0 after a graceful stop and 2 when it refuses to start.
 """
 

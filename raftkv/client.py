@@ -27,10 +27,21 @@ Behaviour
   read names it in its answer), and it is remembered for later calls. Stale reads are spread round-robin. `node=` sends a call to that node first (a follower serves
   linearizable reads itself by ReadIndex through the leader, see raftkv/api.py; writes are redirected).
 - Retries connection errors, "unavailable" and leader changes on the next node until the deadline, with a short
-  capped back-off. A retried put/delete keeps the SAME expected version, so at most one attempt can apply; if an
-  earlier attempt's outcome was unknown and a retry is refused (version-mismatch / no-key), the call raises
-  `Maybe`, never a false failure. A retry that succeeds is a success (the earlier attempt then certainly did not
-  apply, since both carried the same expected version).
+  capped back-off.
+- Exactly-once writes (`sessions=True`, the default; docs/server.md "Exactly-once writes"): the client opens a
+  session (a random 128-bit `client_id`) and numbers its writes (`seq`); every attempt of one put/delete carries
+  the SAME (client_id, seq), so the state machine applies it at most once and answers a retry with the first
+  application's answer (`PutResult.replayed`). Every answer is then authoritative: a version-mismatch after a lost
+  attempt is the write's real outcome. `min_seq` tells the servers which answers the client no longer needs; with
+  more than `SESSION_WINDOW` (64) writes in flight the client opens another session.
+  A `session-expired` answer (the servers forgot the session: evicted) ends the call with `SessionExpired`, or
+  `Maybe` when an earlier attempt had an unknown outcome; the client then starts a new session.
+- Without a session (`sessions=False`, the behaviour before issue 15) a retried put/delete keeps only the same
+  expected version. That is NOT safe across a delete: versions repeat (a re-created key starts at 1 again), so a
+  retry can apply a second time. Such a client is at-most-once only when it does not retry. If an earlier
+  attempt's outcome was unknown and a retry is refused (version-mismatch / no-key), the call raises `Maybe`.
+- `attempts=` (a list) on get/put/delete receives one `Attempt(node, answer)` per request sent, as it happens:
+  "ok", the error code the node gave, or the transport outcome ("unreachable", "connection-lost", "timeout").
 - HTTP/1.1 keep-alive connections are pooled per node (bounded; idle connections beyond `pool_size` are closed).
   The HTTP client is a small purpose-built one (the server always sends Content-Length).
 
@@ -45,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -52,11 +64,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .api import DEFAULT_TIMEOUT_S, ERRORS
+from .api import DEFAULT_TIMEOUT_S, ERRORS, SESSION_WINDOW
 
 __all__ = [
-    "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "NodeClient", "PutResult",
-    "RaftKVError", "Reply", "SyncKVClient", "Timeout", "Unavailable", "VersionMismatch",
+    "Attempt", "BadRequest", "Definite", "GetResult", "Indeterminate", "KVClient", "Maybe", "NoKey", "NodeClient",
+    "PutResult", "RaftKVError", "Reply", "SessionExpired", "SyncKVClient", "Timeout", "Unavailable",
+    "VersionMismatch",
 ]
 
 
@@ -100,6 +113,13 @@ class BadRequest(Definite):
     code = "bad-request"
 
 
+class SessionExpired(Definite):
+    """The servers no longer remember this client's session: this attempt was not applied (and no earlier one had
+    an unknown outcome, else the call raises Maybe). The client has started a new session for later calls."""
+
+    code = "session-expired"
+
+
 class Maybe(Indeterminate):
     code = "maybe"
 
@@ -121,8 +141,19 @@ class GetResult:
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
+    """`replayed`: the servers answered from the session table (an earlier attempt of this call had applied)."""
+
     version: int
     node: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request a call sent: the node and its answer ("ok", an error code, or a transport outcome)."""
+
+    node: str
+    answer: str
 
 
 class _ConnError(Exception):
@@ -209,7 +240,7 @@ class KVClient:
 
     def __init__(self, cluster: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, pool_size: int = 64,
                  connect_timeout: float = 1.0, max_backoff: float = 0.2,
-                 attempt_timeout: float | None = None) -> None:
+                 attempt_timeout: float | None = None, sessions: bool = True) -> None:
         if not cluster:
             raise ValueError("cluster must name at least one node address")
         self.cluster = [_norm(a) for a in cluster]
@@ -221,6 +252,29 @@ class KVClient:
         self.leader: str | None = None
         self._rr = 0
         self._pools: dict[str, _Pool] = {}
+        self.sessions = sessions
+        self._new_session()
+
+    def _new_session(self) -> None:
+        """A fresh client id (128 random bits: unique without asking anyone) and its write numbering."""
+        self.client_id = secrets.token_hex(16)
+        self._seq = 0
+        self._outstanding: set[int] = set()  # seqs of writes still running: min_seq stays at or below them
+        # Until a write of this session was answered by the state machine, the servers may not know the session,
+        # and they take an unknown session with min_seq > 1 for an evicted one: min_seq stays 1 until then.
+        self._known_to_servers = False
+
+    def _session_fields(self) -> dict[str, Any]:
+        """The next write's (client_id, seq, min_seq), registered as outstanding until its call ends
+        (`_write`). More than SESSION_WINDOW writes in flight: the write starts a new session."""
+        seq = self._seq + 1
+        min_seq = min(self._outstanding, default=seq) if self._known_to_servers else 1
+        if seq - min_seq >= SESSION_WINDOW:  # the servers keep SESSION_WINDOW answers a session: use another
+            self._new_session()
+            seq = min_seq = 1
+        self._seq = seq
+        self._outstanding.add(seq)
+        return {"client_id": self.client_id, "seq": seq, "min_seq": min_seq}
 
     async def __aenter__(self) -> KVClient:
         return self
@@ -249,14 +303,15 @@ class KVClient:
     # -- public API -------------------------------------------------------------------------------------------
 
     async def get(self, key: str, consistency: str = "linearizable", node: str | None = None,
-                  timeout: float | None = None) -> GetResult:
+                  timeout: float | None = None, *, attempts: list[Attempt] | None = None) -> GetResult:
         if consistency not in ("linearizable", "stale", "lease"):
             raise ValueError(f"consistency must be linearizable, stale or lease, not {consistency!r}")
         # Linearizable and lease reads go to the leader: one heartbeat round there confirms a whole batch of reads,
         # which costs less CPU in total than follower reads (each of those adds a forwarded round); stale reads
         # are spread round-robin. `node=` sends a read to a given node (a follower serves it by ReadIndex).
         status, body, addr = await self._call("GET", key, f"?consistency={consistency}", None,
-                                              node, timeout, write=False, follow=consistency != "stale")
+                                              node, timeout, write=False, follow=consistency != "stale",
+                                              attempts=attempts)
         if status == 200:
             return GetResult(body["value"], body["version"], addr)
         if body.get("error") == "no-key":
@@ -264,15 +319,18 @@ class KVClient:
         raise self._error(status, body, addr, ambiguous=False)
 
     async def put(self, key: str, value: str, version: int, *, node: str | None = None,
-                  timeout: float | None = None) -> PutResult:
+                  timeout: float | None = None, attempts: list[Attempt] | None = None) -> PutResult:
         """Set key to value if its current version is `version` (0: the key must not exist)."""
-        payload = json.dumps({"value": value, "version": version}).encode()
-        return await self._write("PUT", key, "", payload, node, timeout)
+        session = self._session_fields() if self.sessions else {}
+        payload = json.dumps({"value": value, "version": version, **session}).encode()
+        return await self._write("PUT", key, "", payload, node, timeout, session, attempts)
 
     async def delete(self, key: str, version: int, *, node: str | None = None,
-                     timeout: float | None = None) -> PutResult:
+                     timeout: float | None = None, attempts: list[Attempt] | None = None) -> PutResult:
         """Delete key if its current version is `version` (> 0)."""
-        return await self._write("DELETE", key, f"?version={version}", None, node, timeout)
+        session = self._session_fields() if self.sessions else {}
+        query = f"?version={version}" + "".join(f"&{k}={quote(str(v), safe='')}" for k, v in session.items())
+        return await self._write("DELETE", key, query, None, node, timeout, session, attempts)
 
     async def status(self, node: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         addr = _norm(node) if node else self.cluster[0]
@@ -293,16 +351,36 @@ class KVClient:
     # -- machinery --------------------------------------------------------------------------------------------
 
     async def _write(self, method: str, key: str, query: str, payload: bytes | None, node: str | None,
-                     timeout: float | None) -> PutResult:
-        status, body, addr = await self._call(method, key, query, payload, node, timeout, write=True, follow=True)
+                     timeout: float | None, session: dict[str, Any], attempts: list[Attempt] | None) -> PutResult:
+        """One put/delete, every attempt with the same request (and so the same session identity, if any)."""
+        try:
+            status, body, addr = await self._call(method, key, query, payload, node, timeout, write=True,
+                                                  follow=True, attempts=attempts)
+        finally:
+            if session and session["client_id"] == self.client_id:
+                self._outstanding.discard(session["seq"])
+        if session and session["client_id"] == self.client_id and (
+                status == 200 or body.get("error") in ("version-mismatch", "no-key")):
+            self._known_to_servers = True  # the state machine recorded this session
         if status == 200:
-            return PutResult(body["version"], addr)
-        raise self._error(status, body, addr, ambiguous=bool(body.get("_ambiguous")))
+            return PutResult(body["version"], addr, body.get("replayed") is True)
+        ambiguous = bool(body.get("_ambiguous"))
+        if body.get("error") == "session-expired" and session.get("client_id") == self.client_id:
+            self._new_session()
+        # With a session every answer of the state machine is this write's own (a retry gets the first
+        # application's answer), so a refusal is certain even after a lost attempt; without one it is not.
+        raise self._error(status, body, addr, ambiguous=ambiguous, authoritative=bool(session))
 
-    def _error(self, status: int, body: dict[str, Any], addr: str | None, ambiguous: bool) -> RaftKVError:
+    def _error(self, status: int, body: dict[str, Any], addr: str | None, ambiguous: bool,
+               authoritative: bool = False) -> RaftKVError:
         code = body.get("error", f"http-{status}")
         msg = body.get("message", code)
-        if ambiguous and code in ("version-mismatch", "no-key"):
+        if ambiguous and code == "session-expired":
+            return Maybe(f"an earlier attempt had an unknown outcome and the servers no longer remember the "
+                         f"session: the write may have applied ({msg})", node=addr)
+        if code == "session-expired":
+            return SessionExpired(msg, node=addr)
+        if ambiguous and not authoritative and code in ("version-mismatch", "no-key"):
             return Maybe(f"an earlier attempt had an unknown outcome and a retry got {code}: the write may have "
                          f"applied ({msg})", node=addr)
         if code == "version-mismatch":
@@ -316,9 +394,12 @@ class KVClient:
         return Unavailable(f"{code}: {msg}", node=addr)
 
     async def _call(self, method: str, key: str, query: str, payload: bytes | None, node: str | None,
-                    timeout: float | None, *, write: bool, follow: bool) -> tuple[int, dict[str, Any], str | None]:
+                    timeout: float | None, *, write: bool, follow: bool, attempts: list[Attempt] | None = None
+                    ) -> tuple[int, dict[str, Any], str | None]:
         """Send until a definite answer or the deadline. Returns (status, body, node); body['_ambiguous'] marks
-        that an earlier attempt of this call may have reached a server without a definite answer."""
+        that an earlier attempt of this call may have reached a server without a definite answer. Each request
+        sent is appended to `attempts` (when given) with its answer."""
+        log = attempts.append if attempts is not None else _no_log
         total = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + total
         if node:
@@ -347,11 +428,13 @@ class KVClient:
                 ambiguous = ambiguous or write
                 timed_out = True
                 last_error = f"no answer from {target} before the deadline"
+                log(Attempt(target, TIMEOUT))
                 break
             except _ConnError as e:
                 if e.sent:
                     ambiguous = ambiguous or write
                 last_error = str(e)
+                log(Attempt(target, CONNECTION_LOST if e.sent else UNREACHABLE))
                 if target == self.leader:
                     self.leader = None
                 target = self._next_node(target)
@@ -365,10 +448,11 @@ class KVClient:
             if not isinstance(body, dict):
                 body = {"error": f"http-{status}"}
             err = body.get("error")
+            log(Attempt(target, "ok" if status == 200 else str(err or f"http-{status}")))
             if err != "not-leader":
                 redirects = 0
             if status == 200 or err in ("version-mismatch", "no-key", "bad-request", "too-large", "not-found",
-                                        "method-not-allowed"):
+                                        "method-not-allowed", "session-expired"):
                 if follow and not node and (status == 200 or err == "no-key"):
                     # The node that answered leads, unless it says who does (a follower that served a read).
                     hint = body.get("leader_url")
@@ -405,7 +489,11 @@ class KVClient:
         raise Unavailable(f"not accepted by any node within {total:.3g}s: {last_error}", node=target)
 
 
-# Transport outcomes of NodeClient (not in ERRORS: no answer came).
+def _no_log(attempt: Attempt) -> None:
+    """Where attempts go when the caller does not collect them."""
+
+
+# Transport outcomes of NodeClient and of Attempt (not in ERRORS: no answer came).
 UNREACHABLE = "unreachable"  # the connection could not be made: the request was never sent (certain)
 CONNECTION_LOST = "connection-lost"  # the connection failed after the request was written (uncertain)
 TIMEOUT = "timeout"  # no answer before the deadline (uncertain)

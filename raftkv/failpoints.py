@@ -123,6 +123,13 @@ FAILPOINTS: Mapping[str, Failpoint] = dict([
         "a compare-and-set that applies the write whatever the expected version (a lost-update bug).",
         "safety: non-linearizable compare-and-set (caught quickly)",
         "none needed: concurrent writers on one key"),
+    _fp("no-dedup", "kv",
+        "client sessions ignored (issue 15, and every store whose retries rely on an expected version alone): a "
+        "retried write whose first attempt applied matches again once its key was deleted and re-created "
+        "(versions repeat), so it applies twice.",
+        "safety: a write acknowledged once applied twice (a value read again after the key moved on)",
+        "retried writes of unknown outcome (leader kills, a slow lossy network, partitions) on few keys with "
+        "deletes and creates: the register workload's --mix churn in smart mode"),
     _fp("definite-on-ambiguous", "server",
         "an indeterminate write reported as a definite failure (the classic 'timeout means failed' client/server "
         "bug Jepsen reports again and again).",

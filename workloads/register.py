@@ -15,7 +15,13 @@ Client placement (`--client-mode`, docs/lab.md), as Jepsen places clients:
   that node answered is what the history records, with the node's name in `node`. Followers serve linearizable
   reads (ReadIndex through the leader) and redirect writes and lease reads (307): such a redirect is a `fail`.
 - `smart`: the raftkv client library (KVClient) as a user runs it: it follows leader hints and retries other nodes
-  until its deadline. Kept for comparison; it hides which node answered what.
+  until its deadline. It hides which node answered what, so every attempt it made is recorded in the completion's
+  value under `attempts` (`[[node, answer], ...]`, when it made more than one): the retries a user's write went
+  through, as they happened (docs/lab.md "Retries in smart mode"). `--client-sessions off` runs the library
+  without a client session (before issue 15's fix, every client: a retry carries only the expected version).
+
+Mixes (`--mix`): `default` (mostly reads and writes, few deletes) or `churn` (issue 15's: creates and deletes
+weigh as much as reads, so on few keys a key is deleted and re-created while a retried write is in flight).
 
 Outcomes follow Jepsen (docs/history.md): ok when it took effect; `fail` only when it certainly did not; `info` for
 everything that might have happened. In node mode, certainty comes from raftkv.api.ERRORS (the one table): a
@@ -52,13 +58,16 @@ from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload, int_in
 from raftkv.client import (
+    Attempt,
     BadRequest,
     Indeterminate,
     KVClient,
     NodeClient,
     NoKey,
+    PutResult,
     RaftKVError,
     Reply,
+    SessionExpired,
     Unavailable,
     VersionMismatch,
 )
@@ -69,9 +78,16 @@ MAX_KEYS = 100_000
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
 CLIENT_MODES = ("node", "smart")
+SESSIONS = ("on", "off")
 FINAL_RETRY_S = 0.1  # between the final reads of one key through one node that did not succeed
-# Relative weights of the operation kinds.
-MIX = (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05))
+# Relative weights of the operation kinds, per --mix. `churn` (issue 15): deletes as often as reads, so a key goes
+# absent often and the next write of it is a create (expected version 0); reads stay frequent enough to witness
+# a write applied twice (a value read again after the key moved on).
+MIXES: dict[str, tuple[tuple[str, float], ...]] = {
+    "default": (("get", 0.5), ("write", 0.3), ("cas", 0.15), ("delete", 0.05)),
+    "churn": (("get", 0.35), ("write", 0.25), ("cas", 0.05), ("delete", 0.35)),
+}
+MIX = MIXES["default"]
 
 
 def client_timeout(options: Mapping[str, Any]) -> float:
@@ -97,6 +113,7 @@ class RegisterGen(gen.Generator):
     versions: tuple[int, ...]
     state: int
     counter: int = 0
+    bounds: tuple[float, ...] = ()  # cumulative weights of _KINDS (see _bounds); () = the default mix
 
     def op(self, ctx: gen.Context) -> gen.OpResult:
         if ctx.some_free_thread() is None:
@@ -106,7 +123,7 @@ class RegisterGen(gen.Generator):
         key, known = self.keys[i], self.versions[i]
         u, state = gen.draw(state)
         kind = _KINDS[-1]
-        for k, bound in zip(_KINDS, _BOUNDS, strict=True):
+        for k, bound in zip(_KINDS, self.bounds or _BOUNDS, strict=True):
             if u < bound:
                 kind = k
                 break
@@ -124,7 +141,7 @@ class RegisterGen(gen.Generator):
             template = {"f": "put", "key": key, "value": {"value": str(counter), "version": expected}}
             counter += 1
         # The constructor, not dataclasses.replace: this runs once per operation.
-        return gen.fill_in(template, ctx), RegisterGen(self.keys, self.versions, state, counter)
+        return gen.fill_in(template, ctx), RegisterGen(self.keys, self.versions, state, counter, self.bounds)
 
     def update(self, ctx: gen.Context, event: Op) -> gen.Generator:
         if event.type != "ok" or not isinstance(event.value, dict):
@@ -139,17 +156,31 @@ class RegisterGen(gen.Generator):
         if self.versions[i] == version:
             return self
         return RegisterGen(self.keys, self.versions[:i] + (version,) + self.versions[i + 1:], self.state,
-                           self.counter)
+                           self.counter, self.bounds)
+
+
+def _bounds(mix: tuple[tuple[str, float], ...]) -> tuple[float, ...]:
+    """The cumulative weights as fractions of their sum: a draw u in [0, 1) picks the first kind whose bound
+    exceeds it."""
+    return tuple(sum(w for _, w in mix[:i + 1]) / sum(w for _, w in mix) for i in range(len(mix)))
 
 
 _KINDS = tuple(k for k, _ in MIX)
-# The cumulative weights as fractions of their sum: a draw u in [0, 1) picks the first kind whose bound exceeds it.
-_BOUNDS = tuple(sum(w for _, w in MIX[:i + 1]) / sum(w for _, w in MIX) for i in range(len(MIX)))
+_BOUNDS = _bounds(MIX)
+assert all(tuple(k for k, _ in m) == _KINDS for m in MIXES.values()), "every mix weighs the same kinds"
+
+
+def mix_name(options: Mapping[str, Any]) -> str:
+    mix = options.get("mix") or "default"
+    if mix not in MIXES:
+        raise ValueError(f"--mix must be one of {tuple(MIXES)}, got {mix!r}")
+    return str(mix)
 
 
 def generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
     keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
-    return RegisterGen(keys, (0,) * len(keys), rng.getrandbits(64))
+    mix = mix_name(options)
+    return RegisterGen(keys, (0,) * len(keys), rng.getrandbits(64), 0, () if mix == "default" else _bounds(MIXES[mix]))
 
 
 def client_mode(options: Mapping[str, Any]) -> str:
@@ -213,6 +244,7 @@ class RegisterClient:
         if self.consistency not in CONSISTENCIES:
             raise ValueError(f"--read-consistency must be one of {CONSISTENCIES}, got {self.consistency!r}")
         self.mode = client_mode(options)
+        self.sessions = (options.get("client_sessions") or "on") == "on"
         self.options = options
         self._kv: KVClient | None = None
         self._rng = random.Random(0)
@@ -228,7 +260,7 @@ class RegisterClient:
         start = nodes.index(node)
         client._addresses = [client_address(test, n) for n in nodes[start:] + nodes[:start]]  # its node first
         client._names = {client_address(test, n): n for n in nodes}
-        client._kv = KVClient(client._addresses, timeout=self.timeout)
+        client._kv = client._library()
         client._rng = test.rng(f"workload.register.client.{node}")
         return client
 
@@ -237,39 +269,51 @@ class RegisterClient:
             await self._kv.close()
             self._kv = None
 
-    def _done(self, op: Op, type_: str, value: Any = None, *, node: str | None = None, error: str | None = None
-              ) -> Op:
+    def _done(self, op: Op, type_: str, value: Any = None, *, node: str | None = None, error: str | None = None,
+              attempts: list[Attempt] | None = None) -> Op:
+        if attempts is not None and len(attempts) > 1:  # the library retried: say so (docs/lab.md)
+            value = {**(value or {}), "attempts": [[self._names.get(a.node, a.node), a.answer] for a in attempts]}
         return Op(process=op.process, type=type_, f=op.f, key=op.key, value=value,  # type: ignore[arg-type]
                   node=self._names.get(node or "", node), error=error)
 
     async def invoke(self, test: TestContext, op: Op) -> Op:
         if self._kv is None:
             raise RuntimeError("RegisterClient.invoke before open")
-        key = str(op.key)
+        attempts: list[Attempt] = []
         try:
-            if op.f == "get":
-                if self.consistency == "stale":
-                    got = await self._kv.get(key, consistency="stale", node=self._rng.choice(self._addresses),
-                                             timeout=self.timeout)
-                else:
-                    got = await self._kv.get(key, consistency=self.consistency, timeout=self.timeout)
-                return self._done(op, "ok", {"value": got.value, "version": got.version}, node=got.node)
-            if op.f == "put":
-                put = await self._kv.put(key, op.value["value"], op.value["version"], timeout=self.timeout)
-                return self._done(op, "ok", {"version": put.version}, node=put.node)
-            if op.f == "delete":
-                deleted = await self._kv.delete(key, op.value["version"], timeout=self.timeout)
-                return self._done(op, "ok", {"version": deleted.version}, node=deleted.node)
-            raise ValueError(f"register workload: unknown f {op.f!r}")
-        except (VersionMismatch, NoKey, Unavailable, BadRequest) as exc:  # certainly not applied
-            return self._done(op, "fail", node=exc.node, error=exc.code)
+            return await self._invoke(op, attempts)
+        except (VersionMismatch, NoKey, Unavailable, BadRequest, SessionExpired) as exc:  # certainly not applied
+            return self._done(op, "fail", node=exc.node, error=exc.code, attempts=attempts)
         except Indeterminate as exc:
             if op.f == "get":  # a read without an answer changed nothing
                 await self._look_elsewhere()
-                return self._done(op, "fail", node=exc.node, error=exc.code)
-            return self._done(op, "info", node=exc.node, error=exc.code)
+                return self._done(op, "fail", node=exc.node, error=exc.code, attempts=attempts)
+            return self._done(op, "info", node=exc.node, error=exc.code, attempts=attempts)
         except RaftKVError as exc:  # an error class this workload does not know: not certain, so info
-            return self._done(op, "fail" if op.f == "get" else "info", node=exc.node, error=exc.code)
+            return self._done(op, "fail" if op.f == "get" else "info", node=exc.node, error=exc.code,
+                              attempts=attempts)
+
+    async def _invoke(self, op: Op, attempts: list[Attempt]) -> Op:
+        """The library call of one op; its refusals and errors propagate to `invoke`."""
+        assert self._kv is not None
+        key = str(op.key)
+        if op.f == "get":
+            if self.consistency == "stale":
+                got = await self._kv.get(key, consistency="stale", node=self._rng.choice(self._addresses),
+                                         timeout=self.timeout, attempts=attempts)
+            else:
+                got = await self._kv.get(key, consistency=self.consistency, timeout=self.timeout,
+                                         attempts=attempts)
+            return self._done(op, "ok", {"value": got.value, "version": got.version}, node=got.node,
+                              attempts=attempts)
+        if op.f == "put":
+            put = await self._kv.put(key, op.value["value"], op.value["version"], timeout=self.timeout,
+                                     attempts=attempts)
+            return self._done(op, "ok", _written(put), node=put.node, attempts=attempts)
+        if op.f == "delete":
+            deleted = await self._kv.delete(key, op.value["version"], timeout=self.timeout, attempts=attempts)
+            return self._done(op, "ok", _written(deleted), node=deleted.node, attempts=attempts)
+        raise ValueError(f"register workload: unknown f {op.f!r}")
 
     async def _look_elsewhere(self) -> None:
         """After a read got no answer: start again from the next node, forgetting the leader the library
@@ -278,7 +322,21 @@ class RegisterClient:
         assert self._kv is not None
         await self._kv.close()
         self._addresses = self._addresses[1:] + self._addresses[:1]
-        self._kv = KVClient(self._addresses, timeout=self.timeout)
+        self._kv = self._library()
+
+    def _library(self) -> KVClient:
+        """The library client of smart mode. Each attempt may wait at most a quarter of the op's deadline
+        (`attempt_timeout`): a node that cannot confirm a commit answers `maybe` then, and the library retries
+        elsewhere within the same call, as it does for a user after a leader failure (with the whole deadline
+        for one attempt, a `maybe` came too late for any retry)."""
+        return KVClient(self._addresses, timeout=self.timeout, attempt_timeout=self.timeout / 4,
+                        sessions=self.sessions)
+
+
+def _written(result: PutResult) -> dict[str, Any]:
+    """The ok value of a put/delete: its version, and `"replayed": true` when the servers answered from their
+    session table (an earlier attempt of this op had applied; this one applied nothing)."""
+    return {"version": result.version, "replayed": True} if result.replayed else {"version": result.version}
 
 
 class NodeBoundClient:
@@ -336,6 +394,12 @@ REGISTER = Workload(
         Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
                     "Jepsen's placement) or smart (the raftkv library: follows leader hints, retries elsewhere)"),
+        Option(flag="--mix", choices=tuple(MIXES), default="default",
+               help="operation weights: default (mostly reads and writes) or churn (deletes and creates as often "
+                    "as reads, issue 15's retried-write-across-a-delete)"),
+        Option(flag="--client-sessions", choices=SESSIONS, default="on",
+               help="smart mode: on (the library's exactly-once client sessions) or off (a retry carries only its "
+                    "expected version: a write can apply twice across a delete; the lab must catch it)"),
         Option(flag="--read-consistency", choices=CONSISTENCIES, default="linearizable",
                help="linearizable (ReadIndex at the leader), lease (the leader's lease: needs --raftkv-lease; "
                     "safe only while clocks and pauses stay bounded) or stale (any node's local state: must be "

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgpack
 
 from raftkv.failpoints import FailpointError, check_layer
 
-from .command import MAX_KEY_BYTES, MAX_VALUE_BYTES, CommandError, Op, Outcome, Result, decode_command
+from .command import (
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    Command,
+    CommandError,
+    Op,
+    Outcome,
+    Result,
+    decode_command,
+)
+from .sessions import SessionTable, SessionTableError
 
 __all__ = ["KVStore", "KVUsageError", "SnapshotError"]
 
-_SNAPSHOT_TAG = "raftkv.kv/1"
+# Snapshot formats: /1 = [tag, applied, items] (before client sessions; restored with an empty session table),
+# /2 = [tag, applied, items, sessions] (SessionTable.encode). Written: always /2.
+_SNAPSHOT_TAG_V1 = "raftkv.kv/1"
+_SNAPSHOT_TAG = "raftkv.kv/2"
 
 
 class KVUsageError(Exception):
@@ -26,16 +40,18 @@ class SnapshotError(ValueError):
 class FrozenState:
     """A copy of a store's state at one applied index (see :meth:`KVStore.frozen`)."""
 
-    __slots__ = ("applied", "_data")
+    __slots__ = ("applied", "_data", "_sessions")
 
-    def __init__(self, applied: int, data: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, applied: int, data: dict[str, tuple[str, int]], sessions: list[Any]) -> None:
         self.applied = applied
         self._data = data
+        self._sessions = sessions
 
     def digest(self) -> str:
         """The hex sha256 of the state's canonical content: msgpack of ``[[key, ...], [[value, version], ...]]``,
         the keys sorted and their (value, version) pairs in the same order (no applied index), so equal states give
-        equal digests on every replica whatever order the keys were written in. Safe on any thread, like
+        equal digests on every replica whatever order the keys were written in. The session table is not part of
+        the digest (its format is the convergence oracle's contract; a divergent table shows in the data). Safe on any thread, like
         :meth:`encode`. About 0.1 s at 10^5 keys, mostly the sort (of the keys alone: sorting the items, tuples,
         took twice as long)."""
         data = self._data
@@ -45,7 +61,7 @@ class FrozenState:
     def encode(self) -> bytes:
         """:meth:`KVStore.snapshot`'s bytes for this state. Safe on any thread: nothing else holds the copy."""
         items = [[key, value, version] for key, (value, version) in sorted(self._data.items())]
-        return msgpack.packb([_SNAPSHOT_TAG, self.applied, items])
+        return msgpack.packb([_SNAPSHOT_TAG, self.applied, items, self._sessions])
 
 
 class KVStore:
@@ -53,10 +69,13 @@ class KVStore:
     NOOP entries carry no command; `note_applied` records them). `snapshot()` is deterministic: equal states
     give equal bytes, whatever order the keys were written in.
 
-    `failpoints`: kv failpoints (raftkv/failpoints.py; test labs only), bound here: `cas-ignores-version` applies
-    a Put or Delete whatever its expected version (a lost-update bug). `KVUsageError` for a name that is not one."""
+    Writes that carry a client session apply at most once (raftkv/kv/sessions.py).
 
-    __slots__ = ("_data", "_applied", "_check_versions")
+    `failpoints`: kv failpoints (raftkv/failpoints.py; test labs only), bound here: `cas-ignores-version` applies
+    a Put or Delete whatever its expected version (a lost-update bug); `no-dedup` ignores client sessions, so a
+    retried write can apply twice across a delete (issue 15's bug). `KVUsageError` for a name that is not one."""
+
+    __slots__ = ("_data", "_applied", "_check_versions", "_sessions", "_exactly_once")
 
     def __init__(self, *, failpoints: frozenset[str] = frozenset()) -> None:
         try:
@@ -66,6 +85,8 @@ class KVStore:
         self._data: dict[str, tuple[str, int]] = {}
         self._applied = 0
         self._check_versions = "cas-ignores-version" not in failpoints  # FAILPOINT cas-ignores-version if False
+        self._sessions = SessionTable()
+        self._exactly_once = "no-dedup" not in failpoints  # FAILPOINT no-dedup if False
 
     @property
     def applied_index(self) -> int:
@@ -94,6 +115,18 @@ class KVStore:
             cmd = decode_command(data)
         except CommandError as exc:
             return Result(request_id="", outcome=Outcome.INVALID, detail=str(exc))
+        session = cmd.session
+        if session is None or not self._exactly_once:
+            return self._apply(cmd)
+        answer = self._sessions.check(index, cmd.request_id, session)
+        if answer is not None:
+            return answer
+        result = self._apply(cmd)
+        self._sessions.record(index, session, result.outcome, result.version)
+        return result
+
+    def _apply(self, cmd: Command) -> Result:
+        """Apply one decoded command to the data (no session bookkeeping)."""
         current = self._data.get(cmd.key)
         rid = cmd.request_id
         if cmd.op is Op.GET:
@@ -124,19 +157,27 @@ class KVStore:
         """The state as it is now, detached from later applies: a shallow copy of the key table (values are
         immutable), a few ms for 200,000 keys, so that the expensive :meth:`FrozenState.encode` can run on another
         thread while this store keeps applying."""
-        return FrozenState(self._applied, self._data.copy())
+        return FrozenState(self._applied, self._data.copy(), self._sessions.encode())
 
     def restore(self, data: bytes) -> None:
-        """Replace the whole state by a `snapshot()`; `SnapshotError` (and no change) if `data` is not one."""
+        """Replace the whole state by a `snapshot()`; `SnapshotError` (and no change) if `data` is not one. An old
+        (/1) snapshot, from before client sessions, restores with an empty session table."""
         if type(data) is not bytes:
             raise SnapshotError(f"a snapshot must be bytes, got {type(data).__name__}")
         try:
             decoded = msgpack.unpackb(data, raw=False, use_list=True)
         except Exception as exc:  # msgpack raises several unrelated types for garbage
             raise SnapshotError(f"not a msgpack value: {type(exc).__name__}: {exc}") from None
-        if type(decoded) is not list or len(decoded) != 3 or decoded[0] != _SNAPSHOT_TAG:
-            raise SnapshotError(f"not a KV snapshot (expected [{_SNAPSHOT_TAG!r}, applied, items])")
-        _, applied, items = decoded
+        if type(decoded) is list and len(decoded) == 3 and decoded[0] == _SNAPSHOT_TAG_V1:
+            decoded = [*decoded, []]
+        elif type(decoded) is not list or len(decoded) != 4 or decoded[0] != _SNAPSHOT_TAG:
+            raise SnapshotError(f"not a KV snapshot (expected [{_SNAPSHOT_TAG!r}, applied, items, sessions] or "
+                                f"[{_SNAPSHOT_TAG_V1!r}, applied, items])")
+        _, applied, items, encoded_sessions = decoded
+        try:
+            sessions = SessionTable.decode(encoded_sessions)
+        except SessionTableError as exc:
+            raise SnapshotError(f"bad session table: {exc}") from None
         if type(applied) is not int or applied < 0:
             raise SnapshotError(f"bad applied index {applied!r}")
         if type(items) is not list:
@@ -157,9 +198,15 @@ class KVStore:
             state[key] = (value, version)
         self._data = state
         self._applied = applied
+        self._sessions = sessions
 
     def __len__(self) -> int:
         return len(self._data)
+
+    @property
+    def sessions(self) -> int:
+        """How many client sessions the session table holds."""
+        return len(self._sessions)
 
     def items(self) -> list[tuple[str, str, int]]:
         """Every (key, value, version), sorted by key (for tests and debugging)."""

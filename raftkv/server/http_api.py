@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from raftkv.api import ERRORS, MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TIMEOUT_S, MAX_VALUE_BYTES, MAX_VERSION
-from raftkv.kv import CommandError, Op, Outcome
+from raftkv.kv import MAX_CLIENT_ID_BYTES, ClientSession, CommandError, Op, Outcome
 
 from .debug import StateView
 from .http_server import connection_cap, make_server, raise_fd_limit
@@ -74,6 +74,31 @@ def _int_param(request: web.BaseRequest, name: str, default: int | None) -> int 
     if not 0 <= v <= MAX_VERSION:
         raise _Bad("bad-request", f"query parameter {name} must be in 0..{MAX_VERSION}")
     return v
+
+
+def _session(client_id: object, seq: object, min_seq: object, where: str) -> ClientSession | None:
+    """The write's client session (docs/server.md "Exactly-once writes") from its three fields as given in
+    `where` ("body" or "query"): all absent = none; `client_id` and `seq` go together; `min_seq` defaults to 1."""
+    if client_id is None and seq is None and min_seq is None:
+        return None
+    if client_id is None or seq is None:
+        raise _Bad("bad-request", f"{where}: client_id and seq go together (a session write needs both)")
+    if type(client_id) is not str or not client_id:
+        raise _Bad("bad-request", f"{where}: client_id must be a non-empty string")
+    if len(client_id.encode("utf-8", "surrogatepass")) > MAX_CLIENT_ID_BYTES:
+        raise _Bad("bad-request", f"{where}: client_id is over {MAX_CLIENT_ID_BYTES} bytes")
+    if type(seq) is not int or not 1 <= seq <= MAX_VERSION:
+        raise _Bad("bad-request", f"{where}: seq must be an integer in 1..{MAX_VERSION}, got {seq!r}")
+    min_seq = 1 if min_seq is None else min_seq
+    if type(min_seq) is not int or not 1 <= min_seq <= seq:
+        raise _Bad("bad-request", f"{where}: min_seq must be an integer in 1..seq ({seq}), got {min_seq!r}")
+    try:
+        return ClientSession(client_id=client_id, seq=seq, min_seq=min_seq)
+    except CommandError as e:  # e.g. a client_id that is not valid UTF-8
+        raise _Bad("bad-request", f"{where}: {e}") from None
+
+
+_SESSION_FIELDS = {"client_id", "seq", "min_seq"}
 
 
 class Api:
@@ -189,8 +214,9 @@ class Api:
             raise _Bad("bad-request", f"body is not JSON: {e}") from None
         except RecursionError:
             raise _Bad("bad-request", "body is not JSON this node reads: nested too deeply") from None
-        if not isinstance(body, dict) or set(body) - {"value", "version"}:
-            raise _Bad("bad-request", 'body must be {"value": STRING, "version": INT}')
+        if not isinstance(body, dict) or set(body) - {"value", "version"} - _SESSION_FIELDS:
+            raise _Bad("bad-request", 'body must be {"value": STRING, "version": INT} with, for an exactly-once '
+                                      'write, "client_id": STRING, "seq": INT and optionally "min_seq": INT')
         value, version = body.get("value"), body.get("version")
         if type(value) is not str:
             raise _Bad("bad-request", "value must be a string")
@@ -202,20 +228,23 @@ class Api:
             raise _Bad("bad-request", "value is not valid UTF-8 (a lone surrogate escape?)") from None
         if n > MAX_VALUE_BYTES:
             raise _Bad("too-large", f"value is {n} bytes, over the limit of {MAX_VALUE_BYTES}")
-        return await self._write(request, "put", Op.PUT, key, value, version)
+        session = _session(body.get("client_id"), body.get("seq"), body.get("min_seq"), "body")
+        return await self._write(request, "put", Op.PUT, key, value, version, session)
 
     async def delete(self, request: web.BaseRequest) -> web.Response:
         key = _key(request)
         version = _int_param(request, "version", None)
         if version is None or version < 1:
             raise _Bad("bad-request", "query parameter version (>= 1) is required")
-        return await self._write(request, "delete", Op.DELETE, key, None, version)
+        session = _session(request.query.get("client_id"), _int_param(request, "seq", None),
+                           _int_param(request, "min_seq", None), "query")
+        return await self._write(request, "delete", Op.DELETE, key, None, version, session)
 
     async def _write(self, request: web.BaseRequest, op_name: str, op: Op, key: str, value: str | None,
-                     version: int) -> web.Response:
+                     version: int, session: ClientSession | None) -> web.Response:
         t0 = time.perf_counter()
         try:
-            res = await self.node.write(op, key, value, version, self._timeout(request))
+            res = await self.node.write(op, key, value, version, self._timeout(request), session)
         except CommandError as e:  # the state machine's own validation: nothing was proposed
             raise _Bad("bad-request", str(e)) from None
         except NodeError as e:
@@ -223,13 +252,19 @@ class Api:
             return self._node_error(request, e)
         self._latency[op_name].observe(time.perf_counter() - t0)
         self._count(op_name, res.outcome.value)
+        if res.replayed:
+            self.m.replayed_writes.inc()
         if res.outcome is Outcome.OK:
-            return _resp(200, {"version": res.version if op is Op.PUT else 0})
+            return _resp(200, {"version": res.version if op is Op.PUT else 0, **({"replayed": True}
+                                                                                 if res.replayed else {})})
         if res.outcome is Outcome.VERSION_MISMATCH:
             return _err("version-mismatch", f"key {key!r} is at version {res.version}, not {version}",
                         current_version=res.version)
         if res.outcome is Outcome.NO_KEY:
             return _err("no-key", f"no key {key!r}")
+        if res.outcome is Outcome.SESSION_EXPIRED:
+            return _err("session-expired", f"not applied: {res.detail}; start a new session (an earlier attempt "
+                                           "of this write may have applied)")
         return _err("bad-request", f"the state machine refused the command: {res.detail}")
 
     async def status(self, request: web.BaseRequest) -> web.Response:

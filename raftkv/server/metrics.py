@@ -48,6 +48,8 @@ class Metrics:
                                 registry=r)
         self.request_latency = Histogram("raftkv_request_seconds", "client request latency", ["op"],
                                          buckets=_LAT, registry=r)
+        self.replayed_writes = Counter("raftkv_replayed_writes", "session writes answered from the session table "
+                                       "(a retry of a write already applied: not applied again)", registry=r)
         self.info = Gauge("raftkv_node_info", "constant 1, labelled with the node id", ["id"], registry=r)
         self.info.labels(id=node_id).set(1)
         self.failpoint = Gauge("raftkv_failpoint_enabled", "1 for each failpoint (a planted bug, test labs only) "

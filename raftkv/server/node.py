@@ -52,7 +52,7 @@ from raftkv.core import (
     SoftState,
 )
 from raftkv.failpoints import FAILPOINTS, for_layer
-from raftkv.kv import Command, FrozenState, KVStore, Op, Result, SnapshotError, encode_command
+from raftkv.kv import ClientSession, Command, FrozenState, KVStore, Op, Result, SnapshotError, encode_command
 
 from .config import ServerConfig
 from .metrics import Metrics
@@ -226,8 +226,10 @@ class Node:
             return NotLeaderError(self._leader, self.leader_url)
         return UnavailableError(f"no leader known (this node is {self._role.value}, term {self._term})")
 
-    async def write(self, op: Op, key: str, value: str | None, version: int, timeout: float) -> Result:
-        """Propose and wait. Raises NotLeaderError/UnavailableError (definite) or MaybeError (indefinite)."""
+    async def write(self, op: Op, key: str, value: str | None, version: int, timeout: float,
+                    session: ClientSession | None = None) -> Result:
+        """Propose and wait. Raises NotLeaderError/UnavailableError (definite) or MaybeError (indefinite); a
+        `session` makes the write apply at most once however often it is retried (raftkv/kv/sessions.py)."""
         if self.stopping:
             raise UnavailableError("node is shutting down")
         if self._role is not Role.LEADER:
@@ -236,7 +238,8 @@ class Node:
             raise UnavailableError("overloaded: too many writes in flight")
         self._req_seq += 1
         rid = f"{self.cfg.id}.{self._boot}.{self._req_seq}"
-        data = encode_command(Command(request_id=rid, op=op, key=key, value=value, expected_version=version))
+        data = encode_command(Command(request_id=rid, op=op, key=key, value=value, expected_version=version,
+                                      session=session))
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._proposals.append((data, rid, fut))
         self._add_deadline(timeout, fut, rid)

@@ -63,6 +63,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m raftkv.sim", description="Deterministic simulation of a raftkv cluster.")
     which = p.add_mutually_exclusive_group(required=True)
@@ -74,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="print the event trace (one seed only)")
     p.add_argument("--history", metavar="FILE",
                    help="write the clients' operations as a history.jsonl (docs/history.md, model versioned-kv)")
+    p.add_argument("--deletes", type=_ratio, default=0.0, metavar="RATIO",
+                   help="share of Deletes among the clients' non-Put operations on an existing key (default 0: "
+                        "none, every seed as before); deleted keys are re-created, so versions repeat")
+    p.add_argument("--no-sessions", dest="sessions", action="store_false",
+                   help="clients without client sessions (before issue 15): a retried write can apply twice "
+                        "across a delete (with --deletes the checks must find it)")
     p.add_argument("--broken-sync", action="store_true",
                    help="self-test of the checks: run nodes whose fsync does nothing (violations expected)")
     p.add_argument("--failpoint", type=_failpoints, default=frozenset(), metavar="NAME[,NAME]",
@@ -112,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run_simulation(args.seed, args.nodes, args.steps, trace=args.trace,
                                 trace_sink=sink if args.trace else None,
-                                broken_sync=args.broken_sync, failpoints=args.failpoint)
+                                broken_sync=args.broken_sync, failpoints=args.failpoint, deletes=args.deletes,
+                                sessions=args.sessions)
         print(result.summary())
         if args.history:
             try:
@@ -128,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             # The run is deterministic: replay it with tracing on to show what led up to the violation.
             tail: deque[str] = deque(maxlen=TRACE_TAIL)
             run_simulation(args.seed, args.nodes, args.steps, trace=True, trace_sink=tail.append,
-                           broken_sync=args.broken_sync, failpoints=args.failpoint)
+                           broken_sync=args.broken_sync, failpoints=args.failpoint, deletes=args.deletes,
+                           sessions=args.sessions)
             print(f"the last {len(tail)} trace lines before the violation:")
             for line in tail:
                 print(f"  {line}")
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ran = 0
     for seed in args.seeds:
         result = run_simulation(seed, args.nodes, args.steps, broken_sync=args.broken_sync,
-                                failpoints=args.failpoint)
+                                failpoints=args.failpoint, deletes=args.deletes, sessions=args.sessions)
         ran += 1
         print(result.line(), flush=True)
         if not result.ok:

@@ -13,7 +13,15 @@ tries another node. Requests and replies travel like HTTP over TCP: lost or dela
     is certain: if the key's current value is ours at version expected + 1, our earlier attempt did apply: ``ok``.
   - ``info`` with error ``timeout`` when it ran out of attempts after an unknown one; ``fail`` if every attempt
     was certainly refused (NOT_LEADER, DROPPED, LOST).
+- Delete(key, expected_version) (only with ``delete_ratio`` > 0, issue 15), with the last version the client saw
+  (> 0): outcomes as for Put. A deleted key is re-created by the next Put expecting version 0, and versions repeat.
 A client picks its expected version from the last version it saw of the key, so it meets real conflicts.
+
+Client sessions (``sessions``, default on): every Put/Delete carries ClientSession(client_id ``c<id>``, seq = the
+operation's number), the same for all its attempts, so the state machine applies it at most once. Without them
+(the behaviour before issue 15) a retried Put can apply twice across a delete, and `check_history` names it
+(``duplicate-apply``). With sessions every state-machine answer is the operation's own, so a refusal after an
+unknown attempt is a certain ``fail``.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from raftkv.kv import Command, Op, Outcome
+from raftkv.kv import ClientSession, Command, Op, Outcome
 
 from .loop import EventLoop
 from .messages import ClientReply, ClientRequest, ReplyStatus
@@ -33,13 +41,17 @@ __all__ = ["ClientOptions", "OpRecord", "SimClient"]
 
 @dataclass(frozen=True, kw_only=True)
 class ClientOptions:
-    """Timeout of one attempt, attempts per operation, think time between operations (virtual us), share of Puts."""
+    """Timeout of one attempt, attempts per operation, think time between operations (virtual us), share of Puts,
+    share of Deletes among the other operations when the key is known to exist (0: no deletes, and no draw for
+    them, so every seed replays as before deletes existed), client sessions on Puts and Deletes."""
 
     timeout_us: int = 300_000
     max_attempts: int = 8
     think_min_us: int = 1_000
     think_max_us: int = 30_000
     put_ratio: float = 0.5
+    delete_ratio: float = 0.0
+    sessions: bool = True
 
     def __post_init__(self) -> None:
         if self.timeout_us < 1 or self.max_attempts < 1:
@@ -48,6 +60,8 @@ class ClientOptions:
             raise ValueError(f"need 0 <= think_min_us <= think_max_us, got {self.think_min_us}..{self.think_max_us}")
         if not 0.0 <= self.put_ratio <= 1.0:
             raise ValueError(f"put_ratio must be in [0, 1], got {self.put_ratio}")
+        if not 0.0 <= self.delete_ratio <= 1.0:
+            raise ValueError(f"delete_ratio must be in [0, 1], got {self.delete_ratio}")
 
 
 @dataclass(kw_only=True)
@@ -71,7 +85,8 @@ class OpRecord:
     node: int = 0  # the node the last attempt went to
 
     def describe(self) -> str:
-        what = f"{self.f}({self.key}" + (f", {self.value!r}, v{self.expected})" if self.f == "put" else ")")
+        what = f"{self.f}({self.key}" + (f", {self.value!r}, v{self.expected})" if self.f == "put" else
+                                         f", v{self.expected})" if self.f == "delete" else ")")
         if self.type == "ok":
             return f"c{self.client} {what} -> ok {self.result_value!r}@v{self.result_version}"
         return f"c{self.client} {what} -> {self.type} {self.error}"
@@ -96,6 +111,7 @@ class SimClient:
         self._op: OpRecord | None = None
         self._rid = ""
         self._unknown = False  # an attempt of the current op ended without an answer
+        self._session_known = False  # the state machine answered a write of this client's session
         self._target = nodes[rng.randrange(len(nodes))]
         self.running = False
         self.completed = 0
@@ -124,9 +140,13 @@ class SimClient:
         rng = self._rng
         key = self._keys[rng.randrange(len(self._keys))]
         self._seq += 1
+        known = self._known.get(key, 0)
         if rng.random() < self._opt.put_ratio:
             op = OpRecord(client=self.id, f="put", key=key, value=f"c{self.id}.{self._seq}",
-                          expected=self._known.get(key, 0), invoke=self._loop.now,
+                          expected=known, invoke=self._loop.now,
+                          invoke_seq=self._loop.events_run)
+        elif self._opt.delete_ratio and known > 0 and rng.random() < self._opt.delete_ratio:
+            op = OpRecord(client=self.id, f="delete", key=key, value=None, expected=known, invoke=self._loop.now,
                           invoke_seq=self._loop.events_run)
         else:
             op = OpRecord(client=self.id, f="get", key=key, value=None, expected=0, invoke=self._loop.now,
@@ -142,13 +162,23 @@ class SimClient:
         op.attempts += 1
         op.node = self._target
         self._rid = f"c{self.id}.{self._seq}.{op.attempts}"
+        # One op at a time: every earlier answer is in hand, so min_seq = seq once the state machine knows the
+        # session (it answered one of its writes); before that 1, or a new session would pass for an evicted one.
+        session = (ClientSession(client_id=f"c{self.id}", seq=self._seq,
+                                 min_seq=self._seq if self._session_known else 1)
+                   if self._opt.sessions else None)
         if op.f == "put":
-            cmd = Command(request_id=self._rid, op=Op.PUT, key=op.key, value=op.value, expected_version=op.expected)
+            cmd = Command(request_id=self._rid, op=Op.PUT, key=op.key, value=op.value, expected_version=op.expected,
+                          session=session)
+        elif op.f == "delete":
+            cmd = Command(request_id=self._rid, op=Op.DELETE, key=op.key, expected_version=op.expected,
+                          session=session)
         else:
             cmd = Command(request_id=self._rid, op=Op.GET, key=op.key)
         if self._trace.on:
             self._trace(f"c{self.id} -> n{self._target} {self._rid} {op.f} {op.key}"
-                        + (f" {op.value!r} v{op.expected}" if op.f == "put" else ""))
+                        + (f" {op.value!r} v{op.expected}" if op.f == "put" else
+                           f" v{op.expected}" if op.f == "delete" else ""))
         # Like an HTTP request on its own connection: it may be lost or late, never delivered twice. (A duplicate
         # would be proposed twice under one request id, and an answer about one copy, e.g. LOST, would be taken
         # for the fate of the other: the driver correlates answers by request id, as a server does.)
@@ -177,7 +207,7 @@ class SimClient:
         assert op is not None
         self._rid = ""  # answers to the previous attempt are stale from now on
         if op.attempts >= self._opt.max_attempts:
-            if op.f == "put" and self._unknown:
+            if op.f != "get" and self._unknown:
                 self._finish("info", error="timeout")
             else:
                 self._finish("fail", error="unavailable")
@@ -221,14 +251,18 @@ class SimClient:
                 self._known[op.key] = 0
                 self._finish("ok", value=None, version=0)
             return
+        if outcome in (Outcome.OK, Outcome.VERSION_MISMATCH, Outcome.NO_KEY):
+            self._session_known = self._opt.sessions
         if outcome is Outcome.OK:
-            self._known[op.key] = result.version
-            self._finish("ok", value=op.value, version=result.version)
+            version = result.version if op.f == "put" else 0
+            self._known[op.key] = version
+            self._finish("ok", value=op.value, version=version)
         elif outcome is Outcome.VERSION_MISMATCH or outcome is Outcome.NO_KEY:
             self._known[op.key] = result.version
-            if outcome is Outcome.VERSION_MISMATCH and result.version == op.expected + 1 and result.value == op.value:
+            if (op.f == "put" and outcome is Outcome.VERSION_MISMATCH and result.version == op.expected + 1
+                    and result.value == op.value):
                 self._finish("ok", value=op.value, version=result.version)  # our earlier attempt did it
-            elif self._unknown:
+            elif self._unknown and not self._opt.sessions:
                 self._finish("info", error="maybe")
             else:
                 self._finish("fail", error=outcome.value)

@@ -10,6 +10,7 @@ imports the checker). Mapping of `OpRecord`s to events, model ``versioned-kv``:
   attempt was refused or timed out (a read has no effect).
 - put: invoke value ``{"value": V, "version": E}``; ok value ``{"version": E+1}``; ``fail`` with error
   ``version-mismatch`` / ``no-key`` / ``unavailable``; ``info`` with error ``maybe`` / ``timeout``.
+- delete: invoke value ``{"version": E}``; ok value ``{"version": 0}``; errors as for put.
 - an operation still running when the run ended has its invoke and no completion (indeterminate).
 - ``node``: the node its last attempt went to (``n3``).
 """
@@ -34,7 +35,7 @@ def history_events(ops: Iterable[OpRecord]) -> list[dict[str, Any]]:
         process = op.client * 1000 + gen
         node = f"n{op.node}" if op.node else None
         invoke: dict[str, Any] = {"process": process, "type": "invoke", "f": op.f, "key": op.key,
-                                  "value": {"value": op.value, "version": op.expected} if op.f == "put" else None,
+                                  "value": _invoke_value(op),
                                   "time": op.invoke * 1000}
         staged.append((op.invoke, op.invoke_seq, 1, invoke))
         if op.type is None or op.complete is None:
@@ -58,6 +59,12 @@ def history_events(ops: Iterable[OpRecord]) -> list[dict[str, Any]]:
     for index, (_, _, _, event) in enumerate(staged):
         events.append({"index": index, **event})
     return events
+
+
+def _invoke_value(op: OpRecord) -> dict[str, Any] | None:
+    if op.f == "put":
+        return {"value": op.value, "version": op.expected}
+    return {"version": op.expected} if op.f == "delete" else None
 
 
 def write_history(ops: Iterable[OpRecord], out: TextIO) -> int:

@@ -58,6 +58,8 @@ class SimResult:
     violation: InvariantViolation | None = None
     broken_sync: bool = False
     failpoints: frozenset[str] = frozenset()
+    deletes: float = 0.0
+    sessions: bool = True
     phase: str = "setup"
     events: int = 0
     virtual_us: int = 0
@@ -74,6 +76,7 @@ class SimResult:
         extra = " --broken-sync" if self.broken_sync else ""
         if self.failpoints:
             extra += f" --failpoint {','.join(sorted(self.failpoints))}"
+        extra += (f" --deletes {self.deletes}" if self.deletes else "") + ("" if self.sessions else " --no-sessions")
         return f"python -m raftkv.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{extra}"
 
     def line(self) -> str:
@@ -305,16 +308,21 @@ class _Nemesis:
 
 def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, trace: bool = False,
                    trace_sink: Callable[[str], None] | None = None, broken_sync: bool = False,
-                   failpoints: frozenset[str] = frozenset()) -> SimResult:
+                   failpoints: frozenset[str] = frozenset(), deletes: float = 0.0,
+                   sessions: bool = True) -> SimResult:
     """Run one simulation (see the module docstring). Never raises for a violated invariant or a crash inside the
     run: it is in the result. ``trace_sink`` receives each trace line as it is made (with ``trace``); otherwise
     lines are dropped. ``broken_sync`` runs deliberately broken nodes whose fsync does nothing (to test the checks
-    themselves); ``failpoints`` plants those bugs (`ValueError` for a server failpoint: not simulated)."""
+    themselves); ``failpoints`` plants those bugs (`ValueError` for a server failpoint: not simulated).
+    ``deletes``: the clients' share of Deletes (ClientOptions.delete_ratio; 0 replays every seed as before);
+    ``sessions=False``: clients without client sessions, whose retries can apply twice across a delete."""
     if nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {nodes}")
     if steps < 0:
         raise ValueError(f"--steps must be >= 0, got {steps}")
-    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync, failpoints=failpoints)
+    result = SimResult(seed=seed, nodes=nodes, steps=steps, broken_sync=broken_sync, failpoints=failpoints,
+                       deletes=deletes, sessions=sessions)
+    client_options = ClientOptions(delete_ratio=deletes, sessions=sessions)  # checks the values first
     rng = child_rng(seed, "config")
     link_name, link = rng.choice(_LINKS)
     pre_vote = rng.random() < 0.7
@@ -356,7 +364,7 @@ def run_simulation(seed: int, nodes: int = 5, steps: int = DEFAULT_STEPS, *, tra
             cluster.tracer(f"sim seed {seed}: {result.settings}")
         for node in cluster.nodes:
             node.start()
-        clients = cluster.add_clients(n_clients, keys, ClientOptions())
+        clients = cluster.add_clients(n_clients, keys, client_options)
         for client in clients:
             client.start()
         nemesis.start(pauses=not lease_reads)

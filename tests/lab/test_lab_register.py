@@ -14,7 +14,17 @@ from harness import generator as gen
 from harness.protocols import Op
 from harness.protocols import TestContext as Ctx
 from raftkv.api import ERRORS
-from raftkv.client import GetResult, Maybe, NoKey, PutResult, Reply, Timeout, Unavailable, VersionMismatch
+from raftkv.client import (
+    Attempt,
+    GetResult,
+    Maybe,
+    NoKey,
+    PutResult,
+    Reply,
+    Timeout,
+    Unavailable,
+    VersionMismatch,
+)
 from workloads import register
 from workloads.register import NodeBoundClient, RegisterClient, RegisterGen, final_generator, generator
 
@@ -104,25 +114,30 @@ def test_final_reads_read_every_key_until_one_succeeds() -> None:
 class StubKV:
     """Stands in for raftkv.client.KVClient: answers or raises what the test scripts."""
 
-    def __init__(self, outcome: Any) -> None:
+    def __init__(self, outcome: Any, attempts: tuple[Attempt, ...] = ()) -> None:
         self.outcome = outcome
+        self.attempts = attempts  # what the library would have collected, as it happened
         self.calls: list[tuple[Any, ...]] = []
 
-    async def _answer(self, *call: Any) -> Any:
+    async def _answer(self, *call: Any, attempts: list[Attempt] | None = None) -> Any:
         self.calls.append(call)
+        if attempts is not None:
+            attempts.extend(self.attempts)
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome
 
     async def get(self, key: str, consistency: str = "linearizable", node: str | None = None,
-                  timeout: float | None = None) -> Any:
-        return await self._answer("get", key, consistency, node)
+                  timeout: float | None = None, *, attempts: list[Attempt] | None = None) -> Any:
+        return await self._answer("get", key, consistency, node, attempts=attempts)
 
-    async def put(self, key: str, value: str, version: int, *, timeout: float | None = None) -> Any:
-        return await self._answer("put", key, value, version)
+    async def put(self, key: str, value: str, version: int, *, timeout: float | None = None,
+                  attempts: list[Attempt] | None = None) -> Any:
+        return await self._answer("put", key, value, version, attempts=attempts)
 
-    async def delete(self, key: str, version: int, *, timeout: float | None = None) -> Any:
-        return await self._answer("delete", key, version)
+    async def delete(self, key: str, version: int, *, timeout: float | None = None,
+                     attempts: list[Attempt] | None = None) -> Any:
+        return await self._answer("delete", key, version, attempts=attempts)
 
     async def close(self) -> None:
         return None
@@ -171,6 +186,38 @@ async def test_outcomes_follow_jepsen(tmp_path: Path, op: Op, outcome: Any,
     assert (done.process, done.f, done.key) == (op.process, op.f, op.key)
     if op.f == "put":
         assert stub.calls == [("put", "k1", "17", 2)]
+
+
+async def test_the_librarys_retries_are_recorded_in_the_completion(tmp_path: Path) -> None:
+    tried = (Attempt("10.0.0.12:8000", "connection-lost"), Attempt("10.0.0.11:8000", "ok"))
+    client, stub = await opened(tmp_path, PutResult(3, "10.0.0.11:8000", replayed=True))
+    stub.attempts = tried
+    done = await client.invoke(None, PUT)  # type: ignore[arg-type]
+    assert (done.type, done.value) == ("ok", {"version": 3, "replayed": True,
+                                              "attempts": [["n2", "connection-lost"], ["n1", "ok"]]})
+    stub.outcome, stub.attempts = Maybe("unknown"), tried[:1] + (Attempt("10.0.0.13:8000", "maybe"),)
+    done = await client.invoke(None, DELETE)  # type: ignore[arg-type]
+    assert (done.type, done.value, done.error) == ("info", {"attempts": [["n2", "connection-lost"], ["n3", "maybe"]]},
+                                                   "maybe")
+    stub.outcome, stub.attempts = PutResult(4, "10.0.0.11:8000"), tried[1:]
+    done = await client.invoke(None, PUT)  # type: ignore[arg-type]
+    assert done.value == {"version": 4}  # one attempt: nothing to add
+
+
+def test_the_churn_mix_deletes_as_often_as_it_reads_and_bad_mixes_are_refused() -> None:
+    """`--mix churn` (issue 15): the churn weights, drawn from the same seed stream; every delete makes the key's
+    next write a create."""
+    ctx = gen.Context.initial(1, nemesis=False)
+    churn = generator({"keys": 2, "mix": "churn"}, random.Random(11))
+    history = gen.simulate(gen.limit(8000, churn), ctx, complete=lambda op: ("ok", 1000))
+    ops = invokes(history)
+    share = Counter(o.f for o in ops)
+    weights = dict(register.MIXES["churn"])
+    assert abs(share["delete"] / len(ops) - weights["delete"]) < 0.03, share
+    assert abs(share["get"] / len(ops) - weights["get"]) < 0.03, share
+    assert register.mix_name({}) == "default" and register.mix_name({"mix": "churn"}) == "churn"
+    with pytest.raises(ValueError, match="--mix must be one of"):
+        generator({"mix": "chaos"}, random.Random(1))
 
 
 async def test_stale_reads_go_to_a_random_node(tmp_path: Path) -> None:
@@ -229,17 +276,19 @@ def test_the_checker_accepts_a_linearizable_history_and_names_a_stale_read() -> 
 
 
 async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path, monkeypatch: Any) -> None:
-    made: list[list[str]] = []
+    made: list[tuple[list[str], dict[str, Any]]] = []
 
     class RecordingKV(StubKV):
-        def __init__(self, addresses: list[str], timeout: float) -> None:
+        def __init__(self, addresses: list[str], **kwargs: Any) -> None:
             super().__init__(Timeout("no answer"))
-            made.append(list(addresses))
+            made.append((list(addresses), kwargs))
 
     monkeypatch.setattr(register, "KVClient", RecordingKV)
-    client, _ = await opened(tmp_path, Timeout("no answer"))
+    client, _ = await opened(tmp_path, Timeout("no answer"), client_sessions="off")
     await client.invoke(None, GET)  # type: ignore[arg-type]
-    assert made[-1] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
+    assert made[-1][0] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
+    # the library as configured: a quarter of the deadline per attempt, and --client-sessions off honoured
+    assert made[-1][1] == {"timeout": client.timeout, "attempt_timeout": client.timeout / 4, "sessions": False}
 
 
 def test_the_client_answers_before_the_engine_gives_up() -> None:

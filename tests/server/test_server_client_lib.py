@@ -13,7 +13,18 @@ import pytest
 from aiohttp import web
 from server_cluster import free_port as cluster_free_port
 
-from raftkv.client import KVClient, Maybe, NoKey, SyncKVClient, Timeout, Unavailable, VersionMismatch
+from raftkv.api import SESSION_WINDOW
+from raftkv.client import (
+    Attempt,
+    KVClient,
+    Maybe,
+    NoKey,
+    SessionExpired,
+    SyncKVClient,
+    Timeout,
+    Unavailable,
+    VersionMismatch,
+)
 
 
 def free_port() -> int:
@@ -76,17 +87,49 @@ async def test_follows_redirect_and_remembers_leader(fakes: list[Fake]) -> None:
         assert kv.leader == b.addr
         g = await kv.get("k", consistency="lease")  # lease reads go to the remembered leader
         assert (g.value, g.version, g.node) == ("v", 1, b.addr)
-    assert b.seen[0][2] == {"value": "v", "version": 0}
+    assert b.seen[0][2] == {"value": "v", "version": 0, "client_id": kv.client_id, "seq": 1, "min_seq": 1}
 
 
-async def test_ambiguous_then_mismatch_is_maybe(fakes: list[Fake]) -> None:
+async def test_ambiguous_then_mismatch_is_maybe_without_a_session(fakes: list[Fake]) -> None:
     a, b = fakes
     a.script = [lambda r, body: "drop"]
     b.script = [j(409, error="version-mismatch", current_version=4)]
-    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+    async with KVClient([a.addr, b.addr], timeout=2, sessions=False) as kv:
         with pytest.raises(Maybe, match="may have"):
             await kv.put("k", "v", 3, node=a.addr)
     assert b.seen[0][2] == {"value": "v", "version": 3}  # the retry kept the expected version
+
+
+async def test_a_retry_reuses_the_session_identity_and_its_answer_is_certain(fakes: list[Fake]) -> None:
+    a, b = fakes
+    a.script = [lambda r, body: "drop", lambda r, body: "drop"]
+    b.script = [j(409, error="version-mismatch", current_version=4), j(404, error="no-key")]
+    attempts: list[Attempt] = []
+    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+        with pytest.raises(VersionMismatch):  # the session table answers for the write itself: no guess
+            await kv.put("k", "v", 3, node=a.addr, attempts=attempts)
+        with pytest.raises(NoKey):
+            await kv.delete("k", 2, node=a.addr)
+    assert a.seen[0][2] == b.seen[0][2] == {"value": "v", "version": 3, "client_id": kv.client_id, "seq": 1,
+                                            "min_seq": 1}
+    assert [(x.node, x.answer) for x in attempts] == [(a.addr, "connection-lost"), (b.addr, "version-mismatch")]
+    assert a.seen[1][1].split("&timeout_ms")[0] == b.seen[1][1].split("&timeout_ms")[0]  # the same identity
+    assert f"client_id={kv.client_id}&seq=2&min_seq=2" in b.seen[1][1]
+
+
+async def test_session_expired_after_a_lost_attempt_is_maybe_and_starts_a_new_session(fakes: list[Fake]) -> None:
+    a, b = fakes
+    a.script = [lambda r, body: "drop"]
+    b.script = [j(410, error="session-expired", message="evicted"), j(410, error="session-expired"),
+                j(200, version=1)]
+    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+        first = kv.client_id
+        with pytest.raises(Maybe, match="may have applied"):
+            await kv.put("k", "v", 0, node=a.addr)
+        assert kv.client_id != first
+        with pytest.raises(SessionExpired):
+            await kv.put("k", "v", 0, node=b.addr)
+        assert (await kv.put("k", "v", 0, node=b.addr)).version == 1
 
 
 async def test_ambiguous_then_success_is_success(fakes: list[Fake]) -> None:
@@ -101,7 +144,7 @@ async def test_server_maybe_then_no_key_on_delete_is_maybe(fakes: list[Fake]) ->
     a, b = fakes
     a.script = [j(504, error="maybe", message="leadership lost")]
     b.script = [j(404, error="no-key")]
-    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+    async with KVClient([a.addr, b.addr], timeout=2, sessions=False) as kv:
         with pytest.raises(Maybe):
             await kv.delete("k", 3, node=a.addr)
     assert b.seen[0][1].startswith("/kv/k?version=3")
@@ -180,6 +223,29 @@ async def test_an_unexplained_server_error_on_a_write_is_ambiguous(fakes: list[F
     a, b = fakes
     a.script = [lambda r, body: web.Response(status=500, text="boom")]
     b.script = [j(409, error="version-mismatch", current_version=1)]
-    async with KVClient([a.addr, b.addr], timeout=2) as kv:
+    async with KVClient([a.addr, b.addr], timeout=2, sessions=False) as kv:  # with one, the refusal is certain
         with pytest.raises(Maybe):
             await kv.put("k", "v", 0, node=a.addr)
+
+
+async def test_more_writes_in_flight_than_the_session_window_open_another_session(fakes: list[Fake]) -> None:
+    a, _ = fakes
+    release, all_arrived = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request, body: Any) -> web.Response:
+        if len(a.seen) == SESSION_WINDOW + 1:
+            all_arrived.set()
+        await release.wait()
+        return web.json_response({"version": 1})
+
+    a.script = [held] * (SESSION_WINDOW + 1)
+    async with KVClient([a.addr], timeout=5) as kv:
+        calls = [asyncio.create_task(kv.put(f"k{i}", "v", 0)) for i in range(SESSION_WINDOW + 1)]
+        async with asyncio.timeout(5):
+            await all_arrived.wait()
+        release.set()
+        await asyncio.gather(*calls)
+    sessions = [(b["client_id"], b["seq"], b["min_seq"]) for _, _, b in a.seen]
+    assert len({cid for cid, _, _ in sessions}) == 2
+    assert all(seq - min_seq < SESSION_WINDOW for _, seq, min_seq in sessions)
+

@@ -28,11 +28,13 @@ def test_every_failpoint_the_simulator_can_plant_has_a_recorded_sweep() -> None:
 @pytest.mark.parametrize("name", sorted(SEEDS))
 def test_the_recorded_seed_finds_the_failpoint(name: str) -> None:
     case = SEEDS[name]
-    planted = run_simulation(case["seed"], case["nodes"], case["steps"], failpoints=frozenset({name}))
+    deletes = case.get("deletes", 0.0)  # the clients' mix the failpoint needs (no-dedup: deletes)
+    planted = run_simulation(case["seed"], case["nodes"], case["steps"], failpoints=frozenset({name}),
+                             deletes=deletes)
     assert planted.violation is not None, f"{name}: seed {case['seed']} no longer finds it"
     assert planted.violation.invariant == case["invariant"], planted.summary()
     assert f"--failpoint {name}" in planted.reproduce()
-    clean = run_simulation(case["seed"], case["nodes"], case["steps"])
+    clean = run_simulation(case["seed"], case["nodes"], case["steps"], deletes=deletes)
     assert clean.ok, f"the same seed without {name} fails: {clean.summary()}"
 
 
