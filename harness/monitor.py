@@ -31,7 +31,7 @@ class ClusterMonitor:
         self.interval = interval
         self.timeout = timeout
         self.last: dict[str, dict[str, Any]] = {}
-        self.on_poll = on_poll  # told every round of polls (the stuck-cluster detector)
+        self.on_poll = on_poll  # told every round of polls (the stuck-cluster detector, the leader witness)
 
     async def poll_once(self) -> dict[str, dict[str, Any]]:
         """Poll every node once (concurrently); record and return node -> status or {"error": ...}."""
@@ -91,6 +91,26 @@ class ClusterMonitor:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(min(0.1, self.interval))
+
+
+class LeaderWitness:
+    """Told every round of status polls: records each (term, node) that a node reports leading, the first time it is
+    seen (``record(value)``; the engine writes a history event of process "harness", f "leader", which the
+    election-safety checker judges: two leaders of one term break Raft's Election Safety). At most one event per
+    (term, node), so a run holds a handful."""
+
+    def __init__(self, record: Callable[[dict[str, Any]], None]) -> None:
+        self.record = record
+        self.seen: set[tuple[int, str]] = set()
+
+    def __call__(self, polls: dict[str, dict[str, Any]]) -> None:
+        for node, st in polls.items():
+            term = st.get("term")
+            if "error" in st or st.get("role") != "leader" or not isinstance(term, int):
+                continue
+            if (term, node) not in self.seen:
+                self.seen.add((term, node))
+                self.record({"term": term, "node": node})
 
 
 STUCK_ELECTIONS = 20  # "many election timeouts": how long a stuck condition must hold before it is recorded

@@ -29,7 +29,7 @@ from harness.converge import CONVERGE, HARNESS, observe_convergence
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
-from harness.monitor import STUCK_ELECTIONS, ClusterMonitor, StuckDetector
+from harness.monitor import STUCK_ELECTIONS, ClusterMonitor, LeaderWitness, StuckDetector
 from harness.protocols import (
     Backend,
     Nemesis,
@@ -422,7 +422,13 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     stuck = StuckDetector(nodes=len(test.nodes), after_s=STUCK_ELECTIONS * election_timeout_s(db),
                           activity=lambda: r.tally.invokes, record=lambda value: _record_observation(r, "stuck", value))
     stuck.enabled = False  # until the workload runs
-    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval, on_poll=stuck)
+    leaders = LeaderWitness(record=lambda value: _record_observation(r, "leader", value))
+
+    def on_poll(polls: dict[str, dict[str, Any]]) -> None:
+        stuck(polls)
+        leaders(polls)
+
+    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval, on_poll=on_poll)
     if not await monitor.wait_agreed(config.setup_timeout):
         raise HarnessError(f"the cluster did not come up within {config.setup_timeout} s: {monitor.last}")
     log.info("cluster up, leader %s", monitor.leader)

@@ -53,7 +53,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checker import ConvergenceChecker, LinearizabilityChecker, RecoveryChecker, Stats, make_model
+from checker import (
+    ConvergenceChecker,
+    ElectionSafetyChecker,
+    LinearizabilityChecker,
+    RecoveryChecker,
+    Stats,
+    make_model,
+)
 from harness import generator as gen
 from harness.protocols import Op, TestContext
 from harness.registry import Option, Workload, int_in
@@ -379,7 +386,7 @@ def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
     bound = options.get("recovery_bound_s")
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
-            "stats": Stats(), "convergence": ConvergenceChecker(),
+            "stats": Stats(), "convergence": ConvergenceChecker(), "election": ElectionSafetyChecker(),
             "recovery": RecoveryChecker(writes={"put", "delete"}, reads={"get"},
                                         bound_s=None if bound is None else float(bound))}
 

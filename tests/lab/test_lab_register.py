@@ -240,9 +240,9 @@ def test_bad_options_are_refused() -> None:
         register.key_names(0)
 
 
-def test_checked_per_key_with_the_versioned_kv_model_plus_stats_and_convergence() -> None:
-    checkers = register.checker({"checker_timeout": 30})
-    assert set(checkers) == {"linearizable", "stats", "convergence"}
+def test_checked_per_key_with_the_versioned_kv_model_plus_stats_and_the_grey_box_and_liveness_checkers() -> None:
+    checkers = register.checker({"checker_timeout": 30, "recovery_bound_s": 7.0})
+    assert set(checkers) == {"linearizable", "stats", "convergence", "election", "recovery"}
     assert checkers["linearizable"].model.name == "versioned-kv" and checkers["linearizable"].timeout == 30.0
 
 
