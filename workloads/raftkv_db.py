@@ -50,6 +50,9 @@ CLIENT_PORT = 8000
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 DEFAULT_TICK_MS = 25
 DEFAULT_ELECTION_TICKS = 10
+# Snapshots are code paths too: with raftkv's default (10,000 entries) a 60 s run never takes one, so a bug in
+# snapshotting, compaction or InstallSnapshot could never show. 200 entries is a few seconds of a run.
+DEFAULT_SNAPSHOT_ENTRIES = 200
 STATUS_TIMEOUT_S = 1.0
 DIGEST_TIMEOUT_S = 5.0
 GONE_TIMEOUT_S = 10.0
@@ -92,6 +95,7 @@ class RaftkvDB:
         if self.tick_ms < 1 or self.election_ticks < 2:
             raise ValueError(f"raftkv tick {self.tick_ms} ms / election ticks {self.election_ticks}: need >= 1 / >= 2")
         self.lease = bool(options.get("raftkv_lease"))
+        self.snapshot_entries = int(options.get("raftkv_snapshot_entries") or DEFAULT_SNAPSHOT_ENTRIES)
         # The run's cluster secret: the nodes authenticate each other with it (raftkv --peer-secret-file). Fresh
         # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
         self.peer_secret = secrets.token_hex(32)
@@ -138,6 +142,7 @@ class RaftkvDB:
                 "data_dir": self.data_dir(test, node), "log_file": self.log_file(test, node),
                 "tick_ms": self.tick_ms, "election_ticks": self.election_ticks, "heartbeat_ticks": 1,
                 "lease": self.lease, "peer_secret_file": self.secret_file(test, node),
+                "snapshot_entries": self.snapshot_entries,
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
@@ -302,6 +307,10 @@ RAFTKV = DBSpec(
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),
              Option(flag="--raftkv-election-ticks", type=int_in(2, 10_000), default=DEFAULT_ELECTION_TICKS,
                     help=f"raftkv election timeout in ticks (default {DEFAULT_ELECTION_TICKS}; randomized up to 2x)"),
+             Option(flag="--raftkv-snapshot-entries", type=int_in(1, 10_000_000), default=DEFAULT_SNAPSHOT_ENTRIES,
+                    help="a node snapshots and compacts its log after this many applied entries (default "
+                         f"{DEFAULT_SNAPSHOT_ENTRIES}: every few seconds of a run, so snapshots, compaction and "
+                         "InstallSnapshot to a lagging node happen in every run; raftkv's own default is 10000)"),
              Option(flag="--raftkv-lease", action="store_true", type=None, default=False,
                     help="start the nodes with leader leases (for --read-consistency lease)"),
              Option(flag="--raftkv-failpoints", type=failpoint_list, default="",

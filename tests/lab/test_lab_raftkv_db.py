@@ -105,6 +105,7 @@ async def test_setup_writes_the_config_the_node_runs_with(cluster: Any) -> None:
     assert db.command(test, "n2")[-2:] == ["--config", db.config_file(test, "n2")]
     assert written["seed"] == db.config(test, "n2")["seed"], "the election seed derives from the run's seed"
     assert written["lease"] is False and RaftkvDB({"raftkv_lease": True}).config(test, "n2")["lease"] is True
+    assert written["snapshot_entries"] == 200  # every run reaches snapshots, compaction and InstallSnapshot
     # The nodes authenticate each other with a secret fresh for this run, readable by root alone, never collected.
     secret = Path(written["peer_secret_file"])
     assert secret.read_text() == db.peer_secret and len(db.peer_secret) == 64
