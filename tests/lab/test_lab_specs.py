@@ -21,7 +21,8 @@ def test_the_registry_finds_every_plugin_of_the_lab() -> None:
     assert "raftkv" in registry.names(registry.Kind.DB)
     workload = registry.workload("register")
     assert workload.db == "raftkv"
-    assert {o.flag for o in workload.options} == {"--keys", "--read-consistency", "--client-mode"}
+    assert {o.flag for o in workload.options} == {"--keys", "--read-consistency", "--client-mode", "--client-sessions",
+                                                  "--mix"}
     assert isinstance(workload.client({"read_consistency": "stale"}), RegisterClient)
     assert isinstance(registry.db("raftkv").factory({"raftkv_tick_ms": 30}), RaftkvDB)
 

@@ -152,9 +152,10 @@ async def test_occ_semantics_and_bad_requests_over_http(c3: Cluster) -> None:
 
 async def test_maybe_over_http_and_the_library_never_reports_a_false_failure(tmp_path: Path) -> None:
     """Followers frozen (SIGSTOP) for less than an election timeout: the leader keeps its role but cannot commit.
-    A raw PUT answers 504 maybe; after the followers resume, that write applies. The library, retrying with the
-    same expected version across the freeze, ends with a version mismatch caused by its own earlier attempt: it
-    must say Maybe, never VersionMismatch."""
+    A raw PUT answers 504 maybe; after the followers resume, that write applies. The library retries with the same
+    session identity across the freeze: once the cluster commits, the retry is answered with the first attempt's
+    own outcome (client sessions, issue 15), so the write is reported ok, applied once; never a VersionMismatch
+    caused by its own earlier attempt. Without a session the library would have to say Maybe (tested below)."""
     c3 = Cluster(tmp_path, 3, base_ip=60, election_ticks=150)  # 3 s election timeout
     c3.start_all()
     leader = await c3.wait_leader(timeout=30)
@@ -164,15 +165,19 @@ async def test_maybe_over_http_and_the_library_never_reports_a_false_failure(tmp
     try:
         code, body = await c3.http(leader, "PUT", "/kv/raw?timeout_ms=300", b'{"value": "v", "version": 0}')
         assert (code, body["error"]) == (504, "maybe"), body
-        async with KVClient([c3.client[leader]], timeout=10, attempt_timeout=0.3) as kv:
+        async with KVClient([c3.client[leader]], timeout=10, attempt_timeout=0.3) as kv, \
+                KVClient([c3.client[leader]], timeout=10, attempt_timeout=0.3, sessions=False) as old:
             put = asyncio.create_task(kv.put("lib", "v", 0))
+            put_old = asyncio.create_task(old.put("old", "v", 0))
             await asyncio.sleep(1.0)  # a few attempts answered "maybe"
-            assert not put.done()
+            assert not put.done() and not put_old.done()
             for f in followers:
                 os.kill(c3.procs[f].pid, signal.SIGCONT)
-            with pytest.raises(Maybe, match="may have"):
-                await put
+            assert (await put).version == 1  # the retry learned the first attempt's outcome
+            with pytest.raises(Maybe, match="may have"):  # without a session: honest doubt, never a refusal
+                await put_old
             assert (await kv.get("lib")).version == 1  # the first attempt did apply, exactly once
+            assert (await kv.get("old")).version == 1
             assert (await kv.get("raw")).version == 1  # so did the raw write answered "maybe"
     finally:
         for f in followers:

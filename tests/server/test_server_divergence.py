@@ -54,10 +54,10 @@ def tamper_latest_snapshot(data_dir: Path) -> str:
     latest = store.load_latest()
     assert latest is not None, "the node made no snapshot"
     snap = codec.decode_snapshot(latest[1])
-    tag, applied, items = msgpack.unpackb(snap.data, raw=False)
+    tag, applied, items, *rest = msgpack.unpackb(snap.data, raw=False)  # rest: the session table (format /2)
     key, value, version = items[0]
     items[0] = [key, value + "-diverged", version]
-    tampered = Snapshot(meta=snap.meta, data=msgpack.packb([tag, applied, items]))
+    tampered = Snapshot(meta=snap.meta, data=msgpack.packb([tag, applied, items, *rest]))
     store.save(snap.meta.index, snap.meta.term, codec.encode_snapshot(tampered))
     return str(key)
 

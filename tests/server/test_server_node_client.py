@@ -224,9 +224,9 @@ def test_the_digest_is_of_canonical_content() -> None:
     key, value or version changes it."""
     from raftkv.kv.store import FrozenState
 
-    a = FrozenState(5, {"a": ("1", 1), "b": ("2", 3)})
-    b = FrozenState(9, {"b": ("2", 3), "a": ("1", 1)})
+    a = FrozenState(5, {"a": ("1", 1), "b": ("2", 3)}, [])
+    b = FrozenState(9, {"b": ("2", 3), "a": ("1", 1)}, [["client", 3, []]])  # sessions are not content
     assert a.digest() == b.digest() and len(a.digest()) == 64
-    assert a.digest() != FrozenState(5, {"a": ("1", 1), "b": ("2", 4)}).digest()
-    assert a.digest() != FrozenState(5, {"a": ("1", 1), "c": ("2", 3)}).digest()
-    assert a.digest() != FrozenState(5, {"a": ("1", 1)}).digest()
+    assert a.digest() != FrozenState(5, {"a": ("1", 1), "b": ("2", 4)}, []).digest()
+    assert a.digest() != FrozenState(5, {"a": ("1", 1), "c": ("2", 3)}, []).digest()
+    assert a.digest() != FrozenState(5, {"a": ("1", 1)}, []).digest()

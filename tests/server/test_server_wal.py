@@ -126,14 +126,16 @@ def test_a_failed_write_or_fsync_names_file_and_operation_and_is_not_retried(
 
     from raftkv.server.wal import DiskIOError
 
-    wal, _ = WAL.open(tmp_path / "wal")
     calls = []
 
     def fail(*args: object) -> None:
         calls.append(args)
         raise OSError(errno.EIO, "Input/output error")
 
+    wal, _ = WAL.open(tmp_path / "wal")
     monkeypatch.setattr(os, call, fail)
+    if call == "fdatasync":
+        monkeypatch.setattr(wal, "_fdatasync", fail)  # the WAL binds its sync function when it opens (failpoints)
     with pytest.raises(DiskIOError) as err:
         wal.append_sync(frame_all([(1, b"x")]))
     assert err.value.op == op and err.value.errno == errno.EIO and str(err.value.path).endswith(".wal")
