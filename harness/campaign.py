@@ -204,6 +204,7 @@ def write_detection(campaign: Campaign, bugs: Sequence[PlantedBug], command: str
         paths["html"] = render_detection(paths["json"])
     except Exception as e:  # noqa: BLE001 - a page failure never changes the campaign's verdict
         log.warning("rendering the detection page failed: %s: %s", type(e).__name__, e)
+    _render_index(campaign.path.parent.parent.parent)  # store/campaigns/<time>/campaign.json: the index links it
     return paths
 
 

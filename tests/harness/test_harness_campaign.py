@@ -150,6 +150,7 @@ async def test_a_failpoint_campaign_stops_a_bug_at_its_first_catch_and_writes_th
     assert table["caught"] == 1 and table["false_alarms"] == 0 and table["control_runs"] == 1
     assert [r["caught"] for r in table["rows"]] == [True, False]
     assert table["rows"][0]["runs"][0]["caught_by"] == ["adder"]
+    assert "detection.html" in (store / "index.html").read_text()  # the store's index links the new table
     assert leftovers(prefix) == []
 
 
