@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 
 from harness.backends.netns import NetnsRemote as NsRemote
 
@@ -33,3 +34,22 @@ async def await_reachable(src: NsRemote, dst: NsRemote, deadline_s: float = 20.0
     deadline = time.monotonic() + deadline_s
     while not await reachable(src, dst, within=2.0):
         assert time.monotonic() < deadline, f"{src.name} never reached {dst.name}"
+
+
+def run_prefix(letters: str) -> Iterator[str]:
+    """For a module fixture of whole runs (`yield from run_prefix("rle")`): a lab prefix of this test process (the
+    letters, then the PID), skipped without netns; afterwards nothing of it may remain: what a failed test left is
+    cleaned (never leave a dirty machine), then reported."""
+    import pytest
+
+    from harness.clean import clean, leftovers
+
+    reason = netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    prefix = f"{letters}{os.getpid() % 100000:05d}"
+    yield prefix
+    left = leftovers(prefix)
+    if left:
+        clean(prefix, force=True)
+    assert left == []

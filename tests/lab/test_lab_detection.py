@@ -17,9 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_net import netns_unavailable
-
-from harness.clean import leftovers
+from lab_net import run_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.netns
@@ -31,17 +29,7 @@ CAUGHT = ("follower-local-read", "apply-uncommitted", "cas-ignores-version", "sk
 
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[str]:
-    reason = netns_unavailable()
-    if reason:
-        pytest.skip(reason)
-    prefix = f"rld{os.getpid() % 100000:05d}"
-    yield prefix
-    left = leftovers(prefix)
-    if left:
-        from harness.clean import clean
-
-        clean(prefix, force=True)
-    assert left == []
+    yield from run_prefix("rlt")
 
 
 def test_a_small_campaign_catches_four_planted_bugs_with_no_false_alarm(prefix: str, tmp_path: Path) -> None:

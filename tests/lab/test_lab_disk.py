@@ -15,25 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_net import netns_unavailable
+from lab_net import run_prefix
 from test_lab_e2e import ROOT, Run, assert_final_reads, assert_valid, harness_run
 
-from harness.clean import clean, fuse_mounts, leftovers
+from harness.clean import fuse_mounts, leftovers
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture(scope="module")
 def disk_prefix() -> Iterator[str]:
-    reason = netns_unavailable()
-    if reason:
-        pytest.skip(reason)
-    prefix = f"rld{os.getpid() % 100000:05d}"
-    yield prefix
-    left = leftovers(prefix)
-    if left:
-        clean(prefix, force=True)
-    assert left == []
+    yield from run_prefix("rld")
 
 
 def layer_processes(prefix: str) -> list[str]:

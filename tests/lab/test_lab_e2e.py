@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_net import netns_unavailable
+from lab_net import run_prefix
 
 from harness.clean import leftovers
 
@@ -26,17 +26,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def e2e_prefix() -> Iterator[str]:
-    reason = netns_unavailable()
-    if reason:
-        pytest.skip(reason)
-    prefix = f"rle{os.getpid() % 100000:05d}"
-    yield prefix
-    left = leftovers(prefix)
-    if left:  # never leave a dirty machine behind, even after a failed test; then report it
-        from harness.clean import clean
-
-        clean(prefix, force=True)
-    assert left == []
+    yield from run_prefix("rle")
 
 
 class Run:

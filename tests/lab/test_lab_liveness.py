@@ -10,13 +10,12 @@ registered) on the netns backend against the real raftkv with the register workl
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_net import netns_unavailable
+from lab_net import run_prefix
 
 from harness import registry
 from harness.clean import leftovers
@@ -28,17 +27,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[str]:
-    reason = netns_unavailable()
-    if reason:
-        pytest.skip(reason)
-    name = f"rlv{os.getpid() % 100000:05d}"
-    yield name
-    left = leftovers(name)
-    if left:  # never leave a dirty machine behind, even after a failed test; then report it
-        from harness.clean import clean
-
-        clean(name, force=True)
-    assert left == []
+    yield from run_prefix("rlv")
 
 
 class FreezeMajority:
