@@ -535,7 +535,10 @@ class Node:
         r = self.raft
         assert r is not None and self.transport is not None
         return {
-            "id": self.cfg.id, "role": self._role.value, "term": r.term, "leader": self._leader,
+            # Role, term and leader from one source, the core, as it is now: the server's own copies follow the
+            # core only once a Ready is persisted, so while a disk stalls they lag (a deposed leader reported
+            # "leader" of the new term it had already seen, which read as two leaders of one term).
+            "id": self.cfg.id, "role": r.role.value, "term": r.term, "leader": r.leader,
             "commit": r.commit_index, "applied": self.kv.applied_index,
             "last_snapshot": {"index": self.snapshot_index, "term": self.snapshot_term},
             "leader_url": self.leader_url, "first_index": r.first_index, "last_index": r.last_index,
