@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from kv_throughput import _free_port, _pct, _wait_leader  # noqa: E402
+from kv_throughput import _free_port, _pct, _wait_leader, stop_nodes  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -95,15 +94,7 @@ def raftkv_writes(data_dirs: dict[str, Path], tmp: Path, seconds: float, clients
         writes: dict[str, float] = json.loads(out.stdout)["writes"]
         return writes
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_nodes(procs)
 
 
 def measure(through_layer: bool, seconds: float, clients: int) -> tuple[dict[str, float], dict[str, float]]:

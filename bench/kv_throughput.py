@@ -169,6 +169,19 @@ async def _wait_leader(addrs: list[str], timeout: float = 30) -> None:
     raise SystemExit("no leader elected")
 
 
+def stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every node this benchmark started (a graceful stop), SIGKILL one still running 15 s later."""
+    for pr in procs:
+        if pr.poll() is None:
+            os.kill(pr.pid, signal.SIGTERM)
+    for pr in procs:
+        try:
+            pr.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(pr.pid, signal.SIGKILL)
+            pr.wait()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", type=int, default=3)
@@ -219,15 +232,7 @@ def main() -> int:
                 return 1
             res = json.loads(out.stdout)
         finally:
-            for pr in procs:
-                if pr.poll() is None:
-                    os.kill(pr.pid, signal.SIGTERM)
-            for pr in procs:
-                try:
-                    pr.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.kill(pr.pid, signal.SIGKILL)
-                    pr.wait()
+            stop_nodes(procs)
     w, r = res["writes"], res["reads"]
     mode = "memory (no fsync)" if args.memory else "durable (fsync per batch)"
     mode += ", writes without client sessions" if args.no_sessions else ", writes with client sessions"
