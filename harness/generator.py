@@ -755,6 +755,21 @@ class OnThreads(Generator):
         return self if g is self.gen else OnThreads(self.threads, g)
 
 
+def _op_within(outer: Generator, gen: Generator | None, sub: Context,
+               wrap: Callable[[Generator], Generator]) -> OpResult:
+    """The op of ``gen`` seen through the restricted context ``sub`` (exhausted when ``sub`` has no thread), its
+    successor wrapped again by ``wrap`` (``outer`` itself when ``gen`` is unchanged)."""
+    if gen is None or not sub.threads:
+        return None
+    res = gen.op(sub)
+    if res is None:
+        return None
+    x, nxt = res
+    if nxt is gen:
+        return x, outer
+    return x, (wrap(nxt) if nxt is not None else None)
+
+
 @dataclass(frozen=True, slots=True)
 class _ClientThreads(Generator):
     """OnThreads for "every thread except the nemesis" (the client count is known only from the context)."""
@@ -762,18 +777,7 @@ class _ClientThreads(Generator):
     gen: Generator | None
 
     def op(self, ctx: Context) -> OpResult:
-        if self.gen is None:
-            return None
-        sub = ctx.without_nemesis()
-        if not sub.threads:
-            return None
-        res = self.gen.op(sub)
-        if res is None:
-            return None
-        x, nxt = res
-        if nxt is self.gen:
-            return x, self
-        return x, (_ClientThreads(nxt) if nxt is not None else None)
+        return _op_within(self, self.gen, ctx.without_nemesis(), _ClientThreads)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.gen is None or event.process == NEMESIS:
@@ -805,16 +809,8 @@ class OnNode(Generator):
         return [t for t in ctx.threads if node_index(t, self.nodes) == self.index]
 
     def op(self, ctx: Context) -> OpResult:
-        if self.gen is None:
-            return None
-        sub = ctx.restrict(self._threads(ctx))
-        if not sub.threads:
-            return None
-        res = self.gen.op(sub)
-        if res is None:
-            return None
-        x, nxt = res
-        return x, (OnNode(self.index, self.nodes, nxt) if nxt is not None else None)
+        return _op_within(self, self.gen, ctx.restrict(self._threads(ctx)),
+                          lambda g: OnNode(self.index, self.nodes, g))
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if self.gen is None or node_index(ctx.thread_of(event.process), self.nodes) != self.index:
