@@ -53,3 +53,18 @@ def run_prefix(letters: str) -> Iterator[str]:
     if left:
         clean(prefix, force=True)
     assert left == []
+
+
+def command_lines(*needles: str) -> list[str]:
+    """Command lines (arguments joined by spaces) of the live processes whose command line holds every needle."""
+    from pathlib import Path
+
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if all(n in text for n in needles):
+            found.append(text)
+    return found

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_net import run_prefix
+from lab_net import command_lines, run_prefix
 from test_lab_e2e import ROOT, Run, assert_final_reads, assert_valid, harness_run
 
 from harness.clean import fuse_mounts, leftovers
@@ -30,15 +30,7 @@ def disk_prefix() -> Iterator[str]:
 
 def layer_processes(prefix: str) -> list[str]:
     """Live disk layer daemons of the prefix (by the mount name on their command line)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "nemesis.diskfs" in text and f"{prefix}-disk-" in text:
-            found.append(text)
-    return found
+    return command_lines("nemesis.diskfs", f"{prefix}-disk-")
 
 
 def stuck_processes(work_dir: str) -> list[str]:

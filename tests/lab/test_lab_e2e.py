@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_net import run_prefix
+from lab_net import command_lines, run_prefix
 
 from harness.clean import leftovers
 
@@ -96,15 +96,7 @@ def harness_run(prefix: str, store: Path, *args: str, time_limit: int) -> Run:
 def _lab_processes(run: Run) -> list[str]:
     """Command lines of live processes that are nodes of this run (by their data directory)."""
     work_dir = str(run.test.get("backend", {}).get("work_dir", ""))
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if work_dir and work_dir in text and "raftkv" in text:
-            found.append(text)
-    return found
+    return command_lines(work_dir, "raftkv") if work_dir else []
 
 
 def assert_valid(run: Run) -> None:
