@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.generator import NEMESIS, Context, Generator, GeneratorError, Pending, Thread, node_index
-from harness.protocols import Client, Nemesis, Op, TestContext
+from harness.protocols import Client, Nemesis, Op, TestContext, WorkerPlacement
 from harness.store import HistoryWriter
 
 log = logging.getLogger("harness.interpreter")
@@ -324,7 +324,7 @@ class Interpreter:
             while (op := await inbox.get()) is not None:
                 await self._until(op.time)
                 if client is None:
-                    client, why = await self._open(node)
+                    client, why = await self._open(node, thread)
                     if client is None:
                         inv = self._event(op.process, op.type, op.f, op.key, op.value, time.monotonic_ns(), node,
                                           op.error)
@@ -340,11 +340,15 @@ class Interpreter:
             if client is not None:
                 await self._close(client)
 
-    async def _open(self, node: str | None) -> tuple[Client | None, str]:
+    async def _open(self, node: str | None, thread: Thread) -> tuple[Client | None, str]:
         assert self.client_factory is not None
+        factory = self.client_factory()
         try:
             async with asyncio.timeout(self.open_timeout):
-                client = await self.client_factory().open(self.test, node or "")
+                if isinstance(factory, WorkerPlacement) and isinstance(thread, int):
+                    client = await factory.open_worker(self.test, node or "", thread)
+                else:
+                    client = await factory.open(self.test, node or "")
             return client, ""
         except asyncio.CancelledError:
             raise

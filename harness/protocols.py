@@ -286,6 +286,16 @@ class Client(Protocol):
 
 
 @runtime_checkable
+class WorkerPlacement(Protocol):
+    """A client factory that wants to know WHICH worker it opens a client for, not only its node: a workload that
+    places different kinds of client on different workers (the register's mixed mode: the first worker of each node
+    bound to it, the others the library with retries). The interpreter calls `open_worker` instead of `open` when
+    the factory has it; `worker` is the worker's thread (0 .. concurrency-1), stable across re-opens."""
+
+    async def open_worker(self, test: TestContext, node: str, worker: int) -> Client: ...
+
+
+@runtime_checkable
 class Nemesis(Protocol):
     """Faults. invoke() takes a nemesis invoke op (f = "start"/"stop", value = {"fault": ..., ...}) and returns its
     info completion whose value says what was actually done (targets, rules). teardown() heals everything it ever

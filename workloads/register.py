@@ -14,6 +14,10 @@ Client placement (`--client-mode`, docs/lab.md), as Jepsen places clients:
   operation to that node once, through raftkv.client.NodeClient: no leader hint followed, no retry elsewhere. What
   that node answered is what the history records, with the node's name in `node`. Followers serve linearizable
   reads (ReadIndex through the leader) and redirect writes and lease reads (307): such a redirect is a `fail`.
+- `mixed`: both at once. The first worker of each node (threads 0 .. nodes-1) is bound to it as in `node` mode;
+  every further worker runs the library as in `smart` mode, with its retries. Node-bound reads keep finding a
+  node that answers on its own; the retrying workers find what only a retry shows (a write applied twice, an
+  answer replayed wrongly). Final reads go through the node-bound workers only.
 - `smart`: the raftkv client library (KVClient) as a user runs it: it follows leader hints and retries other nodes
   until its deadline. It hides which node answered what, so every attempt it made is recorded in the completion's
   value under `attempts` (`[[node, answer], ...]`, when it made more than one): the retries a user's write went
@@ -84,7 +88,7 @@ DEFAULT_KEYS = 8
 MAX_KEYS = 100_000
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
-CLIENT_MODES = ("node", "smart")
+CLIENT_MODES = ("node", "smart", "mixed")
 SESSIONS = ("on", "off")
 FINAL_RETRY_S = 0.1  # between the final reads of one key through one node that did not succeed
 # Relative weights of the operation kinds, per --mix. `churn` (issue 15): deletes as often as reads, so a key goes
@@ -209,11 +213,13 @@ def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Gener
     key until one read succeeds, through whichever node the library reaches. A node without a worker (fewer
     workers than nodes) is read by nobody: the convergence oracle still compares its state."""
     keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
-    if client_mode(options) == "smart":
+    mode = client_mode(options)
+    if mode == "smart":
         return gen.any_of(*(_read_until_ok(k) for k in keys))
     nodes = int(options.get("nodes") or 1)
-    return gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
-                        for i in range(nodes)))
+    per_node = gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
+                            for i in range(nodes)))
+    return gen.on_threads(range(nodes), per_node) if mode == "mixed" else per_node
 
 
 def completion(f: str, reply: Reply) -> tuple[str, Any, str | None]:
@@ -258,10 +264,24 @@ class RegisterClient:
         self._names: dict[str, str] = {}  # client address -> node name
         self._addresses: list[str] = []
 
+    async def open_worker(self, test: TestContext, node: str, worker: int) -> RegisterClient | NodeBoundClient:
+        """Mixed mode's placement (module docstring): node-bound for the first worker of each node, the library
+        for the others. The other modes open the same kind of client for every worker."""
+        if self.mode == "mixed":
+            smart = worker >= len(test.nodes)
+            return await (self._open_smart(test, node) if smart else self._open_bound(test, node))
+        return await self.open(test, node)
+
     async def open(self, test: TestContext, node: str) -> RegisterClient | NodeBoundClient:
-        if self.mode == "node":
-            return NodeBoundClient(NodeClient(client_address(test, node), timeout=self.timeout), node,
-                                   self.consistency, self.timeout)
+        if self.mode == "smart":
+            return await self._open_smart(test, node)
+        return await self._open_bound(test, node)
+
+    async def _open_bound(self, test: TestContext, node: str) -> NodeBoundClient:
+        return NodeBoundClient(NodeClient(client_address(test, node), timeout=self.timeout), node,
+                               self.consistency, self.timeout)
+
+    async def _open_smart(self, test: TestContext, node: str) -> RegisterClient:
         client = RegisterClient(self.options)
         nodes = test.nodes
         start = nodes.index(node)
@@ -400,12 +420,13 @@ REGISTER = Workload(
                help=f"number of keys, 1..{MAX_KEYS} (default {DEFAULT_KEYS})"),
         Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
-                    "Jepsen's placement) or smart (the raftkv library: follows leader hints, retries elsewhere)"),
+                    "Jepsen's placement), smart (the raftkv library: follows leader hints, retries elsewhere) or "
+                    "mixed (one node-bound worker per node, the library on the others)"),
         Option(flag="--mix", choices=tuple(MIXES), default="default",
                help="operation weights: default (mostly reads and writes) or churn (deletes and creates as often "
                     "as reads, issue 15's retried-write-across-a-delete)"),
         Option(flag="--client-sessions", choices=SESSIONS, default="on",
-               help="smart mode: on (the library's exactly-once client sessions) or off (a retry carries only its "
+               help="smart and mixed modes: on (the library's exactly-once client sessions) or off (a retry carries only its "
                     "expected version: a write can apply twice across a delete; the lab must catch it)"),
         Option(flag="--read-consistency", choices=CONSISTENCIES, default="linearizable",
                help="linearizable (ReadIndex at the leader), lease (the leader's lease: needs --raftkv-lease; "

@@ -352,3 +352,23 @@ async def test_cancelling_the_run_during_a_timed_out_op_still_cancels_it(tmp_pat
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(5):
             await task
+
+
+class PlacedClient(MemClient):
+    """A factory with the WorkerPlacement capability: it is told which worker each client is for."""
+
+    placed: list[tuple[str, int]] = []
+
+    async def open_worker(self, test: TestContext, node: str, worker: int) -> MemClient:
+        type(self).placed.append((node, worker))
+        return await self.open(test, node)
+
+
+async def test_a_factory_with_worker_placement_is_told_each_workers_thread(tmp_path: Path) -> None:
+    PlacedClient.placed = []
+    interp, _, _ = make(tmp_path, concurrency=3, client=PlacedClient)
+    # Worker 1's first op is info (its client is closed and opened again): the re-open names the same worker.
+    await interp.run(g.then(g.on_threads({1}, g.then({"f": "w", "value": "raise"}, {"f": "w", "value": 2})),
+                            g.on_threads({0, 2}, g.then({"f": "w", "value": ["sleep", 0.2]},  # both in flight at once
+                                                         {"f": "w", "value": ["sleep", 0.2]}))))
+    assert sorted(PlacedClient.placed) == [("n1", 0), ("n1", 2), ("n2", 1), ("n2", 1)]

@@ -413,3 +413,31 @@ def test_node_mode_final_reads_skip_a_node_without_a_worker() -> None:
     ctx = gen.Context.initial(2, nemesis=False)  # two workers, three nodes: nobody is bound to n3
     history = gen.simulate(final_generator({"keys": 1, "nodes": 3}, random.Random(1)), ctx)
     assert sorted(o.process for o in history if o.type == "invoke") == [0, 1]
+
+
+async def test_mixed_mode_binds_the_first_worker_of_each_node_and_gives_the_others_the_library(
+        tmp_path: Path) -> None:
+    hosts = [Host("n1", "10.0.0.11"), Host("n2", "10.0.0.12"), Host("n3", "10.0.0.13")]
+    test = Ctx(name="t", options={}, hosts=hosts, backend=None, db=None, seed=1,  # type: ignore[arg-type]
+               store_dir=tmp_path)
+    factory = RegisterClient({"client_mode": "mixed"})
+    kinds = {}
+    for worker in range(7):
+        node = hosts[gen.node_index(worker, 3) or 0].name
+        client = await factory.open_worker(test, node, worker)
+        kinds[worker] = type(client).__name__
+        if isinstance(client, RegisterClient):
+            assert client._addresses[0] == f"10.0.0.1{worker % 3 + 1}:8000"  # the library starts at its node
+        await client.close(test)
+    assert kinds == {0: "NodeBoundClient", 1: "NodeBoundClient", 2: "NodeBoundClient",
+                     3: "RegisterClient", 4: "RegisterClient", 5: "RegisterClient", 6: "RegisterClient"}
+    # The other modes place one kind of client on every worker, whichever way they are opened.
+    assert isinstance(await RegisterClient({}).open_worker(test, "n1", 5), NodeBoundClient)
+    assert isinstance(await RegisterClient({"client_mode": "smart"}).open_worker(test, "n1", 0), RegisterClient)
+
+
+def test_mixed_mode_final_reads_go_through_the_node_bound_workers_only() -> None:
+    ctx = gen.Context.initial(7, nemesis=False)  # threads 0..2 bound to n1..n3; 3..6 run the library
+    history = gen.simulate(final_generator({"keys": 2, "nodes": 3, "client_mode": "mixed"}, random.Random(1)), ctx)
+    readers = {(o.process, o.key) for o in history if o.type == "invoke"}
+    assert readers == {(t, k) for t in range(3) for k in ("k0", "k1")}
