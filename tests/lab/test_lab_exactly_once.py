@@ -1,8 +1,8 @@
 """Issue 15 in the lab: the churn mix through the client library's retries, under leader kills, partitions and a
 slow, lossy network, on two keys. With the old behaviour switched back on in raftkv (failpoint `no-dedup`: the
 state machine ignores client sessions) a retried write applies twice and the run is invalid within a few seeds;
-so it is with a client that sends no session (`--client-sessions off`: the library before the fix). With sessions
-and no failpoint the same configuration runs valid. Each op's library attempts are in its completion value.
+so it is, more rarely (a nightly test), with a client that sends no session (`--client-sessions off`: the
+library before the fix). With sessions and no failpoint the same configuration runs valid. Each op's library attempts are in its completion value.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ CHURN = ("--nodes", "3", "--concurrency", "10", "--rate", "200", "--keys", "2", 
 SEEDS = (101, 102, 103)  # tried in turn until one is caught; 101 was caught at 30 s when this was written
 TIME_LIMIT = 60
 BUDGET_S = 600  # no new seed after this: the test stays bounded on a loaded machine
+# Without sessions the library treats a retry's version mismatch as unknown (correctly), so only the rarer ABA shows:
+# a create retried after its key was deleted. Measured here: 8 of 19 runs of 60 s caught (docs/lab.md); CI once caught none
+# of three. Too rare for CI; a nightly torture test with up to eight seeds (a miss about 1 in 100).
+SESSIONLESS_SEEDS = tuple(range(101, 109))
+SESSIONLESS_BUDGET_S = 900
 
 
 def retried_writes(run: Run) -> list[dict[str, Any]]:
@@ -33,16 +38,30 @@ def retried_writes(run: Run) -> list[dict[str, Any]]:
             and e["value"].get("attempts", [[None, ""]])[0][1] in ("connection-lost", "maybe", "timeout")]
 
 
-@pytest.mark.parametrize("old_behaviour", [("--client-sessions", "on", "--raftkv-failpoints", "no-dedup"),
-                                           ("--client-sessions", "off")], ids=["no-dedup", "sessionless-client"])
-def test_the_lab_catches_a_write_applied_twice(e2e_prefix: str, tmp_path: Path,  # noqa: F811
-                                              old_behaviour: tuple[str, ...]) -> None:
+def test_the_lab_catches_a_write_applied_twice_when_the_servers_ignore_sessions(
+        e2e_prefix: str, tmp_path: Path) -> None:  # noqa: F811
+    """With sessions on, the library trusts a retry's version mismatch (the servers' session table would have
+    replayed an applied first attempt); no-dedup makes that a definite failure of an applied write: caught fast."""
+    caught_within(e2e_prefix, tmp_path, ("--client-sessions", "on", "--raftkv-failpoints", "no-dedup"),
+                  SEEDS, BUDGET_S)
+
+
+@pytest.mark.slow
+def test_the_lab_catches_a_write_applied_twice_by_a_sessionless_client(e2e_prefix: str,  # noqa: F811
+                                                                        tmp_path: Path) -> None:
+    caught_within(e2e_prefix, tmp_path, ("--client-sessions", "off"), SESSIONLESS_SEEDS, SESSIONLESS_BUDGET_S)
+
+
+def caught_within(prefix: str, tmp_path: Path, old_behaviour: tuple[str, ...], seeds: tuple[int, ...],
+                  budget_s: float) -> None:
+    """Run CHURN with the old behaviour for each seed in turn (no new one after `budget_s`) until one is caught
+    by the linearizability checker; fail naming every seed's exit code if none is."""
     started = time.monotonic()
     verdicts = []
-    for seed in SEEDS:
-        if time.monotonic() - started > BUDGET_S:
+    for seed in seeds:
+        if time.monotonic() - started > budget_s:
             break
-        run = harness_run(e2e_prefix, tmp_path / f"store-{seed}", *CHURN, *old_behaviour,
+        run = harness_run(prefix, tmp_path / f"store-{seed}", *CHURN, *old_behaviour,
                           "--seed", str(seed), time_limit=TIME_LIMIT)
         verdicts.append((seed, run.code))
         assert run.code in (0, 1), f"seed {seed}: exit code {run.code}\n{run.output[-3000:]}"
