@@ -10,11 +10,11 @@ Operations, as docs/history.md's versioned-kv model names them (every op carries
 Values are unique strings (a counter), so every read names the one write it saw.
 
 Client placement (`--client-mode`, docs/lab.md), as Jepsen places clients:
-- `node` (the default): each worker is bound to one node (round-robin, harness.generator.node_index) and sends each
+- `node`: each worker is bound to one node (round-robin, harness.generator.node_index) and sends each
   operation to that node once, through raftkv.client.NodeClient: no leader hint followed, no retry elsewhere. What
   that node answered is what the history records, with the node's name in `node`. Followers serve linearizable
   reads (ReadIndex through the leader) and redirect writes and lease reads (307): such a redirect is a `fail`.
-- `mixed`: both at once. The first worker of each node (threads 0 .. nodes-1) is bound to it as in `node` mode;
+- `mixed` (the default): both at once. The first worker of each node (threads 0 .. nodes-1) is bound to it as in `node` mode;
   every further worker runs the library as in `smart` mode, with its retries. Node-bound reads keep finding a
   node that answers on its own; the retrying workers find what only a retry shows (a write applied twice, an
   answer replayed wrongly). Final reads go through the node-bound workers only.
@@ -194,8 +194,11 @@ def generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
     return RegisterGen(keys, (0,) * len(keys), rng.getrandbits(64), 0, () if mix == "default" else _bounds(MIXES[mix]))
 
 
+DEFAULT_CLIENT_MODE = "mixed"
+
+
 def client_mode(options: Mapping[str, Any]) -> str:
-    mode = options.get("client_mode") or "node"
+    mode = options.get("client_mode") or DEFAULT_CLIENT_MODE
     if mode not in CLIENT_MODES:
         raise ValueError(f"--client-mode must be one of {CLIENT_MODES}, got {mode!r}")
     return str(mode)
@@ -418,10 +421,10 @@ REGISTER = Workload(
     options=(
         Option(flag="--keys", type=int_in(1, MAX_KEYS), default=DEFAULT_KEYS,
                help=f"number of keys, 1..{MAX_KEYS} (default {DEFAULT_KEYS})"),
-        Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
+        Option(flag="--client-mode", choices=CLIENT_MODES, default=DEFAULT_CLIENT_MODE,
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
                     "Jepsen's placement), smart (the raftkv library: follows leader hints, retries elsewhere) or "
-                    "mixed (one node-bound worker per node, the library on the others)"),
+                    "mixed (the default: one node-bound worker per node, the library on the others)"),
         Option(flag="--mix", choices=tuple(MIXES), default="default",
                help="operation weights: default (mostly reads and writes) or churn (deletes and creates as often "
                     "as reads, issue 15's retried-write-across-a-delete)"),

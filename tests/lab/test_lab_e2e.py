@@ -272,10 +272,10 @@ def test_torture_five_nodes_every_fault_every_shape(e2e_prefix: str, tmp_path: P
 
 def test_node_bound_clients_read_through_every_node_and_the_replicas_converge(e2e_prefix: str,
                                                                                 tmp_path: Path) -> None:
-    """Jepsen's placement (the default --client-mode node): each worker asks its own node only, so reads are
-    answered by every node, writes at followers are refused (not-leader, a certain fail), the final reads go
-    through every node, and the convergence oracle finds every replica at one applied index with one digest."""
-    run = harness_run(e2e_prefix, tmp_path / "store", "--seed", "5", time_limit=8)
+    """Jepsen's placement (--client-mode node): each worker asks its own node only, so reads are answered by
+    every node, writes at followers are refused (not-leader, a certain fail), the final reads go through every
+    node, and the convergence oracle finds every replica at one applied index with one digest."""
+    run = harness_run(e2e_prefix, tmp_path / "store", "--client-mode", "node", "--seed", "5", time_limit=8)
     assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
     assert run.test["options"]["client_mode"] == "node"
     clients = [e for e in run.history if e["process"] not in ("nemesis", "harness")]

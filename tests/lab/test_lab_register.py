@@ -400,7 +400,7 @@ def test_node_mode_final_reads_read_every_key_through_every_node() -> None:
         tries[(node, str(op.key))] += 1
         return ("fail" if node == 2 and tries[(node, str(op.key))] <= 4 else "ok"), 1_000_000
 
-    history = gen.simulate(final_generator({"keys": 2, "nodes": 3}, random.Random(1)), ctx, complete=complete)
+    history = gen.simulate(final_generator({"keys": 2, "nodes": 3, "client_mode": "node"}, random.Random(1)), ctx, complete=complete)
     assert all(o.f == "get" for o in history)
     assert tries == {(0, "k0"): 1, (0, "k1"): 1, (1, "k0"): 1, (1, "k1"): 1, (2, "k0"): 5, (2, "k1"): 5}
     # A node's retries of one key are spaced FINAL_RETRY_S apart: a refusing node is not asked in a tight loop.
@@ -411,7 +411,7 @@ def test_node_mode_final_reads_read_every_key_through_every_node() -> None:
 
 def test_node_mode_final_reads_skip_a_node_without_a_worker() -> None:
     ctx = gen.Context.initial(2, nemesis=False)  # two workers, three nodes: nobody is bound to n3
-    history = gen.simulate(final_generator({"keys": 1, "nodes": 3}, random.Random(1)), ctx)
+    history = gen.simulate(final_generator({"keys": 1, "nodes": 3, "client_mode": "node"}, random.Random(1)), ctx)
     assert sorted(o.process for o in history if o.type == "invoke") == [0, 1]
 
 
@@ -432,7 +432,7 @@ async def test_mixed_mode_binds_the_first_worker_of_each_node_and_gives_the_othe
     assert kinds == {0: "NodeBoundClient", 1: "NodeBoundClient", 2: "NodeBoundClient",
                      3: "RegisterClient", 4: "RegisterClient", 5: "RegisterClient", 6: "RegisterClient"}
     # The other modes place one kind of client on every worker, whichever way they are opened.
-    assert isinstance(await RegisterClient({}).open_worker(test, "n1", 5), NodeBoundClient)
+    assert isinstance(await RegisterClient({"client_mode": "node"}).open_worker(test, "n1", 5), NodeBoundClient)
     assert isinstance(await RegisterClient({"client_mode": "smart"}).open_worker(test, "n1", 0), RegisterClient)
 
 
