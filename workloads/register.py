@@ -63,7 +63,7 @@ from checker import (
 )
 from harness import generator as gen
 from harness.protocols import Op, TestContext
-from harness.registry import Option, Workload, int_in
+from harness.registry import Option, Workload
 from raftkv.client import (
     Attempt,
     BadRequest,
@@ -78,10 +78,9 @@ from raftkv.client import (
     Unavailable,
     VersionMismatch,
 )
+from workloads.common import DEFAULT_KEYS, KEYS_OPTION, key_names
 from workloads.raftkv_db import client_address
 
-DEFAULT_KEYS = 8
-MAX_KEYS = 100_000
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
 CLIENT_MODES = ("node", "smart")
@@ -103,12 +102,6 @@ def client_timeout(options: Mapping[str, Any]) -> float:
     operation and records a bare info."""
     op_timeout = float(options.get("op_timeout") or DEFAULT_OP_TIMEOUT_S)
     return max(0.05, op_timeout - min(0.5, op_timeout * 0.2))
-
-
-def key_names(count: int) -> tuple[str, ...]:
-    if count < 1:
-        raise ValueError(f"--keys must be >= 1, got {count}")
-    return tuple(f"k{i}" for i in range(count))
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,8 +389,7 @@ REGISTER = Workload(
     client=RegisterClient, generator=generator, final_generator=final_generator, checker=checker,
     description="independent versioned keys: reads, writes and compare-and-set through raftkv's versioned put",
     options=(
-        Option(flag="--keys", type=int_in(1, MAX_KEYS), default=DEFAULT_KEYS,
-               help=f"number of keys, 1..{MAX_KEYS} (default {DEFAULT_KEYS})"),
+        KEYS_OPTION,
         Option(flag="--client-mode", choices=CLIENT_MODES, default="node",
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
                     "Jepsen's placement) or smart (the raftkv library: follows leader hints, retries elsewhere)"),
