@@ -6,7 +6,7 @@ Vocabulary (docs/history.md; DB-neutral, the workload's clients speak it):
 - `read`, key K: ok value = the whole list K, in order.
 
 Per key, the longest ok read is the candidate total order of the appends (a correct list only grows at its end,
-so every read is a prefix of what is read last). Anomalies (each counted, with a few examples):
+so every read is a prefix of what is read last). Anomalies (each counted, with a few examples; a value counts once per kind, a read once per kind):
 - `incompatible-order`: a read that is not a prefix of the longest read (two reads disagree on the order);
 - `duplicate`: a value twice in one read (an append applied twice);
 - `unexpected`: a value no append of K ever tried;
@@ -33,10 +33,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anomalies import Findings
 from .history import LAB_PROCESSES
 from .models import freeze
 
-MAX_EXAMPLES = 5
 ANOMALIES = ("incompatible-order", "duplicate", "unexpected", "failed-append-read", "lost", "stale-read",
              "future-read", "realtime-order")
 INFINITE = float("inf")
@@ -98,22 +98,11 @@ def _gather(history: list[dict[str, Any]]) -> _History:
                 h.timeline.append(("ack", append))
         elif invoke["f"] == "read" and event["type"] == "ok":
             read = _Read(invoke.get("key"), invoke["index"], event["index"],
-                         [freeze(v) for v in event.get("value") or []])
+                         [v if type(v) is int or type(v) is str else freeze(v) for v in event.get("value") or []])
             h.reads.append(read)
             h.timeline[slot] = ("call", read)
             h.timeline.append(("done", read))
     return h
-
-
-class _Findings:
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(ANOMALIES, 0)
-        self.examples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ANOMALIES}
-
-    def add(self, kind: str, **example: Any) -> None:
-        self.counts[kind] += 1
-        if len(self.examples[kind]) < MAX_EXAMPLES:
-            self.examples[kind].append(example)
 
 
 def _orders(reads: list[_Read]) -> dict[Any, list[Any]]:
@@ -127,7 +116,7 @@ def _orders(reads: list[_Read]) -> dict[Any, list[Any]]:
     return longest
 
 
-def _check_reads(h: _History, orders: dict[Any, list[Any]], found: _Findings) -> None:
+def _check_reads(h: _History, orders: dict[Any, list[Any]], found: Findings) -> None:
     """Each read against its key's order, element by element: prefix, duplicates, provenance, future values."""
     for read in h.reads:
         order = orders[read.key]
@@ -135,19 +124,19 @@ def _check_reads(h: _History, orders: dict[Any, list[Any]], found: _Findings) ->
         for i, value in enumerate(read.values):
             if read.prefix and (i >= len(order) or order[i] != value):
                 read.prefix = False
-                found.add("incompatible-order", key=read.key, read=read.invoked, at=i, value=value,
+                found.add("incompatible-order", id(read), key=read.key, read=read.invoked, at=i, value=value,
                           longest_has=order[i] if i < len(order) else None)
             if value in seen:
-                found.add("duplicate", key=read.key, read=read.invoked, value=value)
+                found.add("duplicate", value, key=read.key, read=read.invoked, value=value)
                 continue
             seen.add(value)
             append = h.appends.get(value)
             if append is None or append.key != read.key:
-                found.add("unexpected", key=read.key, read=read.invoked, value=value)
+                found.add("unexpected", (read.key, value), key=read.key, read=read.invoked, value=value)
             elif append.outcome == "fail":
-                found.add("failed-append-read", key=read.key, read=read.invoked, value=value)
+                found.add("failed-append-read", value, key=read.key, read=read.invoked, value=value)
             elif append.invoked > read.completed:
-                found.add("future-read", key=read.key, read=read.invoked, value=value, append=append.invoked)
+                found.add("future-read", value, key=read.key, read=read.invoked, value=value, append=append.invoked)
 
 
 def _positions(orders: dict[Any, list[Any]]) -> dict[Any, int]:
@@ -159,7 +148,7 @@ def _positions(orders: dict[Any, list[Any]]) -> dict[Any, int]:
     return pos
 
 
-def _check_lost(h: _History, pos: dict[Any, int], found: _Findings) -> int:
+def _check_lost(h: _History, pos: dict[Any, int], found: Findings) -> int:
     """Backward over the timeline: per key the shortest prefix-read invoked after this moment; an ack whose value
     sits at or beyond that length (or in no read at all) was lost by that read. Returns the unconfirmed count."""
     shortest: dict[Any, _Read] = {}
@@ -174,11 +163,11 @@ def _check_lost(h: _History, pos: dict[Any, int], found: _Findings) -> int:
             if read is None:
                 unconfirmed += 1
             elif pos.get(item.value, INFINITE) >= len(read.values):
-                found.add("lost", key=item.key, value=item.value, acknowledged_at=item.completed, read=read.invoked)
+                found.add("lost", item.value, key=item.key, value=item.value, acknowledged_at=item.completed, read=read.invoked)
     return unconfirmed
 
 
-def _check_stale(h: _History, found: _Findings) -> None:
+def _check_stale(h: _History, found: Findings) -> None:
     """Forward over the timeline: a prefix-read invoked after another prefix-read of its key completed must be at
     least as long."""
     longest_done: dict[Any, _Read] = {}
@@ -193,14 +182,14 @@ def _check_stale(h: _History, found: _Findings) -> None:
         else:
             before = floor.get(id(item))
             if before is not None and len(item.values) < len(before.values):
-                found.add("stale-read", key=item.key, read=item.invoked, length=len(item.values),
+                found.add("stale-read", id(item), key=item.key, read=item.invoked, length=len(item.values),
                           earlier_read=before.invoked, earlier_length=len(before.values))
             best = longest_done.get(item.key)
             if best is None or len(item.values) > len(best.values):
                 longest_done[item.key] = item
 
 
-def _check_realtime(h: _History, orders: dict[Any, list[Any]], found: _Findings) -> None:
+def _check_realtime(h: _History, orders: dict[Any, list[Any]], found: Findings) -> None:
     """Along each order: an acknowledged append must not complete before an append placed earlier was invoked."""
     for key, order in orders.items():
         latest: tuple[int, Any] = (-1, None)  # the latest invoke among the values placed so far
@@ -211,7 +200,7 @@ def _check_realtime(h: _History, orders: dict[Any, list[Any]], found: _Findings)
                 continue
             placed.add(value)
             if append.outcome == "ok" and append.completed is not None and append.completed < latest[0]:
-                found.add("realtime-order", key=key, value=value, completed=append.completed, placed_after=latest[1],
+                found.add("realtime-order", value, key=key, value=value, completed=append.completed, placed_after=latest[1],
                           invoked=latest[0])
             if append.invoked > latest[0]:
                 latest = (append.invoked, value)
@@ -222,13 +211,13 @@ class ListAppendChecker:
 
     def check(self, test: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
         h = _gather(history)
-        found = _Findings()
+        found = Findings(ANOMALIES)
         orders = _orders(h.reads)
         _check_reads(h, orders, found)
         unconfirmed = _check_lost(h, _positions(orders), found)
         _check_stale(h, found)
         _check_realtime(h, orders, found)
-        anomalies = {kind: n for kind, n in found.counts.items() if n}
+        anomalies = found.counts()
         acknowledged = sum(1 for a in h.appends.values() if a.outcome == "ok")
         valid: bool | str = not anomalies
         if valid and not h.reads and acknowledged:
@@ -236,19 +225,14 @@ class ListAppendChecker:
         result: dict[str, Any] = {
             "valid": valid, "append_count": len(h.appends), "acknowledged_count": acknowledged,
             "read_count": len(h.reads), "keys": len(orders), "anomalies": anomalies,
-            "examples": {kind: ex for kind, ex in found.examples.items() if ex},
-            "unconfirmed_count": unconfirmed, "explanation": _explain(anomalies, found.examples, len(h.reads))}
+            "examples": found.examples(),
+            "unconfirmed_count": unconfirmed, "explanation": found.explain("List-append", _describe) if anomalies else
+            f"{len(h.reads)} reads are prefixes of one order per key that loses, repeats and invents nothing."}
         if valid == "unknown":
             result["unknown_reason"] = "appends were acknowledged but no read completed ok"
         return result
 
 
-def _explain(anomalies: Mapping[str, int], examples: Mapping[str, list[dict[str, Any]]], reads: int) -> str:
-    if not anomalies:
-        return f"{reads} reads are prefixes of one order per key that loses, repeats and invents nothing."
-    parts = []
-    for kind, n in anomalies.items():
-        ex = examples[kind][0]
-        what = f"value {ex['value']!r} of {ex['key']!r}" if "value" in ex else f"key {ex['key']!r}"
-        parts.append(f"{n} {kind} (e.g. {what}" + (f", read op {ex['read']}" if "read" in ex else "") + ")")
-    return "List-append anomalies: " + "; ".join(parts) + "."
+def _describe(example: Mapping[str, Any]) -> str:
+    what = f"value {example['value']!r} of {example['key']!r}" if "value" in example else f"key {example['key']!r}"
+    return what + (f", read op {example['read']}" if "read" in example else "")

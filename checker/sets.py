@@ -16,8 +16,8 @@ ok read of the key holds: they took effect although nobody was told. An add that
 of its key cannot be judged: counted as `unread`. Valid: false when any anomaly is found; unknown when there are
 acknowledged adds but no ok read at all; else true.
 
-The result counts each anomaly kind (`anomalies`), lists a few `examples` of each (element, key, the read's op
-index), and says it in one `explanation` sentence (the report shows it). Cost: one pass over the history plus,
+The result counts each anomaly kind (`anomalies`: distinct elements; an element lost by five reads counts once),
+lists a few `examples` of each (element, key, the read's op index), and says it in one `explanation` sentence (the report shows it). Cost: one pass over the history plus,
 per read, the acknowledged adds of its key that precede it (the workload reads each key a handful of times, at the
 end: linear in practice).
 """
@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anomalies import Findings
 from .history import LAB_PROCESSES
 from .models import freeze
 
-MAX_EXAMPLES = 5
 ANOMALIES = ("lost", "unexpected", "failed-present", "duplicated")
 
 
@@ -71,45 +71,32 @@ def _gather(history: list[dict[str, Any]]) -> dict[Any, _Key]:
     return keys
 
 
-class _Findings:
-    """Anomaly counts and the first few examples of each kind."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(ANOMALIES, 0)
-        self.examples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ANOMALIES}
-
-    def add(self, kind: str, **example: Any) -> None:
-        self.counts[kind] += 1
-        if len(self.examples[kind]) < MAX_EXAMPLES:
-            self.examples[kind].append(example)
-
-
-def _check_read(key: Any, k: _Key, read: tuple[int, list[Any]], found: _Findings) -> None:
+def _check_read(key: Any, k: _Key, read: tuple[int, list[Any]], found: Findings) -> None:
     """File the anomalies of one ok read of the set `key` (read: its op id, the invoke index, and elements)."""
     op, elements = read
     present: set[Any] = set()
     for element in elements:
         if element in present:
-            found.add("duplicated", key=key, element=element, read=op)
+            found.add("duplicated", (key, element), key=key, element=element, read=op)
             continue
         present.add(element)
         outcome = k.outcome.get(element)
         if outcome is None:
-            found.add("unexpected", key=key, element=element, read=op)
+            found.add("unexpected", (key, element), key=key, element=element, read=op)
         elif outcome == "fail":
-            found.add("failed-present", key=key, element=element, read=op)
+            found.add("failed-present", (key, element), key=key, element=element, read=op)
     for done, element in k.acked:
         if done > op:
             break
         if element not in present:
-            found.add("lost", key=key, element=element, acknowledged_at=done, read=op)
+            found.add("lost", (key, element), key=key, element=element, acknowledged_at=done, read=op)
 
 
 class KeyedSetChecker:
     """Checks every ok read of every set (key) of a `set` workload history; see the module docstring."""
 
     def check(self, test: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-        found = _Findings()
+        found = Findings(ANOMALIES)
         recovered = unread = attempted = acknowledged = 0
         keys = _gather(history)
         for key, k in keys.items():
@@ -121,26 +108,20 @@ class KeyedSetChecker:
             recovered += sum(1 for e, o in k.outcome.items() if o == "info" and e in last)
             last_read = k.reads[-1][0] if k.reads else -1
             unread += sum(1 for done, _ in k.acked if done > last_read)
-        anomalies = {kind: n for kind, n in found.counts.items() if n}
+        anomalies = found.counts()
         reads = sum(len(k.reads) for k in keys.values())
         valid: bool | str = not anomalies
         if valid and reads == 0 and acknowledged:
             valid = "unknown"
         return {"valid": valid, "attempt_count": attempted, "acknowledged_count": acknowledged, "read_count": reads,
                 "keys": len(keys), "anomalies": anomalies,
-                "examples": {kind: ex for kind, ex in found.examples.items() if ex},
+                "examples": found.examples(),
                 "recovered_count": recovered, "unread_count": unread,
-                "explanation": _explain(anomalies, found.examples, reads, acknowledged),
+                "explanation": found.explain("Set", _describe) if anomalies else
+                f"{reads} reads hold every one of the {acknowledged} acknowledged adds that preceded them.",
                 **({"unknown_reason": "no read completed ok, so nothing can be said about the sets"}
                    if valid == "unknown" else {})}
 
 
-def _explain(anomalies: Mapping[str, int], examples: Mapping[str, list[dict[str, Any]]], reads: int,
-             acknowledged: int) -> str:
-    if not anomalies:
-        return f"{reads} reads hold every one of the {acknowledged} acknowledged adds that preceded them."
-    parts = []
-    for kind, n in anomalies.items():
-        ex = examples[kind][0]
-        parts.append(f"{n} {kind} (e.g. element {ex['element']!r} of {ex['key']!r} in the read op {ex['read']})")
-    return "Set anomalies: " + "; ".join(parts) + "."
+def _describe(example: Mapping[str, Any]) -> str:
+    return f"element {example['element']!r} of {example['key']!r} in the read op {example['read']}"

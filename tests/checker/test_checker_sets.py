@@ -72,3 +72,8 @@ def test_no_ok_read_is_unknown() -> None:
 def test_lab_events_are_ignored() -> None:
     h = H().add(0, 1).ev("nemesis", "info", "start").ev("harness", "info", "quiesce").read(1, [1])
     assert h.check()["valid"] is True
+
+
+def test_an_element_lost_by_several_reads_counts_once() -> None:
+    result = H().add(0, 1).add(0, 2).read(1, [2]).read(1, [2]).check()
+    assert result["anomalies"] == {"lost": 1} and len(result["examples"]["lost"]) == 1
