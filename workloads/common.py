@@ -60,15 +60,15 @@ class UniqueWritesGen(gen.Generator):
                 UniqueWritesGen(self.f, self.keys, self.read_fraction, state, self.counter + 1))
 
 
-def _read_until_ok(key: str) -> gen.Generator:
-    """Read one key until a read succeeds, one read at a time, FINAL_RETRY_S apart (a node that keeps refusing is
-    asked about ten times a second, not in a tight loop)."""
-    return gen.concurrency_limit(1, gen.until_ok(gen.delay(FINAL_RETRY_S, gen.repeat({"f": "read", "key": key}))))
+def read_until_ok(key: str, f: str = "read") -> gen.Generator:
+    """Read one key (op `f`) until a read succeeds, one read at a time, FINAL_RETRY_S apart (a node that keeps
+    refusing is asked about ten times a second, not in a tight loop)."""
+    return gen.concurrency_limit(1, gen.until_ok(gen.delay(FINAL_RETRY_S, gen.repeat({"f": f, "key": key}))))
 
 
-def final_reads(keys: tuple[str, ...], nodes: int) -> gen.Generator:
+def final_reads(keys: tuple[str, ...], nodes: int, f: str = "read") -> gen.Generator:
     """Every key read through every node separately (gen.on_node: the workers bound to that node), side by side,
     each until one read succeeds; the engine bounds the phase by --final-time-limit. Every node answers for its
     own state, so one that lost or invented elements shows in the history."""
-    return gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
+    return gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(read_until_ok(k, f) for k in keys)))
                         for i in range(nodes)))

@@ -78,14 +78,13 @@ from raftkv.client import (
     Unavailable,
     VersionMismatch,
 )
-from workloads.common import DEFAULT_KEYS, KEYS_OPTION, key_names
+from workloads.common import DEFAULT_KEYS, KEYS_OPTION, final_reads, key_names, read_until_ok
 from workloads.raftkv_db import client_address
 
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
 CLIENT_MODES = ("node", "smart")
 SESSIONS = ("on", "off")
-FINAL_RETRY_S = 0.1  # between the final reads of one key through one node that did not succeed
 # Relative weights of the operation kinds, per --mix. `churn` (issue 15): deletes as often as reads, so a key goes
 # absent often and the next write of it is a create (expected version 0); reads stay frequent enough to witness
 # a write applied twice (a value read again after the key moved on).
@@ -190,12 +189,6 @@ def client_mode(options: Mapping[str, Any]) -> str:
     return str(mode)
 
 
-def _read_until_ok(key: str) -> gen.Generator:
-    """Read one key until a read succeeds: one read at a time, FINAL_RETRY_S apart, so a node that keeps refusing
-    (down, cut off) is asked about ten times a second, not in a tight loop."""
-    return gen.concurrency_limit(1, gen.until_ok(gen.delay(FINAL_RETRY_S, gen.repeat({"f": "get", "key": key}))))
-
-
 def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
     """Node mode: every key through every node separately (gen.on_node: the workers bound to that node), all side
     by side, each until one read succeeds (the engine bounds the phase by --final-time-limit). Smart mode: every
@@ -203,10 +196,8 @@ def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Gener
     workers than nodes) is read by nobody: the convergence oracle still compares its state."""
     keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
     if client_mode(options) == "smart":
-        return gen.any_of(*(_read_until_ok(k) for k in keys))
-    nodes = int(options.get("nodes") or 1)
-    return gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
-                        for i in range(nodes)))
+        return gen.any_of(*(read_until_ok(k, "get") for k in keys))
+    return final_reads(keys, int(options.get("nodes") or 1), "get")
 
 
 def completion(f: str, reply: Reply) -> tuple[str, Any, str | None]:
