@@ -29,6 +29,7 @@ with every pass forced.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -105,195 +106,228 @@ def search(model: Any, ops: list[PartOp], deadline: float | None = None, stop: A
 
 def _search(model: Any, ops: list[PartOp], deadline: float | None, stop: Any, track: bool,
             max_nodes: int | None = None) -> SearchResult:
-    step = model.step
-    prepare = getattr(model, "prepare", None)
-    if prepare is not None:
-        ops, state = prepare(list(ops), model.init())
-    else:
-        state = model.init()
-    regular = [op for op in ops if op.ret is not None]
-    infos = [op for op in ops if op.ret is None]
-    n = len(regular)
-    info_pos, is_call, e_op, ret_pos, nxt, prv, head = _layout(regular, infos)
+    """One exact depth-first search (see the module docstring), bounded by `max_nodes` when given."""
+    return _Search(model, ops, track).run(deadline, stop, max_nodes)
 
-    inp = [op.input for op in regular]
-    out = [op.output for op in regular]
-    read_only = getattr(model, "read_only", None)  # the hints are optional (checker.models)
-    state_guard = getattr(model, "state_guard", None)
-    info_guard = getattr(model, "info_guard", None) if state_guard else None  # guards only make sense in pairs
-    state_guard = state_guard or _no_guard
-    ro = [bool(read_only(op.input, op.output)) if read_only else False for op in regular]
-    bit = [1 << j for j in range(n)]
-    i_inp = [op.input for op in infos]
-    i_bit = [1 << k for k in range(len(infos))]
-    buckets: dict[Any, list[int]] = {}
-    wild: list[int] = []
-    for k in sorted(range(len(infos)), key=info_pos.__getitem__):
-        guard = info_guard(i_inp[k]) if info_guard else None
-        if guard is None:
-            wild.append(k)
+
+Step = Callable[[], "Step | None"]
+"""A state of the search: a method that does the work of one node and returns the state of the next node, or None
+when the search is decided (`_Search.result`). Within one node a state may hand over to another directly (a
+scan that finds nothing to linearize goes on to the info candidates, then to backtracking): only the returned
+state counts as a new node, exactly as the node budget and the cache expect."""
+
+
+class _Search:
+    """The state of one exact search: the event list, the path (stack), the cache. The states of the walk:
+
+    - `_fresh`: a new node: done if nothing remains; a read-only op that fits now is linearized first, without
+      siblings (its branch failing fails the node); else `_scan` from the start of the window;
+    - `_scan`: linearize the next op of the window (from `e`) that the model accepts and the cache has not seen;
+      none left: `_infos` (when the part has info ops) or `_exhausted`;
+    - `_infos`: the info ops worth trying here (module docstring), newest call first, then `_next_info`;
+    - `_next_info`: take the next of them that the cache does not dominate, else `_exhausted`;
+    - `_exhausted`: remember the path if it is the deepest, then undo the last step and resume its node where it
+      left off (the next sibling of a regular op, the next info candidate, or, for a forced read, backtrack on).
+    """
+
+    __slots__ = ("step", "regular", "infos", "n", "info_pos", "is_call", "e_op", "ret_pos", "nxt", "prv", "head",
+                 "inp", "out", "ro", "bit", "i_inp", "i_bit", "buckets", "wild", "state_guard", "has_info", "track",
+                 "state", "lin", "ibits", "remaining", "stack", "path", "seen_plain", "seen_info", "best_depth",
+                 "best", "e", "cands", "ci", "result")
+
+    def __init__(self, model: Any, ops: list[PartOp], track: bool) -> None:
+        self.step = model.step
+        prepare = getattr(model, "prepare", None)
+        if prepare is not None:
+            ops, self.state = prepare(list(ops), model.init())
         else:
-            buckets.setdefault(guard, []).append(k)
-    has_info = bool(infos)
+            self.state = model.init()
+        regular = self.regular = [op for op in ops if op.ret is not None]
+        infos = self.infos = [op for op in ops if op.ret is None]
+        self.n = len(regular)
+        self.info_pos, self.is_call, self.e_op, self.ret_pos, self.nxt, self.prv, self.head = _layout(regular, infos)
+        self.inp = [op.input for op in regular]
+        self.out = [op.output for op in regular]
+        read_only = getattr(model, "read_only", None)  # the hints are optional (checker.models)
+        self.ro = [bool(read_only(op.input, op.output)) if read_only else False for op in regular]
+        self.bit = [1 << j for j in range(self.n)]
+        self.i_inp = [op.input for op in infos]
+        self.i_bit = [1 << k for k in range(len(infos))]
+        self._bucket_infos(model)
+        self.has_info = bool(infos)
+        self.track = track
+        self.lin = self.ibits = 0
+        self.remaining = self.n
+        self.stack: list[tuple[int, int, Any, Any, int]] = []
+        self.path: list[Any] = []  # along the stack: regular index j, or (info index k, window end) for the prefixes
+        self.seen_plain: set[tuple[int, Any]] = set()
+        self.seen_info: dict[tuple[int, Any], list[int]] = {}
+        self.best_depth = -1
+        self.best: list[list[int]] = []
+        self.e = self.head
+        self.cands: list[tuple[int, Any]] = []
+        self.ci = 0
+        self.result: SearchResult | None = None
 
-    lin = 0
-    ibits = 0
-    remaining = n
-    stack: list[tuple[int, int, Any, Any, int]] = []
-    path: list[Any] = []  # along the stack: regular index j, or (info index k, window end) for the prefixes
-    seen_plain: set[tuple[int, Any]] = set()
-    seen_info: dict[tuple[int, Any], list[int]] = {}
-    best_depth = -1
-    best: list[list[int]] = []
-    nodes = 0
-    e = head
-    cands: list[tuple[int, Any]] = []
-    ci = 0
-    mode = 0  # 0 fresh node, 1 scan the window, 2 info candidates, 3 next info candidate, 4 backtrack
-    monotonic = time.monotonic
-    next_check = CHECK_EVERY if max_nodes is None else min(CHECK_EVERY, max_nodes + 1)
+    def _bucket_infos(self, model: Any) -> None:
+        """Info ops by the model's guard of their input (`buckets`; `wild`: no guard), each in call order."""
+        state_guard = getattr(model, "state_guard", None)
+        info_guard = getattr(model, "info_guard", None) if state_guard else None  # guards only make sense in pairs
+        self.state_guard = state_guard or _no_guard
+        self.buckets: dict[Any, list[int]] = {}
+        self.wild: list[int] = []
+        for k in sorted(range(len(self.infos)), key=self.info_pos.__getitem__):
+            guard = info_guard(self.i_inp[k]) if info_guard else None
+            if guard is None:
+                self.wild.append(k)
+            else:
+                self.buckets.setdefault(guard, []).append(k)
 
-    def dominated(key: tuple[int, Any], used: int) -> bool:
-        masks = seen_info.get(key)
+    def run(self, deadline: float | None, stop: Any, max_nodes: int | None) -> SearchResult:
+        """Walk the states, one node per step, checking the budget, `stop` and the deadline every CHECK_EVERY
+        nodes (and exactly at the node budget)."""
+        monotonic = time.monotonic
+        nodes = 0
+        next_check = CHECK_EVERY if max_nodes is None else min(CHECK_EVERY, max_nodes + 1)
+        step: Step | None = self._fresh
+        while step is not None:
+            nodes += 1
+            if nodes >= next_check:
+                next_check = nodes + CHECK_EVERY if max_nodes is None else min(nodes + CHECK_EVERY, max_nodes + 1)
+                if (max_nodes is not None and nodes > max_nodes) or (stop is not None and stop.is_set()) or (
+                        deadline is not None and monotonic() > deadline):
+                    why = "stopped" if stop is not None and stop.is_set() else (
+                        BUDGET if max_nodes is not None and nodes > max_nodes else "time budget ran out")
+                    return SearchResult(None, self._prefixes(), nodes, why)
+            step = step()
+        assert self.result is not None
+        self.result.nodes = nodes
+        return self.result
+
+    def _prefixes(self) -> list[list[int]]:
+        return _prefixes(self.best, self.infos, self.info_pos, self.regular)
+
+    def _unseen(self, lin: int, state: Any, ibits: int) -> bool:
+        """The cache: True (and remembered) when no node explored so far had these linearized regular ops, this
+        state and a subset of these info ops; False when one did (this node has no option that one lacked)."""
+        key = (lin, state)
+        if not self.has_info:
+            if key in self.seen_plain:
+                return False
+            self.seen_plain.add(key)
+            return True
+        masks = self.seen_info.get(key)
         if masks is None:
-            seen_info[key] = [used]
-            return False
+            self.seen_info[key] = [ibits]
+            return True
         for mask in masks:
-            if mask & ~used == 0:
-                return True
-        masks.append(used)
-        return False
+            if mask & ~ibits == 0:
+                return False
+        masks.append(ibits)
+        return True
 
-    while True:
-        nodes += 1
-        if nodes >= next_check:  # every CHECK_EVERY nodes, or exactly at the node budget
-            next_check = nodes + CHECK_EVERY if max_nodes is None else min(nodes + CHECK_EVERY, max_nodes + 1)
-            if (max_nodes is not None and nodes > max_nodes) or (stop is not None and stop.is_set()) or (
-                    deadline is not None and monotonic() > deadline):
-                why = "stopped" if stop is not None and stop.is_set() else (
-                    BUDGET if max_nodes is not None and nodes > max_nodes else "time budget ran out")
-                return SearchResult(None, _prefixes(best, infos, info_pos, regular), nodes, why)
-        if mode == 0:
-            if remaining == 0:
-                return SearchResult(True, [], nodes)
-            e = nxt[head]
-            mode = 1
-            while is_call[e]:  # a read-only op that fits now is taken first, without siblings
-                j = e_op[e]
-                if ro[j]:
-                    ok, new_state = step(state, inp[j], out[j])
-                    if ok:
-                        new_lin = lin | bit[j]
-                        if has_info:
-                            known = dominated((new_lin, new_state), ibits)
-                        else:
-                            key = (new_lin, new_state)
-                            known = key in seen_plain
-                            if not known:
-                                seen_plain.add(key)
-                        if known:
-                            mode = 4
-                        else:
-                            stack.append((1, e, state, None, 0))
-                            path.append(j)
-                            state = new_state
-                            lin = new_lin
-                            _unlink(nxt, prv, e, ret_pos[j])
-                            remaining -= 1
-                            mode = 0
-                        break
-                e = nxt[e]
-            if mode != 1:
+    def _take(self, kind: int, e: int, j: int, new_state: Any) -> None:
+        """Linearize the regular op j (its call entry e) into `new_state`: push the step (kind 0 scanned, 1 forced)."""
+        self.stack.append((kind, e, self.state, None, 0))
+        self.path.append(j)
+        self.state = new_state
+        self.lin |= self.bit[j]
+        _unlink(self.nxt, self.prv, e, self.ret_pos[j])
+        self.remaining -= 1
+
+    def _fresh(self) -> Step | None:
+        if self.remaining == 0:
+            self.result = SearchResult(True, [])
+            return None
+        is_call, e_op, ro, nxt = self.is_call, self.e_op, self.ro, self.nxt
+        e = nxt[self.head]
+        while is_call[e]:  # a read-only op that fits now is taken first, without siblings
+            j = e_op[e]
+            if ro[j]:
+                ok, new_state = self.step(self.state, self.inp[j], self.out[j])
+                if ok:
+                    if not self._unseen(self.lin | self.bit[j], new_state, self.ibits):
+                        return self._exhausted
+                    self._take(1, e, j, new_state)
+                    return self._fresh
+            e = nxt[e]
+        self.e = nxt[self.head]
+        return self._scan()
+
+    def _scan(self) -> Step | None:
+        is_call, e_op, ro, nxt, step, inp, out = self.is_call, self.e_op, self.ro, self.nxt, self.step, self.inp, self.out
+        state, lin, bit, ibits = self.state, self.lin, self.bit, self.ibits
+        e = self.e
+        while is_call[e]:
+            j = e_op[e]
+            if not ro[j]:
+                ok, new_state = step(state, inp[j], out[j])
+                if ok and self._unseen(lin | bit[j], new_state, ibits):
+                    self._take(0, e, j, new_state)
+                    return self._fresh
+            e = nxt[e]
+        self.e = e
+        return self._infos() if self.has_info else self._exhausted()
+
+    def _infos(self) -> Step | None:
+        """`e` is the first remaining return: the info ops called before it are available."""
+        state, step, info_pos, i_inp, i_bit, ibits, e = (self.state, self.step, self.info_pos, self.i_inp,
+                                                         self.i_bit, self.ibits, self.e)
+        cands: list[tuple[int, Any]] = []
+        tried: set[Any] = set()
+        for bucket in (self.buckets.get(self.state_guard(state)), self.wild):
+            if not bucket:
                 continue
-            e = nxt[head]
-        if mode == 1:
-            while is_call[e]:
-                j = e_op[e]
-                if not ro[j]:
-                    ok, new_state = step(state, inp[j], out[j])
-                    if ok:
-                        new_lin = lin | bit[j]
-                        if has_info:
-                            known = dominated((new_lin, new_state), ibits)
-                        else:
-                            key = (new_lin, new_state)
-                            known = key in seen_plain
-                            if not known:
-                                seen_plain.add(key)
-                        if not known:
-                            stack.append((0, e, state, None, 0))
-                            path.append(j)
-                            state = new_state
-                            lin = new_lin
-                            _unlink(nxt, prv, e, ret_pos[j])
-                            remaining -= 1
-                            mode = 0
-                            break
-                e = nxt[e]
-            if mode == 0:
-                continue
-            mode = 2 if infos else 4
-        if mode == 2:
-            # e is the first remaining return: info ops called before it are available.
-            cands = []
-            tried: set[Any] = set()
-            group = buckets.get(state_guard(state))
-            for bucket in (group, wild):
-                if not bucket:
-                    continue
-                for k in bucket:
-                    if info_pos[k] > e:
-                        break
-                    x = i_inp[k]
-                    if ibits & i_bit[k]:  # used on this path
-                        continue
-                    if x in tried:
-                        continue
-                    tried.add(x)
-                    ok, new_state = step(state, x, UNKNOWN)
-                    if ok and new_state != state:
-                        cands.append((k, new_state))
-            if len(cands) > 1:  # most recent call first: an old info op is the least likely to land now
-                cands.sort(key=lambda c: -info_pos[c[0]])
-            ci = 0
-            mode = 3
-        if mode == 3:
-            while ci < len(cands):
-                k, new_state = cands[ci]
-                ci += 1
-                used = ibits | i_bit[k]
-                if not dominated((lin, new_state), used):
-                    stack.append((2, k, state, cands, ci))
-                    path.append((k, e))
-                    state = new_state
-                    ibits = used
-                    mode = 0
+            for k in bucket:
+                if info_pos[k] > e:
                     break
-            if mode == 0:
-                continue
-            mode = 4
-        # mode 4: this node is exhausted; remember it if it is the deepest, then backtrack.
-        if track:
-            best_depth = _keep_deepest(best, best_depth, path, n - remaining)
-        if not stack:
-            return SearchResult(False, _prefixes(best, infos, info_pos, regular), nodes)
-        kind, x, state, saved, saved_ci = stack.pop()
-        path.pop()
+                x = i_inp[k]
+                if ibits & i_bit[k] or x in tried:  # used on this path, or one of identical input tried
+                    continue
+                tried.add(x)
+                ok, new_state = step(state, x, UNKNOWN)
+                if ok and new_state != state:
+                    cands.append((k, new_state))
+        if len(cands) > 1:  # most recent call first: an old info op is the least likely to land now
+            cands.sort(key=lambda c: -info_pos[c[0]])
+        self.cands, self.ci = cands, 0
+        return self._next_info()
+
+    def _next_info(self) -> Step | None:
+        cands = self.cands
+        while self.ci < len(cands):
+            k, new_state = cands[self.ci]
+            self.ci += 1
+            used = self.ibits | self.i_bit[k]
+            if self._unseen(self.lin, new_state, used):
+                self.stack.append((2, k, self.state, cands, self.ci))
+                self.path.append((k, self.e))
+                self.state = new_state
+                self.ibits = used
+                return self._fresh
+        return self._exhausted()
+
+    def _exhausted(self) -> Step | None:
+        if self.track:
+            self.best_depth = _keep_deepest(self.best, self.best_depth, self.path, self.n - self.remaining)
+        if not self.stack:
+            self.result = SearchResult(False, self._prefixes())
+            return None
+        kind, x, self.state, saved, saved_ci = self.stack.pop()
+        taken = self.path.pop()
         if kind == 2:
-            ibits ^= i_bit[x]
-            cands = saved
-            ci = saved_ci
-            mode = 3
-            continue
-        j = e_op[x]
-        lin ^= bit[j]
-        _relink(nxt, prv, x, ret_pos[j])
-        remaining += 1
+            self.ibits ^= self.i_bit[x]
+            self.cands, self.ci = saved, saved_ci
+            self.e = taken[1]  # the node's window end, for the next candidate's place on the path
+            return self._next_info
+        j = self.e_op[x]
+        self.lin ^= self.bit[j]
+        _relink(self.nxt, self.prv, x, self.ret_pos[j])
+        self.remaining += 1
         if kind == 1:
-            mode = 4  # a forced read failed: so does the node it was taken at
-        else:
-            e = nxt[x]
-            mode = 1
+            return self._exhausted  # a forced read failed: so does the node it was taken at
+        self.e = self.nxt[x]
+        return self._scan
 
 
 def _assign(path: list[Any], infos: list[PartOp], info_pos: list[int],

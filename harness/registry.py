@@ -112,7 +112,8 @@ class Option:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DBSpec:
     """A system under test. ``factory(options)`` returns a fresh DB for one run; ``failpoints``, when the DB has
-    them, lists the bugs it can plant in itself and the options that switch them on."""
+    them, lists the bugs it can plant in itself and the options that switch them on; ``clients``, the clients it
+    supplies to DB-neutral workloads (by workload name)."""
 
     name: str
     factory: Callable[[Mapping[str, Any]], DB]
@@ -120,6 +121,9 @@ class DBSpec:
     options: Sequence[Option] = ()
     # The bugs this DB can plant in itself (``harness run --failpoints``, the detection campaign); None: none.
     failpoints: FailpointCatalog | None = None
+    # The clients this DB offers, by workload name: ``clients["set"](options)`` -> a fresh, unopened Client that
+    # speaks that workload's operation vocabulary (a DB-neutral workload finds its client here: workloads.clients).
+    clients: Mapping[str, Callable[[Mapping[str, Any]], Client]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -381,7 +381,7 @@ def _checkers(summary: Summary, run: RunFiles) -> str:
         v = r.get("valid")
         word = "valid" if v is True else "invalid" if v is False else "unknown"
         facts = []
-        for k in ("model", "elapsed_s", "parts", "unknown_reason", "error"):
+        for k in ("model", "elapsed_s", "parts", "anomalies", "examples", "unknown_reason", "error"):
             if k in r:
                 facts.append(f"<span><b>{esc(k)}</b> {esc(_short(r[k]))}</span>")
         rows.append(f'<tr><th>{esc(name)}</th><td><span class="pill {word}">{word}</span></td>'

@@ -44,6 +44,7 @@ from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
 from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
+from workloads.raftkv_clients import array_clients
 
 PEER_PORT = 7000
 CLIENT_PORT = 8000
@@ -301,7 +302,7 @@ class RaftkvFailpoints:
 
 
 RAFTKV = DBSpec(
-    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(),
+    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(), clients=array_clients(client_address),
     description="raftkv nodes started as `python -m raftkv serve` on each host",
     options=(Option(flag="--raftkv-tick-ms", type=int_in(1, 10_000), default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),

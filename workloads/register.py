@@ -67,7 +67,7 @@ from checker import (
 )
 from harness import generator as gen
 from harness.protocols import Op, TestContext
-from harness.registry import Option, Workload, int_in
+from harness.registry import Option, Workload
 from raftkv.client import (
     Attempt,
     BadRequest,
@@ -82,15 +82,13 @@ from raftkv.client import (
     Unavailable,
     VersionMismatch,
 )
+from workloads.common import DEFAULT_KEYS, KEYS_OPTION, final_reads, key_names, read_until_ok
 from workloads.raftkv_db import client_address
 
-DEFAULT_KEYS = 8
-MAX_KEYS = 100_000
 DEFAULT_OP_TIMEOUT_S = 5.0  # the engine's --op-timeout default
 CONSISTENCIES = ("linearizable", "lease", "stale")
 CLIENT_MODES = ("node", "smart", "mixed")
 SESSIONS = ("on", "off")
-FINAL_RETRY_S = 0.1  # between the final reads of one key through one node that did not succeed
 # Relative weights of the operation kinds, per --mix. `churn` (issue 15): deletes as often as reads, so a key goes
 # absent often and the next write of it is a create (expected version 0); reads stay frequent enough to witness
 # a write applied twice (a value read again after the key moved on).
@@ -107,12 +105,6 @@ def client_timeout(options: Mapping[str, Any]) -> float:
     operation and records a bare info."""
     op_timeout = float(options.get("op_timeout") or DEFAULT_OP_TIMEOUT_S)
     return max(0.05, op_timeout - min(0.5, op_timeout * 0.2))
-
-
-def key_names(count: int) -> tuple[str, ...]:
-    if count < 1:
-        raise ValueError(f"--keys must be >= 1, got {count}")
-    return tuple(f"k{i}" for i in range(count))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,24 +196,18 @@ def client_mode(options: Mapping[str, Any]) -> str:
     return str(mode)
 
 
-def _read_until_ok(key: str) -> gen.Generator:
-    """Read one key until a read succeeds: one read at a time, FINAL_RETRY_S apart, so a node that keeps refusing
-    (down, cut off) is asked about ten times a second, not in a tight loop."""
-    return gen.concurrency_limit(1, gen.until_ok(gen.delay(FINAL_RETRY_S, gen.repeat({"f": "get", "key": key}))))
-
-
 def final_generator(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
     """Node mode: every key through every node separately (gen.on_node: the workers bound to that node), all side
     by side, each until one read succeeds (the engine bounds the phase by --final-time-limit). Smart mode: every
-    key until one read succeeds, through whichever node the library reaches. A node without a worker (fewer
+    key until one read succeeds, through whichever node the library reaches. Mixed mode: as node mode, through the
+    node-bound workers only (threads 0..nodes-1). A node without a worker (fewer
     workers than nodes) is read by nobody: the convergence oracle still compares its state."""
     keys = key_names(int(options.get("keys") or DEFAULT_KEYS))
     mode = client_mode(options)
     if mode == "smart":
-        return gen.any_of(*(_read_until_ok(k) for k in keys))
+        return gen.any_of(*(read_until_ok(k, "get") for k in keys))
     nodes = int(options.get("nodes") or 1)
-    per_node = gen.any_of(*(gen.on_node(i, nodes, gen.any_of(*(_read_until_ok(k) for k in keys)))
-                            for i in range(nodes)))
+    per_node = final_reads(keys, nodes, "get")
     return gen.on_threads(range(nodes), per_node) if mode == "mixed" else per_node
 
 
@@ -419,8 +405,7 @@ REGISTER = Workload(
     client=RegisterClient, generator=generator, final_generator=final_generator, checker=checker,
     description="independent versioned keys: reads, writes and compare-and-set through raftkv's versioned put",
     options=(
-        Option(flag="--keys", type=int_in(1, MAX_KEYS), default=DEFAULT_KEYS,
-               help=f"number of keys, 1..{MAX_KEYS} (default {DEFAULT_KEYS})"),
+        KEYS_OPTION,
         Option(flag="--client-mode", choices=CLIENT_MODES, default=DEFAULT_CLIENT_MODE,
                help="node (each worker bound to one node, round-robin, and what that node answered is recorded: "
                     "Jepsen's placement), smart (the raftkv library: follows leader hints, retries elsewhere) or "

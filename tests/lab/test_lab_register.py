@@ -25,7 +25,7 @@ from raftkv.client import (
     Unavailable,
     VersionMismatch,
 )
-from workloads import register
+from workloads import common, register
 from workloads.register import NodeBoundClient, RegisterClient, RegisterGen, final_generator, generator
 
 OPTIONS = {"keys": 3}
@@ -406,7 +406,7 @@ def test_node_mode_final_reads_read_every_key_through_every_node() -> None:
     # A node's retries of one key are spaced FINAL_RETRY_S apart: a refusing node is not asked in a tight loop.
     n3_k0 = [o.time for o in history if o.type == "invoke" and o.key == "k0"
              and gen.node_index(ctx.thread_of(o.process), 3) == 2]
-    assert all(b - a >= gen.secs(register.FINAL_RETRY_S) for a, b in zip(n3_k0, n3_k0[1:], strict=False))
+    assert all(b - a >= gen.secs(common.FINAL_RETRY_S) for a, b in zip(n3_k0, n3_k0[1:], strict=False))
 
 
 def test_node_mode_final_reads_skip_a_node_without_a_worker() -> None:
