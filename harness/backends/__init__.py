@@ -13,8 +13,9 @@ BACKENDS = ("netns", "local", "ssh")
 
 # What each backend's hosts offer to nemeses (registry.NemesisSpec.needs): "network" = a network of their own that
 # a nemesis may cut, slow or filter (the local backend's hosts share the controller's, and refuse network tools).
-FEATURES: dict[str, frozenset[str]] = {"netns": frozenset({"network"}), "local": frozenset(),
-                                       "ssh": frozenset({"network"})}
+# "controller-fs" = the hosts share the controller's file system and mount namespace (the disk nemesis's FUSE layer).
+FEATURES: dict[str, frozenset[str]] = {"netns": frozenset({"network", "controller-fs"}),
+                                       "local": frozenset({"controller-fs"}), "ssh": frozenset({"network"})}
 
 
 def make_backend(name: str, *, work_dir: Path, prefix: str | None = None,

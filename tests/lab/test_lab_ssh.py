@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lab_net import command_lines, netns_unavailable
@@ -137,7 +138,7 @@ def test_stale_reads_over_ssh_are_caught_and_the_install_is_reused(hosts: SshHos
     assert host_leftovers(hosts, prefix) == []
 
 
-def _await_ops(store: Path, proc: subprocess.Popen[str], count: int, deadline_s: float = 120.0) -> None:
+def _await_ops(store: Path, proc: subprocess.Popen[Any], count: int, deadline_s: float = 120.0) -> None:
     """Until the run's history holds ``count`` ok operations (the nodes are up and serving)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end and proc.poll() is None:
