@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from harness.backends.sshconf import SshHost
 from harness.protocols import ExecResult, PythonRuntime, RemoteError
 
@@ -134,7 +136,7 @@ class SshRemote:
             await self._sh('mkdir -p "$1" && chown "$2" "$1"', str(Path(target).parent), self.spec.user)
         try:
             await sftp.put(str(local), target, preserve=True)
-        except (OSError, Exception) as e:
+        except (OSError, asyncssh.Error) as e:
             raise RemoteError(f"{self.name}: uploading {local} to {remote} failed: {e}") from None
         if self.spec.sudo:
             await self.exec(["mv", "-f", target, remote])
@@ -145,7 +147,7 @@ class SshRemote:
         try:
             await sftp.get(remote, str(local))
             return
-        except Exception as e:
+        except (OSError, asyncssh.Error) as e:
             if not self.spec.sudo or "ermission" not in str(e):
                 raise RemoteError(f"{self.name}: downloading {remote} failed: {e}") from None
         copy = self._staging(remote)
