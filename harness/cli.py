@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from harness import detection, registry
 from harness.backends import BACKENDS
+from harness.backends.sshconf import add_ssh_options, ssh_config_from_args
 from harness.detection import PlantedBug
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES
 from harness.registry import float_in, int_in
@@ -160,9 +161,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                          "switch on the DB's planted bugs (comma-separated failpoint names) for this run"))
     p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
-    p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
-                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
-    p.add_argument("--nodes", type=int_in(1, MAX_NODES), default=5, help="number of hosts/nodes (default 5)")
+    p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root), local "
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults) or ssh "
+                          "(machines reached over SSH: --hosts or --hosts-file; README)")
+    p.add_argument("--nodes", type=int_in(1, MAX_NODES), default=None,
+                   help="number of hosts/nodes (default 5; with --backend ssh, the number of hosts given)")
     p.add_argument("--time-limit", type=float_in(0, WEEK_S, low_open=True), default=60.0, help="seconds of workload (default 60)")
     p.add_argument("--concurrency", "-c", type=int_in(1, 4096), default=10,
                      help="client workers, one op in flight each (default 10)")
@@ -203,6 +206,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     p.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     p.add_argument("--no-report", action="store_true", help="do not render report.html")
     p.add_argument("--verbose", "-v", action="store_true", help="log the controller's INFO lines to stderr")
+    add_ssh_options(p)
 
 
 def build_parser() -> tuple[Parser, list[str]]:
@@ -246,6 +250,11 @@ def build_parser() -> tuple[Parser, list[str]]:
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
     clean.add_argument("--all", action="store_true",
                        help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
+    clean.add_argument("--backend", choices=BACKENDS, default="netns",
+                       help="ssh: clean the prefix's things on the hosts given (--hosts/--hosts-file) as well")
+    clean.add_argument("--purge-install", action="store_true",
+                       help="ssh: also remove the installed project (<dir>/install) from the hosts")
+    add_ssh_options(clean)
 
     analyze = sub.add_parser("analyze", help="re-check a stored run (rewrites its results.json)")
     analyze.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory (store/<test>/<time>)")
@@ -323,16 +332,23 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
     """A run's configuration from the parsed options (ConfigError on a bad one)."""
     from harness.run import resolve
 
+    try:
+        ssh = ssh_config_from_args(args)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    nodes = args.nodes or (len(ssh.hosts) if ssh else 5)
     config = RunConfig(
         workload=args.workload, nemeses=tuple(n for n in nemeses if n != "none"), db=args.db,
-        backend=args.backend, nodes=args.nodes, time_limit=args.time_limit, concurrency=args.concurrency,
+        backend=args.backend, nodes=nodes, time_limit=args.time_limit, concurrency=args.concurrency,
         rate=args.rate, seed=seed, **_schedule_options(args), op_timeout=args.op_timeout,
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
         setup_timeout=args.setup_timeout, status_interval=args.status_interval,
         recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
-        extra={d: getattr(args, d) for d in plugin_dests})
+        extra={d: getattr(args, d) for d in plugin_dests}, backend_options={"ssh": ssh} if ssh else {})
+    if ssh and nodes != len(ssh.hosts):
+        raise ConfigError(f"--nodes {nodes} but {len(ssh.hosts)} hosts were given (--hosts/--hosts-file)")
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
     return config
 
@@ -569,10 +585,33 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         return worst
     try:
         prefix = args.prefix or default_prefix()
-    except PrefixError as e:
+        ssh = ssh_config_from_args(args)
+    except (PrefixError, ValueError) as e:
         print(f"harness clean: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
+    if ssh is not None:
+        worst = _clean_ssh(ssh, prefix, args.purge_install)
+        return max(worst, _clean_one(prefix, args.force, quiet=True))
     return _clean_one(prefix, args.force)
+
+
+def _clean_ssh(ssh: Any, prefix: str, purge_install: bool) -> int:
+    """The prefix's things on the SSH hosts (processes, firewall objects, run directories; the install cache with
+    --purge-install)."""
+    from harness.backends.ssh import SshBackendError, clean_hosts
+    from harness.protocols import RemoteError
+
+    try:
+        done, left = asyncio.run(clean_hosts(ssh, prefix, purge_install=purge_install))
+    except (SshBackendError, RemoteError, TimeoutError) as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    for line in done:
+        print(line)
+    if left:
+        print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    return 0
 
 
 def _clean_one(prefix: str, force: bool, *, quiet: bool = False) -> int:

@@ -107,6 +107,25 @@ class Remote(Protocol):
     async def alive(self, pid: int) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PythonRuntime:
+    """How to run this project's Python modules on one host: the interpreter, what to add to a daemon's
+    environment for them, and the directory to start them in (None: anywhere)."""
+
+    python: str
+    env: Mapping[str, str]
+    cwd: str | None = None
+
+
+@runtime_checkable
+class HostPython(Protocol):
+    """A capability of a Remote whose host runs the project from an install of its own (harness.install) rather
+    than from the controller's checkout. Hosts without it share the controller's file system (netns, local):
+    harness.install.runtime_for then gives the controller's own interpreter and checkout."""
+
+    def python_runtime(self) -> PythonRuntime: ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Brings up and tears down the hosts of a run (netns by default; ssh, docker elsewhere)."""

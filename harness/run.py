@@ -94,6 +94,8 @@ class RunConfig:
     render: bool = True
     failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # the backend's own configuration (``ssh``: an SshConfig); test.json records it through Backend.describe
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [(self.nodes >= 1, "--nodes must be >= 1"), (self.time_limit > 0, "--time-limit must be > 0"),
@@ -112,7 +114,7 @@ class RunConfig:
 
     def options(self) -> dict[str, Any]:
         """The flat option mapping roles see (and test.json stores): the generic options plus ``extra``."""
-        out = {k: v for k, v in asdict(self).items() if k != "extra"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "backend_options")}
         out["nemeses"] = list(self.nemeses)
         out["failpoints"] = list(self.failpoints)
         out["moves"] = list(self.moves)
@@ -393,7 +395,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     # Short: host paths under it must fit a unix socket's 107 bytes (the disk layer's control socket), and a test
     # named after every nemesis of `--nemesis all` does not. The store directory carries the name.
     work_dir = work_root(prefix) / f"{run.path.name}-{zlib.crc32(name.encode()) & 0xFFFF:04x}"
-    r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix)
+    r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix, options=config.backend_options)
     db = dbspec.factory(r.options)
     # The bound the recovery checker holds the run to, in test.json's options so `harness analyze` uses it too.
     r.options["recovery_bound_s"] = recovery_bound_s(db, config.recovery_bound_s)

@@ -33,11 +33,11 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.install import runtime_for
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis.iptables import ChainError, OwnedChain
 from nemesis.targets import TARGET_SPECS, choose_targets
@@ -177,12 +177,13 @@ class PacketNemesis:
 
     async def _start_daemon(self, test: TestContext, host: Remote, seed: int) -> None:
         log_path = self._log_path(test, host.name)
-        argv = [sys.executable, "-m", "nemesis.nfqueue", "--queue", str(self.queue),
+        runtime = runtime_for(host)  # the controller's checkout on netns hosts, the host's own install over ssh
+        argv = [runtime.python, "-m", "nemesis.nfqueue", "--queue", str(self.queue),
                 "--delay-ms", f"{self.delay_ms:g}", "--jitter-ms", f"{self.jitter_ms:g}", "--seed", str(seed),
                 "--max-seconds", str(DAEMON_MAX_SECONDS)]
         await host.exec(["mkdir", "-p", test.backend.log_dir(host.name)])
-        pid = await host.spawn(argv, log_path=log_path, env={"PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1"},
-                               cwd=REPO_ROOT)
+        pid = await host.spawn(argv, log_path=log_path, env={**runtime.env, "PYTHONUNBUFFERED": "1"},
+                               cwd=runtime.cwd)
         self._daemons[host.name] = pid
         self._logged.add(host.name)
         loop = asyncio.get_running_loop()

@@ -7,9 +7,10 @@ On each host (any backend: everything goes through Remote):
 - `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs) and the run's
   cluster secret, fresh per run, to `<backend data dir>/peer-secret` (mode 600, never collected), so the nodes
   authenticate each other;
-- it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
-  so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
-  backends must provide the same paths).
+- it runs as `<python> -m raftkv serve --config <that file>`, the python of harness.install.runtime_for: on hosts
+  that share the controller's file system (netns, local) the controller's own interpreter with this checkout on
+  PYTHONPATH, so a node runs exactly the code under test; on hosts that share nothing (ssh) the venv the backend's
+  install step made there from a wheel of this same checkout.
 
 `--raftkv-failpoints a,b` plants those bugs (raftkv/failpoints.py, docs/failpoints.md) in every node: the names are
 checked against the registry when the arguments are parsed (exit 254 on an unknown one), and each node is started
@@ -32,7 +33,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 
 from harness.detection import PlantedBug
+from harness.install import runtime_for
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
@@ -147,8 +148,8 @@ class RaftkvDB:
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
-        """The node's argv: the controller's own interpreter (netns hosts share the controller's file system)."""
-        return [sys.executable, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
+        """The node's argv: the host's python for this project (harness.install.runtime_for)."""
+        return [runtime_for(test.host(node)).python, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -170,12 +171,13 @@ class RaftkvDB:
     async def _start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
             return
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
-               "LANG": "C.UTF-8", **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
+        runtime = runtime_for(test.host(node))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8",
+               **runtime.env, **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
         if self.failpoints:  # planted bugs: the node takes them only with the explicit allow
             env |= {ENV: self.failpoints, ALLOW_ENV: "1"}
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
-                                                      env=env, cwd=REPO_ROOT)
+                                                      env=env, cwd=runtime.cwd)
 
     async def kill(self, test: TestContext, node: str) -> None:
         pid = self.pids.get(node)

@@ -1,20 +1,27 @@
-"""Backends: how the hosts of a run come to exist. ``netns`` (default) is the embedded one (harness.backends.netns)."""
+"""Backends: how the hosts of a run come to exist. ``netns`` (default) is the embedded one (harness.backends.netns);
+``ssh`` reaches machines that share nothing with the controller (harness.backends.ssh)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.protocols import Backend
 
-BACKENDS = ("netns", "local")
+BACKENDS = ("netns", "local", "ssh")
 
 # What each backend's hosts offer to nemeses (registry.NemesisSpec.needs): "network" = a network of their own that
 # a nemesis may cut, slow or filter (the local backend's hosts share the controller's, and refuse network tools).
-FEATURES: dict[str, frozenset[str]] = {"netns": frozenset({"network"}), "local": frozenset()}
+# "controller-fs" = the hosts share the controller's file system and mount namespace (the disk nemesis's FUSE layer).
+FEATURES: dict[str, frozenset[str]] = {"netns": frozenset({"network", "controller-fs"}),
+                                       "local": frozenset({"controller-fs"}), "ssh": frozenset({"network"})}
 
 
-def make_backend(name: str, *, work_dir: Path, prefix: str | None = None) -> Backend:
-    """A fresh, not yet set up backend. Raises ValueError for an unknown name."""
+def make_backend(name: str, *, work_dir: Path, prefix: str | None = None,
+                 options: Mapping[str, Any] | None = None) -> Backend:
+    """A fresh, not yet set up backend. ``options``: the backend's own (``ssh``: an SshConfig). Raises ValueError
+    for an unknown name or missing options."""
     if name == "netns":
         from harness.backends.netns import NetnsBackend
 
@@ -23,4 +30,11 @@ def make_backend(name: str, *, work_dir: Path, prefix: str | None = None) -> Bac
         from harness.backends.local import LocalBackend
 
         return LocalBackend(work_dir, prefix=prefix)
+    if name == "ssh":
+        from harness.backends.ssh import SshBackend
+
+        config = (options or {}).get("ssh")
+        if config is None:
+            raise ValueError("--backend ssh needs its hosts (--hosts or --hosts-file)")
+        return SshBackend(config, prefix=prefix)
     raise ValueError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
