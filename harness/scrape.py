@@ -143,7 +143,9 @@ class MetricsScraper:
     """Scrapes every node of ``test`` through ``test.db.metrics`` each ``interval`` seconds into a
     :class:`MetricsLog`. Each node has its own loop, so a paused or dead node (whose scrape waits out
     ``timeout``) delays only its own samples: it leaves a gap of error lines, never a stall of the others. The
-    ticks are fixed (start + k * interval); a scrape that overruns its tick skips the ticks it missed."""
+    ticks are fixed (start + k * interval); a scrape that overruns its tick skips the ticks it missed. The nodes'
+    ticks are spread over the interval (node i of n starts i/n of it late), so the cluster never answers all its
+    scrapes at one instant: a scrape costs each node a moment of its event loop (rendering the text)."""
 
     def __init__(self, test: TestContext, log: MetricsLog, *, interval: float = DEFAULT_INTERVAL_S,
                  timeout: float | None = None) -> None:
@@ -178,9 +180,10 @@ class MetricsScraper:
         self.log.failure(node, start, (time.monotonic_ns() - start) / 1e6, error)
         return False
 
-    async def _node_loop(self, node: str, rounds: int | None) -> None:
+    async def _node_loop(self, node: str, rounds: int | None, offset: float) -> None:
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = loop.time() + offset
+        await asyncio.sleep(offset)  # this node's place in the interval
         k = 0
         while rounds is None or k < rounds:
             await self.scrape(node)
@@ -190,8 +193,9 @@ class MetricsScraper:
     async def run(self, rounds: int | None = None) -> None:
         """Scrape every node each interval: forever (cancel to stop) or ``rounds`` ticks of each node."""
         async with asyncio.TaskGroup() as tg:
-            for node in self.test.nodes:
-                tg.create_task(self._node_loop(node, rounds), name=f"scrape-{node}")
+            nodes = self.test.nodes
+            for i, node in enumerate(nodes):
+                tg.create_task(self._node_loop(node, rounds, i * self.interval / len(nodes)), name=f"scrape-{node}")
 
 
 def file_sd_targets(test: TestContext, run_name: str) -> list[dict[str, Any]] | None:
