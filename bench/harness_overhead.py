@@ -108,7 +108,7 @@ def _run_figures(run_dir: Path) -> dict[str, Any]:
     done = {"ok": 0, "fail": 0, "info": 0}
     first = last = None
     for e in h:
-        if e["process"] == "nemesis":
+        if not isinstance(e["process"], int):  # nemesis events and the lab's own observations ("harness")
             continue
         if e["type"] == "invoke":
             invokes[e["process"]] = e
@@ -129,7 +129,7 @@ def _run_figures(run_dir: Path) -> dict[str, Any]:
     last_done: dict[int, int] = {}
     gaps: list[float] = []
     for e in h:
-        if e["process"] == "nemesis" or (heal_at is not None and e["time"] >= heal_at):
+        if not isinstance(e["process"], int) or (heal_at is not None and e["time"] >= heal_at):
             continue
         th = e["process"] % conc
         if e["type"] == "invoke":

@@ -105,8 +105,8 @@ def _names(s: str) -> tuple[str, ...]:
 
 GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate",
                  "seed", "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
-                 "quiesce_timeout", "setup_timeout", "status_interval", "recovery_bound_s", "store", "name", "prefix",
-                 "no_report", "verbose", "cmd"}
+                 "quiesce_timeout", "setup_timeout", "status_interval", "monitor", "monitor_interval",
+                 "recovery_bound_s", "store", "name", "prefix", "no_report", "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -201,6 +201,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                      help="wait at most this long for the started cluster to agree on a leader (default 30)")
     p.add_argument("--status-interval", type=float_in(0, 60, low_open=True), default=0.5,
                      help="seconds between node status polls into cluster.jsonl (default 0.5)")
+    p.add_argument("--monitor", action="store_true",
+                   help="scrape every node's metrics during the run into metrics.jsonl (the report plots them on "
+                        "the faults' time axis; docs/lab.md: watching a run live with Prometheus)")
+    p.add_argument("--monitor-interval", type=float_in(0, 60, low_open=True), default=1.0,
+                   help="with --monitor: seconds between two scrapes of a node (default 1)")
     p.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
     p.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
     p.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
@@ -343,6 +348,7 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         rate=args.rate, seed=seed, **_schedule_options(args), op_timeout=args.op_timeout,
         final_time_limit=args.final_time_limit, quiesce_timeout=args.quiesce_timeout,
         setup_timeout=args.setup_timeout, status_interval=args.status_interval,
+        monitor=args.monitor, monitor_interval=args.monitor_interval,
         recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -40,10 +41,13 @@ from harness.protocols import (
     recovery_bound_s,
 )
 from harness.quiesce import quiesce
+from harness.scrape import DEFAULT_INTERVAL_S, MetricsLog, MetricsScraper, file_sd_targets, panels_of
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
 
 log = logging.getLogger("harness.run")
+
+PROMETHEUS_TARGETS = "prometheus-targets.json"  # file_sd target groups of a --monitor run (docs/lab.md)
 
 SCHEDULES = ("hunt", "cycle")  # the engine's fault schedules: harness.hunt, or generator.nemesis_cycle
 ALL_NEMESES = "all"
@@ -87,6 +91,8 @@ class RunConfig:
     quiesce_timeout: float = 15.0
     setup_timeout: float = 30.0
     status_interval: float = 0.5
+    monitor: bool = False  # scrape every node's metrics into metrics.jsonl during the run (harness.scrape)
+    monitor_interval: float = DEFAULT_INTERVAL_S
     recovery_bound_s: float | None = None  # None: the DB's own (harness.protocols.recovery_bound_s)
     store: Path = Path("store")
     name: str | None = None
@@ -107,6 +113,7 @@ class RunConfig:
                   (self.op_timeout > 0, "--op-timeout must be > 0"),
                   (self.final_time_limit >= 0, "--final-time-limit must be >= 0"),
                   (self.status_interval > 0, "--status-interval must be > 0"),
+                  (self.monitor_interval > 0, "--monitor-interval must be > 0"),
                   (self.recovery_bound_s is None or self.recovery_bound_s > 0, "--recovery-bound-s must be > 0")]
         for ok, msg in checks:
             if not ok:
@@ -270,6 +277,8 @@ class _Run:
         self.history: HistoryWriter | None = None
         self.cluster: JsonlWriter | None = None
         self.monitor: ClusterMonitor | None = None
+        self.metrics: JsonlWriter | None = None  # metrics.jsonl, with --monitor
+        self.sd_file: Path | None = None  # the live Prometheus target list, removed at teardown
         self.heal_result: dict[str, Any] | None = None
         self.collected = False
         self.origin = time.monotonic_ns()
@@ -292,6 +301,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
        DB's daemons must start with, e.g. test.daemon_env); DB.setup then DB.start on every node, then wait
        (``setup_timeout``) until every node answers DB.status and they agree on a leader;
     5. set up clients and nemesis: Nemesis.setup; the cluster monitor starts polling DB.status into cluster.jsonl;
+       with ``monitor``, the metrics scraper starts too (harness.scrape: DB.metrics of every node each
+       ``monitor_interval`` into metrics.jsonl, until the convergence observation);
     6. run the generator until the time limit: the workload's client stream (``--rate`` ops/s in total) beside the
        nemesis stream, every invoke and completion appended live to history.jsonl;
     7. heal every fault: Nemesis.heal (recorded as ``stop`` events of the active faults) and verify that every
@@ -350,6 +361,8 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
             r.history.close()
         if r.cluster is not None:
             r.cluster.close()
+        if r.metrics is not None:
+            r.metrics.close()
     if error is not None or result is None:
         result = _store_results(r, None, error or "no check result", interrupted)
     if r.log_handler is not None:
@@ -446,8 +459,10 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
     final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
 
+    scraper = _start_scraper(r) if config.monitor else None
     async with asyncio.TaskGroup() as tg:
         poller = tg.create_task(monitor.run(), name="cluster-monitor")
+        scraping = tg.create_task(scraper.run(), name="metrics-scraper") if scraper else None
         ticker = tg.create_task(_tick(r), name="progress")
         try:
             # 6. main phase
@@ -475,6 +490,8 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
         finally:
             poller.cancel()
             ticker.cancel()
+            if scraping is not None:
+                scraping.cancel()
     r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=monitor.leader)
 
     # 10. stop and collect
@@ -492,6 +509,27 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     result = await in_daemon_thread(run_checkers, checkers, test_json, history)
     log.info("checked %d events in %.2f s: valid=%s", len(history), time.monotonic() - t0, result.get("valid"))
     return result
+
+
+def _start_scraper(r: _Run) -> MetricsScraper:
+    """--monitor: metrics.jsonl with the DB's panels, and the Prometheus file_sd target lists (the run directory's
+    record, and a live copy under ``<store>/_prometheus/`` that teardown removes: docs/lab.md)."""
+    assert r.run_dir is not None and r.test is not None
+    config, test = r.config, r.test
+    timeout = min(config.monitor_interval, 2.0)
+    r.metrics = JsonlWriter(r.run_dir.metrics_path)
+    metrics_log = MetricsLog(r.metrics, nodes=test.nodes, interval_s=config.monitor_interval, timeout_s=timeout,
+                             panels=panels_of(test.db))
+    targets = file_sd_targets(test, r.run_dir.path.name)
+    if targets is not None:
+        r.run_dir.write_json(PROMETHEUS_TARGETS, targets)
+        live = Path(config.store) / "_prometheus"
+        live.mkdir(parents=True, exist_ok=True)
+        r.sd_file = live / f"{test.name}-{r.run_dir.path.name}.json"
+        r.sd_file.write_text(json.dumps(targets, indent=1) + "\n")
+    log.info("monitor: scraping %d node(s) every %g s into %s", len(test.nodes), config.monitor_interval,
+             r.run_dir.metrics_path.name)
+    return MetricsScraper(test, metrics_log, interval=config.monitor_interval, timeout=timeout)
 
 
 def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSpec,
@@ -617,6 +655,13 @@ async def _cleanup(r: _Run) -> None:
     """Every path: heal, collect (if not yet), nemesis teardown, DB teardown, backend teardown. Each step is
     bounded and its failure logged; the next still runs."""
     steps = [("heal", lambda: _heal(r)), ("collect", lambda: _collect(r))]
+    if r.sd_file is not None:
+        sd_file = r.sd_file
+
+        async def forget_targets() -> None:
+            sd_file.unlink(missing_ok=True)
+
+        steps.append(("live Prometheus targets", forget_targets))
     if r.nemesis is not None and r.test is not None and r.nemesis_setup:
         nemesis, test_ = r.nemesis, r.test
         steps.append(("nemesis teardown", lambda: nemesis.teardown(test_)))

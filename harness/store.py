@@ -1,6 +1,7 @@
 """The store: one directory per run (docs/store.md), written as the run goes so a crash keeps what happened.
 
 ``store/<test>/<YYYYmmddTHHMMSS>/`` with test.json, history.jsonl, cluster.jsonl, harness.log, results.json,
+metrics.jsonl and prometheus-targets.json (with --monitor),
 ``<node>/`` (logs, metrics.txt) and report.html; ``store/<test>/latest`` and ``store/latest`` point at the newest.
 """
 
@@ -202,6 +203,11 @@ class RunDir:
         return self.path / "cluster.jsonl"
 
     @property
+    def metrics_path(self) -> Path:
+        """metrics.jsonl: the live scrapes of a --monitor run (harness.scrape documents the format)."""
+        return self.path / "metrics.jsonl"
+
+    @property
     def log_path(self) -> Path:
         return self.path / "harness.log"
 
@@ -210,7 +216,7 @@ class RunDir:
         d.mkdir(exist_ok=True)
         return d
 
-    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+    def write_json(self, name: str, data: Mapping[str, Any] | list[Any]) -> None:
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(json.dumps(data, default=_default, indent=2) + "\n")
         os.replace(tmp, self.path / name)

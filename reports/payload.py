@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from reports import logs, prep
+from reports import metrics as metrics_mod
 from reports.rundir import RunFiles
 from reports.verdict import Summary
 
@@ -115,7 +116,8 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
     ops, problems = prep.pair_ops(events)
     faults, fault_problems = prep.fault_intervals(events)
     cluster = prep.cluster_frame(run.cluster, origin)
-    ends = [0.0]
+    node_metrics, metric_problems = metrics_mod.build(run.run_dir, origin)
+    ends = [0.0, node_metrics["end"] if node_metrics else 0.0]
     if len(events):
         ends.append(float(events["t"].max()))
     if len(cluster):
@@ -151,6 +153,7 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
                          "invoked": [0 if pd.isna(x) else int(x) for x in av["invoked"]]},
         "recovery": recovery_windows(summary),
         "cluster": None,
+        "metrics": node_metrics,
         "invalid": None,
         "logs": [],
         "excerpts": None,
@@ -174,7 +177,7 @@ def build(run: RunFiles, summary: Summary) -> dict[str, Any]:
                              if isinstance(o.get("id"), int) and o.get("description")},
         }
     payload["logs"], payload["excerpts"] = _logs(run, ops, inv)
-    payload["problems"] = list(run.problems) + problems + fault_problems
+    payload["problems"] = list(run.problems) + problems + fault_problems + metric_problems
     return payload
 
 

@@ -81,7 +81,7 @@ def render_run(run_dir: Path, *, inline_plotly: bool = False) -> Path:
         data = payload_mod.build(run, summary)
     except Exception:  # a bug here must not cost the user the rest of the report
         data = {"end": 0, "width": 1, "ops": None, "faults": [], "recoveries": [], "throughput": None,
-                "quantiles": None, "availability": None, "cluster": None, "invalid": None, "logs": [],
+                "quantiles": None, "availability": None, "cluster": None, "metrics": None, "invalid": None, "logs": [],
                 "excerpts": None, "problems": list(run.problems) + [
                     "Preparing the report's data failed (a bug in reports/, please file it):\n"
                     + traceback.format_exc()]}
@@ -188,6 +188,10 @@ write and a read were served within it, red when one missed it, grey when it cou
 <div class="plot" id="plot-commit"></div>
 <p class="caption">Cluster state from cluster.jsonl (the lab's polls of every node): role, term and commit index
 per node. Grey: the poll failed.</p></div>
+<div id="node-metrics"></div>
+<p class="caption" id="node-metrics-caption">Node metrics from metrics.jsonl (<code>harness run --monitor</code>: every
+node's /metrics scraped each interval), one line per node; rates, means and quantiles are taken between two
+consecutive scrapes of a node. A gap: the node's scrape failed (down, paused, or an unreadable answer).</p>
 </section>
 <section id="recovery"><h2>Faults and recovery</h2>{_recovery(summary)}{_observations(run, summary)}
 <div id="fault-table"></div></section>

@@ -45,3 +45,14 @@ def test_panels_do_not_overlap() -> None:
         area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not (area & cells), f"panel {panel['title']!r} overlaps another"
         cells |= area
+
+
+def test_every_lab_metric_panel_names_an_exported_metric() -> None:
+    """What a --monitor run's report plots (the raftkv adapter's panels) exists in a node's scrape."""
+    from workloads.raftkv_db import METRIC_PANELS
+
+    exported = _exported_samples()
+    named = {m for panel in METRIC_PANELS for m in panel.metrics}
+    assert named and not sorted(named - exported), f"panels name metrics no node exports: {named - exported}"
+    hist = {m for panel in METRIC_PANELS if panel.show in ("mean", "p99") for m in panel.metrics}
+    assert {f"{m}_bucket" for m in hist} <= exported, "a mean/p99 panel names a family that is not a histogram"

@@ -43,6 +43,7 @@ from harness.detection import PlantedBug
 from harness.install import runtime_for
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
+from harness.scrape import MetricPanel
 from raftkv.client import KVClient, RaftKVError
 from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
 from workloads.raftkv_clients import array_clients
@@ -84,6 +85,18 @@ def failpoint_list(text: str) -> str:
         return ",".join(sorted(parse_names(text, where="--raftkv-failpoints")))
     except FailpointError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+METRIC_PANELS = (
+    MetricPanel(title="Term", metrics=("raftkv_term",)),
+    MetricPanel(title="Commit and applied index", metrics=("raftkv_commit_index", "raftkv_applied_index")),
+    MetricPanel(title="WAL append latency (write + fsync), mean per scrape", metrics=("raftkv_wal_append_seconds",),
+                show="mean", unit="ms", scale=1000.0),
+    MetricPanel(title="WAL fsync latency, p99 per scrape", metrics=("raftkv_wal_fsync_seconds",), show="p99",
+                unit="ms", scale=1000.0),
+    MetricPanel(title="Client requests by outcome", metrics=("raftkv_requests_total",), show="rate",
+                by=("outcome",), unit="req/s"),
+)
 
 
 class RaftkvDB:
@@ -265,6 +278,14 @@ class RaftkvDB:
 
     async def metrics(self, test: TestContext, node: str) -> str:
         return str(await self._get(test, node, "/metrics"))
+
+    def metrics_target(self, test: TestContext, node: str) -> str:
+        """harness.scrape.ScrapeTargets: a node serves /metrics on its client address."""
+        return client_address(test, node)
+
+    def metric_panels(self) -> Sequence[MetricPanel]:
+        """harness.scrape.MetricPanels: what a --monitor run's report plots (raftkv/server/metrics.py's names)."""
+        return METRIC_PANELS
 
     async def leader(self, test: TestContext) -> str | None:
         """The node that says it leads in the highest term any node reports, or None (no answer names one)."""

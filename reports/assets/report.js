@@ -234,6 +234,41 @@
     newPlot('plot-term', step(C.term, 'term'), baseLayout(210, 'term', { title: { text: 'Term per node', font: { size: 13 }, x: 0.01 } }));
     newPlot('plot-commit', step(C.commit, 'commit'), baseLayout(210, 'commit index', { title: { text: 'Commit index per node', font: { size: 13 }, x: 0.01 } }));
   }
+  // Node metrics of a --monitor run (reports/metrics.py): one plot per panel the DB named, a line per node (and
+  // series), the node's colour as in the cluster plots; a failed scrape is a null point, i.e. a gap.
+  function plotMetrics() {
+    const M = D.metrics;
+    const box = document.getElementById('node-metrics');
+    if (!M) {
+      box.append(el('p', { cls: 'note', text: 'Node metrics were not recorded during this run (harness run --monitor records them).' }));
+      document.getElementById('node-metrics-caption').hidden = true;
+      return;
+    }
+    if (!M.panels.length) box.append(el('p', { cls: 'note', text: 'metrics.jsonl holds ' + M.series + ' series, but the DB names no panels to plot.' }));
+    const DASHES = ['solid', 'dot', 'dash', 'dashdot', 'longdash', 'longdashdot'];
+    M.panels.forEach((P, k) => {
+      const div = el('div', { cls: 'plot', id: 'plot-metric-' + k });
+      box.append(div);
+      const names = [...new Set(P.traces.map((t) => t.name))];
+      const traces = P.traces.map((t) => {
+        const i = Math.max(M.nodes.indexOf(t.node), 0);
+        const label = t.node + (t.name ? ' ' + t.name : '');
+        return { type: 'scatter', mode: 'lines', name: label, legendgroup: t.node, x: t.x, y: t.y, connectgaps: false,
+          line: { width: 1.5, shape: P.show === 'value' ? 'hv' : 'linear', color: PALETTE[(i + 4) % PALETTE.length], dash: DASHES[names.indexOf(t.name) % DASHES.length] },
+          hovertemplate: label + ' %{y:.4g} ' + P.unit + ' at %{x:.2f} s<extra></extra>' };
+      });
+      newPlot(div.id, traces, baseLayout(240, P.unit || P.show, { title: { text: P.title, font: { size: 13 }, x: 0.01 } }));
+    });
+    const failed = Object.entries(M.failures || {});
+    if (failed.length) {
+      const ul = el('ul', { cls: 'note' });
+      for (const [node, fs] of failed) {
+        const n = (M.scrapes[node] || {}).failed || fs.length;
+        ul.append(el('li', { text: node + ': ' + n + ' failed scrape(s), the first at ' + fmtS(fs[0][0]) + ': ' + fs[0][1] }));
+      }
+      box.append(ul);
+    }
+  }
   function plots() {
     document.querySelectorAll('.width').forEach((e) => { e.textContent = D.width + ' s'; });
     const legend = document.getElementById('fault-legend');
@@ -246,6 +281,7 @@
     guard('plot-quantiles', plotQuantiles);
     guard('plot-availability', plotAvailability);
     guard('cluster-plots', plotCluster);
+    guard('node-metrics', plotMetrics);
     for (const d of timePlots) syncX(d);
   }
 
