@@ -197,4 +197,4 @@ def test_the_nightly_runs_the_failpoint_detection_campaign_in_the_hunting_config
     assert not line.startswith("exec ")  # the torture campaign still runs after it
     args = build_parser()[0].parse_args(shlex.split(line.split("/harness ", 1)[1]))
     assert args.failpoints == ("all",) and args.nemesis == [("all",)] and args.runs_per_cell == 3
-    assert args.time_limit == 60 and args.control_runs >= 1 and args.nodes == 5
+    assert args.time_limit == 60 and args.control_runs >= 1 and args.nodes in (None, 5)  # None: the default, 5
