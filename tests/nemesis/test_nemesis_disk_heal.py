@@ -139,6 +139,9 @@ class Sim:
         assert isinstance(done.value, dict)
         return done.value
 
+    async def heal(self) -> dict[str, Any]:
+        return await self.composite.heal(self)  # type: ignore[arg-type]
+
     async def settled(self) -> dict[str, bool]:
         """Who runs once every doomed start had the time to exit."""
         await asyncio.sleep(REFUSE_AFTER_S * 2)
@@ -171,7 +174,7 @@ async def test_corrupting_the_nodes_the_kill_nemesis_holds_then_the_final_heal_l
     corrupted = await sim.op("start", "disk-corrupt", ["n1", "n2", "n3"])
     assert len(damaged(sim)) == 2 and corrupted["limited"]["asked"] == ["n1", "n2", "n3"], \
         "never a majority damaged"
-    heal = await sim.composite.heal(sim)
+    heal = await sim.heal()
     assert heal["ok"], heal
     assert await sim.settled() == dict.fromkeys(NODES, True)
     assert damaged(sim) == []
@@ -182,7 +185,7 @@ async def test_a_minority_damaged_while_killed_is_restored_before_the_kill_heal_
     await sim.op("start", "kill", ["n1", "n2"])
     await sim.op("start", "disk-corrupt", ["n1", "n2"])
     assert damaged(sim) == ["n1", "n2"]
-    heal = await sim.composite.heal(sim)
+    heal = await sim.heal()
     assert heal["ok"], heal
     assert await sim.settled() == dict.fromkeys(NODES, True)
     assert damaged(sim) == []
@@ -206,7 +209,7 @@ async def test_a_damaged_node_another_nemesis_started_and_that_refused_is_restor
         sim: Sim) -> None:
     await sim.op("start", "disk-corrupt", ["n1", "n2"])
     await sim.db.start(sim, "n1")  # a start nobody announced (no StartSource): n1 refuses a moment later
-    heal = await sim.composite.heal(sim)
+    heal = await sim.heal()
     assert heal["ok"], heal
     assert await sim.settled() == dict.fromkeys(NODES, True)
     assert damaged(sim) == []
@@ -221,6 +224,6 @@ async def test_a_majority_stopped_by_a_failing_disk_is_restarted_by_the_heal_on_
     await sim.db.kill(sim, "n1")  # the failing fsync stops them (the simulation: their processes end)
     await sim.db.kill(sim, "n2")
     await sim.db.kill(sim, "n3")
-    heal = await sim.composite.heal(sim)
+    heal = await sim.heal()
     assert heal["ok"], heal
     assert await sim.settled() == dict.fromkeys(NODES, True)
