@@ -15,8 +15,14 @@ Fault kinds (one per `--disk-faults` name, ``{"fault": "disk-<name>"}``; targets
 - disk-eio / disk-full: the targets' writes and fsyncs fail with EIO / ENOSPC until stop; stop restarts a target
   that stopped itself meanwhile (that is how a node should react to a failed fsync).
 - disk-lose-unsynced: the layer records what is not yet durable; stop is a power loss of the targets (kill -9, the
-  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A kill by another nemesis while it is active
-  drops them too (this nemesis is a CrashListener).
+  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A
+  kill by another nemesis while it is active drops them too (this nemesis is a CrashListener).
+
+Power loss on every crash (`keep_unsynced`, on by default; `--disk-unsynced keep`): every layer records what is
+not durable from its mount on, whatever fault (if any) is active, as Jepsen's LazyFS does: every kill -9 of a
+node, by any nemesis, is then a power loss of that node, and a node that acknowledges before it fsyncs (or renames
+a file into place before syncing it) is caught whenever a crash follows. disk-lose-unsynced then only adds its
+stop's power loss of all its targets at once. `--disk-unsynced episodes` records only during disk-lose-unsynced.
 - disk-corrupt: start kills the targets and damages one WAL segment or snapshot of each (nemesis.corrupt); stop
   restarts them. A target that refuses to start is recorded with its log's last words (file and offset), its file
   restored from the copy the layer kept, and started again. At most a minority of the cluster is damaged at once,
@@ -102,7 +108,8 @@ class DiskNemesis:
     """See the module docstring. One instance per run; a CrashListener for the kill nemesis."""
 
     def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS,
-                 delay_ms: float = DEFAULT_DELAY_MS, jitter_ms: float = DEFAULT_JITTER_MS) -> None:
+                 delay_ms: float = DEFAULT_DELAY_MS, jitter_ms: float = DEFAULT_JITTER_MS,
+                 keep_unsynced: bool = True) -> None:
         unknown = [t for t in targets if t not in TARGET_SPECS]
         if unknown or not targets:
             raise ValueError(f"disk targets {list(targets)!r}: unknown {unknown!r}; known: {TARGET_SPECS}")
@@ -110,6 +117,7 @@ class DiskNemesis:
             raise ValueError(f"disk delay {delay_ms} ms / jitter {jitter_ms} ms: must be >= 0")
         self.specs = tuple(targets)
         self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
+        self.keep_unsynced = keep_unsynced  # every crash a power loss (see the module docstring)
         self._rng = rng
         self.layers: dict[str, LayerHandle] = {}
         self._active: dict[str, set[str]] = {}  # fault kind -> nodes it is on
@@ -167,6 +175,9 @@ class DiskNemesis:
             mounted = (await host.exec(["mountpoint", "-q", layer.mount], check=False)).returncode == 0
             if mounted and os.path.exists(layer.control):
                 await layer.call(op="status")
+                if self.keep_unsynced:
+                    await layer.call(op="track")
+                    layer.tracking = True
                 return
             if not await host.alive(layer.pid) or loop.time() >= deadline:
                 tail = (await host.exec(["tail", "-n", "5", layer.log], check=False)).stdout.strip()
@@ -214,8 +225,9 @@ class DiskNemesis:
             await asyncio.gather(*(self._set_mode(n, MODES[kind]) for n in chosen))
         elif kind == "disk-lose-unsynced":
             for node in chosen:
-                await self.layers[node].call(op="track")
-                self.layers[node].tracking = True
+                if not self.layers[node].tracking:  # a second "track" would count the unsynced as durable
+                    await self.layers[node].call(op="track")
+                    self.layers[node].tracking = True
         elif chosen:  # disk-corrupt: the files are damaged while their node is down
             await self._crash(test, chosen)
             done["corrupted"] = {n: await self._corrupt(n) for n in chosen}
@@ -273,10 +285,9 @@ class DiskNemesis:
         nodes = sorted(self._active.pop(kind, set()))
         done: dict[str, Any] = {"fault": kind, "targets": nodes}
         if kind == "disk-lose-unsynced" and healing:
-            for node in nodes:
-                await self.layers[node].call(op="flush")
-                self.layers[node].tracking = False
-            done["flushed"] = nodes
+            if not self.keep_unsynced:
+                await self._untrack(nodes)
+                done["flushed"] = nodes
         elif kind in MODES:
             await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
             if kind == "disk-pause" and self._released:
@@ -288,10 +299,15 @@ class DiskNemesis:
                 self.layers[node].dropped = None
             await self._crash(test, nodes)
             done["dropped"] = {n: self.layers[n].dropped for n in nodes}
-            for node in nodes:
-                await self.layers[node].call(op="flush")
-                self.layers[node].tracking = False
+            if not self.keep_unsynced:
+                await self._untrack(nodes)
         return done
+
+    async def _untrack(self, nodes: Sequence[str]) -> None:
+        """End recording on `nodes` without a crash: what they hold counts as written back."""
+        for node in nodes:
+            await self.layers[node].call(op="flush")
+            self.layers[node].tracking = False
 
     async def _restart(self, test: TestContext, nodes: Sequence[str], *, repair_first: bool = False
                        ) -> dict[str, Any]:

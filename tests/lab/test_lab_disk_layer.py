@@ -119,6 +119,21 @@ def test_unlinks_in_a_subdirectory_come_back_and_flush_keeps_everything(tree: Un
     assert os.listdir(sub) == ["2.wal"] and os.listdir(tree.stash) == []
 
 
+def test_a_synced_removal_leaves_the_stash_and_an_unsynced_one_still_comes_back(tree: Unsynced) -> None:
+    sub = tree.root / "wal"
+    sub.mkdir()
+    for name in ("1.wal", "2.wal", "3.wal"):
+        (sub / name).write_bytes(name.encode())
+    tree.start()
+    tree.remove(sub / "1.wal")
+    tree.synced_dir(sub)  # the removal is durable: nothing can bring 1.wal back, so the stash lets it go
+    assert os.listdir(tree.stash) == []
+    tree.remove(sub / "2.wal")
+    assert len(os.listdir(tree.stash)) == 1
+    tree.crash()
+    assert sorted(os.listdir(sub)) == ["2.wal", "3.wal"] and os.listdir(tree.stash) == []
+
+
 def test_corruption_names_file_and_offset_and_undoes(tmp_path: Path) -> None:
     from nemesis.corrupt import NEWEST_WAL_MIN
 

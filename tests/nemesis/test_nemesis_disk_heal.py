@@ -34,10 +34,12 @@ class SimLayer(LayerHandle):
                          f"/sim/{node}/diskfs.log", pid=1)
         self.damage: list[str] = []
         self.layer_mode = "pass"
+        self.ops: list[str] = []
 
     async def call(self, **request: Any) -> dict[str, Any]:
         await asyncio.sleep(CONTROL_RTT_S)  # a round trip to another process: other tasks run meanwhile
         op = request["op"]
+        self.ops.append(op)
         if op == "mode":
             self.layer_mode = request["mode"]
         elif op == "corrupt":
@@ -227,3 +229,19 @@ async def test_a_majority_stopped_by_a_failing_disk_is_restarted_by_the_heal_on_
     heal = await sim.heal()
     assert heal["ok"], heal
     assert await sim.settled() == dict.fromkeys(NODES, True)
+
+
+async def test_with_unsynced_data_kept_every_kill_is_a_power_loss_and_an_episode_does_not_reset_it(
+        sim: Sim) -> None:
+    for layer in sim.layers.values():
+        layer.tracking = True  # what the mount does when keep_unsynced (the default)
+    assert sim.disk.keep_unsynced
+    await sim.op("start", "disk-lose-unsynced", ["n1", "n2"])
+    assert "track" not in sim.layers["n1"].ops, "a second track would count the unsynced as durable"
+    await sim.op("start", "kill", ["n3"])
+    assert sim.layers["n3"].ops[-2:] == ["crash", "track"], "a kill by another nemesis drops the unsynced"
+    stop = await sim.op("stop", "disk-lose-unsynced")
+    assert set(stop["dropped"]) == {"n1", "n2"} and "flush" not in sim.layers["n1"].ops
+    assert sim.layers["n1"].tracking, "still recording for the next crash"
+    heal = await sim.heal()
+    assert heal["ok"] and all(layer.tracking for layer in sim.layers.values())
