@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NEWEST_WAL_MIN = 16 * 1024
+NEWEST_WAL_MIN = 4 * 1024
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
