@@ -317,7 +317,7 @@ class DiskNemesis:
         critical line is recorded, its damaged files (if any) restored and it is started again. `repair_first`
         (the heal): damaged files are restored before any start, so nothing is left to refuse."""
         down = [n for n in nodes if not await test.db.is_running(test, n)]
-        self._down_elsewhere.intersection_update(down)  # seen running again: theirs no more
+        self._down_elsewhere.difference_update(set(nodes) - set(down))  # seen running again: theirs no more
         started = [n for n in down if n not in self._down_elsewhere]
         watched = [n for n in nodes if n not in down and n in self._damaged]
         both = started + watched

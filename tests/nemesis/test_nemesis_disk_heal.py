@@ -245,3 +245,13 @@ async def test_with_unsynced_data_kept_every_kill_is_a_power_loss_and_an_episode
     assert sim.layers["n1"].tracking, "still recording for the next crash"
     heal = await sim.heal()
     assert heal["ok"] and all(layer.tracking for layer in sim.layers.values())
+
+
+async def test_a_disk_stop_does_not_take_over_a_node_another_nemesis_holds_outside_its_targets(sim: Sim) -> None:
+    await sim.op("start", "kill", ["n1"])
+    await sim.op("start", "disk-eio", ["n2"])
+    stop = await sim.op("stop", "disk-eio")
+    assert stop["restarted"] == [] and not await sim.db.is_running(sim, "n1"), "n1 is the kill nemesis's"
+    await sim.op("start", "disk-slow", ["n1", "n3"])
+    stop = await sim.op("stop", "disk-slow")
+    assert stop["restarted"] == [] and not await sim.db.is_running(sim, "n1"), "still the kill nemesis's"
