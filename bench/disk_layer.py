@@ -7,7 +7,9 @@ Two measurements, each run directly on a temporary directory and then through a 
    --seconds; prints appends/s and p50/p99 latency;
 2. raftkv: three real nodes (data directories on the disk, or each under a layer of its own), --clients workers
    putting 64-byte values for --seconds through bench/kv_throughput.py's client; prints writes/s and p50/p99.
-Then the ratio layer/direct for each (the aim: at most 1.5x slower). Needs root (FUSE mounts) and fuse3.
+Each runs three ways: direct, through a layer passing I/O through ("layer"), and through a layer that keeps what
+is not fsynced ("unsynced", what every lab run with the disk nemesis does by default: every crash a power loss).
+Then the ratio to direct for each (the aim: at most 1.5x slower). Needs root (FUSE mounts) and fuse3.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,21 +34,36 @@ sys.path.insert(0, str(ROOT / "bench"))
 from kv_throughput import _free_port, _pct, _wait_leader, stop_nodes  # noqa: E402
 
 
+def control(sock: Path, **request: object) -> dict[str, object]:
+    """One command on a layer's control socket (nemesis.diskfs)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        answer: dict[str, object] = json.loads(s.makefile("rb").readline())
+    if not answer.get("ok"):
+        raise SystemExit(f"the layer refused {request}: {answer}")
+    return answer
+
+
 @contextlib.contextmanager
-def layer(base: Path, name: str) -> Iterator[Path]:
-    """A layer mounted on base/mnt (backing base/backing); yields the mount point, unmounts on exit."""
-    mount, control = base / "mnt", base / "control.sock"
+def layer(base: Path, name: str, *, track: bool = False) -> Iterator[Path]:
+    """A layer mounted on base/mnt (backing base/backing), recording what is not fsynced when `track`; yields the
+    mount point, unmounts on exit."""
+    mount, control_sock = base / "mnt", base / "control.sock"
     log = open(base / "diskfs.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "nemesis.diskfs", "--backing", str(base / "backing"), "--mount",
-                             str(mount), "--control", str(control), "--name", f"bench-disk-{name}"],
+                             str(mount), "--control", str(control_sock), "--name", f"bench-disk-{name}"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
     try:
         for _ in range(300):  # bounded: a mount takes ~130 ms
-            if os.path.ismount(mount) and control.exists():
+            if os.path.ismount(mount) and control_sock.exists():
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"the layer did not mount: {(base / 'diskfs.log').read_text()[-1000:]}")
             time.sleep(0.05)
+        if track:
+            control(control_sock, op="track")
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -97,14 +115,15 @@ def raftkv_writes(data_dirs: dict[str, Path], tmp: Path, seconds: float, clients
         stop_nodes(procs)
 
 
-def measure(through_layer: bool, seconds: float, clients: int) -> tuple[dict[str, float], dict[str, float]]:
+def measure(through_layer: bool, seconds: float, clients: int, *, track: bool = False
+            ) -> tuple[dict[str, float], dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="raftkv-disk-bench-") as tmp_s, contextlib.ExitStack() as stack:
         tmp = Path(tmp_s)
         dirs = {}
         for n in ("n1", "n2", "n3", "raw"):
             base = tmp / n
             base.mkdir()
-            dirs[n] = stack.enter_context(layer(base, n)) if through_layer else base
+            dirs[n] = stack.enter_context(layer(base, n, track=track)) if through_layer else base
         raw = raw_appends(dirs.pop("raw"), seconds)
         kv = raftkv_writes({n: d / "data" for n, d in dirs.items()}, tmp, seconds, clients)
         return raw, kv
@@ -117,15 +136,17 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/disk_layer.py mounts FUSE file systems: run it as root")
-    results = {name: measure(through, args.seconds, args.clients) for name, through in
-               (("direct", False), ("layer", True))}
+    ways = (("direct", False, False), ("layer", True, False), ("unsynced", True, True))
+    results = {name: measure(through, args.seconds, args.clients, track=track) for name, through, track in ways}
     for i, what in enumerate(("append+fdatasync, 1 writer", f"raftkv 3 nodes, {args.clients} clients, puts")):
-        for name in ("direct", "layer"):
+        for name, _, _ in ways:
             r = results[name][i]
-            print(f"{what:34s} {name:6s}: {r['per_s']:8.0f}/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms")
-        d, lay = results["direct"][i], results["layer"][i]
-        print(f"{'':34s} layer/direct: {d['per_s'] / lay['per_s']:.2f}x fewer per s, p50 "
-              f"{lay['p50_ms'] / d['p50_ms']:.2f}x, p99 {lay['p99_ms'] / d['p99_ms']:.2f}x")
+            print(f"{what:34s} {name:8s}: {r['per_s']:8.0f}/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms")
+        d = results["direct"][i]
+        for name, _, _ in ways[1:]:
+            lay = results[name][i]
+            print(f"{'':34s} {name}/direct: {d['per_s'] / lay['per_s']:.2f}x fewer per s, p50 "
+                  f"{lay['p50_ms'] / d['p50_ms']:.2f}x, p99 {lay['p99_ms'] / d['p99_ms']:.2f}x")
     print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 

@@ -1,5 +1,11 @@
 """Nemeses combined: route each op to the nemesis that handles its fault kind; heal and tear down all of them.
 
+Heal order follows from capabilities, not from timing: the nemeses that sit under the nodes (StartListeners, e.g. a
+disk layer, which must end its faults and restore what it damaged before a node may start) heal first, together;
+then every other nemesis (a kill nemesis restarting what it holds) heals, together. Healing them all at once let a
+restart win the race against the layer's heal: a node started on a disk still failing or still damaged, refused
+seconds later, and nobody started it again.
+
 Also the no-op nemesis (``--nemesis none``), which handles no fault and heals trivially.
 """
 
@@ -15,6 +21,8 @@ from harness.protocols import (
     CrashSource,
     Nemesis,
     Op,
+    StartListener,
+    StartSource,
     TestContext,
     nemesis_log_files,
     prepare_hosts,
@@ -55,11 +63,15 @@ class CompositeNemesis:
                     raise NemesisError(f"fault kind {kind!r} is handled by two selected nemeses (one is {name})")
                 self.route[kind] = nem
         # Crashes caused by one nemesis are announced to the others that care (a disk layer under a killed node).
+        # Starts likewise (a disk layer restores damaged files before another nemesis restarts their node).
         for _, source in self.named:
-            if isinstance(source, CrashSource):
-                for _, listener in self.named:
-                    if listener is not source and isinstance(listener, CrashListener):
-                        source.add_crash_listener(listener)
+            for _, listener in self.named:
+                if listener is source:
+                    continue
+                if isinstance(source, CrashSource) and isinstance(listener, CrashListener):
+                    source.add_crash_listener(listener)
+                if isinstance(source, StartSource) and isinstance(listener, StartListener):
+                    source.add_start_listener(listener)
 
     def faults(self) -> set[str]:
         return set(self.route)
@@ -79,8 +91,15 @@ class CompositeNemesis:
             raise NemesisError(f"no selected nemesis handles fault {kind!r} (have: {sorted(self.route)})")
         return await nem.invoke(test, op)
 
+    def heal_waves(self) -> list[list[tuple[str, Nemesis]]]:
+        """The heal order (see the module docstring): the StartListeners, then the others; empty waves left out."""
+        under: list[tuple[str, Nemesis]] = [(n, nem) for n, nem in self.named if isinstance(nem, StartListener)]
+        rest: list[tuple[str, Nemesis]] = [(n, nem) for n, nem in self.named if not isinstance(nem, StartListener)]
+        return [wave for wave in (under, rest) if wave]
+
     async def heal(self, test: TestContext) -> dict[str, Any]:
-        """Heal all (concurrently); ok only if every one says ok. A nemesis whose heal raises is not ok."""
+        """Heal all, wave after wave (:meth:`heal_waves`), each wave concurrently; ok only if every one says ok. A
+        nemesis whose heal raises is not ok (and the next wave still heals)."""
         async def one(nem: Nemesis) -> dict[str, Any]:
             try:
                 res = await nem.heal(test)
@@ -90,9 +109,12 @@ class CompositeNemesis:
             except Exception as e:  # noqa: BLE001 - reported in results.json
                 return {"ok": False, "details": f"heal raised {type(e).__name__}: {e}"}
 
-        results = await asyncio.gather(*(one(n) for _, n in self.named))
-        details = {name: r for (name, _), r in zip(self.named, results, strict=True)}
-        return {"ok": all(bool(r.get("ok")) for r in results), "details": details}
+        details: dict[str, dict[str, Any]] = {}
+        for wave in self.heal_waves():
+            results = await asyncio.gather(*(one(n) for _, n in wave))
+            details.update({name: r for (name, _), r in zip(wave, results, strict=True)})
+        details = {name: details[name] for name, _ in self.named}  # in the order the run named them
+        return {"ok": all(bool(r.get("ok")) for r in details.values()), "details": details}
 
     def log_files(self, test: TestContext, node: str) -> list[str]:
         return [path for _, nem in self.named for path in nemesis_log_files(nem, test, node)]

@@ -367,6 +367,23 @@ class CrashSource(Protocol):
     def add_crash_listener(self, listener: CrashListener) -> None: ...
 
 
+@runtime_checkable
+class StartListener(Protocol):
+    """A nemesis whose state sits under a node and must be made right before the node starts again (a disk layer
+    restores files it damaged): whoever starts a node tells it first (:class:`StartSource`). The composite nemesis
+    also heals every StartListener before the other nemeses, so no heal restarts a node on a layer still faulty."""
+
+    async def before_start(self, test: TestContext, node: str) -> None: ...
+
+
+@runtime_checkable
+class StartSource(Protocol):
+    """A nemesis that starts nodes (a kill nemesis restarting what it killed) and tells its listeners before each
+    start (the composite nemesis wires every selected StartListener to every selected StartSource)."""
+
+    def add_start_listener(self, listener: StartListener) -> None: ...
+
+
 async def prepare_hosts(nemesis: Any, test: TestContext) -> None:
     """A nemesis's optional ``prepare`` (nothing when it has none)."""
     prepare = getattr(nemesis, "prepare", None)

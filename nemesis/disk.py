@@ -15,13 +15,27 @@ Fault kinds (one per `--disk-faults` name, ``{"fault": "disk-<name>"}``; targets
 - disk-eio / disk-full: the targets' writes and fsyncs fail with EIO / ENOSPC until stop; stop restarts a target
   that stopped itself meanwhile (that is how a node should react to a failed fsync).
 - disk-lose-unsynced: the layer records what is not yet durable; stop is a power loss of the targets (kill -9, the
-  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A kill by another nemesis while it is active
-  drops them too (this nemesis is a CrashListener).
+  layer drops every un-fsynced write and directory change, restart); the final heal only ends the recording. A
+  kill by another nemesis while it is active drops them too (this nemesis is a CrashListener).
+
+Power loss on every crash (`keep_unsynced`, on by default; `--disk-unsynced keep`): every layer records what is
+not durable from its mount on, whatever fault (if any) is active, as Jepsen's LazyFS does: every kill -9 of a
+node, by any nemesis, is then a power loss of that node, and a node that acknowledges before it fsyncs (or renames
+a file into place before syncing it) is caught whenever a crash follows. disk-lose-unsynced then only adds its
+stop's power loss of all its targets at once. `--disk-unsynced episodes` records only during disk-lose-unsynced.
 - disk-corrupt: start kills the targets and damages one WAL segment or snapshot of each (nemesis.corrupt); stop
   restarts them. A target that refuses to start is recorded with its log's last words (file and offset), its file
-  restored from the copy the layer kept, and started again.
+  restored from the copy the layer kept, and started again. At most a minority of the cluster is damaged at once,
+  counting every node whose files are damaged now (not only this start's targets): a start aimed at more damages
+  fewer (the completion says "limited"). A majority that could not start would end any run invalid for liveness
+  on a correct DB: no Raft cluster can serve without a majority of intact disks.
 Before any crash (ours or another nemesis's) a paused layer is released: a process whose request the layer holds
-cannot die, not even by kill -9. `teardown` releases every layer, unmounts it and waits for its daemon to end.
+cannot die, not even by kill -9. Before another nemesis starts a node (this nemesis is a StartListener) the
+layer restores what it damaged under that node: only this nemesis starts a damaged node on purpose, and then it
+waits to see it refuse or serve. The heal (which the composite nemesis runs before the other nemeses' heals) ends
+every fault first, then restores the files of every damaged node that is down, then starts every node down that
+no other nemesis holds, and waits for each, and for every damaged node someone else started, to serve or exit (an
+exit: restore, start again). `teardown` releases every layer, unmounts it and waits for its daemon to end.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocols import CrashListener, DataDir, Op, Remote, TestContext
+from nemesis.grudge import majority
 from nemesis.process import crash_node
 from nemesis.targets import TARGET_SPECS, choose_targets
 
@@ -93,7 +108,8 @@ class DiskNemesis:
     """See the module docstring. One instance per run; a CrashListener for the kill nemesis."""
 
     def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS,
-                 delay_ms: float = DEFAULT_DELAY_MS, jitter_ms: float = DEFAULT_JITTER_MS) -> None:
+                 delay_ms: float = DEFAULT_DELAY_MS, jitter_ms: float = DEFAULT_JITTER_MS,
+                 keep_unsynced: bool = True) -> None:
         unknown = [t for t in targets if t not in TARGET_SPECS]
         if unknown or not targets:
             raise ValueError(f"disk targets {list(targets)!r}: unknown {unknown!r}; known: {TARGET_SPECS}")
@@ -101,6 +117,7 @@ class DiskNemesis:
             raise ValueError(f"disk delay {delay_ms} ms / jitter {jitter_ms} ms: must be >= 0")
         self.specs = tuple(targets)
         self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
+        self.keep_unsynced = keep_unsynced  # every crash a power loss (see the module docstring)
         self._rng = rng
         self.layers: dict[str, LayerHandle] = {}
         self._active: dict[str, set[str]] = {}  # fault kind -> nodes it is on
@@ -109,6 +126,10 @@ class DiskNemesis:
         # so a disk fault's stop does not restart them early; forgotten once seen running again.
         self._down_elsewhere: set[str] = set()
         self._released: set[str] = set()  # paused nodes let go early because they were about to be killed
+        # Nodes whose files a disk-corrupt damaged and the layer has not restored yet (running ones included: a
+        # node may start on damage it does not read, and refuse at a later start).
+        self._damaged: set[str] = set()
+        self._node_locks: dict[str, asyncio.Lock] = {}  # one repair-or-start at a time per node
 
     def faults(self) -> set[str]:
         return set(KINDS)
@@ -154,6 +175,9 @@ class DiskNemesis:
             mounted = (await host.exec(["mountpoint", "-q", layer.mount], check=False)).returncode == 0
             if mounted and os.path.exists(layer.control):
                 await layer.call(op="status")
+                if self.keep_unsynced:
+                    await layer.call(op="track")
+                    layer.tracking = True
                 return
             if not await host.alive(layer.pid) or loop.time() >= deadline:
                 tail = (await host.exec(["tail", "-n", "5", layer.log], check=False)).stdout.strip()
@@ -190,42 +214,80 @@ class DiskNemesis:
         done: dict[str, Any] = {"fault": kind, "target": spec, "targets": list(chosen)}
         if spec == "leader" and not chosen:
             return {**done, "skipped": "no leader"}
+        if kind == "disk-corrupt":
+            allowed = self._within_minority(test, chosen)
+            if allowed != chosen:
+                done |= {"targets": list(allowed), "limited": {"asked": list(chosen),
+                                                               "damaged_before": sorted(self._damaged)}}
+            chosen = allowed
         self._active.setdefault(kind, set()).update(chosen)  # before acting: a cancelled start is still healed
         if kind in MODES:
             await asyncio.gather(*(self._set_mode(n, MODES[kind]) for n in chosen))
         elif kind == "disk-lose-unsynced":
             for node in chosen:
-                await self.layers[node].call(op="track")
-                self.layers[node].tracking = True
-        else:  # disk-corrupt: the files are damaged while their node is down
+                if not self.layers[node].tracking:  # a second "track" would count the unsynced as durable
+                    await self.layers[node].call(op="track")
+                    self.layers[node].tracking = True
+        elif chosen:  # disk-corrupt: the files are damaged while their node is down
             await self._crash(test, chosen)
             done["corrupted"] = {n: await self._corrupt(n) for n in chosen}
         return done
 
+    def _within_minority(self, test: TestContext, chosen: Sequence[str]) -> tuple[str, ...]:
+        """The targets among `chosen` a corruption may damage: all the damaged ones (no new damaged node), and of
+        the others (drawn) as many as keep the damaged nodes a minority of the cluster."""
+        room = majority(len(test.nodes)) - 1 - len(self._damaged)
+        fresh = [n for n in sorted(chosen) if n not in self._damaged]
+        self._rng.shuffle(fresh)
+        return tuple(sorted([n for n in chosen if n in self._damaged] + fresh[:max(0, room)]))
+
     async def _crash(self, test: TestContext, nodes: Sequence[str]) -> None:
-        """Our own kill -9 of `nodes`, announced like any other (we listen to ourselves); ours to restart."""
+        """Our own kill -9 of `nodes`, announced like any other (we listen to ourselves); ours to restart, except
+        those another nemesis already held down (still its to bring back)."""
+        held = self._down_elsewhere.intersection(nodes)
         await asyncio.gather(*(crash_node(test, n, self._listeners) for n in nodes))
-        self._down_elsewhere.difference_update(nodes)
+        self._down_elsewhere.difference_update(set(nodes) - held)
 
     async def _corrupt(self, node: str) -> dict[str, Any]:
-        """Damage one file of the (stopped) node; the answer names it as the node sees it, under the mount."""
+        """Damage one file of the (stopped) node, after restoring any earlier damage (one at a time per node);
+        the answer names the file as the node sees it, under the mount."""
         layer = self.layers[node]
-        answer = await layer.call(op="corrupt", seed=self._rng.getrandbits(32))
+        async with self._lock(node):
+            await self._repair_locked(node)
+            self._damaged.add(node)  # before the call: a cancelled corruption may still have damaged a file
+            answer = await layer.call(op="corrupt", seed=self._rng.getrandbits(32))
         answer.pop("ok", None)
+        if "skipped" in answer:
+            self._damaged.discard(node)
         if "file" in answer:
             answer["file"] = f"{layer.mount}/{answer['file']}"
         return answer
 
-    async def _stop(self, test: TestContext, kind: str, *, healing: bool = False) -> dict[str, Any]:
-        """End a fault on every node it is on. `healing` (the final heal, which other nemeses run at the same
-        time): lose-unsynced ends without a power loss, since the heal ends faults and must not start one."""
+    def _lock(self, node: str) -> asyncio.Lock:
+        return self._node_locks.setdefault(node, asyncio.Lock())
+
+    async def _repair_locked(self, node: str) -> list[dict[str, Any]] | None:
+        """Restore the node's damaged files (the caller holds its lock and knows it is down); what was done."""
+        if node not in self._damaged:
+            return None
+        repaired = (await self.layers[node].call(op="repair")).get("repaired")
+        self._damaged.discard(node)
+        return list(repaired) if repaired else None
+
+    async def _stop(self, test: TestContext, kind: str) -> dict[str, Any]:
+        """End a fault on every node it is on, then bring back the nodes it stopped."""
+        done = await self._end(test, kind, healing=False)
+        return {**done, **await self._restart(test, done["targets"])}
+
+    async def _end(self, test: TestContext, kind: str, *, healing: bool) -> dict[str, Any]:
+        """End a fault (nothing restarted). `healing` (the final heal): lose-unsynced ends without a power loss,
+        since the heal ends faults and must not start one."""
         nodes = sorted(self._active.pop(kind, set()))
         done: dict[str, Any] = {"fault": kind, "targets": nodes}
         if kind == "disk-lose-unsynced" and healing:
-            for node in nodes:
-                await self.layers[node].call(op="flush")
-                self.layers[node].tracking = False
-            done["flushed"] = nodes
+            if not self.keep_unsynced:
+                await self._untrack(nodes)
+                done["flushed"] = nodes
         elif kind in MODES:
             await asyncio.gather(*(self._set_mode(n, "pass") for n in nodes))
             if kind == "disk-pause" and self._released:
@@ -237,36 +299,62 @@ class DiskNemesis:
                 self.layers[node].dropped = None
             await self._crash(test, nodes)
             done["dropped"] = {n: self.layers[n].dropped for n in nodes}
-            for node in nodes:
-                await self.layers[node].call(op="flush")
-                self.layers[node].tracking = False
-        outcome = await self._restart(test, nodes)
-        return {**done, **outcome}
+            if not self.keep_unsynced:
+                await self._untrack(nodes)
+        return done
 
-    async def _restart(self, test: TestContext, nodes: Sequence[str]) -> dict[str, Any]:
-        """Start every node of `nodes` that is not running (except those another nemesis killed: it restarts them,
-        and two nemeses starting one node at once would race for its ports) and wait until it answers. A node that exits instead refused to start: its log's last critical
-        line is recorded; if the layer corrupted one of its files, the file is restored and the node started
-        again."""
+    async def _untrack(self, nodes: Sequence[str]) -> None:
+        """End recording on `nodes` without a crash: what they hold counts as written back."""
+        for node in nodes:
+            await self.layers[node].call(op="flush")
+            self.layers[node].tracking = False
+
+    async def _restart(self, test: TestContext, nodes: Sequence[str], *, repair_first: bool = False
+                       ) -> dict[str, Any]:
+        """Bring back what our faults stopped among `nodes`, all at once, and wait for each: every node down that
+        no other nemesis holds (it restarts those; the DB adapter serializes starts of one node) is started; every
+        damaged node someone else started is watched. A node that exits instead refused to start: its log's last
+        critical line is recorded, its damaged files (if any) restored and it is started again. `repair_first`
+        (the heal): damaged files are restored before any start, so nothing is left to refuse."""
         down = [n for n in nodes if not await test.db.is_running(test, n)]
-        self._down_elsewhere.intersection_update(down)  # seen running again: theirs no more
+        self._down_elsewhere.difference_update(set(nodes) - set(down))  # seen running again: theirs no more
         started = [n for n in down if n not in self._down_elsewhere]
-        refused: dict[str, str] = {}
-        for node in started:
-            why = await self._start_and_wait(test, node)
-            if why is not None:
-                refused[node] = why
-                repaired = await self.layers[node].call(op="repair")
-                if repaired.get("repaired") is not None:
-                    await self._start_and_wait(test, node)
+        watched = [n for n in nodes if n not in down and n in self._damaged]
+        both = started + watched
+        outcomes = await asyncio.gather(*(self._bring_up(test, n, start=n in started, repair_first=repair_first)
+                                          for n in both))
         out: dict[str, Any] = {"restarted": started}
+        refused = {n: why for n, (why, _) in zip(both, outcomes, strict=True) if why is not None}
         if refused:
             out["refused"] = refused
+        down_still = [n for n, (_, serving) in zip(both, outcomes, strict=True) if not serving]
+        if down_still:
+            out["not_serving"] = down_still
         return out
+
+    async def _bring_up(self, test: TestContext, node: str, *, start: bool, repair_first: bool
+                        ) -> tuple[str | None, bool]:
+        """Start `node` (or only wait, when someone else started it) until it serves. Returns the last words of
+        the first life if it exited (it refused; its damage, if any, is then restored and it starts again), and
+        whether the node serves (or at least runs) in the end."""
+        async with self._lock(node):
+            if repair_first and not await test.db.is_running(test, node):
+                await self._repair_locked(node)
+            why = await self._start_and_wait(test, node) if start else await self._await_serving(test, node)
+            if why is None:
+                return None, True
+            if await self._repair_locked(node) is None:
+                return why, False  # nothing of ours to restore: it refuses its own state
+            return why, await self._start_and_wait(test, node) is None
 
     async def _start_and_wait(self, test: TestContext, node: str) -> str | None:
         """Start the node; None once it answers its status, else (it exited) the last lines of its logs."""
         await test.db.start(test, node)
+        return await self._await_serving(test, node)
+
+    async def _await_serving(self, test: TestContext, node: str) -> str | None:
+        """None once the node answers its status (or still runs START_TIMEOUT_S later: not a refusal, the checker
+        judges what it then does); the last words of its log if it exits first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT_S
         while loop.time() < deadline:
@@ -278,7 +366,7 @@ class DiskNemesis:
                 return None
             except Exception:  # noqa: BLE001 - not answering yet; the deadline bounds the wait
                 await asyncio.sleep(0.1)
-        return None  # still running, not answering yet: not a refusal (the checker judges what it then does)
+        return None
 
     async def _last_words(self, test: TestContext, node: str) -> str:
         """The last critical line of the node's own log (its reason to stop), else its last line."""
@@ -288,6 +376,16 @@ class DiskNemesis:
         return (critical or lines or ["exited without a word"])[-1][-1000:]
 
     # -- crashes (CrashListener) ---------------------------------------------------------------------------
+
+    async def before_start(self, test: TestContext, node: str) -> None:
+        """Another nemesis starts the node: it is no longer held elsewhere, and its damaged files are restored
+        first (only this nemesis starts a damaged node, when it can watch it refuse)."""
+        self._down_elsewhere.discard(node)
+        if node not in self._damaged:
+            return
+        async with self._lock(node):
+            if not await test.db.is_running(test, node):
+                await self._repair_locked(node)
 
     async def before_crash(self, test: TestContext, node: str) -> None:
         """A paused layer lets go, or the node's kill -9 would wait in state D until the pause ends."""
@@ -308,12 +406,22 @@ class DiskNemesis:
     # -- healing and removal -------------------------------------------------------------------------------
 
     async def heal(self, test: TestContext) -> dict[str, Any]:
-        """Stop every active fault (as its stop would), then verify every layer passes I/O through."""
+        """End every active fault, restore every damaged node that is down, start what our faults stopped (every
+        node down that no other nemesis holds) and watch the damaged ones someone else started; then verify
+        every layer passes I/O through. Runs before the other nemeses' heals (harness.composite): a node they
+        restart finds its layer passing I/O and its files intact."""
         details: dict[str, Any] = {}
         for kind in sorted(self._active):
-            details[kind] = await self._stop(test, kind, healing=True)
-        final = await self._restart(test, sorted(self.layers))  # what our faults stopped, whatever the kind
-        if final["restarted"]:
+            details[kind] = await self._end(test, kind, healing=True)
+        restored = {}
+        for node in sorted(self._damaged):  # down, whoever holds it: restored before any heal can start it
+            async with self._lock(node):
+                if not await test.db.is_running(test, node):
+                    restored[node] = await self._repair_locked(node)
+        if restored:
+            details["restored"] = restored
+        final = await self._restart(test, sorted(self.layers), repair_first=True)
+        if final["restarted"] or len(final) > 1:
             details["restarted"] = final
         modes = {}
         for node, layer in self.layers.items():
@@ -322,8 +430,7 @@ class DiskNemesis:
             except DiskError as e:
                 modes[node] = f"error: {e}"
         details["modes"] = modes
-        refused = any("refused" in d for d in details.values() if isinstance(d, dict))
-        return {"ok": all(m == "pass" for m in modes.values()) and not refused, "details": details}
+        return {"ok": all(m == "pass" for m in modes.values()) and "not_serving" not in final, "details": details}
 
     async def release(self) -> list[str]:
         """Every layer back to pass-through with nothing held and no tracking; the errors, if any."""

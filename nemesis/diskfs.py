@@ -261,7 +261,7 @@ class Control:
     def __init__(self, layer: Layer, mount: Path) -> None:
         self.layer = layer
         self.mount = mount
-        self.corruption: Corruption | None = None
+        self.corruptions: list[Corruption] = []  # not yet undone, oldest first
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         """status | mode (mode, delay_ms, jitter_ms) | track | flush | crash | corrupt (seed) | repair | unmount."""
@@ -280,16 +280,17 @@ class Control:
                     return {"ok": True, "undone": unsynced.crash()}
         elif op == "corrupt":
             with self.layer.mutex:
-                self.corruption = corrupt_one(self.layer.root, random.Random(int(req.get("seed", 0))))
-            if self.corruption is None:
-                return {"ok": True, "skipped": "no WAL segment or snapshot yet"}
-            return {"ok": True, **self.corruption.describe(), "file": str(self.corruption.path.relative_to(
-                self.layer.root))}
-        elif op == "repair":
-            done, self.corruption = self.corruption, None
-            if done is not None:
-                done.undo()
-            return {"ok": True, "repaired": done.describe() if done else None}
+                done = corrupt_one(self.layer.root, random.Random(int(req.get("seed", 0))))
+            if done is None:
+                return {"ok": True, "skipped": "no WAL segment or snapshot to damage yet"}
+            self.corruptions.append(done)
+            return {"ok": True, **done.describe(), "file": str(done.path.relative_to(self.layer.root))}
+        elif op == "repair":  # newest first: an older damage of the same bytes is undone last
+            undone, self.corruptions = self.corruptions[::-1], []
+            with self.layer.mutex:
+                outcomes = [{**c.describe(), "file": str(c.path.relative_to(self.layer.root)), "outcome": c.undo()}
+                            for c in undone]
+            return {"ok": True, "repaired": outcomes or None}
         elif op == "unmount":
             faults.set(Mode.PASS)  # the unmount itself follows the answer (_session): this process then ends
         elif op != "status":

@@ -23,7 +23,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from harness.protocols import CrashListener, Op, TestContext
+from harness.protocols import CrashListener, Op, StartListener, TestContext
 from nemesis.targets import TARGET_SPECS, choose_targets
 
 DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
@@ -111,31 +111,42 @@ async def crash_node(test: TestContext, node: str, listeners: Sequence[CrashList
         await listener.after_crash(test, node)
 
 
+async def start_node(test: TestContext, node: str, listeners: Sequence[StartListener]) -> None:
+    """Start one node, announced first to `listeners` (a disk layer restores what it damaged under the node)."""
+    for listener in listeners:
+        await listener.before_start(test, node)
+    await test.db.start(test, node)
+
+
 class KillNemesis(_ProcessNemesis):
-    """kill -9 of the targets; `stop` restarts them through the DB adapter. A CrashSource: the nemeses listening
-    (e.g. the disk layer) act around each kill."""
+    """kill -9 of the targets; `stop` restarts them through the DB adapter. A CrashSource and a StartSource: the
+    nemeses listening (e.g. the disk layer) act around each kill and before each restart."""
 
     kind = "kill"
 
     def __init__(self, rng: random.Random, *, targets: Sequence[str] = DEFAULT_TARGETS) -> None:
         super().__init__(rng, targets=targets)
         self._listeners: list[CrashListener] = []
+        self._start_listeners: list[StartListener] = []
 
     def add_crash_listener(self, listener: CrashListener) -> None:
         self._listeners.append(listener)
+
+    def add_start_listener(self, listener: StartListener) -> None:
+        self._start_listeners.append(listener)
 
     async def _take_down(self, test: TestContext, node: str) -> None:
         await crash_node(test, node, self._listeners)
 
     async def _bring_back(self, test: TestContext, node: str) -> None:
-        await test.db.start(test, node)
+        await start_node(test, node, self._start_listeners)
 
     async def heal(self, test: TestContext) -> dict[str, Any]:
         restarted = await self._restore(test)
         # Any node not running is started, not only ours: the final state the run promises is "every node running".
         for node in test.nodes:
             if not await test.db.is_running(test, node):
-                await test.db.start(test, node)
+                await start_node(test, node, self._start_listeners)
                 restarted.append(node)
         not_running = await self._not_running(test, test.nodes)
         return {"ok": not not_running, "details": {"restarted": sorted(set(restarted)), "not_running": not_running}}

@@ -16,7 +16,7 @@ Options they add to `harness run`:
   (nemesis.clock);
 - `--disk-faults a,b,...`, `--disk-targets`, `--disk-delay-ms`, `--disk-jitter-ms`: which disk faults the disk
   nemesis's own start/stop cycle picks from (every --nemesis-interval), whose disks, and how slow "slow" is
-  (nemesis.disk).
+  (nemesis.disk); `--disk-unsynced keep|episodes`: whether every crash is a power loss (nemesis.disk).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def _partition_traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
 def _disk(options: Mapping[str, Any], rng: random.Random) -> DiskNemesis:
     return DiskNemesis(rng, targets=options.get("disk_targets") or DEFAULT_TARGETS,
                        delay_ms=_number(options, "disk_delay_ms", DISK_DELAY_MS),
-                       jitter_ms=_number(options, "disk_jitter_ms", DISK_JITTER_MS))
+                       jitter_ms=_number(options, "disk_jitter_ms", DISK_JITTER_MS),
+                       keep_unsynced=(options.get("disk_unsynced") or "keep") == "keep")
 
 
 def _disk_schedule(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
@@ -203,5 +204,8 @@ DISK = NemesisSpec(
              Option(flag="--disk-delay-ms", type=_non_negative, default=DISK_DELAY_MS,
                     help=f"slow: extra delay of each write and fsync in ms (default {DISK_DELAY_MS:g})"),
              Option(flag="--disk-jitter-ms", type=_non_negative, default=DISK_JITTER_MS,
-                    help=f"slow: uniform +/- jitter on that delay in ms (default {DISK_JITTER_MS:g})")),
+                    help=f"slow: uniform +/- jitter on that delay in ms (default {DISK_JITTER_MS:g})"),
+             Option(flag="--disk-unsynced", choices=("keep", "episodes"), default="keep",
+                    help="keep (default): the layer always keeps what was not fsynced, so every kill -9 of a node, "
+                         "by any nemesis, is a power loss (as LazyFS); episodes: only during lose-unsynced faults")),
 )

@@ -95,6 +95,22 @@ class Unsynced:
     def synced_dir(self, directory: Path) -> None:
         if self.active:
             self.dirs.pop(os.lstat(directory).st_ino, None)
+            self._collect()
+
+    def _collect(self) -> None:
+        """Empty the stash of what no crash can bring back (in no changed directory's durable entries): with
+        tracking on for a whole run, every removed WAL segment and snapshot would otherwise stay there."""
+        reachable = {ino for entries in self.dirs.values() for ino in entries.values()}
+        for entry in os.scandir(self.stash):
+            ino = int(entry.name)
+            if ino in reachable:
+                continue
+            self.files.pop(ino, None)  # its inode number may now be reused by a new file or directory
+            self.dirs.pop(ino, None)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
 
     def _file(self, path: Path) -> FileUndo:
         st = os.lstat(path)

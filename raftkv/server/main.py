@@ -9,6 +9,14 @@ Graceful stop (SIGTERM/SIGINT): new requests get `unavailable`; in-flight reques
 finish, then writes still in flight are answered `maybe` (proposed; outcome unknown) and queued ones
 `unavailable`; the HTTP server and peer listener close; the WAL thread finishes its current batch; files close.
 On SIGKILL nothing acknowledged is lost: a write is acknowledged only after its entry is durable on a majority.
+
+Failure stop (a loop fails; in practice a write, fsync or file operation on the data directory: a full disk, an
+I/O error, raftkv.server.wal.DiskIOError naming the file and the operation): the node never retries it. Before it
+stops it answers everyone waiting, so no client sees a dropped connection: writes proposed and not yet answered
+get `maybe` (they may commit on the other nodes without this one), writes still queued here (never proposed) and
+reads still waiting get `unavailable` (definite: they did nothing), new requests get `unavailable`; then the HTTP
+server closes after their answers went out, the error is logged (CRITICAL, `fatal: disk I/O failed: <operation>
+<file>: ...`) and `raftkv serve` exits with code 2.
 """
 
 from __future__ import annotations
@@ -78,11 +86,27 @@ async def serve(cfg: ServerConfig, log: logging.Logger, *, grace: float = 2.0) -
             await runner.cleanup()
             for t in tasks:
                 t.cancel()
+    except Exception as failed:
+        await _answer_everyone(node, runner, log, failed)
+        raise
     finally:
         with contextlib.suppress(Exception):
             await transport.close()
         node.close()
         log.info("stopped")
+
+
+async def _answer_everyone(node: Node, runner: web.ServerRunner, log: logging.Logger, failed: Exception) -> None:
+    """A loop failed (see the module docstring, "Failure stop"): answer every waiting request, then close the HTTP
+    server once the answers went out. The caller logs the failure itself as fatal."""
+    causes = list(failed.exceptions) if isinstance(failed, ExceptionGroup) else [failed]
+    why = "; ".join(str(c) for c in causes)
+    log.error("stopping on a failure: %d write(s) in flight answered maybe, %d queued write(s) and %d read(s) "
+              "unavailable: %s", *node.waiting(), why)
+    node.stopping = True
+    node.fail_all_pending(f"the node stopped on a failure: {why}")
+    with contextlib.suppress(Exception):  # closing after a failure: nothing more to save
+        await runner.cleanup()
 
 
 def run(cfg: ServerConfig) -> int:

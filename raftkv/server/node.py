@@ -549,11 +549,19 @@ class Node:
             "failpoints": sorted(self.cfg.failpoints),
         }
 
+    def waiting(self) -> tuple[int, int, int]:
+        """(writes proposed and unanswered, writes queued and never proposed, reads waiting)."""
+        rounds = list(self._read_rounds.values()) + [r for _, r in self._read_waiting]
+        reads = len(self._read_queue) + sum(len(r.waiters) for r in rounds)
+        return len(self._pending), len(self._proposals), reads
+
     def fail_all_pending(self, why: str) -> None:
+        """Answer every waiting request: proposed writes `maybe` (they may still commit elsewhere), queued writes
+        and reads `unavailable` (definite: nothing was proposed, reads have no effect)."""
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(MaybeError(why))
+                fut.set_exception(self._ambiguous(why))
         queued, self._proposals = self._proposals, []
         for _, _, fut in queued:
             if not fut.done():

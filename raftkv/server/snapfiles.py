@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import records
 from .records import StopReason
-from .wal import fsync_dir, io
+from .wal import fsync_dir, io, make_dirs_durably
 
 MAGIC = b"RKVSNAP1"
 SNAP_RECORD = 1
@@ -47,7 +47,7 @@ class SnapshotStore:
         self._fsync_file = _no_fsync if rename_unsynced else os.fsync
         self.keep = keep
         self._log = log or logging.getLogger("raftkv.snap")
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs_durably(directory)
         for tmp in directory.glob("*.tmp"):
             self._log.warning("recovery: removed unfinished snapshot file %s", tmp.name)
             tmp.unlink()

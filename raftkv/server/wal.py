@@ -83,6 +83,20 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def make_dirs_durably(path: Path) -> None:
+    """`mkdir -p path` whose new directories survive a power loss: each one created is fsynced into its parent,
+    top down. Without it, a power cut soon after the first start may take back the WAL directory's own entry (its
+    parent was never synced) and with it every vote and entry, fsynced or not."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with io(directory, "mkdir"):
+            directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
 def _seq_of(path: Path) -> int:
     return int(path.name[: -len(SUFFIX)])
 
@@ -109,7 +123,7 @@ class WAL:
         """Open (creating if needed) and replay the log. Raises WalCorrupt; truncates only a torn tail.
         `skip_fsync` is the skip-fsync failpoint (never in production: raftkv/failpoints.py)."""
         log = log or logging.getLogger("raftkv.wal")
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs_durably(directory)
         wal = cls(directory, segment_bytes, log, skip_fsync)
         segments = wal.segments()
         replayed: list[Replayed] = []

@@ -119,17 +119,52 @@ def test_unlinks_in_a_subdirectory_come_back_and_flush_keeps_everything(tree: Un
     assert os.listdir(sub) == ["2.wal"] and os.listdir(tree.stash) == []
 
 
+def test_a_synced_removal_leaves_the_stash_and_an_unsynced_one_still_comes_back(tree: Unsynced) -> None:
+    sub = tree.root / "wal"
+    sub.mkdir()
+    for name in ("1.wal", "2.wal", "3.wal"):
+        (sub / name).write_bytes(name.encode())
+    tree.start()
+    tree.remove(sub / "1.wal")
+    tree.synced_dir(sub)  # the removal is durable: nothing can bring 1.wal back, so the stash lets it go
+    assert os.listdir(tree.stash) == []
+    tree.remove(sub / "2.wal")
+    assert len(os.listdir(tree.stash)) == 1
+    tree.crash()
+    assert sorted(os.listdir(sub)) == ["2.wal", "3.wal"] and os.listdir(tree.stash) == []
+
+
 def test_corruption_names_file_and_offset_and_undoes(tmp_path: Path) -> None:
+    from nemesis.corrupt import NEWEST_WAL_MIN
+
     (tmp_path / "wal").mkdir()
     seg = tmp_path / "wal" / "00000000000000000001.wal"
     seg.write_bytes(bytes(range(200)))
+    assert corrupt_one(tmp_path, random.Random(0)) is None, "a short newest segment: its last record may be hit"
+    content = bytes(range(256)) * (NEWEST_WAL_MIN // 256)
+    seg.write_bytes(content)
     for seed in range(20):
         damage = corrupt_one(tmp_path, random.Random(seed))
         assert damage is not None and damage.path == seg
-        assert damage.how == "flip" and damage.offset < 100  # the only segment is the newest: never truncated
-        assert seg.read_bytes() != bytes(range(200))
-        damage.undo()
-        assert seg.read_bytes() == bytes(range(200))
+        # the only segment is the newest: never truncated, flipped only in its first quarter
+        assert damage.how == "flip" and damage.offset < len(content) // 4
+        assert seg.read_bytes() != content
+        assert damage.undo() == "restored"
+        assert seg.read_bytes() == content
+
+
+def test_a_damaged_file_the_node_changed_or_deleted_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "snap").mkdir()
+    snap = tmp_path / "snap" / "00000000000000000200-00000000000000000002.snap"
+    snap.write_bytes(b"s" * 400)
+    damage = corrupt_one(tmp_path, random.Random(1))
+    assert damage is not None
+    with open(snap, "ab") as f:  # the node wrote to it since: the old bytes would now damage its data
+        f.write(b"new")
+    after = snap.read_bytes()
+    assert damage.undo() == "changed" and snap.read_bytes() == after
+    snap.unlink()
+    assert damage.undo() == "gone"
 
 
 def test_nothing_to_corrupt_is_said(tmp_path: Path) -> None:

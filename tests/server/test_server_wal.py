@@ -143,6 +143,21 @@ def test_a_failed_write_or_fsync_names_file_and_operation_and_is_not_retried(
     assert len(calls) == 1  # fsyncgate: after a failed fsync nothing is known; never retried
 
 
+def test_new_data_directories_are_synced_into_their_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A power cut after the first start must not take back the WAL's own directory entry (nemesis.unsynced's
+    model: a directory entry is durable once its parent is fsynced)."""
+    from raftkv.server import wal as wal_mod
+
+    synced: list[Path] = []
+    monkeypatch.setattr(wal_mod, "fsync_dir", lambda p: synced.append(p))
+    wal_mod.make_dirs_durably(tmp_path / "a" / "wal")
+    assert synced == [tmp_path, tmp_path / "a"] and (tmp_path / "a" / "wal").is_dir()
+    synced.clear()
+    wal_mod.make_dirs_durably(tmp_path / "a" / "wal")
+    assert synced == [], "nothing made, nothing to sync"
+
+
 def test_a_snapshot_that_cannot_be_written_names_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
     import os
@@ -152,7 +167,8 @@ def test_a_snapshot_that_cannot_be_written_names_its_file(tmp_path: Path, monkey
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    store = SnapshotStore(tmp_path / "snap")  # its directory is made (and synced) first; then the disk fills
     monkeypatch.setattr(os, "fsync", full)
-    store = SnapshotStore(tmp_path / "snap")
+    monkeypatch.setattr(store, "_fsync_file", full)  # bound to os.fsync when the store was made
     with pytest.raises(DiskIOError, match=r"write and fsync .*\.snap\.tmp: No space left"):
         store.save(5, 1, b"state")
