@@ -271,8 +271,11 @@ class Api:
         return _resp(200, self.node.status())
 
     async def debug_state(self, request: web.BaseRequest) -> web.Response:
-        """The convergence oracle's view of this node (raftkv.server.debug)."""
-        return _resp(200, await self._state_view.state())
+        """The grey-box oracles' view of this node (raftkv.server.debug); ``?digest=0`` leaves the digest out."""
+        flag = request.query.get("digest", "1")
+        if flag not in ("0", "1"):
+            return _err("bad-request", f"query parameter digest must be 0 or 1, got {flag!r}")
+        return _resp(200, await self._state_view.state(with_digest=flag == "1"))
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
         if self.node.stopping:
