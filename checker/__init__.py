@@ -14,13 +14,14 @@ from .generate import Generated, generate_kv
 from .history import HistoryError, Operation, pair, parse_jsonl, read_history, validate
 from .jepsen import dumps_history, from_jepsen, loads_history, read_edn_history, to_jepsen
 from .linearizability import LinearizabilityChecker, check_linearizability
+from .logmatch import LogMatchingChecker
 from .models import MODELS, UNKNOWN, Model, ModelError, make_model, register_model
 from .recovery import RecoveryChecker
 from .suite import standard_checker
 
 __all__ = [
     "MODELS", "UNKNOWN", "Compose", "ConvergenceChecker", "ElectionSafetyChecker", "Generated", "HistoryError", "LinearizabilityChecker",
-    "Model", "ModelError", "Operation", "RecoveryChecker", "SetChecker", "Stats", "check_linearizability",
+    "LogMatchingChecker", "Model", "ModelError", "Operation", "RecoveryChecker", "SetChecker", "Stats", "check_linearizability",
     "dumps_history", "from_jepsen", "generate_kv",
     "loads_history", "make_model", "merge_valid", "pair", "parse_jsonl", "read_edn_history", "read_history",
     "register_model", "standard_checker", "to_jepsen", "validate",

@@ -97,7 +97,8 @@ class LeaderWitness:
     """Told every round of status polls: records each (term, node) that a node reports leading, the first time it is
     seen (``record(value)``; the engine writes a history event of process "harness", f "leader", which the
     election-safety checker judges: two leaders of one term break Raft's Election Safety). At most one event per
-    (term, node), so a run holds a handful."""
+    (term, node), so a run holds a handful. :meth:`note` takes sightings from elsewhere too (harness.witness: the
+    terms a node says it led, ``source`` "node"; a status poll's sighting has no source)."""
 
     def __init__(self, record: Callable[[dict[str, Any]], None]) -> None:
         self.record = record
@@ -108,9 +109,13 @@ class LeaderWitness:
             term = st.get("term")
             if "error" in st or st.get("role") != "leader" or not isinstance(term, int):
                 continue
-            if (term, node) not in self.seen:
-                self.seen.add((term, node))
-                self.record({"term": term, "node": node})
+            self.note(term, node)
+
+    def note(self, term: int, node: str, *, source: str | None = None) -> None:
+        """Record that `node` led `term`, unless that was recorded before."""
+        if (term, node) not in self.seen:
+            self.seen.add((term, node))
+            self.record({"term": term, "node": node, **({"source": source} if source else {})})
 
 
 STUCK_ELECTIONS = 20  # "many election timeouts": how long a stuck condition must hold before it is recorded

@@ -236,6 +236,22 @@ class StateDigest(Protocol):
 
 
 @runtime_checkable
+class Witness(Protocol):
+    """Capability of a DB whose nodes keep grey-box evidence of their own history, cheap enough to poll during the run
+    (harness.witness records it for the oracles in checker/). ``witness`` returns a mapping with any of:
+
+    - ``"leaderships"``: every term the node became leader in (also those of earlier incarnations, where the DB
+      keeps them across restarts), for the election-safety oracle (checker.election);
+    - ``"chain"``: a commitment to the node's applied log prefix, ``{"index", "term", "hash", "checkpoints":
+      [[index, term, hash], ...]}`` (null when unknown), for the log-matching oracle (checker.logmatch): replicas
+      must agree on the hash at every index both report, and a node with itself over time.
+
+    It raises when the node does not answer."""
+
+    async def witness(self, test: TestContext, node: str) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
 class Timing(Protocol):
     """A capability of a DB: how long its elections can take. Fault schedules scale their holds and gaps to it (a
     pause "longer than a lease", a partition "a few elections long"); bounds may use it too. A DB without it is

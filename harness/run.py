@@ -36,6 +36,7 @@ from harness.protocols import (
     Nemesis,
     Op,
     TestContext,
+    Witness,
     election_timeout_s,
     nemesis_log_files,
     recovery_bound_s,
@@ -44,6 +45,7 @@ from harness.quiesce import quiesce
 from harness.scrape import DEFAULT_INTERVAL_S, MetricsLog, MetricsScraper, file_sd_targets, panels_of
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
+from harness.witness import WitnessRecorder
 
 log = logging.getLogger("harness.run")
 
@@ -438,6 +440,9 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
                           activity=lambda: r.tally.invokes, record=lambda value: _record_observation(r, "stuck", value))
     stuck.enabled = False  # until the workload runs
     leaders = LeaderWitness(record=lambda value: _record_observation(r, "leader", value))
+    witness = (WitnessRecorder(test, db, leaders=leaders, interval=config.status_interval,
+                               record=lambda f, value: _record_observation(r, f, value))
+               if isinstance(db, Witness) else None)
 
     def on_poll(polls: dict[str, dict[str, Any]]) -> None:
         stuck(polls)
@@ -464,6 +469,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
         poller = tg.create_task(monitor.run(), name="cluster-monitor")
         scraping = tg.create_task(scraper.run(), name="metrics-scraper") if scraper else None
         ticker = tg.create_task(_tick(r), name="progress")
+        witnessing = tg.create_task(witness.run(), name="witness") if witness is not None else None
         try:
             # 6. main phase
             r.phase("run")
@@ -487,11 +493,16 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
                 await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
             r.phase("convergence")
             await _observe_convergence(r)
+            if witness is not None:
+                # Every node runs again after the heal: what each kept (also from before a kill) is read once more.
+                await witness.poll_once(final=True)
         finally:
             poller.cancel()
             ticker.cancel()
             if scraping is not None:
                 scraping.cancel()
+            if witnessing is not None:
+                witnessing.cancel()
     r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=monitor.leader)
 
     # 10. stop and collect

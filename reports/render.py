@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from checker.logmatch import CHAIN
 from reports import payload as payload_mod
 from reports import static
 from reports.htmlsafe import esc, href, json_script
@@ -324,16 +325,20 @@ def _observation(event: dict[str, Any], origin: int, stuck_judged: dict[float, s
 
 
 def _observations(run: RunFiles, summary: Summary) -> str:
-    """The lab's own observations (history events of process "harness": the quiesce outcome, stuck anomalies)."""
-    events = run.history.observations
+    """The lab's own observations (history events of process "harness": the quiesce outcome, stuck anomalies). The
+    log-matching oracle's ``chain`` observations (one every status interval) are counted, not listed: the
+    log-matching checker's result names what matters in them."""
+    chains = sum(1 for e in run.history.observations if isinstance(e, dict) and e.get("f") == CHAIN)
+    events = [e for e in run.history.observations if not (isinstance(e, dict) and e.get("f") == CHAIN)]
     if not events:
-        return ""
+        return f"<p>{chains} chain observations (the log-matching checker judges them)</p>" if chains else ""
     rec = summary.checkers.get("recovery") if isinstance(summary.checkers.get("recovery"), dict) else {}
     judged = {float(a["at_s"]): str(a.get("judged", "")) for a in (rec or {}).get("stuck") or []
               if isinstance(a, dict) and isinstance(a.get("at_s"), int | float)}
     rows = "".join(_observation(e, run.start_time, judged) for e in events if isinstance(e, dict))
+    note = f"<p>and {chains} chain observations (the log-matching checker judges them)</p>" if chains else ""
     return (f'<h3>What the lab observed</h3><table class="grid observations"><tr><th>at</th><th>observation</th>'
-            f'<th>outcome and each node\'s last status</th></tr>{rows}</table>')
+            f'<th>outcome and each node\'s last status</th></tr>{rows}</table>{note}')
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:

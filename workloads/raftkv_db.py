@@ -276,6 +276,19 @@ class RaftkvDB:
             raise RaftkvDBError(f"{node}: /debug/state is not a JSON object: {state!r}")
         return state
 
+    async def witness(self, test: TestContext, node: str) -> dict[str, Any]:
+        """GET /debug/state?digest=0 (harness.protocols.Witness): the node's "leaderships" (every term it led,
+        across restarts) and "chain" (its applied log prefix's commitment), without the state digest, which costs
+        time on a large state; RaftkvDBError when no answer."""
+        text = await self._get(test, node, "/debug/state?digest=0")
+        try:
+            state = json.loads(text)
+        except ValueError as exc:
+            raise RaftkvDBError(f"{node}: /debug/state is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise RaftkvDBError(f"{node}: /debug/state is not a JSON object: {state!r}")
+        return state
+
     async def metrics(self, test: TestContext, node: str) -> str:
         return str(await self._get(test, node, "/metrics"))
 

@@ -61,6 +61,7 @@ from checker import (
     ConvergenceChecker,
     ElectionSafetyChecker,
     LinearizabilityChecker,
+    LogMatchingChecker,
     RecoveryChecker,
     Stats,
     make_model,
@@ -396,6 +397,7 @@ def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"linearizable": LinearizabilityChecker(make_model("versioned-kv"),
                                                    timeout=None if timeout is None else float(timeout)),
             "stats": Stats(), "convergence": ConvergenceChecker(), "election": ElectionSafetyChecker(),
+            "log-matching": LogMatchingChecker(),
             "recovery": RecoveryChecker(writes={"put", "delete"}, reads={"get"},
                                         bound_s=None if bound is None else float(bound))}
 

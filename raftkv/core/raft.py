@@ -69,6 +69,7 @@ _MT = MessageType
 # Messages that promise something made durable in the same Ready: they leave only after the persist step.
 _AFTER_PERSIST = frozenset({_MT.VOTE, _MT.VOTE_RESP, _MT.APPEND_RESP, _MT.SNAPSHOT_RESP})
 _FROM_LEADER = frozenset({_MT.APPEND, _MT.HEARTBEAT, _MT.SNAPSHOT})
+MAX_LEADERSHIPS = 1000  # how many of the terms it led a core remembers (Raft.leaderships)
 
 
 def _guarded(method: _F) -> _F:
@@ -178,6 +179,10 @@ class Raft:
         # With leader leases, a freshly (re)started node refuses votes for an election timeout: it may have
         # acknowledged a leader's heartbeat just before it crashed, and that leader may be counting on it.
         self._boot_quiet_ticks = config.election_tick if config.lease_reads else 0
+        # The terms this core became leader in, newest last (bounded: evidence for the lab's election oracle, which
+        # reads it through the server; a leadership deposed within milliseconds is still in here).
+        self._leaderships: deque[int] = deque(maxlen=MAX_LEADERSHIPS)
+        self._leadership_count = 0
         self._snap_recv: tuple[SnapshotMeta, bytearray] | None = None  # follower: snapshot being received
         self._step: Callable[[Message], None] = self._step_follower
         self._election_tick: Callable[[], None] = self._tick_election
@@ -269,6 +274,8 @@ class Raft:
     def _become_leader(self) -> None:
         self._reset(self._term)
         self._role = Role.LEADER
+        self._leaderships.append(self._term)
+        self._leadership_count += 1
         self._lead = self._id
         self._step = self._step_leader
         self._tick = self._tick_leader
@@ -1059,6 +1066,17 @@ class Raft:
     def snapshot_meta(self) -> SnapshotMeta | None:
         """The meta of the latest snapshot this core holds (made by `compact` or received), or None."""
         return self._snapshot.meta if self._snapshot is not None else None
+
+    @property
+    def leaderships(self) -> tuple[int, ...]:
+        """The terms this core became leader in since it was built, oldest first; the last MAX_LEADERSHIPS only."""
+        return tuple(self._leaderships)
+
+    @property
+    def leadership_count(self) -> int:
+        """How many times this core became leader since it was built (not bounded: tells new leaderships apart
+        from those already seen when `leaderships` is full)."""
+        return self._leadership_count
 
     @property
     def lead_transferee(self) -> str | None:

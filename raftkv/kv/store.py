@@ -9,6 +9,7 @@ import msgpack
 
 from raftkv.failpoints import FailpointError, check_layer
 
+from .chain import ChainError, CommitChain
 from .command import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
@@ -24,9 +25,11 @@ from .sessions import SessionTable, SessionTableError
 __all__ = ["KVStore", "KVUsageError", "SnapshotError"]
 
 # Snapshot formats: /1 = [tag, applied, items] (before client sessions; restored with an empty session table),
-# /2 = [tag, applied, items, sessions] (SessionTable.encode). Written: always /2.
+# /2 = [tag, applied, items, sessions] (SessionTable.encode), /3 = [tag, applied, items, sessions, chain]
+# (CommitChain.encode: the applied prefix's commitment; /1 and /2 restore with an unanchored chain). Written: /3.
 _SNAPSHOT_TAG_V1 = "raftkv.kv/1"
-_SNAPSHOT_TAG = "raftkv.kv/2"
+_SNAPSHOT_TAG_V2 = "raftkv.kv/2"
+_SNAPSHOT_TAG = "raftkv.kv/3"
 
 
 class KVUsageError(Exception):
@@ -40,12 +43,14 @@ class SnapshotError(ValueError):
 class FrozenState:
     """A copy of a store's state at one applied index (see :meth:`KVStore.frozen`)."""
 
-    __slots__ = ("applied", "_data", "_sessions")
+    __slots__ = ("applied", "_data", "_sessions", "_chain")
 
-    def __init__(self, applied: int, data: dict[str, tuple[str, int]], sessions: list[Any]) -> None:
+    def __init__(self, applied: int, data: dict[str, tuple[str, int]], sessions: list[Any],
+                 chain: CommitChain | None = None) -> None:
         self.applied = applied
         self._data = data
         self._sessions = sessions
+        self._chain = chain if chain is not None else CommitChain(applied, anchored=False)
 
     def digest(self) -> str:
         """The hex sha256 of the state's canonical content: msgpack of ``[[key, ...], [[value, version], ...]]``,
@@ -61,7 +66,7 @@ class FrozenState:
     def encode(self) -> bytes:
         """:meth:`KVStore.snapshot`'s bytes for this state. Safe on any thread: nothing else holds the copy."""
         items = [[key, value, version] for key, (value, version) in sorted(self._data.items())]
-        return msgpack.packb([_SNAPSHOT_TAG, self.applied, items, self._sessions])
+        return msgpack.packb([_SNAPSHOT_TAG, self.applied, items, self._sessions, self._chain.encode()])
 
 
 class KVStore:
@@ -75,7 +80,7 @@ class KVStore:
     a Put or Delete whatever its expected version (a lost-update bug); `no-dedup` ignores client sessions, so a
     retried write can apply twice across a delete (issue 15's bug). `KVUsageError` for a name that is not one."""
 
-    __slots__ = ("_data", "_applied", "_check_versions", "_sessions", "_exactly_once")
+    __slots__ = ("_data", "_applied", "_check_versions", "_sessions", "_exactly_once", "_chain")
 
     def __init__(self, *, failpoints: frozenset[str] = frozenset()) -> None:
         try:
@@ -87,6 +92,7 @@ class KVStore:
         self._check_versions = "cas-ignores-version" not in failpoints  # FAILPOINT cas-ignores-version if False
         self._sessions = SessionTable()
         self._exactly_once = "no-dedup" not in failpoints  # FAILPOINT no-dedup if False
+        self._chain = CommitChain()
 
     @property
     def applied_index(self) -> int:
@@ -101,16 +107,26 @@ class KVStore:
         if type(index) is not int or index <= self._applied:
             raise KVUsageError(f"apply index {index!r} must be an int above the applied index {self._applied}")
 
-    def note_applied(self, index: int) -> None:
-        """Record that `index` (a NOOP entry, or one with no command) is applied."""
-        self._check_index(index)
-        self._applied = index
+    @property
+    def chain(self) -> dict[str, Any] | None:
+        """The commitment to the applied log prefix (raftkv.kv.chain, CommitChain.view), None if unknown."""
+        return self._chain.view()
 
-    def apply(self, index: int, data: bytes) -> Result:
-        """Apply the command encoded in `data` (the entry at log `index`) and return its result. Undecodable data
-        gives an INVALID result (the same on every replica), not an exception."""
+    def note_applied(self, index: int, term: int = 0, data: bytes = b"") -> None:
+        """Record that `index` (a NOOP entry, or one with no command; its `term` and `data` go into the chain) is
+        applied."""
         self._check_index(index)
         self._applied = index
+        self._chain.add(index, term, data)
+
+    def apply(self, index: int, data: bytes, term: int = 0) -> Result:
+        """Apply the command encoded in `data` (the entry at log `index`, of `term`) and return its result.
+        Undecodable data gives an INVALID result (the same on every replica), not an exception. Every applied
+        entry, with its term, is folded into the chain (raftkv.kv.chain): a replica passes the entry's term; a
+        caller without a log (tests) may leave it 0."""
+        self._check_index(index)
+        self._applied = index
+        self._chain.add(index, term, data)
         try:
             cmd = decode_command(data)
         except CommandError as exc:
@@ -150,14 +166,15 @@ class KVStore:
         return Result(request_id=rid, outcome=Outcome.OK, version=expected)
 
     def snapshot(self) -> bytes:
-        """The whole state (applied index and every key) as bytes; keys sorted so equal states give equal bytes."""
+        """The whole state (applied index, every key, the sessions and the chain of the applied log) as bytes; keys
+        sorted so replicas that applied the same log give equal bytes."""
         return self.frozen().encode()
 
     def frozen(self) -> FrozenState:
         """The state as it is now, detached from later applies: a shallow copy of the key table (values are
         immutable), a few ms for 200,000 keys, so that the expensive :meth:`FrozenState.encode` can run on another
         thread while this store keeps applying."""
-        return FrozenState(self._applied, self._data.copy(), self._sessions.encode())
+        return FrozenState(self._applied, self._data.copy(), self._sessions.encode(), self._chain.copy())
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state by a `snapshot()`; `SnapshotError` (and no change) if `data` is not one. An old
@@ -169,17 +186,24 @@ class KVStore:
         except Exception as exc:  # msgpack raises several unrelated types for garbage
             raise SnapshotError(f"not a msgpack value: {type(exc).__name__}: {exc}") from None
         if type(decoded) is list and len(decoded) == 3 and decoded[0] == _SNAPSHOT_TAG_V1:
-            decoded = [*decoded, []]
-        elif type(decoded) is not list or len(decoded) != 4 or decoded[0] != _SNAPSHOT_TAG:
-            raise SnapshotError(f"not a KV snapshot (expected [{_SNAPSHOT_TAG!r}, applied, items, sessions] or "
+            decoded = [*decoded, [], None]
+        elif type(decoded) is list and len(decoded) == 4 and decoded[0] == _SNAPSHOT_TAG_V2:
+            decoded = [*decoded, None]
+        elif type(decoded) is not list or len(decoded) != 5 or decoded[0] != _SNAPSHOT_TAG:
+            raise SnapshotError(f"not a KV snapshot (expected [{_SNAPSHOT_TAG!r}, applied, items, sessions, chain], "
+                                f"[{_SNAPSHOT_TAG_V2!r}, applied, items, sessions] or "
                                 f"[{_SNAPSHOT_TAG_V1!r}, applied, items])")
-        _, applied, items, encoded_sessions = decoded
+        _, applied, items, encoded_sessions, encoded_chain = decoded
         try:
             sessions = SessionTable.decode(encoded_sessions)
         except SessionTableError as exc:
             raise SnapshotError(f"bad session table: {exc}") from None
         if type(applied) is not int or applied < 0:
             raise SnapshotError(f"bad applied index {applied!r}")
+        try:
+            chain = CommitChain.decode(encoded_chain, applied)
+        except ChainError as exc:
+            raise SnapshotError(f"bad chain: {exc}") from None
         if type(items) is not list:
             raise SnapshotError("items must be an array")
         state: dict[str, tuple[str, int]] = {}
@@ -199,6 +223,7 @@ class KVStore:
         self._data = state
         self._applied = applied
         self._sessions = sessions
+        self._chain = chain
 
     def __len__(self) -> int:
         return len(self._data)

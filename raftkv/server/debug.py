@@ -1,8 +1,16 @@
-"""GET /debug/state: what a node has applied and a digest of it, for the lab's convergence oracle (docs/server.md).
+"""GET /debug/state: what a node has applied and a digest of it, for the lab's grey-box oracles (docs/server.md).
 
-The answer: ``{"id", "term", "role", "commit", "applied", "last_index", "last_term", "digest"}``, where ``digest``
-is the hex sha256 of the state machine's canonical content at ``applied`` (raftkv.kv.store.FrozenState.digest).
-Replicas that applied the same log prefix must report the same digest; nothing else reads it.
+The answer: ``{"id", "term", "role", "commit", "applied", "last_index", "last_term", "digest", "leaderships",
+"chain"}``:
+- ``digest``: the hex sha256 of the state machine's canonical content at ``applied``
+  (raftkv.kv.store.FrozenState.digest); replicas that applied the same log prefix must report the same digest
+  (the convergence oracle). ``GET /debug/state?digest=0`` leaves it out (cheap enough to poll every half second
+  whatever the size of the state).
+- ``leaderships``: the terms this node became leader in, oldest first, across restarts (raftkv.server.leaderships;
+  the newest 1000): the election-safety oracle sees leaderships no status poll caught.
+- ``chain``: the commitment to the applied log prefix (raftkv.kv.chain: ``{"index", "term", "hash",
+  "checkpoints"}``, or null when the store was restored from a snapshot older than the chain): the log-matching
+  oracle compares replicas at common indexes, and each replica with itself over time.
 
 Cost: the fields are taken in one synchronous step on the loop, with a shallow copy of the key table (a few ms at
 10^5 keys); the digest (sort, encode, hash) runs on a worker thread so the node keeps ticking. A node asked again
@@ -27,7 +35,7 @@ class StateView:
         self.node = node
         self._cached: tuple[KVStore, int, str] | None = None  # (store, applied, digest)
 
-    async def state(self) -> dict[str, Any]:
+    async def state(self, *, with_digest: bool = True) -> dict[str, Any]:
         node = self.node
         raft = node.raft
         assert raft is not None
@@ -35,7 +43,10 @@ class StateView:
         kv, applied = node.kv, node.kv.applied_index
         out: dict[str, Any] = {"id": status["id"], "term": status["term"], "role": status["role"],
                                "commit": status["commit"], "applied": applied, "last_index": raft.last_index,
-                               "last_term": raft.last_term}
+                               "last_term": raft.last_term, "leaderships": list(node.leaderships.terms),
+                               "chain": kv.chain}
+        if not with_digest:
+            return out
         cached = self._cached
         if cached is not None and cached[0] is kv and cached[1] == applied:
             out["digest"] = cached[2]

@@ -182,8 +182,8 @@ class Api:
                 found = await self.node.read(key, timeout)
             elif consistency == "lease" and self.node.cfg.lease:
                 found = await self.node.read(key, timeout, lease=True)
-            elif consistency == "lease":
-                return _err("unavailable", "lease reads are disabled on this node (start it with --lease)")
+            elif consistency == "lease":  # a request this node never serves: the client's to change (4xx, not 503)
+                raise _Bad("bad-request", "lease reads are disabled on this node (start it with --lease)")
             else:
                 raise _Bad("bad-request", f"consistency must be linearizable, lease or stale, not {consistency!r}")
         except NodeError as e:
@@ -271,8 +271,11 @@ class Api:
         return _resp(200, self.node.status())
 
     async def debug_state(self, request: web.BaseRequest) -> web.Response:
-        """The convergence oracle's view of this node (raftkv.server.debug)."""
-        return _resp(200, await self._state_view.state())
+        """The grey-box oracles' view of this node (raftkv.server.debug); ``?digest=0`` leaves the digest out."""
+        flag = request.query.get("digest", "1")
+        if flag not in ("0", "1"):
+            return _err("bad-request", f"query parameter digest must be 0 or 1, got {flag!r}")
+        return _resp(200, await self._state_view.state(with_digest=flag == "1"))
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
         if self.node.stopping:

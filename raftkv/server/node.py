@@ -55,6 +55,7 @@ from raftkv.failpoints import FAILPOINTS, for_layer
 from raftkv.kv import ClientSession, Command, FrozenState, KVStore, Op, Result, SnapshotError, encode_command
 
 from .config import ServerConfig
+from .leaderships import LeadershipJournal
 from .metrics import Metrics
 from .storage import DiskStorage, MemoryStorage
 from .transport import Transport, cluster_id_of
@@ -126,6 +127,8 @@ class Node:
         self._snap_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snap")
         self.transport: Transport | None = None
         self._tick_s = cfg.tick_ms / 1000
+        self.leaderships = LeadershipJournal(None, log)  # the terms this node led (recover() reads its journal)
+        self._leaderships_seen = 0  # the core's leadership_count already noted
 
     # -- start-up -----------------------------------------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class Node:
             self.log.warning("FAILPOINT ENABLED: %s (%s layer) PLANTS A BUG ON PURPOSE: %s", name, fp.layer,
                              fp.mimics)
             self.metrics.failpoint.labels(name=name).set(1)
+        self.leaderships = LeadershipJournal.open(None if cfg.memory else cfg.data_dir, self.log)
         if cfg.memory:
             self.log.warning("RUNNING WITH --memory: NOTHING IS WRITTEN TO DISK; ALL STATE IS LOST ON RESTART")
         else:
@@ -380,6 +384,16 @@ class Node:
             m.leader_changes.inc()
             m.set_leader(ss.leader)
 
+    def _note_leaderships(self) -> None:
+        """Record the terms the core became leader in since the last Ready: in memory at once, in the journal on
+        the WAL thread (queued before this Ready's persist; raftkv.server.leaderships says why not on the loop)."""
+        raft = self.raft
+        assert raft is not None
+        count, led = raft.leadership_count, raft.leaderships
+        new = self.leaderships.note(led[max(0, len(led) - (count - self._leaderships_seen)):])
+        self._leaderships_seen = count
+        self._wal_exec.submit(self.leaderships.append_sync, new)
+
     def _lost_leadership(self) -> None:
         pending, self._pending = self._pending, {}
         for fut in pending.values():
@@ -402,9 +416,9 @@ class Node:
             if e.index <= kv.applied_index:
                 continue
             if e.kind is EntryKind.NOOP or not e.data:
-                kv.note_applied(e.index)
+                kv.note_applied(e.index, e.term, e.data)
                 continue
-            res = kv.apply(e.index, e.data)
+            res = kv.apply(e.index, e.data, e.term)
             fut = pending.pop(res.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(res)
@@ -425,6 +439,8 @@ class Node:
             if not raft.has_ready():
                 continue
             rd = raft.ready()
+            if raft.leadership_count != self._leaderships_seen:
+                self._note_leaderships()
             if rd.soft_state is not None:
                 self._on_soft_state(rd.soft_state)
             if rd.hard_state is not None and rd.hard_state.term != self._term:

@@ -502,10 +502,10 @@ class SimNode:
                 inv.on_apply(node, index, entry.term)
                 result: Result | None
                 if entry.kind is _NOOP:
-                    kv.note_applied(index)
+                    kv.note_applied(index, entry.term, entry.data)
                     result = None
                 else:
-                    result = kv.apply(index, entry.data)
+                    result = kv.apply(index, entry.data, entry.term)
                 self.applied = index
                 on_apply(node, index, entry.data, result)
                 if pending:

@@ -284,3 +284,18 @@ def test_a_candidate_that_loses_returns_to_follower() -> None:
     raft.step(msg(MessageType.VOTE_RESP, "n2", term=1, reject=True))
     raft.step(msg(MessageType.VOTE_RESP, "n3", term=1, reject=True))
     assert raft.role is Role.FOLLOWER and raft.term == 1 and raft.vote == "n1"
+
+
+def test_a_core_remembers_each_term_it_led_even_after_it_was_deposed() -> None:
+    """Raft.leaderships: the evidence the lab's election-safety oracle reads (a leader deposed before any status
+    poll is still in it); bounded, with an unbounded count to tell new ones apart."""
+    from raftkv.core.raft import MAX_LEADERSHIPS
+
+    c = Cluster(3, pre_vote=False, check_quorum=False)  # elections on demand, whoever leads
+    c.elect("n1")
+    c.elect("n2")  # n1 is deposed at once
+    c.elect("n1")
+    assert c.raft("n1").role is Role.LEADER
+    assert c.raft("n1").leaderships == (1, 3) and c.raft("n1").leadership_count == 2
+    assert c.raft("n2").leaderships == (2,) and c.raft("n3").leaderships == ()
+    assert MAX_LEADERSHIPS == 1000

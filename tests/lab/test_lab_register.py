@@ -242,7 +242,7 @@ def test_bad_options_are_refused() -> None:
 
 def test_checked_per_key_with_the_versioned_kv_model_plus_stats_and_the_grey_box_and_liveness_checkers() -> None:
     checkers = register.checker({"checker_timeout": 30, "recovery_bound_s": 7.0})
-    assert set(checkers) == {"linearizable", "stats", "convergence", "election", "recovery"}
+    assert set(checkers) == {"linearizable", "stats", "convergence", "election", "log-matching", "recovery"}
     assert checkers["linearizable"].model.name == "versioned-kv" and checkers["linearizable"].timeout == 30.0
 
 

@@ -87,7 +87,7 @@ async def test_three_nodes_elect_replicate_and_serve_through_any_node(c3: Cluste
     assert all(float(values[f'raftkv_peer_connected{{peer="{f}"}}']) == 1 for f in followers)
     assert float(values['raftkv_requests_total{op="put",outcome="ok"}']) >= 1
     code, body = await c3.http(leader, "GET", "/kv/a?consistency=lease")  # lease reads are off by default
-    assert code == 503 and body["error"] == "unavailable" and "--lease" in body["message"]
+    assert code == 400 and body["error"] == "bad-request" and "--lease" in body["message"]  # never served here
     code, body = await c3.http(leader, "GET", "/healthz")
     assert code == 200 and body["ok"]
     assert "role follower -> " in c3.log(leader) and f"leader None -> {leader}" in c3.log(followers[0])

@@ -203,7 +203,7 @@ async def test_debug_state_digests_change_with_the_state_and_agree_across_replic
     await c3.wait_for(caught_up, what="every node at one applied index")
     before = await _states(c3)
     assert set(next(iter(before.values()))) == {"id", "term", "role", "commit", "applied", "last_index",
-                                                "last_term", "digest"}
+                                                "last_term", "digest", "leaderships", "chain"}
     async with KVClient(c3.addrs, timeout=5) as kv:
         await kv.put("x", "1", 0)
         await c3.wait_for(caught_up, what="every node applies the write")
