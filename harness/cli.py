@@ -102,10 +102,23 @@ def _names(s: str) -> tuple[str, ...]:
     return names
 
 
+def _docker_host(s: str) -> str:
+    if not s.startswith(("unix:///", "tcp://", "ssh://")) or s.endswith("://"):
+        raise argparse.ArgumentTypeError(f"{s!r} is not a Docker daemon address (unix:///PATH, tcp://HOST:PORT or "
+                                         "ssh://USER@HOST)")
+    return s
+
+
+def _image_name(s: str) -> str:
+    if not s or any(c.isspace() for c in s) or s.startswith(("-", ":")):
+        raise argparse.ArgumentTypeError(f"{s!r} is not an image name (NAME[:TAG])")
+    return s
+
+
 GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate",
                  "seed", "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
                  "quiesce_timeout", "setup_timeout", "status_interval", "recovery_bound_s", "store", "name", "prefix",
-                 "no_report", "verbose", "cmd"}
+                 "docker_host", "docker_base_image", "no_report", "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -160,8 +173,16 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                          "switch on the DB's planted bugs (comma-separated failpoint names) for this run"))
     p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
-    p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root) or local "
-                          "(processes on 127.77.x.y loopback addresses: no root, no network faults)")
+    p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root), local "
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults) or docker (one "
+                          "container per node: needs a Docker daemon, scripts/docker-setup starts the lab's own)")
+    p.add_argument("--docker-host", type=_docker_host, default=None,
+                   help="with --backend docker: the daemon's address, unix:///PATH or tcp://HOST:PORT (default "
+                        "$DOCKER_HOST, else the lab's own socket /run/raftkv-lab-docker/docker.sock if it exists)")
+    p.add_argument("--docker-base-image", type=_image_name, default=None,
+                   help="with --backend docker: the base image the node image is built on (default "
+                        "raftkv-lab-base:bookworm, made by scripts/docker-setup; any Debian-like image with python3 "
+                        "or apt)")
     p.add_argument("--nodes", type=int_in(1, MAX_NODES), default=5, help="number of hosts/nodes (default 5)")
     p.add_argument("--time-limit", type=float_in(0, WEEK_S, low_open=True), default=60.0, help="seconds of workload (default 60)")
     p.add_argument("--concurrency", "-c", type=int_in(1, 4096), default=10,
@@ -244,6 +265,11 @@ def build_parser() -> tuple[Parser, list[str]]:
                                        "and its work directories. Touches nothing else.")
     clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
+    clean.add_argument("--backend", choices=BACKENDS, default="netns",
+                       help="docker: remove the prefix's containers and network (labelled org.raftkv-lab.prefix) on "
+                            "the Docker host instead (default netns, which covers local too)")
+    clean.add_argument("--docker-host", type=_docker_host, default=None,
+                       help="with --backend docker: the daemon's address (default as for harness run)")
     clean.add_argument("--all", action="store_true",
                        help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
 
@@ -332,7 +358,9 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
-        extra={d: getattr(args, d) for d in plugin_dests})
+        extra={d: getattr(args, d) for d in plugin_dests},
+        backend_options={"docker_host": args.docker_host, "docker_base_image": args.docker_base_image}
+        if args.backend == "docker" else {})
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
     return config
 
@@ -345,6 +373,14 @@ def _prerequisites(config: RunConfig, cmd: str) -> int | None:
         try:
             check_prerequisites()
         except PrerequisiteError as e:
+            print(f"harness {cmd}: {e}", file=sys.stderr)
+            return ExitCode.HARNESS_FAILED
+    if config.backend == "docker":
+        from harness.backends.dockerhost import DockerBackendError, check_docker
+
+        try:
+            check_docker(config.backend_options)
+        except DockerBackendError as e:
             print(f"harness {cmd}: {e}", file=sys.stderr)
             return ExitCode.HARNESS_FAILED
     return None
@@ -572,7 +608,28 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     except PrefixError as e:
         print(f"harness clean: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
+    if args.backend == "docker":
+        return _clean_docker(prefix, args.docker_host, args.force)
     return _clean_one(prefix, args.force)
+
+
+def _clean_docker(prefix: str, docker_host: str | None, force: bool) -> int:
+    from harness.backends.dockerhost import DockerBackendError, clean_docker
+    from harness.labstate import PrefixBusy
+
+    try:
+        done, left = clean_docker(prefix, docker_host, force=force)
+    except (PrefixBusy, DockerBackendError) as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    for line in done:
+        print(f"removed {line}")
+    if left:
+        print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    if not done:
+        print(f"nothing to clean for prefix {prefix} on the Docker host")
+    return 0
 
 
 def _clean_one(prefix: str, force: bool, *, quiet: bool = False) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -356,3 +357,35 @@ class Checker(Protocol):
     """Pure: a history (list of op dicts, docs/history.md) in, a result dict out ({"valid": True|False|"unknown"})."""
 
     def check(self, test: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class InstalledProject(Protocol):
+    """A capability of a Remote whose host runs the project from an installation of its own (a container image, a
+    venv the install step made), not from the controller's checkout. ``python`` is the interpreter there that
+    imports the project's packages (raftkv, nemesis, ...). A host without it shares the controller's file system
+    (netns, local): the project's daemons run with the controller's own interpreter and the checkout on
+    PYTHONPATH (:func:`project_python`)."""
+
+    python: str
+
+
+CHECKOUT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPython:
+    """How to start ``python -m <one of the project's modules>`` on one host: the interpreter, the environment it
+    needs (added to the daemon's own) and a working directory (None: the host's default)."""
+
+    executable: str
+    env: Mapping[str, str]
+    cwd: str | None
+
+
+def project_python(host: object) -> ProjectPython:
+    """The project's interpreter on ``host``: its own installation (:class:`InstalledProject`), else the
+    controller's interpreter with this checkout on PYTHONPATH (hosts that share the controller's file system)."""
+    if isinstance(host, InstalledProject):
+        return ProjectPython(host.python, {}, None)
+    return ProjectPython(sys.executable, {"PYTHONPATH": CHECKOUT_ROOT}, CHECKOUT_ROOT)

@@ -94,6 +94,7 @@ class RunConfig:
     render: bool = True
     failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    backend_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's own (harness.backends)
 
     def __post_init__(self) -> None:
         checks = [(self.nodes >= 1, "--nodes must be >= 1"), (self.time_limit > 0, "--time-limit must be > 0"),
@@ -168,6 +169,11 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
             detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
         except detection.CatalogError as e:
             raise ConfigError(str(e)) from None
+    have = FEATURES.get(config.backend, frozenset())
+    for spec in nems:
+        if not spec.needs <= have:
+            raise ConfigError(f"nemesis {spec.name} needs {', '.join(sorted(spec.needs - have))}, which backend "
+                              f"{config.backend} does not offer (it runs: {', '.join(runnable_nemeses(config.backend))})")
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -393,7 +399,7 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     # Short: host paths under it must fit a unix socket's 107 bytes (the disk layer's control socket), and a test
     # named after every nemesis of `--nemesis all` does not. The store directory carries the name.
     work_dir = work_root(prefix) / f"{run.path.name}-{zlib.crc32(name.encode()) & 0xFFFF:04x}"
-    r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix)
+    r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix, options=config.backend_options)
     db = dbspec.factory(r.options)
     # The bound the recovery checker holds the run to, in test.json's options so `harness analyze` uses it too.
     r.options["recovery_bound_s"] = recovery_bound_s(db, config.recovery_bound_s)

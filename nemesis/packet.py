@@ -33,12 +33,10 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from harness.protocols import Op, Remote, RemoteError, TestContext
+from harness.protocols import Op, Remote, RemoteError, TestContext, project_python
 from nemesis.iptables import ChainError, OwnedChain
 from nemesis.targets import TARGET_SPECS, choose_targets
 
@@ -48,7 +46,6 @@ DEFAULT_DELAY_MS = 50.0
 DEFAULT_JITTER_MS = 10.0
 DEFAULT_LOSS = 0.2
 DEFAULT_QUEUE = 7777
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 DAEMON_READY_TIMEOUT_S = 10.0
 DAEMON_STOP_TIMEOUT_S = 5.0
 # A daemon exits by itself after this long even if nobody stops it (every fault loop is bounded).
@@ -177,12 +174,12 @@ class PacketNemesis:
 
     async def _start_daemon(self, test: TestContext, host: Remote, seed: int) -> None:
         log_path = self._log_path(test, host.name)
-        argv = [sys.executable, "-m", "nemesis.nfqueue", "--queue", str(self.queue),
+        python = project_python(host)
+        argv = [python.executable, "-m", "nemesis.nfqueue", "--queue", str(self.queue),
                 "--delay-ms", f"{self.delay_ms:g}", "--jitter-ms", f"{self.jitter_ms:g}", "--seed", str(seed),
                 "--max-seconds", str(DAEMON_MAX_SECONDS)]
         await host.exec(["mkdir", "-p", test.backend.log_dir(host.name)])
-        pid = await host.spawn(argv, log_path=log_path, env={"PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1"},
-                               cwd=REPO_ROOT)
+        pid = await host.spawn(argv, log_path=log_path, env={**python.env, "PYTHONUNBUFFERED": "1"}, cwd=python.cwd)
         self._daemons[host.name] = pid
         self._logged.add(host.name)
         loop = asyncio.get_running_loop()

@@ -192,6 +192,7 @@ CLOCK = NemesisSpec(
 
 DISK = NemesisSpec(
     name="disk", factory=_disk, faults=frozenset(DISK_KINDS), generator=_disk_schedule,
+    needs=frozenset({"controller-fs"}),  # its FUSE layers are mounted by the controller, in its mount namespace
     description="disk faults through a FUSE layer under each node's data directory: pause, slow, lose-unsynced "
                 "(a power loss drops what was not fsynced), eio, full (ENOSPC), corrupt (a WAL segment or snapshot "
                 "damaged while the node is down)",

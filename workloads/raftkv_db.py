@@ -7,9 +7,10 @@ On each host (any backend: everything goes through Remote):
 - `setup` writes its configuration to `<backend data dir>/raftkv.json` (collected with the logs) and the run's
   cluster secret, fresh per run, to `<backend data dir>/peer-secret` (mode 600, never collected), so the nodes
   authenticate each other;
-- it runs as `<controller's python> -m raftkv serve --config <that file>` with PYTHONPATH set to this checkout's root,
-  so a node runs exactly the code under test (hosts of the netns backend share the controller's file system; other
-  backends must provide the same paths).
+- it runs as `<python> -m raftkv serve --config <that file>`: on hosts that share the controller's file system
+  (netns, local) the controller's own interpreter with PYTHONPATH set to this checkout's root, so a node runs exactly
+  the code under test; on hosts with an installation of their own (a Docker image built from this checkout) that
+  installation's interpreter (harness.protocols.project_python).
 
 `--raftkv-failpoints a,b` plants those bugs (raftkv/failpoints.py, docs/failpoints.md) in every node: the names are
 checked against the registry when the arguments are parsed (exit 254 on an unknown one), and each node is started
@@ -32,7 +33,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,14 +40,14 @@ from typing import Any
 import aiohttp
 
 from harness.detection import PlantedBug
-from harness.protocols import RemoteError, TestContext
+from harness.protocols import RemoteError, TestContext, project_python
 from harness.registry import DBSpec, Option, int_in
 from raftkv.client import KVClient, RaftKVError
 from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
 
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 PEER_PORT = 7000
 CLIENT_PORT = 8000
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 DEFAULT_TICK_MS = 25
 DEFAULT_ELECTION_TICKS = 10
 # Snapshots are code paths too: with raftkv's default (10,000 entries) a 60 s run never takes one, so a bug in
@@ -146,8 +146,9 @@ class RaftkvDB:
                 "seed": test.rng(f"db.raftkv.{node}").getrandbits(32)}
 
     def command(self, test: TestContext, node: str) -> list[str]:
-        """The node's argv: the controller's own interpreter (netns hosts share the controller's file system)."""
-        return [sys.executable, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
+        """The node's argv, with the project's interpreter on that host (harness.protocols.project_python)."""
+        python = project_python(test.host(node)).executable
+        return [python, "-m", "raftkv", "serve", "--config", self.config_file(test, node)]
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -169,12 +170,13 @@ class RaftkvDB:
     async def _start(self, test: TestContext, node: str) -> None:
         if await self.is_running(test, node):
             return
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO_ROOT, "PYTHONUNBUFFERED": "1",
+        python = project_python(test.host(node))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **python.env, "PYTHONUNBUFFERED": "1",
                "LANG": "C.UTF-8", **test.daemon_env.get(node, {})}  # what nemeses need (e.g. a clock shim)
         if self.failpoints:  # planted bugs: the node takes them only with the explicit allow
             env |= {ENV: self.failpoints, ALLOW_ENV: "1"}
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
-                                                      env=env, cwd=REPO_ROOT)
+                                                      env=env, cwd=python.cwd)
 
     async def kill(self, test: TestContext, node: str) -> None:
         pid = self.pids.get(node)
