@@ -118,6 +118,9 @@ def dependency_wheels(cache_dir: Path, root: Path = ROOT) -> Path:
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    for old in cache_dir.glob("deps-*"):  # an earlier requirement list's wheels: never used again
+        if old != out and (old / "requirements.txt").is_file():
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -2,7 +2,8 @@
 these in .ci/docker after it): Remote through exec inside containers, then whole `harness run --backend docker`
 runs, valid and invalid, and that nothing of a run is left on the Docker host after success and after SIGTERM.
 
-Skipped when no Docker daemon answers or the base image is missing (run scripts/docker-setup first, as root)."""
+Skipped when no Docker daemon answers or the base image is missing (run scripts/docker-setup first, as root), unless
+RAFTKV_REQUIRE_DOCKER=1 (.ci/docker), which makes that a failure."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def docker_unavailable() -> str | None:
 def image() -> str:
     """The node image of this checkout, built once for the module (a first build takes a minute or two)."""
     reason = docker_unavailable()
+    if reason and os.environ.get("RAFTKV_REQUIRE_DOCKER") == "1":  # .ci/docker: set up, so absence is a failure
+        pytest.fail(f"RAFTKV_REQUIRE_DOCKER=1 but {reason}")
     if reason:
         pytest.skip(reason)
     client = connect(default_docker_host())
@@ -155,10 +158,9 @@ def _docker_run(prefix: str, tmp_path: Path, *args: str, time_limit: int) -> Run
 
 def test_partition_and_kill_run_is_valid_with_a_complete_report(prefix: str, tmp_path: Path) -> None:
     run = _docker_run(prefix, tmp_path, "--nemesis", "partition,kill", "--schedule", "cycle",
-                      "--nemesis-interval", "4", "--seed", "12", time_limit=20)
+                      "--nemesis-interval", "4", "--seed", "7", time_limit=20)  # seed 7: a partition, then a kill
     assert_valid(run)
-    assert {v["fault"] for _, _, v in run.fault_windows("partition") + run.fault_windows("kill")} >= {"partition"}
-    assert run.fault_windows("kill"), run.nemesis_events()
+    assert run.fault_windows("partition") and run.fault_windows("kill"), run.nemesis_events()
     assert_final_reads(run)
     backend = run.test["backend"]
     assert backend["name"] == "docker" and backend["image"].startswith(IMAGE_REPO + ":")
