@@ -58,6 +58,9 @@ def test_the_image_key_follows_the_wheel_sources_only(tmp_path: Path) -> None:
     (tmp_path / "raftkv" / "__pycache__").mkdir(exist_ok=True)
     (tmp_path / "raftkv" / "__pycache__" / "x.py").write_text("stale\n")
     assert sources_hash(tmp_path) == first
+    with open(tmp_path / "README.md", "a") as f:  # the docs changed: same image
+        f.write("more docs\n")
+    assert sources_hash(tmp_path) == first
     with open(tmp_path / "raftkv" / "__init__.py", "a") as f:  # the code under test changed: a new image
         f.write("# changed\n")
     assert sources_hash(tmp_path) != first
