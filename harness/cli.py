@@ -103,10 +103,24 @@ def _names(s: str) -> tuple[str, ...]:
     return names
 
 
+def _docker_host(s: str) -> str:
+    if not s.startswith(("unix:///", "tcp://", "ssh://")) or s.endswith("://"):
+        raise argparse.ArgumentTypeError(f"{s!r} is not a Docker daemon address (unix:///PATH, tcp://HOST:PORT or "
+                                         "ssh://USER@HOST)")
+    return s
+
+
+def _image_name(s: str) -> str:
+    if not s or any(c.isspace() for c in s) or s.startswith(("-", ":")):
+        raise argparse.ArgumentTypeError(f"{s!r} is not an image name (NAME[:TAG])")
+    return s
+
+
 GENERIC_DESTS = {"workload", "nemesis", "failpoints", "db", "backend", "nodes", "time_limit", "concurrency", "rate",
                  "seed", "schedule", "nemesis_interval", "fault_rate", "moves", "op_timeout", "final_time_limit",
                  "quiesce_timeout", "setup_timeout", "status_interval", "monitor", "monitor_interval",
-                 "recovery_bound_s", "store", "name", "prefix", "no_report", "verbose", "cmd"}
+                 "recovery_bound_s", "store", "name", "prefix", "docker_host", "docker_base_image", "no_report",
+                 "verbose", "cmd"}
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> list[str]:
@@ -162,8 +176,16 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
     p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
                      f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
     p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root), local "
-                          "(processes on 127.77.x.y loopback addresses: no root, no network faults) or ssh "
-                          "(machines reached over SSH: --hosts or --hosts-file; README)")
+                          "(processes on 127.77.x.y loopback addresses: no root, no network faults), ssh "
+                          "(machines reached over SSH: --hosts or --hosts-file; README) or docker (one container per "
+                          "node: needs a Docker daemon, scripts/docker-setup starts the lab's own)")
+    p.add_argument("--docker-host", type=_docker_host, default=None,
+                   help="with --backend docker: the daemon's address, unix:///PATH or tcp://HOST:PORT (default "
+                        "$DOCKER_HOST, else the lab's own socket /run/raftkv-lab-docker/docker.sock if it exists)")
+    p.add_argument("--docker-base-image", type=_image_name, default=None,
+                   help="with --backend docker: the base image the node image is built on (default "
+                        "raftkv-lab-base:bookworm, made by scripts/docker-setup; any Debian-like image with python3 "
+                        "or apt)")
     p.add_argument("--nodes", type=int_in(1, MAX_NODES), default=None,
                    help="number of hosts/nodes (default 5; with --backend ssh, the number of hosts given)")
     p.add_argument("--time-limit", type=float_in(0, WEEK_S, low_open=True), default=60.0, help="seconds of workload (default 60)")
@@ -253,10 +275,14 @@ def build_parser() -> tuple[Parser, list[str]]:
                                        "and its work directories. Touches nothing else.")
     clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
+    clean.add_argument("--docker-host", type=_docker_host, default=None,
+                       help="with --backend docker: the daemon's address (default as for harness run)")
     clean.add_argument("--all", action="store_true",
                        help="every prefix a run has used here (state in /run/raftkv-lab/), skipping live ones")
     clean.add_argument("--backend", choices=BACKENDS, default="netns",
-                       help="ssh: clean the prefix's things on the hosts given (--hosts/--hosts-file) as well")
+                       help="ssh: clean the prefix's things on the hosts given (--hosts/--hosts-file) as well; docker: "
+                            "remove the prefix's containers and network (labelled org.raftkv-lab.prefix) on the "
+                            "Docker host instead (default netns, which covers local too)")
     clean.add_argument("--purge-install", action="store_true",
                        help="ssh: also remove the installed project (<dir>/install) from the hosts")
     add_ssh_options(clean)
@@ -333,6 +359,15 @@ def _console_logging(verbose: bool) -> Iterator[None]:
         log.removeHandler(h)
 
 
+def _backend_options(args: argparse.Namespace, ssh: Any) -> dict[str, Any]:
+    """The chosen backend's own configuration (harness.backends.make_backend's ``options``)."""
+    if ssh is not None:
+        return {"ssh": ssh}
+    if args.backend == "docker":
+        return {"docker_host": args.docker_host, "docker_base_image": args.docker_base_image}
+    return {}
+
+
 def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence[str], seed: int) -> RunConfig:
     """A run's configuration from the parsed options (ConfigError on a bad one)."""
     from harness.run import resolve
@@ -352,7 +387,7 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
         recovery_bound_s=args.recovery_bound_s, store=args.store,
         name=args.name, prefix=args.prefix, render=not args.no_report,
         failpoints=() if args.cmd == "campaign" else tuple(args.failpoints),
-        extra={d: getattr(args, d) for d in plugin_dests}, backend_options={"ssh": ssh} if ssh else {})
+        extra={d: getattr(args, d) for d in plugin_dests}, backend_options=_backend_options(args, ssh))
     if ssh and nodes != len(ssh.hosts):
         raise ConfigError(f"--nodes {nodes} but {len(ssh.hosts)} hosts were given (--hosts/--hosts-file)")
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
@@ -367,6 +402,14 @@ def _prerequisites(config: RunConfig, cmd: str) -> int | None:
         try:
             check_prerequisites()
         except PrerequisiteError as e:
+            print(f"harness {cmd}: {e}", file=sys.stderr)
+            return ExitCode.HARNESS_FAILED
+    if config.backend == "docker":
+        from harness.backends.dockerhost import DockerBackendError, check_docker
+
+        try:
+            check_docker(config.backend_options)
+        except DockerBackendError as e:
             print(f"harness {cmd}: {e}", file=sys.stderr)
             return ExitCode.HARNESS_FAILED
     return None
@@ -595,6 +638,8 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     except (PrefixError, ValueError) as e:
         print(f"harness clean: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
+    if args.backend == "docker":
+        return _clean_docker(prefix, args.docker_host, args.force)
     if ssh is not None:
         worst = _clean_ssh(ssh, prefix, args.purge_install)
         return max(worst, _clean_one(prefix, args.force, quiet=True))
@@ -617,6 +662,25 @@ def _clean_ssh(ssh: Any, prefix: str, purge_install: bool) -> int:
     if left:
         print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
         return ExitCode.HARNESS_FAILED
+    return 0
+
+
+def _clean_docker(prefix: str, docker_host: str | None, force: bool) -> int:
+    from harness.backends.dockerhost import DockerBackendError, clean_docker
+    from harness.labstate import PrefixBusy
+
+    try:
+        done, left = clean_docker(prefix, docker_host, force=force)
+    except (PrefixBusy, DockerBackendError) as e:
+        print(f"harness clean: {e}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    for line in done:
+        print(f"removed {line}")
+    if left:
+        print(f"harness clean: could not remove: {', '.join(left)}", file=sys.stderr)
+        return ExitCode.HARNESS_FAILED
+    if not done:
+        print(f"nothing to clean for prefix {prefix} on the Docker host")
     return 0
 
 

@@ -102,7 +102,8 @@ class RunConfig:
     render: bool = True
     failpoints: tuple[str, ...] = ()  # bugs the DB plants in itself for this run (its FailpointCatalog)
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # the backend's own configuration (``ssh``: an SshConfig); test.json records it through Backend.describe
+    # the backend's own configuration (``ssh``: an SshConfig; docker: its host and base image); test.json records
+    # it through Backend.describe
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -179,6 +180,11 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
             detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
         except detection.CatalogError as e:
             raise ConfigError(str(e)) from None
+    have = FEATURES.get(config.backend, frozenset())
+    for spec in nems:
+        if not spec.needs <= have:
+            raise ConfigError(f"nemesis {spec.name} needs {', '.join(sorted(spec.needs - have))}, which backend "
+                              f"{config.backend} does not offer (it runs: {', '.join(runnable_nemeses(config.backend))})")
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:

@@ -36,7 +36,7 @@ def test_help_documents_every_command_and_the_exit_codes() -> None:
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["run", "--nodes", "0"], ["run", "--rate", "x"],
-                                  ["run", "--time-limit", "-1"], ["run", "--backend", "docker"],
+                                  ["run", "--time-limit", "-1"], ["run", "--backend", "vagrant"],
                                   ["analyze"], ["run", "--no-such-flag"]])
 def test_bad_arguments_exit_254(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 254

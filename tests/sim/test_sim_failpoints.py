@@ -68,7 +68,7 @@ def test_a_crash_inside_a_run_is_a_finding_of_its_seed(monkeypatch: pytest.Monke
     where it was raised, instead of ending the sweep."""
     from raftkv.kv import KVStore
 
-    def broken(self: KVStore, index: int, data: bytes) -> None:
+    def broken(self: KVStore, *args: object) -> None:
         raise RuntimeError("planted crash")
 
     monkeypatch.setattr(KVStore, "apply", broken)
