@@ -103,6 +103,16 @@ def _names(s: str) -> tuple[str, ...]:
     return names
 
 
+def _prefix(s: str) -> str:
+    """--prefix, checked at argument time: a bad one would otherwise fail every run of a campaign one by one."""
+    from harness.labstate import PrefixError, check_prefix
+
+    try:
+        return check_prefix(s)
+    except PrefixError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _docker_host(s: str) -> str:
     if not s.startswith(("unix:///", "tcp://", "ssh://")) or s.endswith("://"):
         raise argparse.ArgumentTypeError(f"{s!r} is not a Docker daemon address (unix:///PATH, tcp://HOST:PORT or "
@@ -230,7 +240,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                    help="with --monitor: seconds between two scrapes of a node (default 1)")
     p.add_argument("--store", type=Path, default=Path("store"), help="store directory (default ./store)")
     p.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemeses>)")
-    p.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
+    p.add_argument("--prefix", type=_prefix, default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     p.add_argument("--no-report", action="store_true", help="do not render report.html")
     p.add_argument("--verbose", "-v", action="store_true", help="log the controller's INFO lines to stderr")
     add_ssh_options(p)
@@ -273,7 +283,8 @@ def build_parser() -> tuple[Parser, list[str]]:
                                        "prefix's namespaces), delete its veths, bridge and namespaces, its "
                                        "iptables chains, nft tables and cgroups named <prefix>-* or <prefix>_*, "
                                        "and its work directories. Touches nothing else.")
-    clean.add_argument("--prefix", default=None, help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
+    clean.add_argument("--prefix", type=_prefix, default=None,
+                       help="lab prefix (default $RAFTKV_LAB_PREFIX or rkl)")
     clean.add_argument("--force", action="store_true", help="clean even while a live controller holds the prefix")
     clean.add_argument("--docker-host", type=_docker_host, default=None,
                        help="with --backend docker: the daemon's address (default as for harness run)")
@@ -391,6 +402,13 @@ def _config(args: argparse.Namespace, plugin_dests: list[str], nemeses: Sequence
     if ssh and nodes != len(ssh.hosts):
         raise ConfigError(f"--nodes {nodes} but {len(ssh.hosts)} hosts were given (--hosts/--hosts-file)")
     resolve(config)  # unknown workload/DB/nemesis names fail here, before anything is created
+    if config.prefix is None:  # $RAFTKV_LAB_PREFIX, checked as --prefix is
+        from harness.labstate import PrefixError, default_prefix
+
+        try:
+            default_prefix()
+        except PrefixError as e:
+            raise ConfigError(str(e)) from None
     return config
 
 

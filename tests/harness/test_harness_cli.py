@@ -80,6 +80,21 @@ def test_clean_with_a_bad_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be 1-8 lowercase" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cmd", ["run", "campaign"])
+def test_a_bad_prefix_stops_a_run_or_campaign_before_anything_exists(cmd: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A campaign once ran 50 runs that each failed on an upper-case --prefix; now it is refused up front, from the
+    option and from $RAFTKV_LAB_PREFIX alike."""
+    store = tmp_path / "store"
+    assert main([cmd, "--prefix", "rcA", "--store", str(store)]) == 254
+    assert "must be 1-8 lowercase" in capsys.readouterr().err
+    monkeypatch.setenv("RAFTKV_LAB_PREFIX", "BAD")
+    assert main([cmd, "--store", str(store)]) == 254
+    assert "must be 1-8 lowercase" in capsys.readouterr().err
+    assert not store.exists()
+
+
 def test_a_missing_prerequisite_stops_the_run_before_anything_exists(fakes: None, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
