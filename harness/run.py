@@ -597,9 +597,8 @@ def _record_observation(r: _Run, f: str, value: dict[str, Any]) -> None:
 async def _heal(r: _Run, timeout: float = 60.0) -> None:
     """End every fault and verify: the nemesis's heal, recorded as a stop of each active fault, then every node
     must run. Sets r.heal_result = {"ok", "details": {"nemesis": ..., "running": {node: bool}}}."""
-    assert r.test is not None
-    if r.heal_result is not None or r.nemesis is None or not r.nemesis_setup:
-        return
+    if r.heal_result is not None or r.test is None or r.nemesis is None or not r.nemesis_setup:
+        return  # healed already, or a run that failed before its nemesis was set up: nothing to heal
     active = sorted(r.tally.faults)
     if r.history is not None:
         for kind in active:
