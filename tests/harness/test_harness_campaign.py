@@ -176,14 +176,14 @@ def test_the_nightly_campaign_line_parses_as_a_campaign() -> None:
     argv = shlex.split(line.split("/harness ", 1)[1].replace('"$@"', ""))
     parser, dests = build_parser()
     args = parser.parse_args(argv)
-    assert args.cmd == "campaign" and args.nodes == 5 and args.runs_per_cell == 2 and args.budget_minutes == 120
+    assert args.cmd == "campaign" and args.nodes == 5 and args.runs_per_cell == 2 and args.budget_minutes == 170
     # Its main cell is every nemesis under the hunting schedule, and every cell makes a valid run configuration.
     from harness.cli import _config, campaign_cells
 
     cells = campaign_cells(args)
     assert cells[0] == ("all",) and {("partition",), ("kill",), ("pause",)} <= set(cells[1:])
     configs = plan(_config(args, dests, (), 1), cells, args.runs_per_cell, 1, main_runs=args.main_runs)
-    assert [c.nemeses for c in configs].count(("all",)) == 60 and configs[0].nemeses == ("all",)
+    assert [c.nemeses for c in configs].count(("all",)) == 100 and configs[0].nemeses == ("all",)
     assert all(_config(args, dests, cell, 1).schedule == "hunt" for cell in cells)
 
 
