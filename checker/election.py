@@ -53,4 +53,5 @@ class ElectionSafetyChecker:
         if bad:
             # Visible once the second leader of a bad term was seen.
             result["anomaly_time"] = min(sorted(nodes.values())[1] for nodes in bad.values())
+            result["explanation"] = "; ".join(str(v["message"]) for v in violations)
         return result

@@ -20,7 +20,7 @@ gathers every (node, index) -> (term, hash) claim, in history order, and finds:
   (or another prefix) than it had before.
 
 Valid when neither is found (also without any observation: a DB without the capability gives no evidence).
-Result: ``{"valid", "observations", "nodes", "indexes", "violations", "anomaly_time"?}``; a violation has ``kind``,
+Result: ``{"valid", "observations", "nodes", "indexes", "violations", "anomaly_time"?, "explanation"?}``; a violation has ``kind``,
 ``message`` and its data; ``anomaly_time`` is when the later of the two conflicting claims was recorded.
 """
 
@@ -79,6 +79,8 @@ class LogMatchingChecker:
                                   "violations": violations}
         if violations:
             result["anomaly_time"] = min(v["time"] for v in violations)
+            more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+            result["explanation"] = violations[0]["message"] + more
         return result
 
 

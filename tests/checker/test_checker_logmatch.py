@@ -39,6 +39,8 @@ def test_two_replicas_that_disagree_at_a_common_index_are_named_with_where_they_
     assert "n1 and n2" in first["message"] and "index 32" in first["message"] and "term 3" in first["message"]
     later = by_pair["n1", "n3"]
     assert (later["index"], later["agreed_up_to"], later["time"]) == (40, 16, 30)
+    assert result["explanation"].startswith("n1 and n2 applied different log prefixes up to index 32")
+    assert result["explanation"].endswith("(and 1 more)")  # what results.json's failures list shows
 
 
 def test_a_replica_that_rewrites_an_applied_entry_is_named_even_alone() -> None:

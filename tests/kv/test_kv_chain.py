@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from raftkv.kv import Command, KVStore, Op, SnapshotError, encode_command
-from raftkv.kv.chain import EVERY, KEEP
+from raftkv.kv.chain import EVERY, KEEP, RECENT
 
 
 def put(key: str, value: str, version: int = 0) -> bytes:
@@ -25,14 +25,20 @@ def fill(store: KVStore, terms: list[int], start: int = 1) -> None:
             store.apply(index, put(f"k{index}", "v"), term)
 
 
-def test_replicas_that_applied_one_log_report_one_chain_and_checkpoints_every_EVERY() -> None:
+def test_replicas_that_applied_one_log_report_one_chain_at_every_recent_index_and_every_EVERY_before() -> None:
     a, b = KVStore(), KVStore()
     fill(a, [1] * 40)
     fill(b, [1] * 40)
     assert a.chain == b.chain
     view = a.chain
     assert view is not None and (view["index"], view["term"], len(view["hash"])) == (40, 1, 16)
-    assert [p[0] for p in view["checkpoints"]] == [EVERY, 2 * EVERY]
+    assert [p[0] for p in view["checkpoints"]] == list(range(1, 41))
+    assert view["checkpoints"][-1] == [40, 1, view["hash"]]
+    fill(a, [1] * 160, start=41)
+    view = a.chain
+    assert view is not None
+    assert [p[0] for p in view["checkpoints"]] == [i for i in range(EVERY, 200 - RECENT + 1, EVERY)] + list(
+        range(200 - RECENT + 1, 201))
 
 
 def test_an_entry_of_another_term_changes_the_chain_from_its_index_on() -> None:
@@ -41,8 +47,9 @@ def test_an_entry_of_another_term_changes_the_chain_from_its_index_on() -> None:
     fill(b, [1] * 20 + [3] + [2] * 19)  # same data, entry 21 of another term
     ca, cb = a.chain, b.chain
     assert ca is not None and cb is not None
-    assert ca["checkpoints"][0] == cb["checkpoints"][0]  # index 16: before the difference
-    assert ca["checkpoints"][1] != cb["checkpoints"][1] and ca["hash"] != cb["hash"]  # 32 and 40: after it
+    pa, pb = ({p[0]: p for p in c["checkpoints"]} for c in (ca, cb))
+    assert all(pa[i] == pb[i] for i in range(1, 21))  # before the difference
+    assert all(pa[i][2] != pb[i][2] for i in range(21, 41)) and ca["hash"] != cb["hash"]  # from it on
     assert a.frozen().digest() == b.frozen().digest()  # the states agree: only the chain sees it
 
 
@@ -51,7 +58,7 @@ def test_checkpoints_are_bounded() -> None:
     for index in range(1, EVERY * (KEEP + 10) + 1):
         store.note_applied(index, 1)
     view = store.chain
-    assert view is not None and len(view["checkpoints"]) == KEEP
+    assert view is not None and len(view["checkpoints"]) == KEEP + RECENT - RECENT // EVERY
     assert view["checkpoints"][-1][0] == EVERY * (KEEP + 10)
 
 
