@@ -53,7 +53,7 @@ from typing import Any
 from harness.protocols import CrashListener, DataDir, Op, Remote, TestContext
 from nemesis.grudge import majority
 from nemesis.process import crash_node
-from nemesis.targets import TARGET_SPECS, choose_targets
+from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 FAULTS = ("pause", "slow", "lose-unsynced", "eio", "full", "corrupt")
@@ -212,7 +212,7 @@ class DiskNemesis:
     async def _start(self, test: TestContext, kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
         spec, chosen = await choose_targets(kind, test, value, self.specs, self._rng)
         done: dict[str, Any] = {"fault": kind, "target": spec, "targets": list(chosen)}
-        if spec == "leader" and not chosen:
+        if spec in LEADER_SPECS and not chosen:
             return {**done, "skipped": "no leader"}
         if kind == "disk-corrupt":
             allowed = self._within_minority(test, chosen)

@@ -24,10 +24,13 @@ def aims(field: str, *names: str) -> dict[str, dict[str, Any]]:
     return {n: {field: n} for n in names}
 
 
-# What nemesis/specs.py declares for the five nemeses with their default options.
+TARGETED = ("leader", "one", "minority", "majority", "followers", "leader-and-majority")
+# What nemesis/specs.py declares for the five nemeses with their default options, and one disk kind (weighed as one
+# of the disk's six).
 KINDS: dict[str, FaultTraits] = {
     "partition": FaultTraits(Effect.CUT, aims("shape", "leader", "one")),
-    "kill": FaultTraits(Effect.CRASH, aims("target", "leader", "one")),
+    "kill": FaultTraits(Effect.CRASH, aims("target", *TARGETED)),
+    "disk-slow": FaultTraits(Effect.SLOW, aims("target", *TARGETED), weight=1 / 6),
     "pause": FaultTraits(Effect.FREEZE, aims("target", "leader", "one")),
     "packet": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
     "clock": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
