@@ -16,11 +16,18 @@ running, so faults of different kinds overlap. An episode is either a random fau
 - ``leader-pause``: pause the leader for 1.5 to 4 election timeouts (longer than any lease), then resume it;
 - ``election-crash``: crash a node while an election runs: kill the leader briefly (0.1 to 0.5 timeouts), or cut
   the network for 2 to 6 timeouts and heal it; then within one timeout kill one node for 0.5 to 3 timeouts;
-- ``flapping-partition``: cut and heal 3 to 6 times, each cut 0.2 to 1.5 timeouts, each heal 0.2 to 1 timeout.
+- ``flapping-partition``: cut and heal 3 to 6 times, each cut 0.2 to 1.5 timeouts, each heal 0.2 to 1 timeout;
+- ``power-loss``: slow the followers' disks (a ``SLOW`` aimed at "followers": a follower that acknowledges before
+  its fsync then does so a whole delay early) for 0.2 to 1 timeout while writes flow, then crash the leader and a
+  majority of the cluster besides it at once (a ``CRASH`` aimed at "leader-and-majority": with the disk layer
+  keeping what was not fsynced, one power cut), end the slowness while they are down, and restart them after 0.5
+  to 1.5 timeouts. A write the crashed followers acknowledged but had not persisted is then missing from a majority,
+  which may elect a leader without it.
 
 Times scale with the DB's worst-case election timeout (harness.protocols.Timing; 1 s when the DB does not say).
-Moves need fault kinds that play a role (harness.faults: a ``CUT``, a ``CRASH``, a ``FREEZE``, aimed at the leader
-or one node); a move whose roles no free kind can play is not drawn. Never two faults of one kind at once: an
+Moves need fault kinds that play a role (harness.faults: a ``CUT``, a ``CRASH``, a ``FREEZE``, a ``SLOW``, with
+the aims the move asks for); a move whose roles no free kind can play is not drawn. Kinds are drawn by their
+traits' ``weight``, both as random faults and when a move casts its roles. Never two faults of one kind at once: an
 episode holds its kinds from its first op to its last, and the next draws choose among the others (when none is
 free, nothing starts until the next draw).
 
@@ -56,7 +63,7 @@ from harness.generator import (
 )
 
 RANDOM = "random"
-MOVES = ("isolate-leader", "leader-churn", "leader-pause", "election-crash", "flapping-partition")
+MOVES = ("isolate-leader", "leader-churn", "leader-pause", "election-crash", "flapping-partition", "power-loss")
 DEFAULT_FAULT_RATE = 12.0  # episodes per minute: a start every 5 s on average, several overlapping
 MAX_FAULT_RATE = 120.0  # an episode every half second: denser would queue on the single nemesis thread
 DEFAULT_MOVE_SHARE = 0.4
@@ -187,6 +194,17 @@ def _flapping_partition(rng: random.Random, kinds: Sequence[str], traits: Mappin
     return steps
 
 
+def _power_loss(rng: random.Random, kinds: Sequence[str], traits: Mapping[str, FaultTraits], e: float) -> Steps:
+    slow, crash = kinds
+    move = "power-loss"
+    return [{"f": "start", "value": {"fault": slow, **_aim(traits[slow], "followers"), "move": move}},
+            synchronize(sleep(rng.uniform(0.2, 1) * e)),
+            {"f": "start", "value": {"fault": crash, **_aim(traits[crash], "leader-and-majority"), "move": move}},
+            {"f": "stop", "value": {"fault": slow, "move": move}},  # the disks recover while their nodes are down
+            synchronize(sleep(rng.uniform(0.5, 1.5) * e)),
+            {"f": "stop", "value": {"fault": crash, "move": move}}]
+
+
 # Each name with its variants (an election-crash follows a leader kill or a partition heal, whichever fits).
 MOVE_TABLE: dict[str, tuple[Move, ...]] = {
     "isolate-leader": (Move("isolate-leader", ((Effect.CUT, ("leader",)),), _isolate_leader),),
@@ -195,20 +213,31 @@ MOVE_TABLE: dict[str, tuple[Move, ...]] = {
     "election-crash": (Move("election-crash", ((Effect.CRASH, ("leader", "one")),), _crash_after_leader_kill),
                        Move("election-crash", ((Effect.CUT, ()), (Effect.CRASH, ("one",))), _crash_after_heal)),
     "flapping-partition": (Move("flapping-partition", ((Effect.CUT, ()),), _flapping_partition),),
+    "power-loss": (Move("power-loss", ((Effect.SLOW, ("followers",)), (Effect.CRASH, ("leader-and-majority",))),
+                        _power_loss),),
 }
 assert tuple(MOVE_TABLE) == MOVES
 assert all(len({e for e, _ in m.roles}) == len(m.roles) for ms in MOVE_TABLE.values() for m in ms)
 
 
 def _cast(move: Move, free: Sequence[tuple[str, FaultTraits]], rng: random.Random | None) -> list[str] | None:
-    """Kinds for the move's roles, each drawn (the first, without an rng) among the free kinds that can play it;
-    None when some role has none. Roles of one move have distinct effects, so no kind can play two of them."""
+    """Kinds for the move's roles, each drawn by weight (the first, without an rng) among the free kinds that can
+    play it; None when some role has none. Roles of one move have distinct effects, so no kind can play two."""
     chosen: list[str] = []
+    weights = dict(free)
     for candidates in move.casting(free):
         if not candidates:
             return None
-        chosen.append(rng.choice(candidates) if rng is not None else candidates[0])
+        chosen.append(_weighted(rng, candidates, [weights[k].weight for k in candidates]) if rng is not None
+                      else candidates[0])
     return chosen
+
+
+def _weighted(rng: random.Random, items: Sequence[str], weights: Sequence[float]) -> str:
+    """One of ``items`` drawn by ``weights`` (with equal weights, the same draw as ``rng.choice``)."""
+    if len(set(weights)) <= 1:
+        return items[rng.randrange(len(items))]
+    return rng.choices(items, weights=weights)[0]
 
 
 def _random_fault(config: HuntConfig, rng: random.Random, free: Sequence[tuple[str, FaultTraits]]
@@ -225,7 +254,8 @@ def _random_fault(config: HuntConfig, rng: random.Random, free: Sequence[tuple[s
 
 def _one_random(config: HuntConfig, rng: random.Random, free: Sequence[tuple[str, FaultTraits]]
                 ) -> tuple[Steps, str, float]:
-    kind, traits = free[rng.randrange(len(free))]
+    kind = _weighted(rng, [k for k, _ in free], [t.weight for _, t in free])
+    traits = dict(free)[kind]
     leader = traits.aim("leader")
     aim = leader if leader is not None and rng.random() < config.leader_share else {}
     lo, hi = RANDOM_HOLD

@@ -24,7 +24,7 @@ import importlib
 import importlib.metadata
 import random
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -166,6 +166,10 @@ class NemesisSpec:
     ``traits(options)``: kind -> :class:`~harness.faults.FaultTraits` (what each kind does and how a start is aimed
     at the leader or one node, given the run's options); kinds it leaves out, or all when None, are drawn at random
     only, never aimed.
+    ``cycle(options, rng)``: like ``generator``, but only under ``--schedule cycle``; under the hunt the spec's
+    selected kinds join the hunting schedule with their traits (the disk nemesis: its own 10 s cycle, or hunted).
+    ``selected(options)``: the kinds the run's options leave to the engine's schedule (default: all of them; e.g.
+    ``--disk-faults``).
     ``needs``: what the hosts must offer for it to run (e.g. ``"network"``: a network of their own to cut); ``--nemesis
     all`` leaves out the nemeses whose needs the run's backend lacks (harness.backends.FEATURES).
     """
@@ -178,15 +182,28 @@ class NemesisSpec:
     options: Sequence[Option] = ()
     traits: Callable[[Mapping[str, Any]], Mapping[str, FaultTraits]] | None = None
     needs: frozenset[str] = frozenset()
+    cycle: Callable[[Mapping[str, Any], random.Random], Generator] | None = None
+    selected: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
 
     @property
     def kinds(self) -> frozenset[str]:
         return self.faults or frozenset({self.name})
 
     def fault_traits(self, options: Mapping[str, Any]) -> dict[str, FaultTraits]:
-        """Every kind of this spec -> its traits under these options (UNDESCRIBED for kinds it does not describe)."""
+        """Every selected kind of this spec -> its traits under these options (UNDESCRIBED for kinds it does not
+        describe)."""
         described = self.traits(options) if self.traits is not None else {}
-        return {kind: described.get(kind, UNDESCRIBED) for kind in sorted(self.kinds)}
+        return {kind: described.get(kind, UNDESCRIBED) for kind in self.selected_kinds(options)}
+
+    def selected_kinds(self, options: Mapping[str, Any]) -> list[str]:
+        """The kinds the engine's schedule may draw under these options (``selected``), sorted; ValueError when
+        ``selected`` names a kind the spec does not handle."""
+        if self.selected is None:
+            return sorted(self.kinds)
+        chosen = set(self.selected(options))
+        if not chosen <= self.kinds:
+            raise ValueError(f"nemesis {self.name}: selected kinds {sorted(chosen - self.kinds)} it does not handle")
+        return sorted(chosen)
 
 
 Spec = DBSpec | Workload | NemesisSpec

@@ -230,9 +230,10 @@ def _versions() -> dict[str, Any]:
 def build_main_generator(config: RunConfig, workload: registry.Workload, nem_specs: list[registry.NemesisSpec],
                          options: Mapping[str, Any], test: TestContext) -> gen.Generator:
     """Client stream (workload generator, --rate, --time-limit) beside the nemesis stream: each nemesis's own
-    schedule, and for the others the engine's (``--schedule``): the hunting schedule (harness.hunt, ``--fault-rate``
-    episodes a minute, ``--moves``, times scaled to the DB's election timeout) or the cycle (a start every
-    ``--nemesis-interval``, its stop one interval later)."""
+    schedule (``generator``; ``cycle`` too under ``--schedule cycle``), and for the others the engine's
+    (``--schedule``): the hunting schedule (harness.hunt, ``--fault-rate`` episodes a minute, ``--moves``, times
+    scaled to the DB's election timeout) or the cycle (a start every ``--nemesis-interval``, its stop one interval
+    later)."""
     client_gen: gen.Generator = workload.generator(options, test.rng("workload"))
     if config.rate > 0:
         client_gen = gen.rate(config.rate, client_gen)
@@ -240,8 +241,9 @@ def build_main_generator(config: RunConfig, workload: registry.Workload, nem_spe
     schedules: list[gen.Generator] = []
     engine_specs: list[registry.NemesisSpec] = []
     for spec in nem_specs:
-        if spec.generator is not None:
-            schedules.append(spec.generator(options, test.rng(f"nemesis.{spec.name}.schedule")))
+        own = spec.generator or (spec.cycle if config.schedule == "cycle" else None)
+        if own is not None:
+            schedules.append(own(options, test.rng(f"nemesis.{spec.name}.schedule")))
         else:
             engine_specs.append(spec)
     if engine_specs:
@@ -254,7 +256,7 @@ def build_main_generator(config: RunConfig, workload: registry.Workload, nem_spe
 def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], options: Mapping[str, Any],
                      test: TestContext) -> gen.Generator:
     if config.schedule == "cycle":
-        kinds = [k for spec in specs for k in sorted(spec.kinds)]  # in the order given: a seed replays its kinds
+        kinds = [k for spec in specs for k in spec.selected_kinds(options)]  # in the order given: a seed replays
         return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
     traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
     hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),

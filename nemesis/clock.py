@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
-from nemesis.targets import TARGET_SPECS, choose_targets
+from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 SHIM_SOURCE = Path(__file__).with_name("clock_shim.c")
 DEFAULT_TARGETS = TARGET_SPECS
@@ -149,7 +149,7 @@ class ClockNemesis:
                 raise ValueError(f"clock nemesis: unknown targets {sorted(unknown)!r}")
         else:
             spec, chosen = await choose_targets("clock", test, value, self.specs, self._rng)
-            if spec == "leader" and not chosen:
+            if spec in LEADER_SPECS and not chosen:
                 return {"fault": "clock", "target": spec, "targets": [], "skipped": "no leader"}
             offsets = {n: round(self._rng.uniform(-self.max_skew_s, self.max_skew_s), 3) for n in chosen}
         self._skewed.update(offsets)  # before writing: a cancelled start must still be healed

@@ -30,7 +30,9 @@ stop's power loss of all its targets at once. `--disk-unsynced episodes` records
   fewer (the completion says "limited"). A majority that could not start would end any run invalid for liveness
   on a correct DB: no Raft cluster can serve without a majority of intact disks.
 Before any crash (ours or another nemesis's) a paused layer is released: a process whose request the layer holds
-cannot die, not even by kill -9. Before another nemesis starts a node (this nemesis is a StartListener) the
+cannot die, not even by kill -9. A slow layer instead fails the writes and fsyncs it holds (eio until the node is
+gone, then slow again): the kill waits for them, and a slow fsync completing during a power cut would make durable
+what the crash must drop. Before another nemesis starts a node (this nemesis is a StartListener) the
 layer restores what it damaged under that node: only this nemesis starts a damaged node on purpose, and then it
 waits to see it refuse or serve. The heal (which the composite nemesis runs before the other nemeses' heals) ends
 every fault first, then restores the files of every damaged node that is down, then starts every node down that
@@ -53,7 +55,7 @@ from typing import Any
 from harness.protocols import CrashListener, DataDir, Op, Remote, TestContext
 from nemesis.grudge import majority
 from nemesis.process import crash_node
-from nemesis.targets import TARGET_SPECS, choose_targets
+from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 FAULTS = ("pause", "slow", "lose-unsynced", "eio", "full", "corrupt")
@@ -126,6 +128,7 @@ class DiskNemesis:
         # so a disk fault's stop does not restart them early; forgotten once seen running again.
         self._down_elsewhere: set[str] = set()
         self._released: set[str] = set()  # paused nodes let go early because they were about to be killed
+        self._cut: set[str] = set()  # slow nodes being killed: their in-flight writes and fsyncs fail (a power cut)
         # Nodes whose files a disk-corrupt damaged and the layer has not restored yet (running ones included: a
         # node may start on damage it does not read, and refuse at a later start).
         self._damaged: set[str] = set()
@@ -212,7 +215,7 @@ class DiskNemesis:
     async def _start(self, test: TestContext, kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
         spec, chosen = await choose_targets(kind, test, value, self.specs, self._rng)
         done: dict[str, Any] = {"fault": kind, "target": spec, "targets": list(chosen)}
-        if spec == "leader" and not chosen:
+        if spec in LEADER_SPECS and not chosen:
             return {**done, "skipped": "no leader"}
         if kind == "disk-corrupt":
             allowed = self._within_minority(test, chosen)
@@ -388,20 +391,29 @@ class DiskNemesis:
                 await self._repair_locked(node)
 
     async def before_crash(self, test: TestContext, node: str) -> None:
-        """A paused layer lets go, or the node's kill -9 would wait in state D until the pause ends."""
+        """A paused layer lets go, or the node's kill -9 would wait in state D until the pause ends. A slow layer
+        fails what it holds (eio until the node is gone): a kill -9 waits for the node's in-flight writes and
+        fsyncs, and a slow fsync that then completed would make durable what a power cut must drop."""
         self._down_elsewhere.add(node)
         layer = self.layers.get(node)
         if layer is not None and layer.mode == "pause":
             await self._set_mode(node, "pass")
             self._active.get("disk-pause", set()).discard(node)
             self._released.add(node)
+        elif layer is not None and layer.mode == "slow" and layer.tracking:
+            self._cut.add(node)
+            await self._set_mode(node, "eio")
 
     async def after_crash(self, test: TestContext, node: str) -> None:
-        """The node is gone: drop what it had not made durable, and go on recording for its next life."""
+        """The node is gone: drop what it had not made durable, and go on recording for its next life (a cut slow
+        layer back to slow while its fault lasts)."""
         layer = self.layers.get(node)
         if layer is not None and layer.tracking:
             layer.dropped = (await layer.call(op="crash"))["undone"]
             await layer.call(op="track")
+        if node in self._cut:
+            self._cut.discard(node)
+            await self._set_mode(node, "slow" if node in self._active.get("disk-slow", set()) else "pass")
 
     # -- healing and removal -------------------------------------------------------------------------------
 
@@ -413,6 +425,9 @@ class DiskNemesis:
         details: dict[str, Any] = {}
         for kind in sorted(self._active):
             details[kind] = await self._end(test, kind, healing=True)
+        for node in sorted(self._cut):  # a kill that never came back to after_crash: the faults are over
+            await self._set_mode(node, "pass")
+        self._cut.clear()
         restored = {}
         for node in sorted(self._damaged):  # down, whoever holds it: restored before any heal can start it
             async with self._lock(node):

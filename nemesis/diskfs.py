@@ -10,7 +10,8 @@ pause holds reads too and a crash's undo is seen at once by a restarted node.
 
 Control: one JSON object per line on the unix socket, one JSON answer per line (`{"ok": true, ...}` or
 `{"ok": false, "error": ...}`); see `Control.handle` for the commands. Faults (`Faults`): pass, pause (every
-operation waits until the mode changes), slow (each allocating write and each fsync sleeps delay +- jitter), eio
+operation waits until the mode changes), slow (each allocating write and each fsync sleeps delay +- jitter; a
+switch to eio meanwhile fails it), eio
 (mutating operations and fsyncs fail with EIO), full (allocating operations and fsyncs fail with ENOSPC).
 Orthogonal to them, lose-unsynced tracking (nemesis.unsynced) and file corruption (nemesis.corrupt).
 """
@@ -92,7 +93,22 @@ class Faults:
         if fail:
             raise FuseOSError(errno.EIO if mode is Mode.EIO else errno.ENOSPC)
         if pause_for and kind in (Kind.ALLOC, Kind.SYNC):
-            time.sleep(pause_for)
+            self._slow_down(kind, pause_for)
+
+    def _slow_down(self, kind: Kind, seconds: float) -> None:
+        """Sleep `seconds` while the mode stays slow. A switch to eio (the nemesis cutting the power: nemesis.disk
+        `before_crash`) fails the operation instead of letting it land: the disk had not finished it, and a crash
+        must not wait for it to become durable. A switch to anything else lets it go on at once."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            while self.mode is Mode.SLOW and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self.mode is Mode.EIO:
+                self.injected += 1
+                raise FuseOSError(errno.EIO)
+            if self.mode is Mode.FULL and kind in (Kind.ALLOC, Kind.SYNC):
+                self.injected += 1
+                raise FuseOSError(errno.ENOSPC)
 
 
 _STAT_KEYS = ("st_mode", "st_ino", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks", "st_blksize")

@@ -40,7 +40,7 @@ from typing import Any
 from harness.install import runtime_for
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis.iptables import ChainError, OwnedChain
-from nemesis.targets import TARGET_SPECS, choose_targets
+from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 BEHAVIOURS = ("delay", "loss", "delay+loss")
 DEFAULT_TARGETS = TARGET_SPECS
@@ -142,7 +142,7 @@ class PacketNemesis:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"packet nemesis: unknown behaviour {behaviour!r}; known: {', '.join(BEHAVIOURS)}")
         spec, chosen = await choose_targets("packet", test, value, self.specs, self._rng)
-        if spec == "leader" and not chosen:
+        if spec in LEADER_SPECS and not chosen:
             return {"fault": "packet", "behaviour": behaviour, "target": spec, "targets": [], "skipped": "no leader"}
         addresses = {h.name: h.address for h in test.hosts}
         seeds = {node: self._rng.getrandbits(32) for node in chosen}

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.protocols import CrashListener, Op, StartListener, TestContext
-from nemesis.targets import TARGET_SPECS, choose_targets
+from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 DEFAULT_TARGETS = ("one", "leader", "minority", "majority", "all")
 RUNNING_TIMEOUT_S = 20.0
@@ -65,7 +65,7 @@ class _ProcessNemesis:
 
     async def _start(self, test: TestContext, value: dict[str, Any]) -> dict[str, Any]:
         spec, chosen = await choose_targets(self.kind, test, value, self.specs, self._rng)
-        if spec == "leader" and not chosen:
+        if spec in LEADER_SPECS and not chosen:
             return {"fault": self.kind, "target": spec, "targets": [], "skipped": "no leader"}
         fresh = [n for n in chosen if n not in self._down]
         self._down.update(fresh)  # before acting: a cancelled start must still be undone by heal

@@ -14,9 +14,9 @@ Options they add to `harness run`:
   packet start picks from and how hard it hits (nemesis.packet);
 - `--clock-targets`, `--clock-max-skew-s`: whose wall clock a clock start skews, and by at most how much
   (nemesis.clock);
-- `--disk-faults a,b,...`, `--disk-targets`, `--disk-delay-ms`, `--disk-jitter-ms`: which disk faults the disk
-  nemesis's own start/stop cycle picks from (every --nemesis-interval), whose disks, and how slow "slow" is
-  (nemesis.disk); `--disk-unsynced keep|episodes`: whether every crash is a power loss (nemesis.disk).
+- `--disk-faults a,b,...`, `--disk-targets`, `--disk-delay-ms`, `--disk-jitter-ms`: which disk faults are drawn
+  (by the hunt with the others' kinds; under `--schedule cycle` by the disk nemesis's own start/stop cycle, every
+  --nemesis-interval), whose disks, and how slow "slow" is (nemesis.disk); `--disk-unsynced keep|episodes`: whether every crash is a power loss (nemesis.disk).
 """
 
 from __future__ import annotations
@@ -94,14 +94,23 @@ def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
 
 
 def _aims(field: str, allowed: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The aims (harness.faults) a start can take: `{field: "leader"}` and `{field: "one"}`, each only when the
-    run's options allow it (a user who ruled out leader targets is not overridden by the schedule)."""
+    """The aims (harness.faults) a start can take: `{field: aim}` for each aim the run's options allow (a user who
+    ruled out leader targets is not overridden by the schedule)."""
     return {aim: {field: aim} for aim in AIMS if aim in allowed}
+
+
+def _target_aims(allowed: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A targeted nemesis's aims (nemesis.targets): the allowed specs, and the leader-relative ones a schedule asks
+    for: "followers" when "leader" is allowed, "leader-and-majority" when "leader" and "majority" both are."""
+    granted = set(allowed)
+    granted |= {"followers"} if "leader" in granted else set()
+    granted |= {"leader-and-majority"} if {"leader", "majority"} <= granted else set()
+    return _aims("target", sorted(granted))
 
 
 def _targeted_traits(kind: str, effect: Effect, option: str) -> Callable[[Mapping[str, Any]], dict[str, FaultTraits]]:
     def traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
-        return {kind: FaultTraits(effect, _aims("target", options.get(option) or DEFAULT_TARGETS))}
+        return {kind: FaultTraits(effect, _target_aims(options.get(option) or DEFAULT_TARGETS))}
 
     return traits
 
@@ -116,11 +125,37 @@ def _disk(options: Mapping[str, Any], rng: random.Random) -> DiskNemesis:
                        keep_unsynced=(options.get("disk_unsynced") or "keep") == "keep")
 
 
+def _disk_kinds(options: Mapping[str, Any]) -> list[str]:
+    """The kinds --disk-faults selected (the spec declares all of them, for routing)."""
+    return [f"disk-{f}" for f in options.get("disk_faults") or DISK_FAULTS]
+
+
 def _disk_schedule(options: Mapping[str, Any], rng: random.Random) -> gen.Generator:
-    """Its own cycle, over the kinds --disk-faults selected (the spec declares all of them, for routing)."""
-    chosen = options.get("disk_faults") or DISK_FAULTS
-    return gen.nemesis_cycle([f"disk-{f}" for f in chosen], float(options.get("nemesis_interval") or 10.0),
+    """Under --schedule cycle: its own cycle beside the engine's, over the selected kinds."""
+    return gen.nemesis_cycle(_disk_kinds(options), float(options.get("nemesis_interval") or 10.0),
                              seed=rng.getrandbits(64))
+
+
+# What each disk fault does to its node, told to the hunt: a paused disk blocks the node at its next write (it
+# stops making progress and resumes at the stop); a slow one lets it run on, slower (a follower that acknowledges
+# before its fsync then does so a whole delay early); eio and full make the node stop itself at its next write,
+# restarted at the stop (not a kill at an instant the schedule chooses: FAIL, drawn at random only); corrupt kills
+# its targets at the start and restarts them at the stop (a crash, with damage); lose-unsynced's power loss comes
+# at its stop, which no move can aim (OTHER).
+_DISK_EFFECTS = {"disk-pause": Effect.FREEZE, "disk-slow": Effect.SLOW, "disk-eio": Effect.FAIL,
+                 "disk-full": Effect.FAIL, "disk-corrupt": Effect.CRASH, "disk-lose-unsynced": Effect.OTHER}
+_MINORITY_AIMS = ("leader", "one", "minority")  # corrupt damages at most a minority: no larger aim is offered
+
+
+def _disk_traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
+    """Each selected disk kind with its effect and aims within --disk-targets; each weighs 1/len(selected), so the
+    disk family is drawn about as often as a nemesis of one kind (six kinds would otherwise crowd out the rest)."""
+    kinds = _disk_kinds(options)
+    aims = _target_aims(options.get("disk_targets") or DEFAULT_TARGETS)
+    return {kind: FaultTraits(_DISK_EFFECTS[kind], {a: f for a, f in aims.items()
+                                                     if kind != "disk-corrupt" or a in _MINORITY_AIMS},
+                              weight=1.0 / len(kinds))
+            for kind in kinds}
 
 
 def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable[[str], float]:
@@ -192,13 +227,14 @@ CLOCK = NemesisSpec(
 )
 
 DISK = NemesisSpec(
-    name="disk", factory=_disk, faults=frozenset(DISK_KINDS), generator=_disk_schedule,
+    name="disk", factory=_disk, faults=frozenset(DISK_KINDS), cycle=_disk_schedule, selected=_disk_kinds,
+    traits=_disk_traits,
     needs=frozenset({"controller-fs"}),  # its FUSE daemon runs in the controller's mount namespace (nemesis.disk)
     description="disk faults through a FUSE layer under each node's data directory: pause, slow, lose-unsynced "
                 "(a power loss drops what was not fsynced), eio, full (ENOSPC), corrupt (a WAL segment or snapshot "
                 "damaged while the node is down)",
     options=(Option(flag="--disk-faults", type=comma_list(DISK_FAULTS), default=DISK_FAULTS,
-                    help=f"disk faults to cycle through ({', '.join(DISK_FAULTS)}); default all"),
+                    help=f"disk faults to draw from ({', '.join(DISK_FAULTS)}); default all"),
              Option(flag="--disk-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"whose disk a start hits ({', '.join(TARGET_SPECS)}); default all"),
              Option(flag="--disk-delay-ms", type=_non_negative, default=DISK_DELAY_MS,

@@ -24,10 +24,13 @@ def aims(field: str, *names: str) -> dict[str, dict[str, Any]]:
     return {n: {field: n} for n in names}
 
 
-# What nemesis/specs.py declares for the five nemeses with their default options.
+TARGETED = ("leader", "one", "minority", "majority", "followers", "leader-and-majority")
+# What nemesis/specs.py declares for the five nemeses with their default options, and one disk kind (weighed as one
+# of the disk's six).
 KINDS: dict[str, FaultTraits] = {
     "partition": FaultTraits(Effect.CUT, aims("shape", "leader", "one")),
-    "kill": FaultTraits(Effect.CRASH, aims("target", "leader", "one")),
+    "kill": FaultTraits(Effect.CRASH, aims("target", *TARGETED)),
+    "disk-slow": FaultTraits(Effect.SLOW, aims("target", *TARGETED), weight=1 / 6),
     "pause": FaultTraits(Effect.FREEZE, aims("target", "leader", "one")),
     "packet": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
     "clock": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
@@ -186,6 +189,36 @@ def test_the_moves_do_what_their_names_say() -> None:
         assert all(hold(f) <= secs(1.5 * et) for f in ep)
 
 
+def test_a_power_loss_slows_the_followers_disks_then_power_cuts_the_leader_and_a_majority_together() -> None:
+    et = 0.5
+    for ep in episodes("power-loss", range(8), et=et):
+        slow, kill = ep
+        assert (slow.kind, slow.aim) == ("disk-slow", {"target": "followers"})
+        assert (kill.kind, kill.aim) == ("kill", {"target": "leader-and-majority"})
+        # The crash comes while the disks are slow (their stop follows the kill's start), 0.2 to 1 timeout in.
+        assert secs(0.2 * et) <= kill.start - slow.start - 10 * MS <= secs(et)
+        assert slow.stop is not None and kill.start < slow.stop <= kill.start + 10 * MS
+        assert secs(0.5 * et) <= kill.stop - slow.stop - 10 * MS <= secs(1.5 * et)  # type: ignore[operator]
+
+
+def test_a_power_loss_needs_a_slow_kind_and_a_crash_that_can_hit_the_leader_and_a_majority() -> None:
+    def drawn(kinds: Mapping[str, FaultTraits]) -> set[str | None]:
+        return {f.move for seed in range(4)
+                for f in faults(simulate(seed, kinds=kinds, seconds=10, moves=("power-loss",), move_share=1.0))}
+
+    without_slow = {k: t for k, t in KINDS.items() if t.effect is not Effect.SLOW}
+    narrow_kill = {**KINDS, "kill": FaultTraits(Effect.CRASH, aims("target", "leader", "one"))}
+    assert "power-loss" in drawn(KINDS)
+    assert drawn(without_slow) == drawn(narrow_kill) == {RANDOM}
+
+
+def test_kinds_are_drawn_by_weight() -> None:
+    fs = [f for seed in range(10) for f in faults(simulate(seed, moves=()))]
+    counts = {k: sum(f.kind == k for f in fs) for k in KINDS}
+    # disk-slow weighs 1/6 of the others: drawn, but several times less often than any of them.
+    assert 0 < counts["disk-slow"] * 3 < min(n for k, n in counts.items() if k != "disk-slow"), counts
+
+
 def test_an_election_crash_kills_a_node_within_an_election_timeout_of_a_leader_kill_or_a_heal() -> None:
     et = 0.5
     seen = set()
@@ -218,6 +251,12 @@ def test_bad_configurations_are_refused() -> None:
     for fields in bad:
         with pytest.raises(GeneratorError):
             HuntConfig(**{"kinds": KINDS, **fields})
+
+
+def test_a_kind_weighs_more_than_nothing() -> None:
+    for weight in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="weight"):
+            FaultTraits(Effect.SLOW, weight=weight)
 
 
 def test_a_denser_rate_draws_more_episodes() -> None:
@@ -279,8 +318,8 @@ class _TimedDB:
         return self.seconds
 
 
-def _engine_faults(db: object, **config: Any) -> list[Fault]:
-    """The nemesis faults run.build_main_generator schedules for the fake workload with the kill and pause specs."""
+def _engine_faults(db: object, nemeses: tuple[str, ...] = ("kill", "pause"), **config: Any) -> list[Fault]:
+    """The nemesis faults run.build_main_generator schedules for the fake workload with these nemeses' specs."""
     from pathlib import Path
 
     import harness_fake
@@ -289,10 +328,10 @@ def _engine_faults(db: object, **config: Any) -> list[Fault]:
     from harness.protocols import TestContext
     from harness.run import RunConfig, build_main_generator
 
-    run = RunConfig(workload="fakeadd", nemeses=("kill", "pause"), time_limit=60, rate=10, seed=4, **config)
+    run = RunConfig(workload="fakeadd", nemeses=nemeses, time_limit=60, rate=10, **{"seed": 4, **config})
     test = TestContext(name="t", options=run.options(), hosts=[], backend=None, db=db, seed=4,  # type: ignore[arg-type]
                        store_dir=Path("."))
-    specs = [registry.nemesis("kill"), registry.nemesis("pause")]
+    specs = [registry.nemesis(n) for n in nemeses]
     workload = registry.Workload(name="w", client=harness_fake.WORKLOAD.client,
                                  generator=lambda options, rng: g.repeat({"f": "add", "value": 1}),
                                  checker=harness_fake.WORKLOAD.checker)
@@ -309,3 +348,24 @@ def test_the_engine_hunts_by_default_timed_to_the_dbs_election_timeout() -> None
     assert [(f.kind, f.start, f.stop) for f in unknown] == [(f.kind, f.start, f.stop) for f in slow]  # 1 s
     cycle = _engine_faults(_TimedDB(0.25), schedule="cycle", nemesis_interval=10.0)
     assert [(f.start // secs(1), f.move) for f in cycle][:2] == [(10, None), (30, None)]
+
+
+def test_the_hunt_draws_the_disk_faults_with_aims_and_the_cycle_keeps_its_own_disk_cycle() -> None:
+    hunted = [f for seed in range(3) for f in _engine_faults(_TimedDB(0.5), ("kill", "disk"), seed=seed)]
+    disk = [f for f in hunted if f.kind.startswith("disk-")]
+    assert {f.kind for f in disk} >= {"disk-slow", "disk-pause", "disk-corrupt"}
+    assert any(f.aim == {"target": "leader"} for f in disk)  # aimed like the other kinds
+    assert all(f.aim.get("target") in (None, "leader", "one", "minority") for f in disk if f.kind == "disk-corrupt")
+    assert len(disk) < 2 * sum(f.kind == "kill" for f in hunted)  # six kinds, weighed as about one
+    cycle = _engine_faults(_TimedDB(0.5), ("kill", "disk"), schedule="cycle", nemesis_interval=10.0)
+    assert sorted((f.start // secs(1), f.kind.startswith("disk-"), f.move) for f in cycle)[:4] == [
+        (10, False, None), (10, True, None), (30, False, None), (30, True, None)]  # two cycles side by side
+
+
+def test_the_hunt_draws_only_the_disk_faults_selected_and_aims_them_within_the_disk_targets() -> None:
+    hunted = [f for seed in range(3) for f in _engine_faults(
+        _TimedDB(0.5), ("kill", "disk"), seed=seed,
+        extra={"disk_faults": ("slow", "eio"), "disk_targets": ("one", "minority")})]
+    assert {f.kind for f in hunted} == {"kill", "disk-slow", "disk-eio"}
+    assert all(f.aim.get("target") in (None, "one", "minority") for f in hunted if f.kind != "kill")
+    assert "power-loss" not in {f.move for f in hunted}  # the slow disks cannot be aimed at the followers

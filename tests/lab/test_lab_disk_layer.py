@@ -366,3 +366,36 @@ def test_bad_disk_settings_are_refused() -> None:
                           "--disk-faults", "pause,melt"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 254 and "--disk-faults" in bad.stderr
+
+
+def test_a_slow_operation_fails_when_the_power_is_cut_and_goes_on_when_the_fault_ends() -> None:
+    """nemesis.disk sets eio on a slow layer before a kill: what the layer holds must fail, not land later."""
+    from mfusepy import FuseOSError
+
+    from nemesis.diskfs import Faults, Kind, Mode
+
+    def held_sync(faults: Faults) -> tuple[threading.Thread, list[BaseException | None]]:
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                faults.gate(Kind.SYNC)
+                outcome.append(None)
+            except FuseOSError as e:
+                outcome.append(e)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread, outcome
+
+    for switch, expect in ((Mode.EIO, errno.EIO), (Mode.PASS, None)):
+        faults = Faults()
+        faults.set(Mode.SLOW, delay_s=30.0)
+        thread, outcome = held_sync(faults)
+        thread.join(0.2)
+        assert thread.is_alive() and not outcome, "the slow fsync is held"
+        faults.set(switch)
+        thread.join(5.0)
+        assert not thread.is_alive() and len(outcome) == 1
+        got = outcome[0]
+        assert (got.errno if isinstance(got, FuseOSError) else None) == expect

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nemesis import grudge as g
-from nemesis.targets import TARGET_SPECS, TargetError, select_targets
+from nemesis.targets import AIMED_SPECS, TARGET_SPECS, TargetError, select_targets
 
 FIVE = ["n1", "n2", "n3", "n4", "n5"]
 node_lists = st.integers(min_value=3, max_value=9).map(lambda n: [f"n{i}" for i in range(1, n + 1)])
@@ -126,7 +126,21 @@ def test_target_sizes(spec: str, nodes: list[str], seed: int) -> None:
     assert targets == select_targets(spec, list(reversed(nodes)), random.Random(seed), leader=nodes[-1])
 
 
+@given(node_lists, seeds)
+def test_leader_relative_targets_are_the_followers_or_the_leader_and_a_majority_besides(nodes: list[str],
+                                                                                       seed: int) -> None:
+    leader = nodes[0]
+    followers = select_targets("followers", nodes, random.Random(seed), leader=leader)
+    assert followers == tuple(sorted(set(nodes) - {leader}))
+    cut = select_targets("leader-and-majority", nodes, random.Random(seed), leader=leader)
+    assert leader in cut and list(cut) == sorted(set(cut)) and set(cut) <= set(nodes)
+    assert len(cut) - 1 == min(len(nodes) - 1, g.majority(len(nodes)))  # the others hit are a majority alone
+
+
 def test_leader_targets_without_a_leader_are_empty() -> None:
+    for spec in AIMED_SPECS:
+        assert select_targets(spec, FIVE, random.Random(0), leader=None) == ()
+        assert select_targets(spec, FIVE, random.Random(0), leader="gone") == ()
     assert select_targets("leader", FIVE, random.Random(0), leader=None) == ()
     assert select_targets("leader", FIVE, random.Random(0), leader="gone") == ()
     assert select_targets("leader", FIVE, random.Random(0), leader="n2") == ("n2",)

@@ -63,6 +63,28 @@ def test_each_nemesis_tells_schedules_what_it_does_and_how_to_aim_it_within_the_
     assert registry.nemesis("partition").fault_traits({"partition_shapes": ("halves",)})["partition"].aims == {}
 
 
+def test_the_disk_faults_tell_the_hunt_their_effects_aims_and_weights() -> None:
+    from harness.faults import Effect
+    from harness.hunt import MOVES, HuntConfig
+
+    disk = registry.nemesis("disk").fault_traits({})
+    assert {k: t.effect for k, t in disk.items()} == {
+        "disk-pause": Effect.FREEZE, "disk-slow": Effect.SLOW, "disk-eio": Effect.FAIL, "disk-full": Effect.FAIL,
+        "disk-corrupt": Effect.CRASH, "disk-lose-unsynced": Effect.OTHER}
+    assert all(t.weight == pytest.approx(1 / 6) for t in disk.values())
+    assert disk["disk-slow"].aim("followers") == {"target": "followers"}
+    assert set(disk["disk-corrupt"].aims) == {"leader", "one", "minority"}  # at most a minority damaged
+    kill = registry.nemesis("kill").fault_traits({})["kill"]
+    assert kill.aim("leader-and-majority") == {"target": "leader-and-majority"}
+    HuntConfig(kinds={**disk, "kill": kill}, moves=MOVES)
+    # --disk-faults selects the kinds drawn (each then weighs 1/2); a user's --disk-targets bounds the aims.
+    two = registry.nemesis("disk").fault_traits({"disk_faults": ("slow", "pause"), "disk_targets": ("one",)})
+    assert set(two) == {"disk-slow", "disk-pause"} and two["disk-slow"].weight == pytest.approx(0.5)
+    assert set(two["disk-slow"].aims) == {"one"}
+    no_leader = registry.nemesis("kill").fault_traits({"kill_targets": ("majority", "all")})["kill"]
+    assert set(no_leader.aims) == {"majority"}  # no leader-relative aim when the leader is ruled out
+
+
 def test_the_raftkv_adapter_states_its_worst_case_election_timeout() -> None:
     from harness.protocols import Timing, election_timeout_s
 

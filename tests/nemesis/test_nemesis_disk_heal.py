@@ -255,3 +255,28 @@ async def test_a_disk_stop_does_not_take_over_a_node_another_nemesis_holds_outsi
     await sim.op("start", "disk-slow", ["n1", "n3"])
     stop = await sim.op("stop", "disk-slow")
     assert stop["restarted"] == [] and not await sim.db.is_running(sim, "n1"), "still the kill nemesis's"
+
+
+async def test_a_kill_of_a_slow_node_fails_its_held_io_then_its_disk_is_slow_again_while_the_fault_lasts(
+        sim: Sim) -> None:
+    """A power cut does not wait for a slow fsync to land: the layer fails what it holds (eio) while the node dies,
+    then its disk is slow again (the fault goes on), or passes I/O through once the fault has ended."""
+    for layer in sim.layers.values():
+        layer.tracking = True  # every crash a power loss (--disk-unsynced keep)
+    modes_at_kill: dict[str, str] = {}
+    kill = sim.db.kill
+
+    async def recording_kill(test: Any, node: str) -> None:
+        modes_at_kill[node] = sim.layers[node].layer_mode
+        await kill(test, node)
+
+    sim.db.kill = recording_kill  # type: ignore[method-assign]
+    await sim.op("start", "disk-slow", ["n1", "n2"])
+    await sim.op("start", "kill", ["n1", "n3"])
+    assert modes_at_kill == {"n1": "eio", "n3": "pass"}
+    assert sim.layers["n1"].layer_mode == "slow" and "crash" in sim.layers["n1"].ops
+    await sim.op("stop", "disk-slow")
+    assert {n: sim.layers[n].layer_mode for n in NODES} == dict.fromkeys(NODES, "pass")
+    heal = await sim.heal()
+    assert heal["ok"], heal
+    assert await sim.settled() == dict.fromkeys(NODES, True)
