@@ -1,4 +1,4 @@
-"""Process faults through the DB protocol only: kill -9 then restart (`KillNemesis`), SIGSTOP then SIGCONT
+"""Process faults through the DB's Process capability only: kill -9 then restart (`KillNemesis`), SIGSTOP then SIGCONT
 (`PauseNemesis`). The DB adapter owns the PIDs and how to signal them; the nemesis only picks targets and keeps track
 of what it did, so that `stop`, `heal` and `teardown` undo exactly that.
 
