@@ -11,9 +11,9 @@ Nemesis ops (docs/history.md):
   completion `{"fault", "targets": [nodes brought back]}`.
 
 `teardown` (after the heal, before the DB's nodes are stopped) restarts nothing: kill forgets what it held, pause
-resumes what it still holds. `heal` brings back everything taken down and verifies: kill, that every node of the cluster is running
-(`{"ok", "details": {"restarted", "not_running"}}`); pause, that every node it paused and that still runs answers its
-status again (`{"ok", "details": {"resumed", "gone", "not_answering"}}`).
+resumes what it still holds. `heal` brings back everything taken down and verifies: kill, that every node of the
+cluster is running (`{"ok", "details": {"restarted", "not_running"}}`); pause, that every node it paused and that
+still runs answers its status again (`{"ok", "details": {"resumed", "gone", "not_answering"}}`).
 Targets already down are skipped by a later start, so two overlapping kills never restart a node twice.
 """
 

@@ -229,8 +229,10 @@ def test_a_dbs_own_client_is_found_and_a_workload_bound_to_another_db_is_not(cli
 
 async def test_a_nemesis_needing_a_capability_the_db_lacks_is_refused_before_anything_exists(
         clientless: None, tmp_path: Path) -> None:
-    registry.register_workload(registry.Workload(name="anyclient", client=lambda o: None,  # type: ignore[arg-type,return-value]
-                                                 generator=lambda o, r: None, checker=lambda o: None))  # type: ignore[arg-type,return-value]
+    script = fakes.Script()
+    registry.register_workload(registry.Workload(  # db None: its client serves any DB
+        name="anyclient", client=lambda o: fakes.FakeClient(script), generator=lambda o, r: gen.once({"f": "write"}),
+        checker=lambda o: fakes.AlwaysValid()))
     store = tmp_path / "store"
     try:
         with pytest.raises(ConfigError, match="nemesis kill needs a DB with Process, which db clientless does not"):

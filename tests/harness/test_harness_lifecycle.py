@@ -187,8 +187,8 @@ class Ctx:
         self.script = fakes.Script()
         self.db = fakes.FakeDB(self.script)
         hosts = [fakes.FakeHost(f"n{i}", self.script) for i in (1, 2, 3)]
-        self.test = TestContext(name="t", options={}, hosts=hosts, backend=fakes.FakeBackend(self.script),  # type: ignore[arg-type]
-                                db=self.db, seed=1, store_dir=tmp_path)
+        self.test = TestContext(name="t", options={}, backend=fakes.FakeBackend(self.script), db=self.db, seed=1,
+                                hosts=hosts, store_dir=tmp_path)  # type: ignore[arg-type]
         self.db.running = set(self.test.nodes)
 
 
