@@ -758,7 +758,7 @@ async def _collect(r: _Run) -> None:
     Best effort per node and file."""
     assert r.test is not None and r.run_dir is not None
     test, run, db = r.test, r.run_dir, r.test.db
-    r.phase("stop and collect")
+    log.info("stop and collect")  # a step of the "tear down" phase
 
     async def one(node: str) -> None:
         d = run.node_dir(node)
