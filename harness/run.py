@@ -27,6 +27,7 @@ from harness.backends import FEATURES, make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
 from harness.converge import CONVERGE, HARNESS, observe_convergence
+from harness.faults import without_leader_aims
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
@@ -39,6 +40,7 @@ from harness.protocols import (
     Metrics,
     Nemesis,
     Op,
+    Primaries,
     Process,
     TestContext,
     Witness,
@@ -270,6 +272,8 @@ def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], optio
         kinds = [k for spec in specs for k in spec.selected_kinds(options)]  # in the order given: a seed replays
         return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
     traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
+    if not isinstance(test.db, Primaries):
+        traits = without_leader_aims(traits)  # its leader-aimed starts could only be skipped
     hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),
                          faults_per_minute=config.fault_rate, moves=config.moves)
     log.info("hunting schedule: %g episodes a minute over %s, moves %s, election timeout %.3f s",

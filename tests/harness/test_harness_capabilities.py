@@ -18,6 +18,8 @@ from harness import cli, registry
 from harness import generator as gen
 from harness import run as run_mod
 from harness.composite import CompositeNemesis
+from harness.faults import LEADER_AIMS, without_leader_aims
+from harness.hunt import HuntConfig, hunt
 from harness.protocols import (
     DB,
     ClusterStatus,
@@ -241,3 +243,16 @@ async def test_a_nemesis_needing_a_capability_the_db_lacks_is_refused_before_any
     finally:
         registry.unregister(registry.Kind.WORKLOAD, "anyclient")
     assert not store.exists()
+
+
+def test_the_hunt_asks_a_db_without_primaries_for_no_leader_aimed_start() -> None:
+    """harness.run drops the leader-relative aims of a DB without Primaries (harness.faults.without_leader_aims): the
+    hunting schedule then casts no leader move and aims no start at the leader, but still hunts."""
+    specs = [registry.nemesis(n) for n in ("kill", "partition", "pause")]
+    traits = {kind: t for spec in specs for kind, t in spec.fault_traits({}).items()}
+    assert any(t.aim("leader") is not None for t in traits.values())  # raftkv's schedule does aim at leaders
+    config = HuntConfig(kinds=without_leader_aims(traits), election_timeout_s=0.5, until_s=120)
+    ops = gen.simulate(hunt(config, seed=3), gen.Context.initial(1), complete=lambda op: ("info", 10_000_000))
+    starts = [op.value for op in ops if op.f == "start"]
+    assert len(starts) >= 8
+    assert not [v for v in starts if set(v.values()) & LEADER_AIMS], starts
