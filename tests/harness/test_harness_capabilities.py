@@ -256,3 +256,33 @@ def test_the_hunt_asks_a_db_without_primaries_for_no_leader_aimed_start() -> Non
     starts = [op.value for op in ops if op.f == "start"]
     assert len(starts) >= 8
     assert not [v for v in starts if set(v.values()) & LEADER_AIMS], starts
+
+
+async def test_a_db_with_only_setup_and_teardown_runs_to_a_verdict(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """No Process, LogFiles, Ready, ClusterStatus, Metrics: ready at once, nothing killed or collected, no status
+    polled, the heal has no processes to check; the run still checks its history and tears down."""
+    script = fakes.Script()
+    setups: list[str] = []
+
+    class Recording(Bare):
+        async def setup(self, test: TestContext, node: str) -> None:
+            setups.append(node)
+
+    registry.register_db(registry.DBSpec(name="bare", factory=lambda options: Recording()))
+    registry.register_workload(registry.Workload(
+        name="anyclient", client=lambda o: fakes.FakeClient(script), checker=lambda o: fakes.AlwaysValid(),
+        generator=lambda o, r: gen.limit(3, gen.repeat({"f": "write"}))))
+    monkeypatch.setattr(run_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(script))
+    try:
+        res = await run_test(RunConfig(workload="anyclient", db="bare", nodes=2, concurrency=1, rate=0,
+                                       final_time_limit=0, quiesce_timeout=1, setup_timeout=1, store=tmp_path / "s",
+                                       prefix="renlc", render=False))
+    finally:
+        registry.unregister(registry.Kind.WORKLOAD, "anyclient")
+        registry.unregister(registry.Kind.DB, "bare")
+    assert res.exit_code == ExitCode.VALID, res.error
+    assert res.results is not None and res.results["heal"] == {"ok": True, "details": {
+        "nemesis": "no faults", "running": {}}}
+    assert setups == ["n1", "n2"] and script.events == ["backend.setup", "backend.teardown"]
+    assert res.run_dir is not None and (res.run_dir / "cluster.jsonl").read_text() == ""
