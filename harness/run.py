@@ -281,6 +281,7 @@ def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], optio
              hunting.election_timeout_s)
     return hunt(hunting, seed=child_seed(config.seed, "nemesis.hunt"))
 
+
 class _Run:
     """What one run has while :func:`run_test` drives it. Nothing here says what to undo: the run's UndoStack holds
     that (harness.undo), one step pushed per resource as it is acquired."""
