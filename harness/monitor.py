@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.protocols import ClusterStatus, TestContext
-from harness.readiness import one_leader_named
 from harness.store import JsonlWriter
 
 
@@ -75,26 +74,11 @@ class ClusterMonitor:
                     best = (term, node)
         return best[1] if best else None
 
-    def agreed(self) -> bool:
-        """Every node answered and all name the same, non-empty leader (the cluster has quiesced)."""
-        return one_leader_named(self.last) is not None
-
     async def run(self) -> None:
         """Poll forever at the interval (cancel to stop). The sleep is the polling period, not a wait."""
         while True:
             await self.poll_once()
             await asyncio.sleep(self.interval)
-
-    async def wait_agreed(self, timeout: float) -> bool:
-        """Poll until :meth:`agreed` or the timeout; True when agreed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            await self.poll_once()
-            if self.agreed():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(min(0.1, self.interval))
 
 
 class LeaderWitness:
