@@ -172,8 +172,9 @@ class _NullProgress:
 
 
 def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list[registry.NemesisSpec]]:
-    """Look the roles up in the registry; every unknown name, and a DB that supplies no client for the workload
-    (registry.client_for), is a ConfigError, raised before anything exists."""
+    """Look the roles up in the registry; every unknown name, a DB that supplies no client for the workload
+    (registry.client_for) or lacks a capability a nemesis needs (its ``db_needs``) is a ConfigError, raised before
+    anything exists (the CLI calls this at argument time: exit 254)."""
     try:
         workload = registry.workload(config.workload)
         db_name = config.db or workload.db
@@ -198,6 +199,7 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
         if not spec.needs <= have:
             raise ConfigError(f"nemesis {spec.name} needs {', '.join(sorted(spec.needs - have))}, which backend "
                               f"{config.backend} does not offer (it runs: {', '.join(runnable_nemeses(config.backend))})")
+    _check_db_needs(dbspec, nems, config)
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -205,6 +207,19 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                 raise ConfigError(f"fault kind {kind!r} is handled by both nemesis {seen[kind]} and {spec.name}")
             seen[kind] = spec.name
     return workload, dbspec, nems
+
+
+def _check_db_needs(dbspec: registry.DBSpec, nems: list[registry.NemesisSpec], config: RunConfig) -> None:
+    """ConfigError when a selected nemesis needs a capability (its ``db_needs``) the DB lacks: asked of a DB made
+    with the run's options, which is then dropped (a DB's factory only builds an object; nothing exists yet)."""
+    if not any(spec.db_needs for spec in nems):
+        return
+    db = dbspec.factory({**{o.name: o.default for o in dbspec.options}, **config.options()})
+    for spec in nems:
+        missing = registry.missing_capabilities(spec, db)
+        if missing:
+            raise ConfigError(f"nemesis {spec.name} needs a DB with {', '.join(missing)}, which db {dbspec.name} "
+                              "does not offer")
 
 
 def runnable_nemeses(backend: str) -> list[str]:
@@ -315,7 +330,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
 
     1. resolve the workload, DB and nemeses in the registry, the workload's client from the DB, and the failpoints
        in the DB's catalog (a bad name fails here, before anything exists); the failpoints' options join the run's
-       options; the DB is made and every nemesis's ``db_needs`` checked against its capabilities (ConfigError);
+       options; every nemesis's ``db_needs`` is checked against the DB's capabilities (ConfigError);
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
     4. install and start the DB: the nemeses are made and those with PreparesHosts prepare (what the DB's daemons
@@ -352,7 +367,7 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     defaults = {o.name: o.default for spec in specs for o in spec.options}
     planted = dbspec.failpoints.options_for(config.failpoints) if config.failpoints and dbspec.failpoints else {}
     r = _Run(config, progress, defaults, planted)
-    db = _make_db(dbspec, nem_specs, r.options)
+    db = dbspec.factory(r.options)
     error: str | None = None
     interrupted = False
     result: RunResult | None = None
@@ -379,18 +394,6 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
         logging.getLogger("harness").removeHandler(r.log_handler)
         r.log_handler.close()
     return result
-
-
-def _make_db(dbspec: registry.DBSpec, nem_specs: list[registry.NemesisSpec], options: Mapping[str, Any]) -> DB:
-    """A fresh DB for the run; ConfigError (before anything exists) when a selected nemesis needs a capability the
-    DB lacks (its ``db_needs``)."""
-    db = dbspec.factory(options)
-    for spec in nem_specs:
-        missing = registry.missing_capabilities(spec, db)
-        if missing:
-            raise ConfigError(f"nemesis {spec.name} needs a DB with {', '.join(missing)}, which db {dbspec.name} "
-                              "does not offer")
-    return db
 
 
 def _store_results(r: _Run, check_result: dict[str, Any] | None, error: str | None,

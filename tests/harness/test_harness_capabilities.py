@@ -229,8 +229,8 @@ def test_a_dbs_own_client_is_found_and_a_workload_bound_to_another_db_is_not(cli
         registry.client_for(registry.db("clientless"), registry.workload("set"))
 
 
-async def test_a_nemesis_needing_a_capability_the_db_lacks_is_refused_before_anything_exists(
-        clientless: None, tmp_path: Path) -> None:
+def test_a_nemesis_needing_a_capability_the_db_lacks_is_exit_254_before_anything_exists(
+        clientless: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = fakes.Script()
     registry.register_workload(registry.Workload(  # db None: its client serves any DB
         name="anyclient", client=lambda o: fakes.FakeClient(script), generator=lambda o, r: gen.once({"f": "write"}),
@@ -238,11 +238,14 @@ async def test_a_nemesis_needing_a_capability_the_db_lacks_is_refused_before_any
     store = tmp_path / "store"
     try:
         with pytest.raises(ConfigError, match="nemesis kill needs a DB with Process, which db clientless does not"):
-            await run_test(RunConfig(workload="anyclient", db="clientless", nemeses=("kill",), store=store,
-                                     prefix="renlc"))
+            run_mod.resolve(RunConfig(workload="anyclient", db="clientless", nemeses=("kill",), store=store))
+        code = cli.main(["run", "--workload", "anyclient", "--db", "clientless", "--nemesis", "partition,kill",
+                         "--store", str(store), "--prefix", "renlc", "--time-limit", "1"])
     finally:
         registry.unregister(registry.Kind.WORKLOAD, "anyclient")
-    assert not store.exists()
+    assert code == ExitCode.BAD_ARGUMENTS
+    assert "nemesis kill needs a DB with Process, which db clientless does not offer" in capsys.readouterr().err
+    assert not store.exists()  # partition needs nothing of the DB: it is not named
 
 
 def test_the_hunt_asks_a_db_without_primaries_for_no_leader_aimed_start() -> None:
