@@ -39,6 +39,8 @@ class Script:
     fail_at: str | None = None
     invoked: asyncio.Event = field(default_factory=asyncio.Event)
     hang: bool = False  # the client's invokes never return (until cancelled or timed out)
+    asked_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    hang_ready: bool = False  # the DB's readiness check never returns (until cancelled)
 
     def note(self, event: str) -> None:
         self.events.append(event)
@@ -132,6 +134,9 @@ class FakeDB:
 
     async def ready(self, test: TestContext) -> bool:
         self.script.note("db.ready")
+        self.script.asked_ready.set()
+        if self.script.hang_ready:
+            await asyncio.Event().wait()
         return True
 
 

@@ -169,6 +169,19 @@ async def test_cancellation_in_the_main_phase_heals_then_tears_down_in_order(scr
     assert all(json.loads(line) for line in (res.run_dir / "history.jsonl").read_text().splitlines())
 
 
+async def test_cancellation_while_waiting_for_the_db_undoes_what_exists_and_heals_nothing(
+        script: fakes.Script, tmp_path: Path) -> None:
+    script.hang_ready = True
+    task = asyncio.create_task(run_test(config(tmp_path / "store", setup_timeout=60.0)))
+    await script.asked_ready.wait()
+    task.cancel()
+    res = await task
+    assert _lifecycle(script.events) == ["backend.setup", "nemesis.prepare (mount)", "db.setup n1", "db.start n1",
+                                         "db.kill n1", "db.teardown n1", "nemesis.unprepare (unmount)",
+                                         "backend.teardown"]
+    assert res.results is not None and res.results["interrupted"] is True and res.results["heal"] is None
+
+
 async def test_a_layer_is_released_before_the_kill_and_unmounted_after_the_db_teardown(script: fakes.Script,
                                                                                       tmp_path: Path) -> None:
     await run_test(config(tmp_path / "store"))
