@@ -248,8 +248,8 @@ class Primaries(Protocol):
 @runtime_checkable
 class Ready(Protocol):
     """Capability of a DB that knows when it can serve (raftkv: every node answers and names one leader). The
-    engine waits, after start, until ``ready`` says so; a DB without it is ready once its processes run
-    (harness.readiness)."""
+    engine waits, after start, until ``ready`` says so; a DB without it is ready once its processes run and answer
+    their ClusterStatus, where it has those (harness.readiness)."""
 
     async def ready(self, test: TestContext) -> bool:
         """One check, no waiting: True when the cluster can serve clients. May raise (counted as not ready)."""
@@ -391,8 +391,8 @@ class WorkerPlacement(Protocol):
 class Nemesis(Protocol):
     """Faults. invoke() takes a nemesis invoke op (f = "start"/"stop", value = {"fault": ..., ...}) and returns its
     info completion whose value says what was actually done (targets, rules). teardown() undoes setup and whatever
-    the heal left (it runs after the heal and before the DB's nodes are stopped, on every exit path); it must not
-    restart nodes (the DB is stopped next) and is idempotent.
+    the heal left (on every exit path once setup was called: after the heal, when faults may have started, and
+    before the DB's nodes are stopped); it must not restart nodes (the DB is stopped next) and is idempotent.
 
     Optional capabilities: :class:`LogFiles` (its own processes' logs, collected with the DB's) and
     :class:`PreparesHosts` (what must be in place before the DB's daemons start, taken away after the DB's
