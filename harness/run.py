@@ -71,7 +71,7 @@ class ConfigError(ValueError):
 
 
 class HarnessError(RuntimeError):
-    """The lab itself could not do its job (no leader after start, a backend failure...): exit code 3."""
+    """The lab itself could not do its job (the DB not ready after start, a backend failure...): exit code 3."""
 
 
 class ExitCode(enum.IntEnum):
