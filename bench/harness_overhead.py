@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from harness import registry  # noqa: E402
 from harness.backends.netns import NetnsBackend  # noqa: E402
-from harness.monitor import ClusterMonitor  # noqa: E402
-from harness.protocols import TestContext  # noqa: E402
+from harness.protocols import TestContext, process_of  # noqa: E402
+from harness.readiness import wait_ready  # noqa: E402
 from harness.run import RunConfig, run_test  # noqa: E402
 from harness.store import read_jsonl  # noqa: E402
 
@@ -81,8 +81,8 @@ async def bench_hosts(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
             test.hosts = await backend.setup(args.nodes)
             t_hosts = time.monotonic()
             await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
-            await asyncio.gather(*(db.start(test, n) for n in test.nodes))
-            if not await ClusterMonitor(test, None, interval=0.05).wait_agreed(30):
+            await asyncio.gather(*(process_of(test).start(test, n) for n in test.nodes))
+            if not await wait_ready(test, 30, interval=0.05):  # raftkv: every node names one leader
                 raise RuntimeError("the cluster did not agree on a leader within 30 s")
             t_up = time.monotonic()
         finally:
@@ -318,8 +318,8 @@ async def node_benchmark_in_lab(args: argparse.Namespace, prefix: str) -> tuple[
     try:
         test.hosts = await backend.setup(args.nodes)
         await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
-        await asyncio.gather(*(db.start(test, n) for n in test.nodes))
-        if not await ClusterMonitor(test, None, interval=0.05).wait_agreed(30):
+        await asyncio.gather(*(process_of(test).start(test, n) for n in test.nodes))
+        if not await wait_ready(test, 30, interval=0.05):  # raftkv: every node names one leader
             raise RuntimeError("the cluster did not agree on a leader within 30 s")
         argv = [sys.executable, str(ROOT / "bench" / "kv_throughput.py"), "--client-mode",
                 "--addrs", ",".join(client_address(test, n) for n in test.nodes),

@@ -12,7 +12,7 @@ Also the no-op nemesis (``--nemesis none``), which handles no fault and heals tr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,8 +24,9 @@ from harness.protocols import (
     StartListener,
     StartSource,
     TestContext,
-    nemesis_log_files,
+    log_files_of,
     prepare_hosts,
+    unprepare_hosts,
 )
 
 
@@ -36,9 +37,6 @@ class NemesisError(ValueError):
 class NoopNemesis:
     def faults(self) -> set[str]:
         return set()
-
-    async def prepare(self, test: TestContext) -> None:
-        return None
 
     async def setup(self, test: TestContext) -> None:
         return None
@@ -54,6 +52,9 @@ class NoopNemesis:
 
 
 class CompositeNemesis:
+    """The selected nemeses as one. It has every optional capability (PreparesHosts, LogFiles) and passes each
+    call on to the nemeses that have it."""
+
     def __init__(self, named: Sequence[tuple[str, Nemesis]]) -> None:
         self.named = list(named)
         self.route: dict[str, Nemesis] = {}
@@ -79,6 +80,10 @@ class CompositeNemesis:
     async def prepare(self, test: TestContext) -> None:
         for _, nem in self.named:
             await prepare_hosts(nem, test)
+
+    async def unprepare(self, test: TestContext) -> None:
+        """Every nemesis's unprepare, in reverse order, each one attempted; RuntimeError naming the failures."""
+        await self._each(reversed(self.named), unprepare_hosts, test, "unprepare")
 
     async def setup(self, test: TestContext) -> None:
         for _, nem in self.named:
@@ -117,16 +122,25 @@ class CompositeNemesis:
         return {"ok": all(bool(r.get("ok")) for r in details.values()), "details": details}
 
     def log_files(self, test: TestContext, node: str) -> list[str]:
-        return [path for _, nem in self.named for path in nemesis_log_files(nem, test, node)]
+        return [path for _, nem in self.named for path in log_files_of(nem, test, node)]
 
     async def teardown(self, test: TestContext) -> None:
+        """Every nemesis's teardown, in order, each one attempted; RuntimeError naming the failures."""
+        async def teardown(nem: Nemesis, test: TestContext) -> None:
+            await nem.teardown(test)
+
+        await self._each(self.named, teardown, test, "teardown")
+
+    @staticmethod
+    async def _each(named: Iterable[tuple[str, Nemesis]], action: Callable[[Nemesis, TestContext], Awaitable[None]],
+                    test: TestContext, what: str) -> None:
         errors = []
-        for name, nem in self.named:
+        for name, nem in named:
             try:
-                await nem.teardown(test)
+                await action(nem, test)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001 - tear down the others regardless
+            except Exception as e:  # noqa: BLE001 - the others regardless
                 errors.append(f"{name}: {type(e).__name__}: {e}")
         if errors:
-            raise RuntimeError("nemesis teardown failed: " + "; ".join(errors))
+            raise RuntimeError(f"nemesis {what} failed: " + "; ".join(errors))

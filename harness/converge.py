@@ -21,7 +21,7 @@ from typing import Any
 
 from checker.convergence import CONVERGE
 from checker.history import HARNESS
-from harness.protocols import StateDigest, TestContext
+from harness.protocols import Process, StateDigest, TestContext
 
 __all__ = ["CONVERGE", "HARNESS", "agreed", "observe_convergence"]
 
@@ -36,7 +36,7 @@ async def _ask(db: StateDigest, test: TestContext, node: str) -> dict[str, Any]:
     """One node's state, or {"error": ...}: never raises (but for cancellation)."""
     try:
         async with asyncio.timeout(ASK_TIMEOUT_S):
-            if not await test.db.is_running(test, node):
+            if isinstance(test.db, Process) and not await test.db.is_running(test, node):
                 return {"error": "not running"}
             state = dict(await db.state_digest(test, node))
     except asyncio.CancelledError:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 AIMS = ("leader", "one", "minority", "majority", "followers", "leader-and-majority")
+LEADER_AIMS = frozenset({"leader", "followers", "leader-and-majority"})  # aims that need the DB to name its leader
 
 
 class Effect(enum.Enum):
@@ -63,3 +64,10 @@ class FaultTraits:
 
 
 UNDESCRIBED = FaultTraits()
+
+
+def without_leader_aims(traits: Mapping[str, FaultTraits]) -> dict[str, FaultTraits]:
+    """The same kinds with every LEADER_AIMS aim removed: what a schedule may ask of a DB that names no leader
+    (no Primaries capability), so it spends no episode on starts the nemesis could only skip."""
+    return {kind: replace(t, aims={a: f for a, f in t.aims.items() if a not in LEADER_AIMS})
+            for kind, t in traits.items()}

@@ -1,5 +1,6 @@
-"""Polls every node's view of the cluster (DB.status) into cluster.jsonl and keeps the latest leader; a
-:class:`StuckDetector` may watch the polls for a cluster that stopped making progress.
+"""Polls every node's view of the cluster (the DB's :class:`~harness.protocols.ClusterStatus`) into cluster.jsonl
+and keeps the latest leader; a :class:`StuckDetector` may watch the polls for a cluster that stopped making
+progress. Only for a DB with that capability: the engine runs no monitor for one without it.
 
 Lines (docs/store.md): ``{"time": ns, "node": "n1", "role": ..., "term": ..., "leader": ..., "commit": ...,
 "applied": ...}``, or ``{"time": ns, "node": "n1", "error": "..."}`` when the poll failed. ``time`` is the
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.protocols import TestContext
+from harness.protocols import ClusterStatus, TestContext
 from harness.store import JsonlWriter
 
 
@@ -22,10 +23,15 @@ def _describe(e: BaseException) -> str:
 
 
 class ClusterMonitor:
+    """Polls ``test.db``'s ClusterStatus of every node; TypeError naming the DB when it lacks the capability."""
+
     def __init__(self, test: TestContext, writer: JsonlWriter | None, *, interval: float = 0.5,
                  timeout: float = 2.0, on_poll: Callable[[dict[str, dict[str, Any]]], None] | None = None) -> None:
         if interval <= 0:
             raise ValueError(f"status interval must be > 0, got {interval}")
+        if not isinstance(test.db, ClusterStatus):
+            raise TypeError(f"{type(test.db).__name__} has no ClusterStatus capability: nothing to monitor")
+        self.db: ClusterStatus = test.db
         self.test = test
         self.writer = writer
         self.interval = interval
@@ -44,7 +50,7 @@ class ClusterMonitor:
     async def _poll(self, node: str) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout):
-                st = await self.test.db.status(self.test, node)
+                st = await self.db.status(self.test, node)
             if not isinstance(st, Mapping):
                 raise TypeError(f"status returned {type(st).__name__}, not a mapping")
             line: dict[str, Any] = {"time": time.monotonic_ns(), "node": node, **st}
@@ -68,29 +74,11 @@ class ClusterMonitor:
                     best = (term, node)
         return best[1] if best else None
 
-    def agreed(self) -> bool:
-        """Every node answered and all name the same, non-empty leader (the cluster has quiesced)."""
-        if not self.last or any("error" in st for st in self.last.values()):
-            return False
-        leaders = {st.get("leader") for st in self.last.values()}
-        return len(leaders) == 1 and None not in leaders and "" not in leaders
-
     async def run(self) -> None:
         """Poll forever at the interval (cancel to stop). The sleep is the polling period, not a wait."""
         while True:
             await self.poll_once()
             await asyncio.sleep(self.interval)
-
-    async def wait_agreed(self, timeout: float) -> bool:
-        """Poll until :meth:`agreed` or the timeout; True when agreed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            await self.poll_once()
-            if self.agreed():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(min(0.1, self.interval))
 
 
 class LeaderWitness:

@@ -1,7 +1,7 @@
 """The lab's roles, one small protocol each (after Jepsen's Remote, DB, Client, Nemesis, Checker).
 
 harness/ knows only these. Concrete implementations (the raftkv DB adapter, workloads, nemeses) live in workloads/
-and nemesis/ and are found through the registry (harness.registry), so the arrows of ARCHITECTURE.md hold.
+and nemesis/ and are found through the registry (harness.registry), so the arrows of docs/architecture.md hold.
 
 Every method that touches the outside world is async and must honour cancellation: the engine cancels them on
 Ctrl-C, SIGTERM and time limits, then runs teardown.
@@ -184,18 +184,31 @@ class TestContext:
 
 @runtime_checkable
 class DB(Protocol):
-    """The system under test on one host, and what the nemeses may do to it."""
+    """The system under test on one host: what every DB must do. Everything else a DB may offer is a capability
+    below (Process, LogFiles, Primaries, Ready, ClusterStatus, Metrics, StateDigest, Witness, Timing, ...), which the
+    engine and the nemeses ask for with isinstance and do without where a DB lacks it (docs/architecture.md)."""
 
     async def setup(self, test: TestContext, node: str) -> None:
-        """Install and configure on the host (write config, create directories); does not start."""
+        """Install and configure on the host (write config, create directories); starts the node when the DB has
+        no :class:`Process` capability (nobody else would)."""
         ...
+
+    async def teardown(self, test: TestContext, node: str) -> None:
+        """Stop the process and remove its data. Idempotent; safe after a partial setup."""
+        ...
+
+
+@runtime_checkable
+class Process(Protocol):
+    """Capability of a DB whose nodes are processes the lab starts and signals (kill, pause nemeses; the engine
+    starts them after setup, kills them before collecting their logs, and checks that the heal left them running)."""
 
     async def start(self, test: TestContext, node: str) -> None:
         """Start the node process (no-op if it runs). Returns once the process is spawned."""
         ...
 
     async def kill(self, test: TestContext, node: str) -> None:
-        """SIGKILL the node's process, if running."""
+        """SIGKILL the node's process, if running; returns once it is gone."""
         ...
 
     async def pause(self, test: TestContext, node: str) -> None: ...
@@ -204,25 +217,69 @@ class DB(Protocol):
 
     async def is_running(self, test: TestContext, node: str) -> bool: ...
 
-    async def teardown(self, test: TestContext, node: str) -> None:
-        """Stop the process and remove its data. Idempotent."""
+
+def process_of(test: TestContext) -> Process:
+    """``test.db`` as a :class:`Process`; TypeError naming the DB when it lacks the capability (a nemesis that
+    declares it in its ``db_needs`` never sees that: the run is refused first)."""
+    db = test.db
+    if not isinstance(db, Process):
+        raise TypeError(f"{type(db).__name__} has no Process capability (start, kill, pause, resume, is_running)")
+    return db
+
+
+@runtime_checkable
+class LogFiles(Protocol):
+    """Capability of a DB or a nemesis: paths on a host of logs worth collecting into store/<run>/<node>/ (a
+    nemesis's own processes' logs, e.g. a packet-delay daemon's, are collected with the DB's)."""
+
+    def log_files(self, test: TestContext, node: str) -> list[str]: ...
+
+
+@runtime_checkable
+class Primaries(Protocol):
+    """Capability of a DB with a leader (Jepsen's primaries): faults aimed at the leader ask it. A DB without it
+    gets those faults skipped, recorded as ``"skipped": "no leader capability"`` (nemesis.leader)."""
+
+    async def leader(self, test: TestContext) -> str | None:
+        """The current leader as the nodes report it, or None."""
         ...
 
-    def log_files(self, test: TestContext, node: str) -> list[str]:
-        """Paths on the host worth collecting into store/<run>/<node>/."""
+
+@runtime_checkable
+class Ready(Protocol):
+    """Capability of a DB that knows when it can serve (raftkv: every node answers and names one leader). The
+    engine waits, after start, until ``ready`` says so; a DB without it is ready once its processes run and answer
+    their ClusterStatus, where it has those (harness.readiness)."""
+
+    async def ready(self, test: TestContext) -> bool:
+        """One check, no waiting: True when the cluster can serve clients. May raise (counted as not ready)."""
         ...
+
+
+@runtime_checkable
+class ClusterStatus(Protocol):
+    """Capability of a DB whose nodes report their view of the cluster, polled into cluster.jsonl for the report,
+    the stuck detector, the leader witness and the quiesce observation. Raft vocabulary lives here, not in DB."""
 
     async def status(self, test: TestContext, node: str) -> dict[str, Any]:
         """The node's view: {"role", "term", "leader", "commit", "applied"}; raises on failure."""
         ...
 
+
+@runtime_checkable
+class Metrics(Protocol):
+    """Capability of a DB whose nodes serve Prometheus metrics (collected into <node>/metrics.txt; --monitor)."""
+
     async def metrics(self, test: TestContext, node: str) -> str:
         """A Prometheus text scrape of the node."""
         ...
 
-    async def leader(self, test: TestContext) -> str | None:
-        """The current leader as the nodes report it, or None."""
-        ...
+
+@runtime_checkable
+class Describes(Protocol):
+    """Capability of a backend (or any role) that describes its configuration for test.json and the report."""
+
+    def describe(self) -> Mapping[str, Any]: ...
 
 
 @runtime_checkable
@@ -333,14 +390,13 @@ class WorkerPlacement(Protocol):
 @runtime_checkable
 class Nemesis(Protocol):
     """Faults. invoke() takes a nemesis invoke op (f = "start"/"stop", value = {"fault": ..., ...}) and returns its
-    info completion whose value says what was actually done (targets, rules). teardown() heals everything it ever
-    did and is idempotent; the engine calls it on every exit path.
+    info completion whose value says what was actually done (targets, rules). teardown() undoes setup and whatever
+    the heal left (on every exit path once setup was called: after the heal, when faults may have started, and
+    before the DB's nodes are stopped); it must not restart nodes (the DB is stopped next) and is idempotent.
 
-    Optional: ``log_files(test, node) -> list[str]``, paths on that host of logs the nemesis's own processes wrote
-    (e.g. a packet-delay daemon's), collected into the run's ``<node>/`` with the DB's after the heal
-    (:func:`nemesis_log_files`). Optional: ``async prepare(test)``, called once the hosts are up and before the DB
-    is set up and started, for what must be in place when the DB's daemons start (e.g. a library they must
-    preload: it adds to ``test.daemon_env``) (:func:`prepare_hosts`)."""
+    Optional capabilities: :class:`LogFiles` (its own processes' logs, collected with the DB's) and
+    :class:`PreparesHosts` (what must be in place before the DB's daemons start, taken away after the DB's
+    teardown)."""
 
     def faults(self) -> set[str]:
         """The fault kinds this nemesis handles (e.g. {"partition"})."""
@@ -400,17 +456,33 @@ class StartSource(Protocol):
     def add_start_listener(self, listener: StartListener) -> None: ...
 
 
-async def prepare_hosts(nemesis: Any, test: TestContext) -> None:
-    """A nemesis's optional ``prepare`` (nothing when it has none)."""
-    prepare = getattr(nemesis, "prepare", None)
-    if callable(prepare):
-        await prepare(test)
+@runtime_checkable
+class PreparesHosts(Protocol):
+    """Capability of a nemesis that must put something in place on the hosts before the DB is set up and started
+    (a library the DB's daemons preload: it adds to ``test.daemon_env``; a file system layer under the data
+    directory), and take it away after the DB's teardown (the engine pushes ``unprepare`` when it calls
+    ``prepare``, so it runs on every path, also after a partial prepare: it must be idempotent)."""
+
+    async def prepare(self, test: TestContext) -> None: ...
+
+    async def unprepare(self, test: TestContext) -> None: ...
 
 
-def nemesis_log_files(nemesis: Any, test: TestContext, node: str) -> list[str]:
-    """A nemesis's optional ``log_files`` for one node (none when it has no such method)."""
-    files = getattr(nemesis, "log_files", None)
-    return list(files(test, node)) if callable(files) else []
+async def prepare_hosts(nemesis: object, test: TestContext) -> None:
+    """A nemesis's :class:`PreparesHosts` prepare (nothing when it lacks the capability)."""
+    if isinstance(nemesis, PreparesHosts):
+        await nemesis.prepare(test)
+
+
+async def unprepare_hosts(nemesis: object, test: TestContext) -> None:
+    """A nemesis's :class:`PreparesHosts` unprepare (nothing when it lacks the capability)."""
+    if isinstance(nemesis, PreparesHosts):
+        await nemesis.unprepare(test)
+
+
+def log_files_of(role: object, test: TestContext, node: str) -> list[str]:
+    """A DB's or nemesis's :class:`LogFiles` for one node (none when it lacks the capability)."""
+    return list(role.log_files(test, node)) if isinstance(role, LogFiles) else []
 
 
 @runtime_checkable

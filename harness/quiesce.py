@@ -12,18 +12,24 @@ import time
 from typing import Any
 
 from harness.monitor import ClusterMonitor
-from harness.protocols import TestContext
+from harness.protocols import Process, TestContext
+from harness.readiness import one_leader_named
 
 STATUS_FIELDS = ("role", "term", "leader", "commit", "applied", "error")
 RUNNING_TIMEOUT_S = 10.0
 
 
 async def _running(test: TestContext) -> dict[str, bool]:
-    """node -> whether its process runs (a node whose check fails counts as running: it is judged, not excused)."""
+    """node -> whether its process runs (a node whose check fails counts as running: it is judged, not excused; so
+    does every node of a DB without Process)."""
+    db = test.db
+
     async def one(node: str) -> bool:
+        if not isinstance(db, Process):
+            return True
         try:
             async with asyncio.timeout(RUNNING_TIMEOUT_S):
-                return bool(await test.db.is_running(test, node))
+                return bool(await db.is_running(test, node))
         except Exception:  # noqa: BLE001 - unknown means it is held to the bound like a running node
             return True
 
@@ -33,12 +39,7 @@ async def _running(test: TestContext) -> dict[str, bool]:
 
 def agreed_leader(last: dict[str, dict[str, Any]], running: dict[str, bool]) -> str | None:
     """The leader every running node names, when they all answer and name the same one; else None."""
-    polled = [st for node, st in last.items() if running.get(node, True)]
-    if not polled or any("error" in st for st in polled):
-        return None
-    leaders = {st.get("leader") for st in polled}
-    leader = leaders.pop() if len(leaders) == 1 else None
-    return leader if isinstance(leader, str) and leader else None
+    return one_leader_named({node: st for node, st in last.items() if running.get(node, True)})
 
 
 def caught_up(last: dict[str, dict[str, Any]], running: dict[str, bool], commit: int) -> bool:

@@ -50,6 +50,10 @@ class RegistryError(LookupError):
     """No such registered name, or its entry point failed to load, or it is not the right kind of spec."""
 
 
+class NoClientError(RegistryError):
+    """The run's DB supplies no client for the workload (the message names the DB, the workload, the offer)."""
+
+
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     """An option type: an integer in lo..hi, else a message naming the range (a typo such as ``--nodes 500`` is
     refused at argument time, exit 254, not after hundreds of hosts exist)."""
@@ -122,7 +126,7 @@ class DBSpec:
     # The bugs this DB can plant in itself (``harness run --failpoints``, the detection campaign); None: none.
     failpoints: FailpointCatalog | None = None
     # The clients this DB offers, by workload name: ``clients["set"](options)`` -> a fresh, unopened Client that
-    # speaks that workload's operation vocabulary (a DB-neutral workload finds its client here: workloads.clients).
+    # speaks that workload's operation vocabulary (a DB-neutral workload finds its client here: client_for).
     clients: Mapping[str, Callable[[Mapping[str, Any]], Client]] = field(default_factory=dict)
 
 
@@ -130,8 +134,10 @@ class DBSpec:
 class Workload:
     """What the clients do and how the result is judged.
 
-    - ``client(options)`` -> a fresh, unopened Client; the engine makes one per worker and calls ``open`` with the
-      node the worker talks to (worker i talks to node i mod N) and re-opens after an ``info``.
+    - ``client(options)`` -> a fresh, unopened Client of the workload's own, for its ``db`` only (any DB when
+      ``db`` is None); None for a DB-neutral workload, whose clients the DBs supply (``DBSpec.clients``, found by
+      :func:`client_for`). The engine makes one per worker and calls ``open`` with the node the worker talks to
+      (worker i talks to node i mod N) and re-opens after an ``info``.
     - ``generator(options, rng)`` -> the client op stream (usually infinite). The engine bounds it with the time
       limit and ``--rate`` and runs it on the client threads; ``rng`` is this workload's child of the run's seed
       (use it for build-time choices and to seed fn/mix generators).
@@ -144,13 +150,13 @@ class Workload:
     """
 
     name: str
-    client: Callable[[Mapping[str, Any]], Client]
     generator: Callable[[Mapping[str, Any], random.Random], Generator]
     checker: Callable[[Mapping[str, Any]], Checker | Mapping[str, Checker]]
     final_generator: Callable[[Mapping[str, Any], random.Random], Generator | None] | None = None
     db: str | None = None
     description: str = ""
     options: Sequence[Option] = ()
+    client: Callable[[Mapping[str, Any]], Client] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +178,9 @@ class NemesisSpec:
     ``--disk-faults``).
     ``needs``: what the hosts must offer for it to run (e.g. ``"network"``: a network of their own to cut); ``--nemesis
     all`` leaves out the nemeses whose needs the run's backend lacks (harness.backends.FEATURES).
+    ``db_needs``: the DB capabilities (harness.protocols, e.g. ``Process``) it cannot work without; a run whose DB
+    lacks one is refused before anything exists (:func:`missing_capabilities`). What it can do without (e.g.
+    ``Primaries``: its leader-aimed starts are then skipped, "no leader capability") is not listed.
     """
 
     name: str
@@ -184,6 +193,7 @@ class NemesisSpec:
     needs: frozenset[str] = frozenset()
     cycle: Callable[[Mapping[str, Any], random.Random], Generator] | None = None
     selected: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
+    db_needs: frozenset[type] = frozenset()
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -204,6 +214,26 @@ class NemesisSpec:
         if not chosen <= self.kinds:
             raise ValueError(f"nemesis {self.name}: selected kinds {sorted(chosen - self.kinds)} it does not handle")
         return sorted(chosen)
+
+
+def missing_capabilities(spec: NemesisSpec, db: object) -> list[str]:
+    """The names of the capabilities in ``spec.db_needs`` that ``db`` lacks (isinstance), sorted."""
+    return sorted(cap.__name__ for cap in spec.db_needs if not isinstance(db, cap))
+
+
+def client_for(dbspec: DBSpec, workload: Workload) -> Callable[[Mapping[str, Any]], Client]:
+    """The client factory a run of ``workload`` on ``dbspec`` uses: the DB's own for that workload
+    (``dbspec.clients``), else the workload's own when it serves that DB (``workload.db`` is it, or None).
+    NoClientError naming the DB, the workload and what the DB offers otherwise: the CLI calls this (through
+    harness.run.resolve) at argument time, so a missing client is exit 254, before any host exists."""
+    factory = dbspec.clients.get(workload.name)
+    if factory is not None:
+        return factory
+    if workload.client is not None and workload.db in (None, dbspec.name):
+        return workload.client
+    offered = ", ".join(sorted(dbspec.clients)) or "none"
+    raise NoClientError(f"db {dbspec.name} supplies no client for the {workload.name} workload "
+                        f"(it supplies: {offered})")
 
 
 Spec = DBSpec | Workload | NemesisSpec

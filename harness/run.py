@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,24 +27,35 @@ from harness.backends import FEATURES, make_backend
 from harness.checking import run_checkers
 from harness.composite import CompositeNemesis, NoopNemesis
 from harness.converge import CONVERGE, HARNESS, observe_convergence
+from harness.faults import without_leader_aims
 from harness.hunt import DEFAULT_FAULT_RATE, MAX_FAULT_RATE, MOVES, HuntConfig, hunt
 from harness.interpreter import Interpreter, Tally
 from harness.labstate import default_prefix, work_root
 from harness.monitor import STUCK_ELECTIONS, ClusterMonitor, LeaderWitness, StuckDetector
 from harness.protocols import (
+    DB,
     Backend,
+    ClusterStatus,
+    Describes,
+    Metrics,
     Nemesis,
     Op,
+    Primaries,
+    Process,
     TestContext,
     Witness,
     election_timeout_s,
-    nemesis_log_files,
+    log_files_of,
+    prepare_hosts,
     recovery_bound_s,
+    unprepare_hosts,
 )
 from harness.quiesce import quiesce
+from harness.readiness import wait_ready
 from harness.scrape import DEFAULT_INTERVAL_S, MetricsLog, MetricsScraper, file_sd_targets, panels_of
 from harness.seeds import child_seed
 from harness.store import HistoryWriter, JsonlWriter, RunDir
+from harness.undo import UndoStack
 from harness.witness import WitnessRecorder
 
 log = logging.getLogger("harness.run")
@@ -60,7 +71,7 @@ class ConfigError(ValueError):
 
 
 class HarnessError(RuntimeError):
-    """The lab itself could not do its job (no leader after start, a backend failure...): exit code 3."""
+    """The lab itself could not do its job (the DB not ready after start, a backend failure...): exit code 3."""
 
 
 class ExitCode(enum.IntEnum):
@@ -161,7 +172,9 @@ class _NullProgress:
 
 
 def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list[registry.NemesisSpec]]:
-    """Look the roles up in the registry; every unknown name is a ConfigError, raised before anything exists."""
+    """Look the roles up in the registry; every unknown name, a DB that supplies no client for the workload
+    (registry.client_for) or lacks a capability a nemesis needs (its ``db_needs``) is a ConfigError, raised before
+    anything exists (the CLI calls this at argument time: exit 254)."""
     try:
         workload = registry.workload(config.workload)
         db_name = config.db or workload.db
@@ -172,6 +185,7 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                                   f"(available: {', '.join(dbs) or 'none'})")
             db_name = dbs[0]
         dbspec = registry.db(db_name)
+        registry.client_for(dbspec, workload)  # a DB without a client for the workload: NoClientError, here
         nems = [registry.nemesis(n) for n in expand_nemeses(config.nemeses, config.backend)]
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
@@ -185,6 +199,7 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
         if not spec.needs <= have:
             raise ConfigError(f"nemesis {spec.name} needs {', '.join(sorted(spec.needs - have))}, which backend "
                               f"{config.backend} does not offer (it runs: {', '.join(runnable_nemeses(config.backend))})")
+    _check_db_needs(dbspec, nems, config)
     seen: dict[str, str] = {}
     for spec in nems:
         for kind in spec.kinds:
@@ -192,6 +207,19 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
                 raise ConfigError(f"fault kind {kind!r} is handled by both nemesis {seen[kind]} and {spec.name}")
             seen[kind] = spec.name
     return workload, dbspec, nems
+
+
+def _check_db_needs(dbspec: registry.DBSpec, nems: list[registry.NemesisSpec], config: RunConfig) -> None:
+    """ConfigError when a selected nemesis needs a capability (its ``db_needs``) the DB lacks: asked of a DB made
+    with the run's options, which is then dropped (a DB's factory only builds an object; nothing exists yet)."""
+    if not any(spec.db_needs for spec in nems):
+        return
+    db = dbspec.factory({**{o.name: o.default for o in dbspec.options}, **config.options()})
+    for spec in nems:
+        missing = registry.missing_capabilities(spec, db)
+        if missing:
+            raise ConfigError(f"nemesis {spec.name} needs a DB with {', '.join(missing)}, which db {dbspec.name} "
+                              "does not offer")
 
 
 def runnable_nemeses(backend: str) -> list[str]:
@@ -259,6 +287,8 @@ def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], optio
         kinds = [k for spec in specs for k in spec.selected_kinds(options)]  # in the order given: a seed replays
         return gen.nemesis_cycle(kinds, config.nemesis_interval, seed=child_seed(config.seed, "nemesis.schedule"))
     traits = {kind: t for spec in specs for kind, t in spec.fault_traits(options).items()}
+    if not isinstance(test.db, Primaries):
+        traits = without_leader_aims(traits)  # its leader-aimed starts could only be skipped
     hunting = HuntConfig(kinds=traits, election_timeout_s=election_timeout_s(test.db),
                          faults_per_minute=config.fault_rate, moves=config.moves)
     log.info("hunting schedule: %g episodes a minute over %s, moves %s, election timeout %.3f s",
@@ -268,8 +298,8 @@ def _engine_schedule(config: RunConfig, specs: list[registry.NemesisSpec], optio
 
 
 class _Run:
-    """The state of one run while :func:`run_test` drives it (what exists, what was done), so that the cleanup
-    path knows exactly what to undo."""
+    """What one run has while :func:`run_test` drives it. Nothing here says what to undo: the run's UndoStack holds
+    that (harness.undo), one step pushed per resource as it is acquired."""
 
     def __init__(self, config: RunConfig, progress: ProgressSink, defaults: Mapping[str, Any],
                  planted: Mapping[str, Any]) -> None:
@@ -280,17 +310,12 @@ class _Run:
         self.run_dir: RunDir | None = None
         self.backend: Backend | None = None
         self.test: TestContext | None = None
-        self.nemesis: Nemesis | None = None
-        self.nemesis_setup = False
-        self.db_setup: list[str] = []
-        self.interp: Interpreter | None = None
+        self.nemesis: Nemesis = NoopNemesis()
         self.history: HistoryWriter | None = None
-        self.cluster: JsonlWriter | None = None
         self.monitor: ClusterMonitor | None = None
-        self.metrics: JsonlWriter | None = None  # metrics.jsonl, with --monitor
-        self.sd_file: Path | None = None  # the live Prometheus target list, removed at teardown
+        self.stuck: StuckDetector | None = None
+        self.leaders = LeaderWitness(record=lambda value: _record_observation(self, "leader", value))
         self.heal_result: dict[str, Any] | None = None
-        self.collected = False
         self.origin = time.monotonic_ns()
         self.start_wall = datetime.now(UTC)
         self.log_handler: logging.Handler | None = None
@@ -303,37 +328,38 @@ class _Run:
 async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -> RunResult:
     """Run one test and return its verdict. The phases, in order:
 
-    1. resolve the workload, DB and nemeses in the registry, and the failpoints in the DB's catalog (a bad name
-       fails here, before anything exists); the failpoints' options join the run's options;
+    1. resolve the workload, DB and nemeses in the registry, the workload's client from the DB, and the failpoints
+       in the DB's catalog (a bad name fails here, before anything exists); the failpoints' options join the run's
+       options; every nemesis's ``db_needs`` is checked against the DB's capabilities (ConfigError);
     2. create the run directory ``store/<test>/<timestamp>/`` and write test.json; harness.log starts;
     3. prepare hosts: the backend brings up ``nodes`` hosts (test.json is rewritten with their addresses);
-    4. install and start the DB: the nemeses are made and Nemesis.prepare runs (when a nemesis has it: what the
-       DB's daemons must start with, e.g. test.daemon_env); DB.setup then DB.start on every node, then wait
-       (``setup_timeout``) until every node answers DB.status and they agree on a leader;
-    5. set up clients and nemesis: Nemesis.setup; the cluster monitor starts polling DB.status into cluster.jsonl;
-       with ``monitor``, the metrics scraper starts too (harness.scrape: DB.metrics of every node each
-       ``monitor_interval`` into metrics.jsonl, until the convergence observation);
+    4. install and start the DB: the nemeses are made and those with PreparesHosts prepare (what the DB's daemons
+       must start with, e.g. test.daemon_env, a disk layer under the data directory); DB.setup on every node, then
+       Process.start; the cluster monitor starts polling ClusterStatus into cluster.jsonl (when the DB has it); then
+       wait (``setup_timeout``) until the DB is ready (harness.readiness: its own Ready check, else its processes
+       run);
+    5. set up clients and nemesis: Nemesis.setup; with ``monitor``, the metrics scraper starts (harness.scrape:
+       Metrics of every node each ``monitor_interval`` into metrics.jsonl, until the convergence observation);
     6. run the generator until the time limit: the workload's client stream (``--rate`` ops/s in total) beside the
        nemesis stream, every invoke and completion appended live to history.jsonl;
-    7. heal every fault: Nemesis.heal (recorded as ``stop`` events of the active faults) and verify that every
-       node runs;
-    8. let the cluster quiesce: wait, at most ``quiesce_timeout``, until the running nodes agree on one leader, then
-       at most the recovery bound until each has applied the leader's commit index; the outcome is recorded as a
-       history event (process "harness", f "quiesce") for the recovery checker (harness.quiesce);
+    7. heal every fault (on leaving phase 6, whichever way): Nemesis.heal (recorded as ``stop`` events of the active
+       faults) and verify that every node runs;
+    8. let the cluster quiesce (harness.quiesce; a DB without ClusterStatus: until it is ready again), the outcome
+       recorded as a history event (process "harness", f "quiesce") for the recovery checker;
     9. run the final-read phase: the workload's final generator, bounded by ``final_time_limit``; then observe
-       convergence (:func:`_observe_convergence`): every node's applied index and state digest, recorded as one
-       ``harness``/``converge`` event for the checkers;
-    10. stop: scrape each node's metrics into ``<node>/metrics.txt``, kill the nodes, collect their log files
-        into ``<node>/``;
+       convergence (:func:`_observe_convergence`), recorded as one ``harness``/``converge`` event;
+    10. tear down, by structure (harness.undo): every step was pushed when its resource was acquired, and they run
+        in reverse on every path: the pollers stop, Nemesis.teardown, stop and collect (each node's metrics into
+        ``<node>/metrics.txt``, Process.kill, its and the nemeses' LogFiles into ``<node>/``), DB.teardown,
+        the nemeses' unprepare (a disk layer unmounts after the DB's teardown), the backend's teardown, and last
+        the history is closed (flushed);
     11. check: the workload's checkers over history.jsonl as stored (the same path `harness analyze` takes);
     12. store results: results.json (the checker result plus ``heal``), and the ``latest`` links;
-    13. render the report (reports.render.render_run) and the store's index.html (the report's "all runs" link)
-        when the reports package is importable;
-    14. tear down: Nemesis.teardown, DB.teardown on every node, backend teardown.
+    13. render the report (reports.render.render_run) and the store's index.html when reports is importable.
 
-    Heal and teardown happen on every path. On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the
-    run skips to: heal, collect what can be collected, tear down; results.json then says ``"valid": "unknown"``
-    with the error, and the exit code is 3. Exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness failed.
+    On an exception, Ctrl-C or SIGTERM (the caller cancels this task) the run leaves the phase it is in, which
+    heals if faults may be active, and tears down (10); results.json then says ``"valid": "unknown"`` with the
+    error, and the exit code is 3. Exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness failed.
     """
     progress = progress or _NullProgress()
     workload, dbspec, nem_specs = resolve(config)  # 1
@@ -341,19 +367,17 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
     defaults = {o.name: o.default for spec in specs for o in spec.options}
     planted = dbspec.failpoints.options_for(config.failpoints) if config.failpoints and dbspec.failpoints else {}
     r = _Run(config, progress, defaults, planted)
+    db = dbspec.factory(r.options)
     error: str | None = None
     interrupted = False
     result: RunResult | None = None
     try:
-        try:
-            check_result = await _run_phases(r, workload, dbspec, nem_specs)  # 2-11
-            result = _store_results(r, check_result, None, False)  # 12
-            if config.render and r.run_dir is not None:
-                r.phase("render the report")
-                await _render(r.run_dir, config.store)  # 13
-        finally:
-            # 14, on every path. A second signal is not delivered here: the CLI ignores repeated signals.
-            await _cleanup(r)
+        await _run_phases(r, workload, dbspec, nem_specs, db)  # 2-10
+        check_result = await _check(r, workload)  # 11
+        result = _store_results(r, check_result, None, False)  # 12
+        if config.render and r.run_dir is not None:
+            r.phase("render the report")
+            await _render(r.run_dir, config.store)  # 13
     except asyncio.CancelledError:
         interrupted = True
         error = "interrupted (Ctrl-C or SIGTERM)"
@@ -361,18 +385,9 @@ async def run_test(config: RunConfig, *, progress: ProgressSink | None = None) -
         if task is not None:
             task.uncancel()
         log.warning("run interrupted; healed and torn down")
-    except ConfigError:
-        raise
     except Exception as e:  # noqa: BLE001 - any failure of the lab is reported, with its traceback in the log
         error = describe_error(e)
         log.exception("run failed")
-    finally:
-        if r.history is not None:
-            r.history.close()
-        if r.cluster is not None:
-            r.cluster.close()
-        if r.metrics is not None:
-            r.metrics.close()
     if error is not None or result is None:
         result = _store_results(r, None, error or "no check result", interrupted)
     if r.log_handler is not None:
@@ -402,9 +417,45 @@ def _store_results(r: _Run, check_result: dict[str, Any] | None, error: str | No
 
 
 async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBSpec,
-                      nem_specs: list[registry.NemesisSpec]) -> dict[str, Any]:
+                      nem_specs: list[registry.NemesisSpec], db: DB) -> None:
+    """Phases 2-10 of :func:`run_test`: everything acquired here is released by the undo stack on leaving."""
     config = r.config
-    # 2. store
+    async with UndoStack(on_unwind=lambda: r.phase("tear down")) as undo:
+        test = _open_store(r, undo, workload, dbspec, nem_specs, db)  # 2
+        await _prepare_hosts(r, undo, lambda: _write_test_json(r, workload, dbspec, nem_specs))  # 3
+        await _start_db(r, undo, nem_specs)  # 4
+        r.phase("set up clients and nemesis")  # 5
+        undo.push("nemesis teardown", lambda: r.nemesis.teardown(test))
+        await r.nemesis.setup(test)
+        client = registry.client_for(dbspec, workload)
+        assert r.history is not None
+        interp = Interpreter(
+            test, history=r.history, origin_ns=r.origin, concurrency=config.concurrency,
+            client_factory=lambda: client(r.options), nemesis=r.nemesis if nem_specs else None,
+            op_timeout=config.op_timeout, open_timeout=config.op_timeout, observers=[r.tally.observe])
+        main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
+        final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
+        witness = _start_observers(r, undo)
+        async with _healed_on_leaving(r):  # 7, whichever way 6 ends
+            r.phase("run")  # 6
+            await _with_stuck_detector(r, interp.run(main_gen))
+        await _quiesce(r)  # 8
+        if final is not None and config.final_time_limit > 0:  # 9
+            r.phase("final reads")
+            await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
+        r.phase("convergence")
+        await _observe_convergence(r)
+        if witness is not None:
+            # Every node runs again after the heal: what each kept (also from before a kill) is read once more.
+            await witness.poll_once(final=True)
+    # 10: the undo stack has run
+
+
+def _open_store(r: _Run, undo: UndoStack, workload: registry.Workload, dbspec: registry.DBSpec,
+                nem_specs: list[registry.NemesisSpec], db: DB) -> TestContext:
+    """Phase 2: the run directory, harness.log, the history and cluster writers (closed last, when everything
+    that records is done), the backend object (no hosts yet) and the TestContext; test.json."""
+    config = r.config
     name = config.name or f"{workload.name}-{'+'.join(s.name for s in nem_specs) or 'none'}"
     r.run_dir = run = RunDir.create(config.store, name, r.start_wall)
     r.log_handler = logging.FileHandler(run.log_path)
@@ -419,110 +470,166 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     # named after every nemesis of `--nemesis all` does not. The store directory carries the name.
     work_dir = work_root(prefix) / f"{run.path.name}-{zlib.crc32(name.encode()) & 0xFFFF:04x}"
     r.backend = make_backend(config.backend, work_dir=work_dir, prefix=prefix, options=config.backend_options)
-    db = dbspec.factory(r.options)
     # The bound the recovery checker holds the run to, in test.json's options so `harness analyze` uses it too.
     r.options["recovery_bound_s"] = recovery_bound_s(db, config.recovery_bound_s)
     r.test = test = TestContext(name=name, options=r.options, hosts=[], backend=r.backend, db=db, seed=config.seed,
                                 store_dir=run.path)
-    r.history = HistoryWriter(run.history_path)
-    r.cluster = JsonlWriter(run.cluster_path)
+    history = r.history = HistoryWriter(run.history_path)
+    undo.push("close the history", _async(history.close))
+    cluster = JsonlWriter(run.cluster_path)
+    undo.push("close cluster.jsonl", _async(cluster.close))
+    if isinstance(db, ClusterStatus):
+        r.monitor = ClusterMonitor(test, cluster, interval=config.status_interval, on_poll=_poll_observers(r))
     _write_test_json(r, workload, dbspec, nem_specs)
     log.info("run %s seed %d -> %s", name, config.seed, run.path)
+    return test
 
-    # 3. hosts
+
+def _async(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    """A synchronous undo step as an async one."""
+    async def step() -> None:
+        fn()
+
+    return step
+
+
+async def _prepare_hosts(r: _Run, undo: UndoStack, rewrite_test_json: Callable[[], None]) -> None:
+    """Phase 3: the hosts (their teardown pushed first: it is safe after a partial setup)."""
+    assert r.backend is not None and r.test is not None
     r.phase("prepare hosts")
+    undo.push("backend teardown", r.backend.teardown)
     t0 = time.monotonic()
-    test.hosts = await r.backend.setup(config.nodes)
-    log.info("%d hosts up in %.2f s", len(test.hosts), time.monotonic() - t0)
-    _write_test_json(r, workload, dbspec, nem_specs)
+    r.test.hosts = await r.backend.setup(r.config.nodes)
+    log.info("%d hosts up in %.2f s", len(r.test.hosts), time.monotonic() - t0)
+    rewrite_test_json()
 
-    # 4. DB (after the nemeses prepared the hosts: a nemesis may need the DB's daemons started its way)
+
+async def _start_db(r: _Run, undo: UndoStack, nem_specs: list[registry.NemesisSpec]) -> None:
+    """Phase 4: the nemeses prepare the hosts (undone after the DB's teardown: a disk layer outlives the data it
+    holds), the DB is set up (torn down), started (stopped and collected: before its teardown), watched (the
+    monitor, stopped before the collection) and waited for. HarnessError when it is not ready in time."""
+    assert r.test is not None
+    test, db = r.test, r.test.db
     r.phase("install and start the DB")
     nems = [(s.name, s.factory(r.options, test.rng(f"nemesis.{s.name}"))) for s in nem_specs]
-    r.nemesis = CompositeNemesis(nems) if nems else NoopNemesis()
-    await r.nemesis.prepare(test)
-    r.db_setup = list(test.nodes)
-    await asyncio.gather(*(db.setup(test, n) for n in test.nodes))
-    await asyncio.gather(*(db.start(test, n) for n in test.nodes))
-    stuck = StuckDetector(nodes=len(test.nodes), after_s=STUCK_ELECTIONS * election_timeout_s(db),
-                          activity=lambda: r.tally.invokes, record=lambda value: _record_observation(r, "stuck", value))
+    if nems:
+        r.nemesis = CompositeNemesis(nems)
+    undo.push("nemesis unprepare", lambda: unprepare_hosts(r.nemesis, test))
+    await prepare_hosts(r.nemesis, test)
+    undo.push("DB teardown", lambda: _each_node(test, db.teardown))
+    await _each_node(test, db.setup)
+    undo.push("stop and collect", lambda: _collect(r))
+    if isinstance(db, Process):
+        await _each_node(test, db.start)
+    monitor = r.monitor
+    if monitor is not None:
+        _start_task(undo, "cluster monitor", monitor.run())
+    if not await wait_ready(test, r.config.setup_timeout, interval=min(0.1, r.config.status_interval)):
+        seen = f": {monitor.last}" if monitor is not None else ""
+        raise HarnessError(f"the cluster did not come up within {r.config.setup_timeout} s{seen}")
+    log.info("cluster up, leader %s", monitor.leader if monitor is not None else "(no cluster status)")
+
+
+async def _each_node(test: TestContext, action: Callable[[TestContext, str], Awaitable[None]]) -> None:
+    await asyncio.gather(*(action(test, n) for n in test.nodes))
+
+
+def _start_task(undo: UndoStack, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Run ``work`` in a task until the undo stack cancels it (and awaits its end)."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    undo.push(f"stop the {name}", stop)
+    return task
+
+
+def _poll_observers(r: _Run) -> Callable[[dict[str, dict[str, Any]]], None]:
+    """What every round of status polls is shown to: the stuck detector (enabled during phase 6 only) and the
+    leader witness."""
+    assert r.test is not None
+    r.stuck = stuck = StuckDetector(nodes=r.config.nodes,
+                                    after_s=STUCK_ELECTIONS * election_timeout_s(r.test.db),
+                                    activity=lambda: r.tally.invokes,
+                                    record=lambda value: _record_observation(r, "stuck", value))
     stuck.enabled = False  # until the workload runs
-    leaders = LeaderWitness(record=lambda value: _record_observation(r, "leader", value))
-    witness = (WitnessRecorder(test, db, leaders=leaders, interval=config.status_interval,
-                               record=lambda f, value: _record_observation(r, f, value))
-               if isinstance(db, Witness) else None)
+    leaders = r.leaders
 
     def on_poll(polls: dict[str, dict[str, Any]]) -> None:
         stuck(polls)
         leaders(polls)
 
-    r.monitor = monitor = ClusterMonitor(test, r.cluster, interval=config.status_interval, on_poll=on_poll)
-    if not await monitor.wait_agreed(config.setup_timeout):
-        raise HarnessError(f"the cluster did not come up within {config.setup_timeout} s: {monitor.last}")
-    log.info("cluster up, leader %s", monitor.leader)
+    return on_poll
 
-    # 5. clients and nemesis
-    r.phase("set up clients and nemesis")
-    r.nemesis_setup = True
-    await r.nemesis.setup(test)
-    r.interp = interp = Interpreter(
-        test, history=r.history, origin_ns=r.origin, concurrency=config.concurrency,
-        client_factory=lambda: workload.client(r.options), nemesis=r.nemesis if nems else None,
-        op_timeout=config.op_timeout, open_timeout=config.op_timeout, observers=[r.tally.observe])
-    main_gen = build_main_generator(config, workload, nem_specs, r.options, test)
-    final = workload.final_generator(r.options, test.rng("workload.final")) if workload.final_generator else None
 
-    scraper = _start_scraper(r) if config.monitor else None
-    async with asyncio.TaskGroup() as tg:
-        poller = tg.create_task(monitor.run(), name="cluster-monitor")
-        scraping = tg.create_task(scraper.run(), name="metrics-scraper") if scraper else None
-        ticker = tg.create_task(_tick(r), name="progress")
-        witnessing = tg.create_task(witness.run(), name="witness") if witness is not None else None
-        try:
-            # 6. main phase
-            r.phase("run")
-            stuck.enabled = True
-            await interp.run(main_gen)
-            stuck.enabled = False
-            # 7. heal
-            r.phase("heal")
-            await _heal(r)
-            # 8. quiesce
-            r.phase("quiesce")
-            outcome = await quiesce(test, heal_time=time.monotonic_ns(), timeout=config.quiesce_timeout,
-                                    catch_up_s=r.options["recovery_bound_s"], interval=config.status_interval)
-            _record_observation(r, "quiesce", outcome)  # evidence for the recovery checker, not a log line
-            if not outcome["agreed"] or outcome["caught_up"] is False:
-                log.warning("quiesce: agreed %s within %.1f s, caught up %s", outcome["agreed"],
-                            config.quiesce_timeout, outcome["caught_up"])
-            # 9. final reads
-            if final is not None and config.final_time_limit > 0:
-                r.phase("final reads")
-                await interp.run(gen.time_limit(config.final_time_limit, gen.clients(final)), nemesis_thread=False)
-            r.phase("convergence")
-            await _observe_convergence(r)
-            if witness is not None:
-                # Every node runs again after the heal: what each kept (also from before a kill) is read once more.
-                await witness.poll_once(final=True)
-        finally:
-            poller.cancel()
-            ticker.cancel()
-            if scraping is not None:
-                scraping.cancel()
-            if witnessing is not None:
-                witnessing.cancel()
-    r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=monitor.leader)
+def _start_observers(r: _Run, undo: UndoStack) -> WitnessRecorder | None:
+    """Phase 5's watchers, each stopped by the undo stack: the progress ticker, the metrics scraper (with
+    ``monitor``), the grey-box witness (a DB with Witness). Returns the witness, polled once more at the end."""
+    assert r.test is not None
+    test, config = r.test, r.config
+    undo.push("last progress update", _async(lambda: _update_progress(r)))
+    _start_task(undo, "progress", _tick(r))
+    if config.monitor and isinstance(test.db, Metrics):
+        _start_task(undo, "metrics scraper", _start_scraper(r, undo).run())
+    elif config.monitor:
+        log.warning("--monitor: %s has no Metrics capability; nothing to scrape", type(test.db).__name__)
+    if not isinstance(test.db, Witness):
+        return None
+    witness = WitnessRecorder(test, test.db, leaders=r.leaders, interval=config.status_interval,
+                              record=lambda f, value: _record_observation(r, f, value))
+    _start_task(undo, "witness", witness.run())
+    return witness
 
-    # 10. stop and collect
-    r.phase("stop and collect")
-    await _collect(r)
 
-    # 11. check
+@contextlib.asynccontextmanager
+async def _healed_on_leaving(r: _Run) -> AsyncIterator[None]:
+    """Phase 7 on leaving phase 6, however it ends (a failure or a cancellation heals too, before the teardown)."""
+    try:
+        yield
+    finally:
+        r.phase("heal")
+        await _heal(r)
+
+
+async def _with_stuck_detector(r: _Run, work: Awaitable[None]) -> None:
+    """Await ``work`` with the stuck detector on (it judges the workload's progress only while it runs)."""
+    if r.stuck is not None:
+        r.stuck.enabled = True
+    try:
+        await work
+    finally:
+        if r.stuck is not None:
+            r.stuck.enabled = False
+
+
+async def _quiesce(r: _Run) -> None:
+    """Phase 8: harness.quiesce's observation, recorded for the recovery checker. A DB without ClusterStatus has
+    no leader or commit index to agree on: the run waits (at most ``quiesce_timeout``) until it is ready again, and
+    records nothing."""
+    assert r.test is not None
+    config = r.config
+    r.phase("quiesce")
+    if r.monitor is None:
+        ready = await wait_ready(r.test, config.quiesce_timeout, interval=min(0.1, config.status_interval))
+        log.info("quiesce: no cluster status to observe; ready again: %s", ready)
+        return
+    outcome = await quiesce(r.test, heal_time=time.monotonic_ns(), timeout=config.quiesce_timeout,
+                            catch_up_s=r.options["recovery_bound_s"], interval=config.status_interval)
+    _record_observation(r, "quiesce", outcome)  # evidence for the recovery checker, not a log line
+    if not outcome["agreed"] or outcome["caught_up"] is False:
+        log.warning("quiesce: agreed %s within %.1f s, caught up %s", outcome["agreed"], config.quiesce_timeout,
+                    outcome["caught_up"])
+
+
+async def _check(r: _Run, workload: registry.Workload) -> dict[str, Any]:
+    """Phase 11: the workload's checkers over the history as stored (closed, so complete)."""
+    assert r.run_dir is not None
     r.phase("check")
-    test_json = run.read_json("test.json")
-    assert r.history is not None
-    r.history.flush()  # the writer gathers lines for a few ms: the check reads the file, so all of it
-    history = run.history()
+    test_json = r.run_dir.read_json("test.json")
+    history = r.run_dir.history()
     checkers = workload.checker(r.options)
     t0 = time.monotonic()
     result = await in_daemon_thread(run_checkers, checkers, test_json, history)
@@ -530,22 +637,24 @@ async def _run_phases(r: _Run, workload: registry.Workload, dbspec: registry.DBS
     return result
 
 
-def _start_scraper(r: _Run) -> MetricsScraper:
+def _start_scraper(r: _Run, undo: UndoStack) -> MetricsScraper:
     """--monitor: metrics.jsonl with the DB's panels, and the Prometheus file_sd target lists (the run directory's
-    record, and a live copy under ``<store>/_prometheus/`` that teardown removes: docs/lab.md)."""
+    record, and a live copy under ``<store>/_prometheus/`` that the teardown removes: docs/lab.md)."""
     assert r.run_dir is not None and r.test is not None
     config, test = r.config, r.test
     timeout = min(config.monitor_interval, 2.0)
-    r.metrics = JsonlWriter(r.run_dir.metrics_path)
-    metrics_log = MetricsLog(r.metrics, nodes=test.nodes, interval_s=config.monitor_interval, timeout_s=timeout,
+    metrics = JsonlWriter(r.run_dir.metrics_path)
+    undo.push("close metrics.jsonl", _async(metrics.close))
+    metrics_log = MetricsLog(metrics, nodes=test.nodes, interval_s=config.monitor_interval, timeout_s=timeout,
                              panels=panels_of(test.db))
     targets = file_sd_targets(test, r.run_dir.path.name)
     if targets is not None:
         r.run_dir.write_json(PROMETHEUS_TARGETS, targets)
         live = Path(config.store) / "_prometheus"
         live.mkdir(parents=True, exist_ok=True)
-        r.sd_file = live / f"{test.name}-{r.run_dir.path.name}.json"
-        r.sd_file.write_text(json.dumps(targets, indent=1) + "\n")
+        sd_file = live / f"{test.name}-{r.run_dir.path.name}.json"
+        undo.push("live Prometheus targets", _async(lambda: sd_file.unlink(missing_ok=True)))
+        sd_file.write_text(json.dumps(targets, indent=1) + "\n")
     log.info("monitor: scraping %d node(s) every %g s into %s", len(test.nodes), config.monitor_interval,
              r.run_dir.metrics_path.name)
     return MetricsScraper(test, metrics_log, interval=config.monitor_interval, timeout=timeout)
@@ -555,9 +664,8 @@ def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSp
                      nem_specs: list[registry.NemesisSpec]) -> None:
     assert r.run_dir is not None and r.test is not None
     backend_info: dict[str, Any] = {"name": r.config.backend}
-    describe = getattr(r.backend, "describe", None)
-    if callable(describe):
-        backend_info.update(describe())
+    if isinstance(r.backend, Describes):
+        backend_info.update(r.backend.describe())
     r.run_dir.write_json("test.json", {
         "name": r.test.name,
         "workload": workload.name,
@@ -576,10 +684,14 @@ def _write_test_json(r: _Run, workload: registry.Workload, dbspec: registry.DBSp
     })
 
 
+def _update_progress(r: _Run) -> None:
+    leader = r.monitor.leader if r.monitor else None
+    r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=leader)
+
+
 async def _tick(r: _Run) -> None:
     while True:
-        leader = r.monitor.leader if r.monitor else None
-        r.progress.update(elapsed=(time.monotonic_ns() - r.origin) / 1e9, tally=r.tally, leader=leader)
+        _update_progress(r)
         await asyncio.sleep(0.5)
 
 
@@ -598,34 +710,43 @@ def _record_observation(r: _Run, f: str, value: dict[str, Any]) -> None:
 
 async def _heal(r: _Run, timeout: float = 60.0) -> None:
     """End every fault and verify: the nemesis's heal, recorded as a stop of each active fault, then every node
-    must run. Sets r.heal_result = {"ok", "details": {"nemesis": ..., "running": {node: bool}}}."""
-    if r.heal_result is not None or r.test is None or r.nemesis is None or not r.nemesis_setup:
-        return  # healed already, or a run that failed before its nemesis was set up: nothing to heal
+    must run (a DB with Process). Sets r.heal_result = {"ok", "details": {"nemesis": ..., "running": {node:
+    bool}}}."""
+    assert r.test is not None and r.history is not None
+    test = r.test
     active = sorted(r.tally.faults)
-    if r.history is not None:
-        for kind in active:
-            _record_nemesis(r, "stop", "invoke", {"fault": kind, "heal": True})
-            if kind != active[-1]:
-                _record_nemesis(r, "stop", "info", {"fault": kind, "heal": True})
+    for kind in active:
+        _record_nemesis(r, "stop", "invoke", {"fault": kind, "heal": True})
+        if kind != active[-1]:
+            _record_nemesis(r, "stop", "info", {"fault": kind, "heal": True})
     try:
         async with asyncio.timeout(timeout):
-            res = await r.nemesis.heal(r.test)
+            res = await r.nemesis.heal(test)
     except TimeoutError:
         res = {"ok": False, "details": f"heal did not finish within {timeout} s"}
     except Exception as e:  # noqa: BLE001 - recorded as a failed heal
         res = {"ok": False, "details": f"heal raised {type(e).__name__}: {e}"}
-    if active and r.history is not None:
+    if active:
         _record_nemesis(r, "stop", "info", {"fault": active[-1], "heal": True, "ok": bool(res.get("ok"))})
-    running: dict[str, Any] = {}
-    for node in r.db_setup:
-        try:
-            async with asyncio.timeout(10):
-                running[node] = bool(await r.test.db.is_running(r.test, node))
-        except Exception as e:  # noqa: BLE001
-            running[node] = f"error: {type(e).__name__}: {e}"
+    running = await _running(test)
     ok = bool(res.get("ok")) and all(v is True for v in running.values())
     r.heal_result = {"ok": ok, "details": {"nemesis": res.get("details"), "running": running}}
     (log.info if ok else log.warning)("heal: %s", r.heal_result)
+
+
+async def _running(test: TestContext) -> dict[str, Any]:
+    """node -> whether its process runs (or the error asking it); {} for a DB without Process."""
+    db = test.db
+    if not isinstance(db, Process):
+        return {}
+    running: dict[str, Any] = {}
+    for node in test.nodes:
+        try:
+            async with asyncio.timeout(10):
+                running[node] = bool(await db.is_running(test, node))
+        except Exception as e:  # noqa: BLE001
+            running[node] = f"error: {type(e).__name__}: {e}"
+    return running
 
 
 async def _observe_convergence(r: _Run) -> None:
@@ -641,66 +762,34 @@ async def _observe_convergence(r: _Run) -> None:
 
 
 async def _collect(r: _Run) -> None:
-    """Scrape metrics, kill the nodes, copy their log files into <node>/. Best effort per node and file."""
-    if r.collected or r.test is None or r.run_dir is None or not r.db_setup:
-        return
-    r.collected = True
-    test, run = r.test, r.run_dir
+    """Scrape metrics (Metrics), kill the nodes (Process), copy the DB's and the nemeses' LogFiles into <node>/.
+    Best effort per node and file."""
+    assert r.test is not None and r.run_dir is not None
+    test, run, db = r.test, r.run_dir, r.test.db
+    log.info("stop and collect")  # a step of the "tear down" phase
 
     async def one(node: str) -> None:
         d = run.node_dir(node)
-        try:
-            async with asyncio.timeout(10):
-                (d / "metrics.txt").write_text(await test.db.metrics(test, node))
-        except Exception as e:  # noqa: BLE001
-            (d / "metrics.txt").write_text(f"# metrics scrape failed: {type(e).__name__}: {e}\n")
-        try:
-            async with asyncio.timeout(10):
-                await test.db.kill(test, node)
-        except Exception as e:  # noqa: BLE001
-            log.warning("stopping %s failed: %s", node, e)
+        if isinstance(db, Metrics):
+            try:
+                async with asyncio.timeout(10):
+                    (d / "metrics.txt").write_text(await db.metrics(test, node))
+            except Exception as e:  # noqa: BLE001
+                (d / "metrics.txt").write_text(f"# metrics scrape failed: {type(e).__name__}: {e}\n")
+        if isinstance(db, Process):
+            try:
+                async with asyncio.timeout(10):
+                    await db.kill(test, node)
+            except Exception as e:  # noqa: BLE001
+                log.warning("stopping %s failed: %s", node, e)
         host = test.host(node)
-        for path in [*test.db.log_files(test, node), *nemesis_log_files(r.nemesis, test, node)]:
+        for path in [*log_files_of(db, test, node), *log_files_of(r.nemesis, test, node)]:
             try:
                 await host.download(path, d / Path(path).name)
             except Exception as e:  # noqa: BLE001
                 log.warning("collecting %s:%s failed: %s", node, path, e)
 
-    await asyncio.gather(*(one(n) for n in r.db_setup))
-
-
-async def _cleanup(r: _Run) -> None:
-    """Every path: heal, collect (if not yet), nemesis teardown, DB teardown, backend teardown. Each step is
-    bounded and its failure logged; the next still runs."""
-    steps = [("heal", lambda: _heal(r)), ("collect", lambda: _collect(r))]
-    if r.sd_file is not None:
-        sd_file = r.sd_file
-
-        async def forget_targets() -> None:
-            sd_file.unlink(missing_ok=True)
-
-        steps.append(("live Prometheus targets", forget_targets))
-    if r.nemesis is not None and r.test is not None and r.nemesis_setup:
-        nemesis, test_ = r.nemesis, r.test
-        steps.append(("nemesis teardown", lambda: nemesis.teardown(test_)))
-    if r.test is not None and r.db_setup:
-        test = r.test
-
-        async def db_teardown() -> None:
-            await asyncio.gather(*(test.db.teardown(test, n) for n in r.db_setup))
-
-        steps.append(("DB teardown", db_teardown))
-    if r.backend is not None:
-        steps.append(("backend teardown", r.backend.teardown))
-    if steps:
-        r.phase("tear down")
-    for name, step in steps:
-        try:
-            async with asyncio.timeout(60):
-                await step()
-        except Exception as e:  # noqa: BLE001 - keep tearing down
-            log.error("%s failed: %s: %s", name, type(e).__name__, e)
-
+    await asyncio.gather(*(one(n) for n in test.nodes))
 
 async def _render(run_dir: RunDir, store: Path) -> None:
     """report.html of the run, then store/index.html (the report links to it as "all runs"). A failure of

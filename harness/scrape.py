@@ -1,4 +1,4 @@
-"""Live metrics of a run (``harness run --monitor``): every node's Prometheus text, scraped through ``DB.metrics``
+"""Live metrics of a run (``harness run --monitor``): every node's Prometheus text, scraped through its ``Metrics``
 once a second, parsed by prometheus-client's own parser and appended to ``metrics.jsonl`` in the run directory.
 
 The format (docs/store.md, "metrics.jsonl") is a stream of JSON lines, each with a ``kind``:
@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.protocols import TestContext
+from harness.protocols import Metrics, TestContext
 from harness.store import JsonlWriter
 
 FORMAT_VERSION = 1
@@ -140,7 +140,8 @@ def _describe(e: BaseException) -> str:
 
 
 class MetricsScraper:
-    """Scrapes every node of ``test`` through ``test.db.metrics`` each ``interval`` seconds into a
+    """Scrapes every node of ``test`` through its DB's :class:`~harness.protocols.Metrics` (TypeError naming the DB
+    when it lacks them) each ``interval`` seconds into a
     :class:`MetricsLog`. Each node has its own loop, so a paused or dead node (whose scrape waits out
     ``timeout``) delays only its own samples: it leaves a gap of error lines, never a stall of the others. The
     ticks are fixed (start + k * interval); a scrape that overruns its tick skips the ticks it missed. The nodes'
@@ -151,6 +152,9 @@ class MetricsScraper:
                  timeout: float | None = None) -> None:
         if not interval > 0:
             raise ValueError(f"scrape interval must be > 0 s, got {interval}")
+        if not isinstance(test.db, Metrics):
+            raise TypeError(f"{type(test.db).__name__} has no Metrics capability: nothing to scrape")
+        self.db: Metrics = test.db
         self.test = test
         self.log = log
         self.interval = interval
@@ -164,7 +168,7 @@ class MetricsScraper:
         start = time.monotonic_ns()
         try:
             async with asyncio.timeout(self.timeout):
-                text = await self.test.db.metrics(self.test, node)
+                text = await self.db.metrics(self.test, node)
             samples = parse_scrape(text)
         except asyncio.CancelledError:
             raise

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocols import Op, Remote, RemoteError, TestContext
+from nemesis.leader import no_leader_reason
 from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 SHIM_SOURCE = Path(__file__).with_name("clock_shim.c")
@@ -110,6 +111,11 @@ class ClockNemesis:
                 for host in test.hosts:
                     tg.create_task(place(host))
 
+    async def unprepare(self, test: TestContext) -> None:
+        """Nothing to take away: the shim and its offset files live in the hosts' data directories, which the
+        backend's teardown removes (and the daemons preloading them are gone by then)."""
+        return None
+
     async def setup(self, test: TestContext) -> None:
         missing = [n for n in test.nodes if n not in self._files]
         if missing:
@@ -150,7 +156,7 @@ class ClockNemesis:
         else:
             spec, chosen = await choose_targets("clock", test, value, self.specs, self._rng)
             if spec in LEADER_SPECS and not chosen:
-                return {"fault": "clock", "target": spec, "targets": [], "skipped": "no leader"}
+                return {"fault": "clock", "target": spec, "targets": [], "skipped": no_leader_reason(test)}
             offsets = {n: round(self._rng.uniform(-self.max_skew_s, self.max_skew_s), 3) for n in chosen}
         self._skewed.update(offsets)  # before writing: a cancelled start must still be healed
         async with asyncio.TaskGroup() as tg:

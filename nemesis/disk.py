@@ -37,7 +37,9 @@ layer restores what it damaged under that node: only this nemesis starts a damag
 waits to see it refuse or serve. The heal (which the composite nemesis runs before the other nemeses' heals) ends
 every fault first, then restores the files of every damaged node that is down, then starts every node down that
 no other nemesis holds, and waits for each, and for every damaged node someone else started, to serve or exit (an
-exit: restore, start again). `teardown` releases every layer, unmounts it and waits for its daemon to end.
+exit: restore, start again). `teardown` (after the heal, before the nodes are stopped) releases every layer, so
+no kill waits on a held request; `unprepare` (after the DB's teardown) unmounts them and waits for their daemons to
+end. The engine's undo stack (harness.undo) puts them in that order on every path.
 """
 
 from __future__ import annotations
@@ -52,8 +54,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.protocols import CrashListener, DataDir, Op, Remote, TestContext
+from harness.protocols import (
+    ClusterStatus,
+    CrashListener,
+    DataDir,
+    Op,
+    Remote,
+    TestContext,
+    log_files_of,
+    process_of,
+)
 from nemesis.grudge import majority
+from nemesis.leader import no_leader_reason
 from nemesis.process import crash_node
 from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
@@ -165,7 +177,7 @@ class DiskNemesis:
 
     async def _mount(self, test: TestContext, host: Remote) -> None:
         layer = self._handle(test, host.name)
-        self.layers[host.name] = layer  # before spawning: teardown must find a half-made layer
+        self.layers[host.name] = layer  # before spawning: unprepare must find a half-made layer
         await host.exec(["mkdir", "-p", layer.backing, layer.mount])
         argv = ["nsenter", f"--mount=/proc/{os.getpid()}/ns/mnt", "--", sys.executable, "-m", "nemesis.diskfs",
                 "--backing", layer.backing, "--mount", layer.mount, "--control", layer.control,
@@ -216,7 +228,7 @@ class DiskNemesis:
         spec, chosen = await choose_targets(kind, test, value, self.specs, self._rng)
         done: dict[str, Any] = {"fault": kind, "target": spec, "targets": list(chosen)}
         if spec in LEADER_SPECS and not chosen:
-            return {**done, "skipped": "no leader"}
+            return {**done, "skipped": no_leader_reason(test)}
         if kind == "disk-corrupt":
             allowed = self._within_minority(test, chosen)
             if allowed != chosen:
@@ -319,7 +331,7 @@ class DiskNemesis:
         damaged node someone else started is watched. A node that exits instead refused to start: its log's last
         critical line is recorded, its damaged files (if any) restored and it is started again. `repair_first`
         (the heal): damaged files are restored before any start, so nothing is left to refuse."""
-        down = [n for n in nodes if not await test.db.is_running(test, n)]
+        down = [n for n in nodes if not await process_of(test).is_running(test, n)]
         self._down_elsewhere.difference_update(set(nodes) - set(down))  # seen running again: theirs no more
         started = [n for n in down if n not in self._down_elsewhere]
         watched = [n for n in nodes if n not in down and n in self._damaged]
@@ -341,7 +353,7 @@ class DiskNemesis:
         the first life if it exited (it refused; its damage, if any, is then restored and it starts again), and
         whether the node serves (or at least runs) in the end."""
         async with self._lock(node):
-            if repair_first and not await test.db.is_running(test, node):
+            if repair_first and not await process_of(test).is_running(test, node):
                 await self._repair_locked(node)
             why = await self._start_and_wait(test, node) if start else await self._await_serving(test, node)
             if why is None:
@@ -352,7 +364,7 @@ class DiskNemesis:
 
     async def _start_and_wait(self, test: TestContext, node: str) -> str | None:
         """Start the node; None once it answers its status, else (it exited) the last lines of its logs."""
-        await test.db.start(test, node)
+        await process_of(test).start(test, node)
         return await self._await_serving(test, node)
 
     async def _await_serving(self, test: TestContext, node: str) -> str | None:
@@ -361,11 +373,12 @@ class DiskNemesis:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT_S
         while loop.time() < deadline:
-            if not await test.db.is_running(test, node):
+            if not await process_of(test).is_running(test, node):
                 return await self._last_words(test, node)
             try:
-                async with asyncio.timeout(1.0):
-                    await test.db.status(test, node)
+                if isinstance(test.db, ClusterStatus):  # else a running process is all it can tell
+                    async with asyncio.timeout(1.0):
+                        await test.db.status(test, node)
                 return None
             except Exception:  # noqa: BLE001 - not answering yet; the deadline bounds the wait
                 await asyncio.sleep(0.1)
@@ -373,7 +386,7 @@ class DiskNemesis:
 
     async def _last_words(self, test: TestContext, node: str) -> str:
         """The last critical line of the node's own log (its reason to stop), else its last line."""
-        files = test.db.log_files(test, node)[:1]
+        files = log_files_of(test.db, test, node)[:1]
         lines = (await test.host(node).exec(["tail", "-n", "20", *files], check=False)).stdout.strip().splitlines()
         critical = [ln for ln in lines if "CRITICAL" in ln]
         return (critical or lines or ["exited without a word"])[-1][-1000:]
@@ -387,7 +400,7 @@ class DiskNemesis:
         if node not in self._damaged:
             return
         async with self._lock(node):
-            if not await test.db.is_running(test, node):
+            if not await process_of(test).is_running(test, node):
                 await self._repair_locked(node)
 
     async def before_crash(self, test: TestContext, node: str) -> None:
@@ -431,7 +444,7 @@ class DiskNemesis:
         restored = {}
         for node in sorted(self._damaged):  # down, whoever holds it: restored before any heal can start it
             async with self._lock(node):
-                if not await test.db.is_running(test, node):
+                if not await process_of(test).is_running(test, node):
                     restored[node] = await self._repair_locked(node)
         if restored:
             details["restored"] = restored
@@ -472,9 +485,18 @@ class DiskNemesis:
             await asyncio.sleep(0.05)  # the daemon ends once the kernel lets go of the mount
 
     async def teardown(self, test: TestContext) -> None:
-        """Release every layer, then unmount it (lazily: a node still running keeps its open files until it is
-        killed) and wait for its daemon to end. A daemon that will not end is left to the backend's teardown,
-        which kills it (killing a FUSE daemon also fails every request it held)."""
+        """Release every layer (pass-through, nothing held, no tracking): the engine calls it after the heal and
+        before it stops the nodes, so no kill waits on a held request. The layers stay mounted under the nodes'
+        data until :meth:`unprepare`, after the DB's teardown."""
+        errors = await self.release()
+        self._active.clear()
+        if errors:
+            raise DiskError("disk layer release: " + "; ".join(errors))
+
+    async def unprepare(self, test: TestContext) -> None:
+        """Release what is still held, then unmount every layer and wait for its daemon to end (the engine calls it
+        after the DB's teardown; idempotent). A daemon that will not end is left to the backend's teardown, which
+        kills it (killing a FUSE daemon also fails every request it held)."""
         errors = await self.release()
         for node, layer in self.layers.items():
             try:

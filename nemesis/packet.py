@@ -24,7 +24,8 @@ Nemesis ops (docs/history.md):
 - invoke `start` value `{"fault": "packet"}`, optionally with `"behaviour"` and `"target"` (else drawn), or
   `"targets": [nodes]`. Completion `{"fault", "behaviour", "target", "targets"}` plus `"delay_ms"`, `"jitter_ms"`
   and/or `"loss"`; a start while a packet fault is active first ends it (one fault of this kind at a time); spec
-  "leader" with no leader known completes with `"skipped": "no leader"`.
+  "leader" with no leader known completes with `"skipped": "no leader"` (`"no leader capability"` for a DB
+  without Primaries).
 - invoke `stop`: completion `{"fault": "packet", "targets": [hosts healed], "verified": bool}`.
 """
 
@@ -40,6 +41,7 @@ from typing import Any
 from harness.install import runtime_for
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis.iptables import ChainError, OwnedChain
+from nemesis.leader import no_leader_reason
 from nemesis.targets import LEADER_SPECS, TARGET_SPECS, choose_targets
 
 BEHAVIOURS = ("delay", "loss", "delay+loss")
@@ -143,7 +145,8 @@ class PacketNemesis:
             raise ValueError(f"packet nemesis: unknown behaviour {behaviour!r}; known: {', '.join(BEHAVIOURS)}")
         spec, chosen = await choose_targets("packet", test, value, self.specs, self._rng)
         if spec in LEADER_SPECS and not chosen:
-            return {"fault": "packet", "behaviour": behaviour, "target": spec, "targets": [], "skipped": "no leader"}
+            return {"fault": "packet", "behaviour": behaviour, "target": spec, "targets": [],
+                    "skipped": no_leader_reason(test)}
         addresses = {h.name: h.address for h in test.hosts}
         seeds = {node: self._rng.getrandbits(32) for node in chosen}
         async with asyncio.TaskGroup() as tg:

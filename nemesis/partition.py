@@ -16,7 +16,7 @@ Nemesis ops (docs/history.md):
   the configured shapes when absent), or `{"fault": "partition", "grudge": {node: [nodes]}}` for an explicit cut.
   Completion value: `{"fault", "targets", "shape", "grudge"}` plus `"groups"` when the cut is a clean split; targets
   are the nodes cut off from the largest group of a clean split, or else the nodes that drop traffic. Shape "leader" with no leader known completes with
-  `"skipped": "no leader"` and changes nothing.
+  `"skipped": "no leader"` (`"no leader capability"` for a DB without Primaries) and changes nothing.
 - invoke `stop`: completion `{"fault": "partition", "targets": [hosts healed], "verified": bool}`.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 from harness.protocols import Op, Remote, RemoteError, TestContext
 from nemesis import grudge as grudges
 from nemesis.iptables import ChainError, OwnedChain
-from nemesis.leader import current_leader
+from nemesis.leader import current_leader, no_leader_reason
 
 DEFAULT_SHAPES = ("halves", "one", "leader", "ring", "bridge")
 
@@ -133,7 +133,7 @@ class PartitionNemesis:
             if shape == "leader":
                 leader = await current_leader(test)
                 if leader is None:
-                    return {"fault": "partition", "shape": shape, "targets": [], "skipped": "no leader"}
+                    return {"fault": "partition", "shape": shape, "targets": [], "skipped": no_leader_reason(test)}
             grudge = grudges.build(shape, nodes, self._rng, leader=leader)
         await self.apply(test, grudge)
         done: dict[str, Any] = {"fault": "partition", "shape": shape, "targets": describe_targets(grudge, nodes),

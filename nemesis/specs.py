@@ -3,7 +3,9 @@ pyproject.toml (group `raftkv_lab.nemeses`). Each factory gets the run's options
 
 Each spec also tells schedules what its faults do and how a start is aimed at the leader or at one node
 (`traits`, harness.faults), within what the run's options allow, and what the hosts must offer (`needs`:
-partitions and packet faults need a network of their own, so `--nemesis all` leaves them out on the local backend).
+partitions and packet faults need a network of their own, so `--nemesis all` leaves them out on the local backend),
+and what the DB must offer (`db_needs`: kill, pause and disk need a DB with Process; disk also DataDir). Leader-aimed
+starts need Primaries, but only for that aim: against a DB without it they are skipped ("no leader capability").
 
 Options they add to `harness run`:
 - `--partition-shapes a,b,...`: the shapes a partition start picks from (nemesis.grudge.SHAPES; default
@@ -27,6 +29,7 @@ from typing import Any
 
 from harness import generator as gen
 from harness.faults import AIMS, Effect, FaultTraits
+from harness.protocols import DataDir, Process
 from harness.registry import NemesisSpec, Option
 from nemesis.clock import DEFAULT_MAX_SKEW_S, ClockNemesis
 from nemesis.disk import DEFAULT_DELAY_MS as DISK_DELAY_MS
@@ -187,6 +190,7 @@ PARTITION = NemesisSpec(
 
 KILL = NemesisSpec(
     name="kill", factory=_kill, traits=_targeted_traits("kill", Effect.CRASH, "kill_targets"),
+    db_needs=frozenset({Process}),
     description="kill -9 of one node, the leader, a minority, a majority or all, restarted when the fault stops",
     options=(Option(flag="--kill-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"kill targets to pick from ({', '.join(TARGET_SPECS)}); default all"),),
@@ -194,6 +198,7 @@ KILL = NemesisSpec(
 
 PAUSE = NemesisSpec(
     name="pause", factory=_pause, traits=_targeted_traits("pause", Effect.FREEZE, "pause_targets"),
+    db_needs=frozenset({Process}),
     description="SIGSTOP of one node, the leader, a minority, a majority or all, SIGCONT when the fault stops",
     options=(Option(flag="--pause-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"pause targets to pick from ({', '.join(TARGET_SPECS)}); default all"),),
@@ -230,6 +235,7 @@ DISK = NemesisSpec(
     name="disk", factory=_disk, faults=frozenset(DISK_KINDS), cycle=_disk_schedule, selected=_disk_kinds,
     traits=_disk_traits,
     needs=frozenset({"controller-fs"}),  # its FUSE daemon runs in the controller's mount namespace (nemesis.disk)
+    db_needs=frozenset({Process, DataDir}),  # it stops and restarts nodes, under one data directory each
     description="disk faults through a FUSE layer under each node's data directory: pause, slow, lose-unsynced "
                 "(a power loss drops what was not fsynced), eio, full (ENOSPC), corrupt (a WAL segment or snapshot "
                 "damaged while the node is down)",

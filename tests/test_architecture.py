@@ -1,45 +1,58 @@
-"""The arrows of docs/ARCHITECTURE (../shared/guide/ARCHITECTURE.md) as a test.
+"""The arrows of docs/architecture.md as a test.
 
-Walks every module of the project's packages, collects what it imports (absolute and relative, at any depth of the
-code, since a lazy import inside a function is still an arrow), and fails on any forbidden one.
+The import rules are the table under "Which may import which" in docs/architecture.md: one row per module prefix,
+the prefixes it must never import, and whether it is pure (never calls the module-level random generator). This
+test reads that table, walks every module of the project's packages, collects what it imports (absolute and
+relative, at any depth of the code, since a lazy import inside a function is still an arrow), and fails on any
+forbidden one.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("raftkv", "checker", "harness", "nemesis", "workloads", "reports")
+SECTION = "## Which may import which"
+
+
+def _rule_rows(text: str) -> list[list[str]]:
+    """The cells of every body row of the first table after SECTION (ValueError when there is none)."""
+    if SECTION not in text:
+        raise ValueError(f"{DOC} has no section {SECTION!r}")
+    rows: list[list[str]] = []
+    for line in text.split(SECTION, 1)[1].splitlines():
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not set(line) <= set("|- "):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    if len(rows) < 2:
+        raise ValueError(f"{DOC}: no table under {SECTION!r}")
+    return rows[1:]  # the header row is not a rule
+
+
+def parse_rules(text: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """(module prefix -> import prefixes it must never use, the pure module prefixes) from the doc's table."""
+    forbidden: dict[str, tuple[str, ...]] = {}
+    pure: list[str] = []
+    for cells in _rule_rows(text):
+        module = re.fullmatch(r"`([\w.]+)`", cells[0])
+        if module is None or len(cells) < 3 or cells[2] not in ("yes", "no"):
+            raise ValueError(f"{DOC}: a rule row must be | `module` | `a`, `b` | yes/no | why |, got {cells}")
+        forbidden[module.group(1)] = tuple(re.findall(r"`([\w.]+)`", cells[1]))
+        if cells[2] == "yes":
+            pure.append(module.group(1))
+    return forbidden, tuple(pure)
+
 
 # module prefix -> import prefixes it must never use. The most specific prefix that matches a module applies, and
 # so do all less specific ones.
-FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "raftkv": ("harness", "nemesis", "workloads", "checker", "reports"),
-    # The Raft core and the KV state machine are pure: no I/O, no clocks, no threads, no global randomness.
-    "raftkv.core": ("asyncio", "socket", "threading", "time", "os", "subprocess", "selectors", "signal",
-                    "multiprocessing", "datetime", "raftkv.server", "raftkv.sim", "raftkv.client", "raftkv.cli"),
-    "raftkv.kv": ("asyncio", "socket", "threading", "time", "os", "subprocess", "selectors", "signal",
-                  "multiprocessing", "datetime", "raftkv.server", "raftkv.sim", "raftkv.client", "raftkv.core",
-                  "raftkv.cli"),
-    "raftkv.sim": ("asyncio", "socket", "threading", "time", "subprocess", "selectors", "signal",
-                   "multiprocessing", "datetime", "raftkv.server", "raftkv.client", "raftkv.cli"),
-    # The shared client vocabulary is pure; the client library talks HTTP only (it never needs the server's insides).
-    "raftkv.api": ("asyncio", "socket", "threading", "time", "os", "subprocess", "raftkv.server", "raftkv.core",
-                   "raftkv.kv", "raftkv.sim", "raftkv.client", "raftkv.cli"),
-    "raftkv.client": ("raftkv.server", "raftkv.core", "raftkv.kv", "raftkv.sim", "raftkv.cli", "threading",
-                      "subprocess", "os"),
-    "checker": ("raftkv", "harness", "nemesis", "workloads", "reports", "asyncio", "socket", "subprocess"),
-    "reports": ("raftkv", "harness", "nemesis", "workloads"),
-    "harness": ("raftkv", "nemesis", "workloads"),
-    "nemesis": ("raftkv", "workloads"),
-    "workloads": ("raftkv.core", "raftkv.server", "raftkv.sim"),
-}
-
-# Pure packages may hold a random.Random handed to them, but never call the module-level generator.
-NO_GLOBAL_RANDOM = ("raftkv.core", "raftkv.kv", "raftkv.sim", "checker")
+FORBIDDEN, NO_GLOBAL_RANDOM = parse_rules(DOC.read_text())
 
 
 def _module_name(path: Path) -> str:
@@ -135,3 +148,16 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     flagged = {name for name in imported for rule in _rules_for("raftkv.core.fake") if _matches(name, rule)}
     assert "time" in flagged
     assert "raftkv.server" in flagged
+
+
+def test_the_doc_states_the_rules_the_project_was_built_on() -> None:
+    """The table is the rule: it must keep the arrows (the engine knows no concrete part, the database knows no
+    lab, the checker is pure)."""
+    assert set(FORBIDDEN["harness"]) >= {"raftkv", "nemesis", "workloads"}
+    assert set(FORBIDDEN["raftkv"]) >= {"harness", "nemesis", "workloads", "checker", "reports"}
+    assert {"raftkv.core", "raftkv.kv", "raftkv.sim", "checker"} <= set(NO_GLOBAL_RANDOM)
+
+
+def test_a_malformed_rule_row_is_refused() -> None:
+    with pytest.raises(ValueError, match="a rule row must be"):
+        parse_rules(f"{SECTION}\n\n| module | must not | pure | why |\n|-|-|-|-|\n| harness | `raftkv` | maybe | x |\n")

@@ -4,7 +4,7 @@
 - `workloads.register`: the `register` workload: independent versioned keys through raftkv.client, checked with
   the checker's versioned-kv model per key;
 - `workloads.set`, `workloads.list_append`: DB-neutral workloads (generator + checker + operation vocabulary); the
-  run's DB supplies their client through its DBSpec.clients (the seam: `workloads.clients`), raftkv's in
+  run's DB supplies their client through its DBSpec.clients (the seam: `harness.registry.client_for`), raftkv's in
   `workloads.raftkv_clients` (an optimistic read-modify-write of a JSON array through the versioned put);
 - `workloads.common`: the shared `--keys` option, key names, the unique-writes generator and final reads.
 

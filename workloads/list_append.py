@@ -1,7 +1,7 @@
 """The `list-append` workload (DB-neutral): appends of unique values to a few lists, reads of whole lists.
 
 Vocabulary (checker/listappend.py): `append` (key = the list `l<i>`, value = a unique integer), `read` (key; ok
-value = the whole list, in order). The run's DB supplies the client (workloads.clients; raftkv's:
+value = the whole list, in order). The run's DB supplies the client (harness.registry.client_for; raftkv's:
 workloads/raftkv_clients.py). Mix: half appends, half reads of random lists; then, after the heal, every list
 read through every node until one read succeeds. Checked by checker.listappend.ListAppendChecker (every read a
 prefix of one order per key; nothing lost, duplicated, invented or read from a failed append; reads and appends
@@ -19,7 +19,6 @@ from checker import ConvergenceChecker, ElectionSafetyChecker, RecoveryChecker, 
 from checker.listappend import ListAppendChecker
 from harness import generator as gen
 from harness.registry import Workload
-from workloads.clients import client_of
 from workloads.common import KEYS_OPTION, UniqueWritesGen, final_reads, option_keys
 
 READ_FRACTION = 0.5
@@ -43,6 +42,6 @@ def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 LIST_APPEND = Workload(
-    name="list-append", db="raftkv", client=client_of("list-append", "raftkv"), generator=generator,
+    name="list-append", db="raftkv", generator=generator,
     final_generator=final_generator, checker=checker, options=(KEYS_OPTION,),
     description="appends of unique values to --keys lists and reads of whole lists, checked for one order per key")

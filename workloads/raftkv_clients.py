@@ -1,4 +1,4 @@
-"""raftkv's clients for the DB-neutral collection workloads `set` and `list-append` (workloads.clients).
+"""raftkv's clients for the DB-neutral collection workloads `set` and `list-append` (harness.registry.client_for).
 
 Representation: each collection (a set or a list) is one raftkv key whose value is a JSON array of integers,
 in the order the elements were added. raftkv has versioned puts and no append or scan command, so an `add` or
@@ -141,7 +141,7 @@ class RaftkvArrayClient:
 
 
 def array_clients(address: Address) -> dict[str, Callable[[Mapping[str, Any]], Client]]:
-    """The raftkv DBSpec's `clients` table (workloads.clients): one factory per collection workload. `address`
+    """The raftkv DBSpec's `clients` table (harness.registry.client_for): one factory per collection workload. `address`
     gives a node's client HOST:PORT (injected by the adapter, which owns the ports)."""
     return {"set": partial(RaftkvArrayClient, write="add", address=address),
             "list-append": partial(RaftkvArrayClient, write="append", address=address)}

@@ -1,4 +1,6 @@
-"""The raftkv DB adapter: installs, starts, faults and inspects one raftkv node per host (harness's DB protocol).
+"""The raftkv DB adapter: installs, starts, faults and inspects one raftkv node per host. It has every capability
+of harness.protocols (DB, Process, LogFiles, Primaries, Ready, ClusterStatus, Metrics, StateDigest, Witness, Timing,
+RecoveryBound, DataDir) and harness.scrape's (ScrapeTargets, MetricPanels).
 
 On each host (any backend: everything goes through Remote):
 - data in `<backend data dir>/raftkv`, logs in `<backend log dir>/` (`raftkv.log` written by the node,
@@ -42,6 +44,7 @@ import aiohttp
 from harness.detection import PlantedBug
 from harness.install import runtime_for
 from harness.protocols import RemoteError, TestContext
+from harness.readiness import one_leader_named
 from harness.registry import DBSpec, Option, int_in
 from harness.scrape import MetricPanel
 from raftkv.client import KVClient, RaftKVError
@@ -299,6 +302,18 @@ class RaftkvDB:
     def metric_panels(self) -> Sequence[MetricPanel]:
         """harness.scrape.MetricPanels: what a --monitor run's report plots (raftkv/server/metrics.py's names)."""
         return METRIC_PANELS
+
+    async def ready(self, test: TestContext) -> bool:
+        """harness.protocols.Ready: every node answers its status and all name the same leader (the cluster has
+        elected one and everyone knows it)."""
+        async def ask(node: str) -> dict[str, Any]:
+            try:
+                return await self.status(test, node)
+            except RaftkvDBError as exc:
+                return {"error": str(exc)}
+
+        statuses = await asyncio.gather(*(ask(n) for n in test.nodes))
+        return one_leader_named(dict(zip(test.nodes, statuses, strict=True))) is not None
 
     async def leader(self, test: TestContext) -> str | None:
         """The node that says it leads in the highest term any node reports, or None (no answer names one)."""

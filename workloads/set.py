@@ -1,7 +1,7 @@
 """The `set` workload (DB-neutral): unique adds to a few sets, reads of whole sets (Jepsen's set, per key).
 
 Vocabulary (checker/sets.py): `add` (key = the set `s<i>`, value = a unique integer), `read` (key; ok value = the
-set's elements). The run's DB supplies the client (workloads.clients; raftkv's: workloads/raftkv_clients.py).
+set's elements). The run's DB supplies the client (harness.registry.client_for; raftkv's: workloads/raftkv_clients.py).
 Mix: 90% adds, 10% reads of random sets during the run; then, after the heal, every set read through every node
 until one read succeeds. Checked by checker.sets.KeyedSetChecker (lost, unexpected, failed-present and duplicated
 elements in every ok read; recovered adds counted), op statistics, the convergence and election oracles and the
@@ -18,7 +18,6 @@ from checker import ConvergenceChecker, ElectionSafetyChecker, RecoveryChecker, 
 from checker.sets import KeyedSetChecker
 from harness import generator as gen
 from harness.registry import Workload
-from workloads.clients import client_of
 from workloads.common import KEYS_OPTION, UniqueWritesGen, final_reads, option_keys
 
 READ_FRACTION = 0.1
@@ -41,6 +40,6 @@ def checker(options: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 SET = Workload(
-    name="set", db="raftkv", client=client_of("set", "raftkv"), generator=generator,
+    name="set", db="raftkv", generator=generator,
     final_generator=final_generator, checker=checker, options=(KEYS_OPTION,),
     description="unique adds to --keys sets and reads of whole sets: lost, unexpected and recovered elements")

@@ -310,7 +310,14 @@ def test_a_hunt_asked_the_same_question_gives_the_same_answer() -> None:
 # ------------------------------------------------------------------------------------- the engine's choice
 
 
-class _TimedDB:
+class _LeaderDB:
+    """A DB that names its leader (Primaries): the engine's schedule may aim at it."""
+
+    async def leader(self, test: Any) -> str | None:
+        return "n1"
+
+
+class _TimedDB(_LeaderDB):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
@@ -341,7 +348,7 @@ def _engine_faults(db: object, nemeses: tuple[str, ...] = ("kill", "pause"), **c
 
 
 def test_the_engine_hunts_by_default_timed_to_the_dbs_election_timeout() -> None:
-    fast, slow, unknown = (_engine_faults(db) for db in (_TimedDB(0.25), _TimedDB(1.0), object()))
+    fast, slow, unknown = (_engine_faults(db) for db in (_TimedDB(0.25), _TimedDB(1.0), _LeaderDB()))
     assert len(fast) >= 8 and {f.kind for f in fast} == {"kill", "pause"}
     assert (fast[0].kind, fast[0].start) == (slow[0].kind, slow[0].start)
     assert slow[0].stop - slow[0].start - 10 * MS == pytest.approx(4 * (fast[0].stop - fast[0].start - 10 * MS))  # type: ignore[operator]

@@ -20,7 +20,6 @@ from harness.protocols import Op
 from raftkv.client import Reply
 from workloads import list_append
 from workloads import set as set_workload
-from workloads.clients import NoClientError, client_of
 from workloads.raftkv_clients import RaftkvArrayClient
 
 
@@ -47,13 +46,11 @@ def test_final_reads_read_every_list_through_every_node() -> None:
 
 
 def test_a_db_without_a_client_for_the_workload_says_so() -> None:
-    spec = registry.register_db(registry.DBSpec(name="clientless", factory=lambda options: None))  # type: ignore
-    try:
-        with pytest.raises(NoClientError, match="db clientless supplies no client for the set workload"):
-            client_of("set", "raftkv")({"db": "clientless"})
-    finally:
-        registry.unregister(registry.Kind.DB, spec.name)
-    assert isinstance(client_of("list-append", "raftkv")({}), RaftkvArrayClient)
+    clientless = registry.DBSpec(name="clientless", factory=lambda options: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(registry.NoClientError, match="db clientless supplies no client for the set workload"):
+        registry.client_for(clientless, registry.workload("set"))
+    make = registry.client_for(registry.db("raftkv"), registry.workload("list-append"))
+    assert isinstance(make({}), RaftkvArrayClient)
 
 
 class Node:

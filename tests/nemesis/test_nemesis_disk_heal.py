@@ -102,6 +102,13 @@ class SimDB:
         await asyncio.sleep(0)
         return self.running.get(node) is not None
 
+    # The rest of the Process capability the nemeses reach the DB through; no test here pauses a node.
+    async def pause(self, test: Any, node: str) -> None:
+        raise NotImplementedError
+
+    async def resume(self, test: Any, node: str) -> None:
+        raise NotImplementedError
+
     async def status(self, test: Any, node: str) -> dict[str, Any]:
         await asyncio.sleep(0)
         if self.running.get(node) is None or node in self.refusing:
