@@ -332,6 +332,19 @@ class Recorder:
     async def kill(self, test: Any, node: str) -> None:
         self.events.append(("kill", node))
 
+    # The rest of the Process capability (harness.protocols.Process), which crash_node asks the DB for.
+    async def start(self, test: Any, node: str) -> None:
+        self.events.append(("start", node))
+
+    async def pause(self, test: Any, node: str) -> None:
+        self.events.append(("pause", node))
+
+    async def resume(self, test: Any, node: str) -> None:
+        self.events.append(("resume", node))
+
+    async def is_running(self, test: Any, node: str) -> bool:
+        return True
+
 
 def test_the_composite_wires_every_crash_listener_to_every_crash_source() -> None:
     from harness.composite import CompositeNemesis
