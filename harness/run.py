@@ -180,6 +180,9 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
             detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
         except detection.CatalogError as e:
             raise ConfigError(str(e)) from None
+    refused = dbspec.refusal([spec.name for spec in nems], config.extra)
+    if refused is not None:
+        raise ConfigError(refused)
     have = FEATURES.get(config.backend, frozenset())
     for spec in nems:
         if not spec.needs <= have:
