@@ -65,9 +65,10 @@ def failed(exc: GatewayError, *, read: bool) -> Outcome:
 
 
 def versioned_txn(key: str, version: int, request: dict[str, Any]) -> dict[str, Any]:
-    """A txn body: `request` (a RequestOp) when the key's version is `version` (0: absent)."""
+    """A txn body: `request` (a RequestOp) when the key's version is `version` (0: absent), else a range of the
+    key (atomic with the compare: whether the key existed when it failed, :func:`_txn_outcome`)."""
     return {"compare": [{"key": b64(key), "target": "VERSION", "result": "EQUAL", "version": str(version)}],
-            "success": [request]}
+            "success": [request], "failure": [{"request_range": {"key": b64(key), "keys_only": True}}]}
 
 
 class EtcdClient:
@@ -131,8 +132,16 @@ class EtcdRegisterClient(EtcdClient):
 
 
 def _txn_outcome(answer: Mapping[str, Any], ok_value: Any) -> Outcome:
-    """ok with ok_value when the txn's compare held (it applied); a definite fail when it did not."""
-    return ("ok", ok_value, None) if answer.get("succeeded") is True else ("fail", None, "version-mismatch")
+    """ok with ok_value when the txn's compare held (it applied); else a definite fail, as the versioned-kv model
+    reads refusals: `no-key` when the failure branch's range found the key absent, `version-mismatch` when it
+    existed with another version."""
+    if answer.get("succeeded") is True:
+        return "ok", ok_value, None
+    responses = answer.get("responses") or [{}]
+    ranged = responses[0].get("response_range") if isinstance(responses[0], dict) else None
+    if not isinstance(ranged, dict):
+        return "info", None, "bad-answer: a failed txn without its range"
+    return "fail", None, "version-mismatch" if first_kv(ranged) is not None else "no-key"
 
 
 class EtcdSetClient(EtcdClient):
