@@ -99,13 +99,16 @@ class Gateway:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
-    async def call(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        """POST body to path (e.g. "/v3/kv/range"); the decoded JSON object, or GatewayError (module docstring)."""
+    async def call(self, path: str, body: Mapping[str, Any] | None, *, timeout: float | None = None) -> dict[str, Any]:
+        """POST body to path (e.g. "/v3/kv/range"), or GET path when body is None; the decoded JSON object, or
+        GatewayError (module docstring)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
         limit = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
+        request = (self._session.get(self.base + path, timeout=limit) if body is None else
+                   self._session.post(self.base + path, json=body, timeout=limit))
         try:
-            async with self._session.post(self.base + path, json=body, timeout=limit) as resp:
+            async with request as resp:
                 text = await resp.text()
                 status = resp.status
         except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent

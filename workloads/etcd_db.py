@@ -9,8 +9,9 @@ On each host (any backend, everything through Remote):
   `--initial-cluster-state new`; a killed member restarts on its data dir (etcd ignores the initial flags then).
 Processes are spawned, SIGKILLed, SIGSTOPped and SIGCONTed through the backend exactly as raftkv's nodes are.
 
-Inspection uses etcd's own API: `status` is POST /v3/maintenance/status (the member's raft term, committed and
-applied index and the member ID of the leader it knows), the leader's ID named through /v3/cluster/member/list;
+Inspection uses etcd's own API: `status` is GET /debug/vars' "raft.status" (the member's raft state, term, committed
+and applied index and the ID of the leader it knows; see `status` for why not /v3/maintenance/status), the leader's
+ID named through /v3/cluster/member/list;
 `metrics` is GET /metrics. Readiness is the engine's: every member answers and all name one leader.
 
 Election timing: `--etcd-election-ms` (default 1000, etcd's own) with a heartbeat a tenth of it. etcd randomizes a
@@ -69,7 +70,7 @@ class EtcdDB:
         self.election_ms = int(options.get("etcd_election_ms") or DEFAULT_ELECTION_MS)
         self.token = f"lab-{secrets.token_hex(8)}"  # a fresh cluster per run: members of another run never join
         self.pids: dict[str, int] = {}
-        self.member_names: dict[str, str] = {}  # member ID (decimal string) -> node name
+        self.member_names: dict[int, str] = {}  # member ID -> node name
         self._start_locks: dict[str, asyncio.Lock] = {}
         self._gateways: dict[str, tuple[asyncio.AbstractEventLoop, Gateway]] = {}
 
@@ -171,31 +172,35 @@ class EtcdDB:
         return held[1]
 
     async def status(self, test: TestContext, node: str) -> dict[str, Any]:
-        """The member's view from /v3/maintenance/status: {"id", "role", "term", "leader" (a node name or None),
-        "commit", "applied", "revision", "member_id"}; EtcdDBError when it does not answer."""
-        gw = self._gateway(test, node)
+        """The member's raft view: {"id", "role" ("leader", "follower", "candidate", ...), "term", "leader" (a node
+        name or None), "commit", "applied"}; EtcdDBError when it does not answer.
+
+        From GET /debug/vars' "raft.status", raft's own snapshot of one moment. Not /v3/maintenance/status: its
+        raftTerm is the term of the last *applied* entry, read apart from its leader field, so a new leader that has
+        not applied an entry of its term yet reports the old term as its own (measured: two "leaders" of one term
+        in a set run, which the election-safety oracle rightly flagged)."""
         try:
-            answer = await gw.call("/v3/maintenance/status", {})
-            header = answer.get("header") or {}
-            me, leader = str(header.get("member_id", "")), str(answer.get("leader") or "0")
+            raft = (await self._gateway(test, node).call("/debug/vars", None)).get("raft.status")
+            if not isinstance(raft, dict):
+                raise GatewayError("bad-answer: no raft.status", definite=False)
+            me, lead = _member_id(raft.get("id")), _member_id(raft.get("lead"))
             self.member_names[me] = node
-            if leader != "0" and leader not in self.member_names:
-                await self._learn_members(gw)
-            return {"id": node, "role": "leader" if leader == me else "follower",
-                    "term": as_int(answer.get("raftTerm"), "raftTerm"),
-                    "leader": self.member_names.get(leader) if leader != "0" else None,
-                    "commit": as_int(answer.get("raftIndex"), "raftIndex"),
-                    "applied": as_int(answer.get("raftAppliedIndex"), "raftAppliedIndex"),
-                    "revision": as_int(header.get("revision"), "revision"), "member_id": me}
+            if lead and lead not in self.member_names:
+                await self._learn_members(self._gateway(test, node))
+            state = str(raft.get("raftState", ""))
+            return {"id": node, "role": state.removeprefix("State").lower(), "term": as_int(raft.get("term"), "term"),
+                    "leader": self.member_names.get(lead) if lead else None,
+                    "commit": as_int(raft.get("commit"), "commit"), "applied": as_int(raft.get("applied"), "applied"),
+                    "member_id": format(me, "x")}
         except GatewayError as exc:
-            raise EtcdDBError(f"{node}: /v3/maintenance/status failed: {exc.code}") from None
+            raise EtcdDBError(f"{node}: GET /debug/vars failed: {exc.code}") from None
 
     async def _learn_members(self, gw: Gateway) -> None:
         """Name every member ID from /v3/cluster/member/list (a member's name is its node's)."""
         members = (await gw.call("/v3/cluster/member/list", {})).get("members") or []
         for member in members:
             if isinstance(member, dict) and member.get("name"):
-                self.member_names[str(member.get("ID"))] = str(member["name"])
+                self.member_names[as_int(member.get("ID"), "ID")] = str(member["name"])
 
     async def metrics(self, test: TestContext, node: str) -> str:
         """GET /metrics (etcd's Prometheus exposition); EtcdDBError when it does not answer."""
@@ -221,6 +226,14 @@ class EtcdDB:
         leaders = [(s["term"], n) for n, s in zip(test.nodes, statuses, strict=True)
                    if s is not None and s["role"] == "leader"]
         return max(leaders)[1] if leaders else None
+
+
+def _member_id(text: Any) -> int:
+    """A member ID as raft.status writes it (hex), 0 for none; GatewayError when it is not hex."""
+    try:
+        return int(str(text or "0"), 16)
+    except ValueError:
+        raise GatewayError(f"bad-answer: member id {text!r}", definite=False) from None
 
 
 # Measured here (docs/etcd.md): under the shim with a +3600 s offset, `date` read 07:30 while etcd 3.4.23's own
