@@ -16,6 +16,7 @@ timeline. Linear in the history's size apart from sorting the latencies.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ def quantiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     ordered = sorted(values)
-    out = {name: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) for name, q in QUANTILES}
+    out = {name: round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1) for name, q in QUANTILES}
     return out | {"max": round(ordered[-1], 1)}
 
 
