@@ -520,7 +520,7 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         if run.valid is False:
             verdict += " (" + ", ".join(f"{k} {n}" for k, n in (("safety", run.safety), ("liveness", run.liveness))
                                         if n) + ")"
-        print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
+        print(f"[{i + 1}/{len(configs)}] {f'{run.db}: ' if run.db else ''}{run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
               f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
 
     def say(text: str) -> None:
