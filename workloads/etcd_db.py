@@ -19,7 +19,8 @@ follower's timeout in [e, 2e), so the worst case is 2e.
 
 What etcd cannot be put through here is declared in ETCD.refuses (checked before any host exists, exit 254) with
 the measured reason (docs/etcd.md): the clock nemesis (Go reads the clock through the vDSO, not libc's
-clock_gettime, so the LD_PRELOAD shim never reaches it) and the lab's local-read modes that are raftkv's.
+clock_gettime, so the LD_PRELOAD shim never reaches it), the disk nemesis (bbolt mmaps its file, which the FUSE
+layer cannot map) and the lab's local-read modes that are raftkv's.
 """
 
 from __future__ import annotations
@@ -243,10 +244,15 @@ CLOCK_REASON = ("the clock nemesis skews a daemon's clock through an LD_PRELOAD 
                 "(Go) reads the clock through the vDSO and bypasses it (measured: etcd's log timestamps stayed at "
                 "true time under a +3600 s offset, docs/etcd.md)")
 
+# Measured here: with the disk nemesis' FUSE layer mounted over the data dir, every member panicked at start with
+# "failed to open database ... member/snap/db: no such device" (bbolt mmaps its file; the layer cannot map it).
+DISK_REASON = ("etcd's storage (bbolt) mmaps its database file, which the disk nemesis' FUSE layer cannot map (measured: "
+               "every member panicked at start, 'failed to open database: no such device', docs/etcd.md)")
+
 ETCD_SPEC = DBSpec(
     name="etcd", factory=EtcdDB, clients=etcd_clients(client_address),
     description="etcd members (Debian's etcd-server, v3.4) started on each host, clients over the v3 JSON gateway",
-    refuses={"nemesis": {"clock": CLOCK_REASON},
+    refuses={"nemesis": {"clock": CLOCK_REASON, "disk": DISK_REASON},
              "read_consistency": {"lease": "etcd has no lease reads to ask for (its reads are linearizable or "
                                            "serializable)",
                                   "stale": "etcd's local read is --read-consistency serializable"}},

@@ -60,6 +60,7 @@ def test_serializable_reads_under_partitions_are_caught(etcd_prefix: str, tmp_pa
 
 @pytest.mark.parametrize(("args", "reason"), [
     (["--nemesis", "clock"], "db etcd refuses nemesis clock: .*vDSO"),
+    (["--nemesis", "kill,disk"], "db etcd refuses nemesis disk: .*no such device"),
     (["--read-consistency", "stale"], "db etcd refuses --read-consistency stale"),
 ])
 def test_what_etcd_cannot_be_tested_with_is_refused_before_any_host(
