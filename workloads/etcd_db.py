@@ -36,6 +36,7 @@ import aiohttp
 
 from harness.protocols import RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
+from harness.scrape import MetricPanel
 from workloads.etcd_api import Gateway, GatewayError, as_int
 from workloads.etcd_clients import etcd_clients
 
@@ -48,6 +49,19 @@ GONE_TIMEOUT_S = 10.0
 RECOVERY_ELECTIONS = 4
 RECONNECT_S = 2.0
 RESTART_S = 3.0
+
+
+# What a --monitor run's report plots (etcd 3.4's own metric names, from its /metrics).
+METRIC_PANELS = (
+    MetricPanel(title="Leader changes seen", metrics=("etcd_server_leader_changes_seen_total",)),
+    MetricPanel(title="Proposals committed and applied", show="rate", unit="/s",
+                metrics=("etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total")),
+    MetricPanel(title="Proposals failed", metrics=("etcd_server_proposals_failed_total",), show="rate", unit="/s"),
+    MetricPanel(title="WAL fsync latency, p99 per scrape", metrics=("etcd_disk_wal_fsync_duration_seconds",),
+                show="p99", unit="ms", scale=1000.0),
+    MetricPanel(title="Backend commit latency, p99 per scrape",
+                metrics=("etcd_disk_backend_commit_duration_seconds",), show="p99", unit="ms", scale=1000.0),
+)
 
 
 class EtcdDBError(RuntimeError):
@@ -214,6 +228,14 @@ class EtcdDB:
                 return await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EtcdDBError(f"{node}: GET /metrics failed: {type(exc).__name__}: {exc}") from None
+
+    def metrics_target(self, test: TestContext, node: str) -> str:
+        """harness.scrape.ScrapeTargets: a member serves /metrics on its client address."""
+        return client_address(test, node)
+
+    def metric_panels(self) -> tuple[MetricPanel, ...]:
+        """harness.scrape.MetricPanels: what a --monitor run's report plots."""
+        return METRIC_PANELS
 
     async def leader(self, test: TestContext) -> str | None:
         """The member that says it leads in the highest term any member reports, or None."""
