@@ -67,26 +67,44 @@ def rows(campaign: dict[str, Any]) -> list[list[str]]:
     return [row(cell, db, runs) for (cell, db), runs in groups.items()]
 
 
-def markdown(table: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+RUN_COLUMNS = ("cell", "db", "seed", "verdict", "ok rate", "ok rate in faults", "first ok after each heal (s)",
+               "latency p50 / p99 (ms)", "run")
+
+
+def run_rows(campaign: dict[str, Any]) -> list[list[str]]:
+    """One row per run (RUN_COLUMNS): the figures behind the summary, each heal's time to first ok in order."""
+    out = []
+    for run in sorted(campaign.get("runs", []), key=lambda r: (str(r["cell"]), str(r.get("seed")), str(r.get("db")))):
+        f = _figures(run)
+        heals = " ".join("-" if h["first_ok_s"] is None else f"{h['first_ok_s']:g}" for h in f["heals"]) if f else "-"
+        lat = f["latency_ms"] if f else None
+        out.append([str(run["cell"]), str(run.get("db") or "-"), str(run.get("seed")), _verdicts([run]),
+                    _mean([f["ok_rate"]] if f else []), _mean([f["faulted_ok_rate"]] if f else []), heals or "-",
+                    f"{lat['p50']:g} / {lat['p99']:g}" if lat else "-", str(run.get("run_dir") or run.get("error"))])
+    return out
+
+
+def markdown(columns: Sequence[str], table: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table]) + "\n"
 
 
-def html(table: list[list[str]], title: str) -> str:
-    head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
+def html_table(columns: Sequence[str], table: list[list[str]]) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in table)
-    return (f"<!doctype html><meta charset=utf-8><title>{esc(title)}</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}"
-            "table{border-collapse:collapse}</style>"
-            f"<h1>{esc(title)}</h1><table><tr>{head}</tr>{body}</table>\n")
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def render_campaign(record: Path) -> tuple[Path, Path]:
-    """Write campaign.md and campaign.html beside the campaign.json at `record`; their paths."""
+    """Write campaign.md and campaign.html beside the campaign.json at `record` (the per-cell summary, then every
+    run); their paths."""
     campaign = json.loads(record.read_text())
-    table = rows(campaign)
+    summary, runs = rows(campaign), run_rows(campaign)
     title = f"campaign {record.parent.name} (seed {campaign.get('seed')})"
     md, page = record.with_name("campaign.md"), record.with_name("campaign.html")
-    md.write_text(f"# {title}\n\n{markdown(table)}")
-    page.write_text(html(table, title))
+    md.write_text(f"# {title}\n\n{markdown(COLUMNS, summary)}\n## Runs\n\n{markdown(RUN_COLUMNS, runs)}")
+    page.write_text(f"<!doctype html><meta charset=utf-8><title>{esc(title)}</title>"
+                    "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}"
+                    f"table{{border-collapse:collapse}}</style><h1>{esc(title)}</h1>{html_table(COLUMNS, summary)}"
+                    f"<h2>Runs</h2>{html_table(RUN_COLUMNS, runs)}\n")
     return md, page

@@ -51,7 +51,9 @@ def test_the_campaign_page_puts_each_db_of_a_cell_side_by_side(tmp_path: Path) -
         {"cell": "partition", "db": "raftkv", "valid": True, "run_dir": str(run)},
         {"cell": "partition", "db": "etcd", "valid": False, "run_dir": None}]}))
     md, html = render_campaign(record)
-    lines = md.read_text().splitlines()
+    summary, runs = md.read_text().split("## Runs")
+    lines = summary.strip().splitlines()
     assert lines[-2] == "| partition | raftkv | 1 | 1 valid | 50.0% | 0.0% | 0.08 s / 0.08 s | 10 / 31 |"
     assert lines[-1] == "| partition | etcd | 1 | 1 invalid | - | - | - | - |"
+    assert f"| partition | raftkv | None | 1 valid | 50.0% | 0.0% | 0.08 | 10 / 31 | {run} |" in runs
     assert "<td>raftkv</td>" in html.read_text()

@@ -45,6 +45,18 @@ def test_a_register_run_under_partitions_and_kills_is_valid(etcd_prefix: str, tm
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize("workload", ["set", "list-append"])
+def test_collections_under_partitions_and_kills_are_valid(etcd_prefix: str, tmp_path: Path, workload: str) -> None:
+    run = etcd_run(etcd_prefix, tmp_path / "store", "--workload", workload, "--nemesis", "partition,kill",
+                   "--schedule", "cycle", "--nemesis-interval", "3", "--seed", "11")
+    assert run.code == 0, f"exit code {run.code}\n{run.output[-3000:]}"
+    result = run.results["checkers"][workload]
+    assert result["valid"] is True and result["anomalies"] == {} and result["acknowledged_count"] > 20, result
+    write = "add" if workload == "set" else "append"
+    assert {e["f"] for e in run.oks()} == {write, "read"}
+
+
+@pytest.mark.netns
 def test_serializable_reads_under_partitions_are_caught(etcd_prefix: str, tmp_path: Path) -> None:
     # Isolating the leader (or one node) leaves a member serving its local state while the majority writes on.
     # A short op timeout, so the isolated member's workers are not held by writes that cannot commit and keep
