@@ -108,6 +108,7 @@ class CampaignRun:
     # Of an invalid run: how many findings were of safety and how many of liveness (results.json "failures").
     safety: int = 0
     liveness: int = 0
+    db: str | None = None  # the DB it tested (--db; None: the workload's default)
 
 
 @dataclass
@@ -143,7 +144,8 @@ def _record(config: RunConfig, result: RunResult, wall_s: float) -> CampaignRun:
                        run_dir=str(result.run_dir) if result.run_dir else None, ok=result.tally.ok,
                        fail=result.tally.fail, info=result.tally.info, wall_s=round(wall_s, 1), error=result.error,
                        failpoint="+".join(config.failpoints) or None,
-                       safety=len(found.get("safety") or []), liveness=len(found.get("liveness") or []))
+                       safety=len(found.get("safety") or []), liveness=len(found.get("liveness") or []),
+                       db=config.db)
 
 
 async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, stop_on_invalid: bool = False,
@@ -185,6 +187,7 @@ async def run_campaign(configs: Sequence[RunConfig], *, store: Path, seed: int, 
             break
     campaign.save()
     _render_index(store)
+    _render_page(campaign.path)
     return campaign
 
 
@@ -206,6 +209,16 @@ def write_detection(campaign: Campaign, bugs: Sequence[PlantedBug], command: str
         log.warning("rendering the detection page failed: %s: %s", type(e).__name__, e)
     _render_index(campaign.path.parent.parent.parent)  # store/campaigns/<time>/campaign.json: the index links it
     return paths
+
+
+def _render_page(record: Path) -> None:
+    """The campaign page (reports.campaign) beside campaign.json; a failure to render is logged, not fatal."""
+    try:
+        from reports.campaign import render_campaign
+
+        render_campaign(record)
+    except Exception:  # noqa: BLE001 - the campaign's record stands without its page
+        log.exception("rendering the campaign page of %s failed", record)
 
 
 def _render_index(store: Path) -> None:

@@ -183,8 +183,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, campaign: bool) -> None:
                          "--runs-per-cell seeds and stops at its first detection, beside --control-runs clean runs, "
                          "and the campaign writes its detection table" if campaign else
                          "switch on the DB's planted bugs (comma-separated failpoint names) for this run"))
-    p.add_argument("--db", default=None, help="the system under test (default: the workload's; registered: "
-                     f"{', '.join(registry.names(registry.Kind.DB)) or 'none'})")
+    p.add_argument("--db", default=None, help=("the systems under test, comma-separated: every cell runs against "
+                                               "each, with the same seeds, side by side on the campaign page "
+                                               if campaign else "the system under test ") +
+                   f"(default: the workload's; registered: {', '.join(registry.names(registry.Kind.DB)) or 'none'})")
     p.add_argument("--backend", choices=BACKENDS, default="netns", help="how hosts are made: netns (default; network namespaces on a bridge, needs root), local "
                           "(processes on 127.77.x.y loopback addresses: no root, no network faults), ssh "
                           "(machines reached over SSH: --hosts or --hosts-file; README) or docker (one container per "
@@ -461,15 +463,19 @@ def _cmd_campaign(args: argparse.Namespace, plugin_dests: list[str]) -> int:
     seed = args.seed if args.seed is not None else random_seed()
     cells = campaign_cells(args)
     bugs: list[PlantedBug] = []
+    dbs = [d for d in (args.db or "").split(",") if d] or [None]  # --db a,b: the same cells against each
     try:
-        base = _config(args, plugin_dests, (), seed)
-        if args.failpoints:
-            bugs = _planted(base, args.failpoints)
-            configs = plan_failpoints(base, bugs, cells, args.runs_per_cell, seed, args.control_runs)
-        else:
-            configs = plan(base, cells, args.runs_per_cell, seed, main_runs=args.main_runs)
-        for cell in cells:
-            _config(args, plugin_dests, cell, seed)  # every cell's nemeses exist
+        configs = []
+        for db in dbs:
+            per_db = argparse.Namespace(**{**vars(args), "db": db})
+            base = _config(per_db, plugin_dests, (), seed)
+            if args.failpoints:
+                bugs = _planted(base, args.failpoints)
+                configs += plan_failpoints(base, bugs, cells, args.runs_per_cell, seed, args.control_runs)
+            else:
+                configs += plan(base, cells, args.runs_per_cell, seed, main_runs=args.main_runs)
+            for cell in cells:
+                _config(per_db, plugin_dests, cell, seed)  # every cell's nemeses exist and the DB takes them
     except (ConfigError, ValueError) as e:
         print(f"harness campaign: error: {e}", file=sys.stderr)
         return ExitCode.BAD_ARGUMENTS
@@ -514,7 +520,7 @@ def _campaign_with_progress(configs: list[RunConfig], args: argparse.Namespace, 
         if run.valid is False:
             verdict += " (" + ", ".join(f"{k} {n}" for k, n in (("safety", run.safety), ("liveness", run.liveness))
                                         if n) + ")"
-        print(f"[{i + 1}/{len(configs)}] {run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
+        print(f"[{i + 1}/{len(configs)}] {f'{run.db}: ' if run.db else ''}{run.cell} seed {run.seed}: {verdict} (exit {run.exit_code}); ok {run.ok}, "
               f"fail {run.fail}, info {run.info}; {run.wall_s:.0f} s; {run.run_dir or run.error}", flush=True)
 
     def say(text: str) -> None:

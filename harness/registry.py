@@ -128,6 +128,19 @@ class DBSpec:
     # The clients this DB offers, by workload name: ``clients["set"](options)`` -> a fresh, unopened Client that
     # speaks that workload's operation vocabulary (a DB-neutral workload finds its client here: client_for).
     clients: Mapping[str, Callable[[Mapping[str, Any]], Client]] = field(default_factory=dict)
+    # What this DB cannot be tested with, and why (a measured reason): option name -> value -> reason, where the
+    # option "nemesis" means a selected nemesis. harness.run.resolve refuses such a run before any host exists.
+    refuses: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def refusal(self, nemeses: Iterable[str], options: Mapping[str, Any]) -> str | None:
+        """Why this DB refuses a run with these nemeses and options (``refuses``), or None."""
+        chosen = {"nemesis": list(nemeses), **{k: [v] for k, v in options.items() if isinstance(v, str)}}
+        for option, values in self.refuses.items():
+            for value in chosen.get(option, []):
+                if value in values:
+                    what = f"nemesis {value}" if option == "nemesis" else f"--{option.replace('_', '-')} {value}"
+                    return f"db {self.name} refuses {what}: {values[value]}"
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

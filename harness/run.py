@@ -194,6 +194,11 @@ def resolve(config: RunConfig) -> tuple[registry.Workload, registry.DBSpec, list
             detection.select(dbspec.failpoints, config.failpoints, dbspec.name)
         except detection.CatalogError as e:
             raise ConfigError(str(e)) from None
+    if ALL_NEMESES in config.nemeses:  # `all`: every nemesis this DB can be tested with
+        nems = [spec for spec in nems if spec.name not in dbspec.refuses.get("nemesis", {})]
+    refused = dbspec.refusal([spec.name for spec in nems], config.extra)
+    if refused is not None:
+        raise ConfigError(refused)
     have = FEATURES.get(config.backend, frozenset())
     for spec in nems:
         if not spec.needs <= have:

@@ -352,8 +352,18 @@ class RaftkvFailpoints:
         return {"raftkv_failpoints": failpoint_list(",".join(names))}
 
 
+def register_client(options: Mapping[str, Any]) -> Any:
+    """The register workload's raftkv client (workloads.raftkv_register), imported on use: that module imports
+    this one for the client addresses."""
+    from workloads.raftkv_register import RegisterClient
+
+    return RegisterClient(options)
+
+
 RAFTKV = DBSpec(
-    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(), clients=array_clients(client_address),
+    name="raftkv", factory=RaftkvDB, failpoints=RaftkvFailpoints(),
+    clients={**array_clients(client_address), "register": register_client},
+    refuses={"read_consistency": {"serializable": "raftkv's local read is --read-consistency stale"}},
     description="raftkv nodes started as `python -m raftkv serve` on each host",
     options=(Option(flag="--raftkv-tick-ms", type=int_in(1, 10_000), default=DEFAULT_TICK_MS,
                     help=f"raftkv tick length in ms (default {DEFAULT_TICK_MS})"),

@@ -25,8 +25,9 @@ from raftkv.client import (
     Unavailable,
     VersionMismatch,
 )
-from workloads import common, register
-from workloads.register import NodeBoundClient, RegisterClient, RegisterGen, final_generator, generator
+from workloads import common, raftkv_register, register
+from workloads.raftkv_register import NodeBoundClient, RegisterClient
+from workloads.register import RegisterGen, final_generator, generator
 
 OPTIONS = {"keys": 3}
 
@@ -283,7 +284,7 @@ async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path
             super().__init__(Timeout("no answer"))
             made.append((list(addresses), kwargs))
 
-    monkeypatch.setattr(register, "KVClient", RecordingKV)
+    monkeypatch.setattr(raftkv_register, "KVClient", RecordingKV)
     client, _ = await opened(tmp_path, Timeout("no answer"), client_sessions="off")
     await client.invoke(None, GET)  # type: ignore[arg-type]
     assert made[-1][0] == ["10.0.0.13:8000", "10.0.0.11:8000", "10.0.0.12:8000"]
@@ -292,10 +293,10 @@ async def test_a_read_without_an_answer_moves_on_to_the_next_node(tmp_path: Path
 
 
 def test_the_client_answers_before_the_engine_gives_up() -> None:
-    assert register.client_timeout({"op_timeout": 5.0}) == 4.5
-    assert register.client_timeout({"op_timeout": 1.0}) == 0.8
-    assert register.client_timeout({}) == 4.5
-    assert 0 < register.client_timeout({"op_timeout": 0.01}) <= 0.05
+    assert raftkv_register.client_timeout({"op_timeout": 5.0}) == 4.5
+    assert raftkv_register.client_timeout({"op_timeout": 1.0}) == 0.8
+    assert raftkv_register.client_timeout({}) == 4.5
+    assert 0 < raftkv_register.client_timeout({"op_timeout": 0.01}) <= 0.05
 
 
 async def test_lease_reads_ask_the_leader_under_its_lease(tmp_path: Path) -> None:
@@ -340,13 +341,13 @@ def _reply(code: str, status: int | None = None, definite: bool | None = None, *
 ])
 def test_node_mode_records_the_nodes_answer_with_jepsens_certainty(f: str, reply: Reply,
                                                                    expected: tuple[str, Any, str | None]) -> None:
-    assert register.completion(f, reply) == expected
+    assert raftkv_register.completion(f, reply) == expected
 
 
 @pytest.mark.parametrize("code", sorted(ERRORS))
 def test_a_writes_refusal_is_fail_exactly_when_the_error_table_says_definite(code: str) -> None:
     for f in ("put", "delete"):
-        type_, _, error = register.completion(f, _reply(code))
+        type_, _, error = raftkv_register.completion(f, _reply(code))
         assert (type_, error) == ("fail" if ERRORS[code].definite else "info", code)
 
 

@@ -12,7 +12,7 @@ from nemesis.partition import PartitionNemesis
 from nemesis.process import KillNemesis, PauseNemesis
 from nemesis.specs import comma_list
 from workloads.raftkv_db import RaftkvDB
-from workloads.register import RegisterClient
+from workloads.raftkv_register import RegisterClient
 
 
 def test_the_registry_finds_every_plugin_of_the_lab() -> None:
