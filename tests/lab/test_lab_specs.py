@@ -23,7 +23,8 @@ def test_the_registry_finds_every_plugin_of_the_lab() -> None:
     assert workload.db == "raftkv"
     assert {o.flag for o in workload.options} == {"--keys", "--read-consistency", "--client-mode", "--client-sessions",
                                                   "--mix"}
-    assert isinstance(workload.client({"read_consistency": "stale"}), RegisterClient)
+    raftkv_client = registry.client_for(registry.db("raftkv"), workload)
+    assert isinstance(raftkv_client({"read_consistency": "stale"}), RegisterClient)
     assert isinstance(registry.db("raftkv").factory({"raftkv_tick_ms": 30}), RaftkvDB)
 
 
