@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,13 +38,13 @@ from harness.registry import DBSpec, Option, int_in
 from harness.scrape import MetricPanel
 from workloads.etcd_api import Gateway, GatewayError, as_int
 from workloads.etcd_clients import etcd_clients
+from workloads.node_processes import SignalledNodes
 
 ETCD = "/usr/bin/etcd"
 PEER_PORT = 2380
 CLIENT_PORT = 2379
 DEFAULT_ELECTION_MS = 1000
 STATUS_TIMEOUT_S = 1.0
-GONE_TIMEOUT_S = 10.0
 RECOVERY_ELECTIONS = 4
 RECONNECT_S = 2.0
 RESTART_S = 3.0
@@ -77,14 +76,17 @@ def peer_url(test: TestContext, node: str) -> str:
     return f"http://{test.host(node).address}:{PEER_PORT}"
 
 
-class EtcdDB:
-    """One per run; `options` may carry etcd_election_ms. PIDs are the adapter's own state, as raftkv's."""
+class EtcdDB(SignalledNodes):
+    """One per run; `options` may carry etcd_election_ms. Process (pids, kill, pause...): as raftkv's,
+    workloads.node_processes."""
+
+    process_error = EtcdDBError
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
         options = options or {}
         self.election_ms = int(options.get("etcd_election_ms") or DEFAULT_ELECTION_MS)
         self.token = f"lab-{secrets.token_hex(8)}"  # a fresh cluster per run: members of another run never join
-        self.pids: dict[str, int] = {}
         self.member_names: dict[int, str] = {}  # member ID -> node name
         self._start_locks: dict[str, asyncio.Lock] = {}
         self._gateways: dict[str, tuple[asyncio.AbstractEventLoop, Gateway]] = {}
@@ -137,41 +139,12 @@ class EtcdDB:
             self.pids[node] = await test.host(node).spawn(self.command(test, node), env=env,
                                                           log_path=self.log_file(test, node))
 
-    async def kill(self, test: TestContext, node: str) -> None:
-        """SIGKILL the member and return once it is gone (a restart then never races it for its ports)."""
-        pid = self.pids.get(node)
-        if pid is None:
-            return
-        host = test.host(node)
-        await host.signal(pid, signal.SIGKILL)
-        deadline = asyncio.get_running_loop().time() + GONE_TIMEOUT_S
-        while await host.alive(pid):
-            if asyncio.get_running_loop().time() >= deadline:
-                raise EtcdDBError(f"{node}: pid {pid} still alive {GONE_TIMEOUT_S:g} s after SIGKILL")
-            await asyncio.sleep(0.005)  # the kernel reaps in ~2 ms; nothing to await but the process table
-        self.pids.pop(node, None)
-
-    async def pause(self, test: TestContext, node: str) -> None:
-        if node in self.pids:
-            await test.host(node).signal(self.pids[node], signal.SIGSTOP)
-
-    async def resume(self, test: TestContext, node: str) -> None:
-        if node in self.pids:
-            await test.host(node).signal(self.pids[node], signal.SIGCONT)
-
-    async def is_running(self, test: TestContext, node: str) -> bool:
-        pid = self.pids.get(node)
-        return pid is not None and await test.host(node).alive(pid)
-
     async def teardown(self, test: TestContext, node: str) -> None:
         """Close the status session, stop the member (a stopped one is continued first), remove its data."""
         held = self._gateways.pop(node, None)
         if held is not None:
             await held[1].close()
-        pid = self.pids.get(node)
-        if pid is not None:
-            await test.host(node).signal(pid, signal.SIGCONT)
-            await self.kill(test, node)
+        await self.stop_process(test, node)
         with contextlib.suppress(RemoteError):  # the host may already be gone; its data dir went with it
             await test.host(node).exec(["rm", "-rf", self.data_dir(test, node)])
 

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from harness.registry import DBSpec, Option, int_in
 from harness.scrape import MetricPanel
 from raftkv.client import KVClient, RaftKVError
 from raftkv.failpoints import ALLOW_ENV, ENV, FAILPOINTS, FailpointError, parse_names
+from workloads.node_processes import SignalledNodes
 from workloads.raftkv_clients import array_clients
 
 PEER_PORT = 7000
@@ -61,7 +61,6 @@ DEFAULT_ELECTION_TICKS = 10
 DEFAULT_SNAPSHOT_ENTRIES = 200
 STATUS_TIMEOUT_S = 1.0
 DIGEST_TIMEOUT_S = 5.0
-GONE_TIMEOUT_S = 10.0
 # The recovery bound (recovery_bound_s): docs/lab.md gives the measured recovery times it is set against.
 RECOVERY_ELECTIONS = 4
 RECONNECT_S = 2.0
@@ -102,11 +101,14 @@ METRIC_PANELS = (
 )
 
 
-class RaftkvDB:
+class RaftkvDB(SignalledNodes):
     """One per run. `options` may carry raftkv_tick_ms, raftkv_election_ticks, raftkv_lease and
-    raftkv_failpoints (a comma-separated list of failpoint names)."""
+    raftkv_failpoints (a comma-separated list of failpoint names). Process: workloads.node_processes."""
+
+    process_error = RaftkvDBError
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
         options = options or {}
         self.tick_ms = int(options.get("raftkv_tick_ms") or DEFAULT_TICK_MS)
         self.election_ticks = int(options.get("raftkv_election_ticks") or DEFAULT_ELECTION_TICKS)
@@ -118,7 +120,6 @@ class RaftkvDB:
         # from the OS per run, never from the seed: a seed is printed and stored, a secret is not.
         self.peer_secret = secrets.token_hex(32)
         self.failpoints = failpoint_list(str(options.get("raftkv_failpoints") or ""))
-        self.pids: dict[str, int] = {}
         self._start_locks: dict[str, asyncio.Lock] = {}
         # One keep-alive client per node for the status polls (the monitor asks every node twice a second): a new
         # HTTP session per poll cost more than the poll. Kept with the loop it was made on, which it is bound to.
@@ -195,43 +196,11 @@ class RaftkvDB:
         self.pids[node] = await test.host(node).spawn(self.command(test, node), log_path=self.stdout_file(test, node),
                                                       env=env, cwd=runtime.cwd)
 
-    async def kill(self, test: TestContext, node: str) -> None:
-        pid = self.pids.get(node)
-        if pid is None:
-            return
-        host = test.host(node)
-        await host.signal(pid, signal.SIGKILL)
-        await self._await_gone(test, node, pid)
-        self.pids.pop(node, None)
-
-    async def _await_gone(self, test: TestContext, node: str, pid: int) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + GONE_TIMEOUT_S
-        while await test.host(node).alive(pid):
-            if loop.time() >= deadline:
-                raise RaftkvDBError(f"{node}: pid {pid} still alive {GONE_TIMEOUT_S:g} s after SIGKILL")
-            await asyncio.sleep(0.005)  # the kernel reaps in ~2 ms; nothing to await but the process table
-
-    async def pause(self, test: TestContext, node: str) -> None:
-        if node in self.pids:
-            await test.host(node).signal(self.pids[node], signal.SIGSTOP)
-
-    async def resume(self, test: TestContext, node: str) -> None:
-        if node in self.pids:
-            await test.host(node).signal(self.pids[node], signal.SIGCONT)
-
-    async def is_running(self, test: TestContext, node: str) -> bool:
-        pid = self.pids.get(node)
-        return pid is not None and await test.host(node).alive(pid)
-
     async def teardown(self, test: TestContext, node: str) -> None:
         held = self._status_clients.pop(node, None)
         if held is not None:
             await held[1].close()
-        pid = self.pids.get(node)
-        if pid is not None:
-            await test.host(node).signal(pid, signal.SIGCONT)  # a stopped process must not linger stopped
-            await self.kill(test, node)
+        await self.stop_process(test, node)
         with contextlib.suppress(RemoteError):  # the host may already be gone; its data dir then went with it
             await test.host(node).exec(["rm", "-rf", self.data_dir(test, node)])
 
