@@ -121,24 +121,25 @@ def test_remote_exec_files_and_daemons_inside_the_containers(hosts: tuple[Docker
         with pytest.raises(RemoteError, match="no such file"):
             await n1.download("/nonexistent", tmp_path / "none")
         # A daemon: reachable from the other container and from the controller; kill -9 ends it, not the container.
-        pid = await n1.spawn([n1.python, "-m", "http.server", "--bind", n1.address, "9100"],
+        py1, py2 = n1.python_runtime().python, n2.python_runtime().python  # harness.protocols.HostPython
+        pid = await n1.spawn([py1, "-m", "http.server", "--bind", n1.address, "9100"],
                              log_path="/var/lib/raftkv-lab/log/http.log")
         assert await n1.alive(pid)
         probe = f"import urllib.request as u; u.urlopen('http://{n1.address}:9100/', timeout=2)"
-        await _await_ok(n2, [n2.python, "-c", probe])
+        await _await_ok(n2, [py2, "-c", probe])
         assert await n1.signal(pid, signal.SIGKILL)
         assert not await n1.alive(pid)  # reaped: PID 1 of the container reaps, no zombie is left
         assert (await n1.exec(["true"])).returncode == 0  # the container lives on
         assert not await n1.signal(pid, signal.SIGTERM)
         # iptables in the container's own namespace (what the partition nemesis does).
         await n2.exec(["iptables", "-I", "INPUT", "-s", n1.address, "-j", "DROP"])
-        pid = await n2.spawn([n2.python, "-m", "http.server", "--bind", n2.address, "9100"],
+        pid = await n2.spawn([py2, "-m", "http.server", "--bind", n2.address, "9100"],
                              log_path="/var/lib/raftkv-lab/log/http.log")
-        cut = await n1.exec([n1.python, "-c", probe.replace(n1.address, n2.address).replace("2)", "1)")],
+        cut = await n1.exec([py1, "-c", probe.replace(n1.address, n2.address).replace("2)", "1)")],
                             check=False)
         assert cut.returncode != 0
         await n2.exec(["iptables", "-D", "INPUT", "-s", n1.address, "-j", "DROP"])
-        await _await_ok(n1, [n1.python, "-c", probe.replace(n1.address, n2.address)])
+        await _await_ok(n1, [py1, "-c", probe.replace(n1.address, n2.address)])
         assert await n2.signal(pid, signal.SIGKILL)
 
     asyncio.run(scenario())
