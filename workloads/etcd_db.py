@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from harness.protocols import RemoteError, TestContext
+from harness.protocols import Remote, RemoteError, TestContext
 from harness.registry import DBSpec, Option, int_in
 from harness.scrape import MetricPanel
 from workloads.etcd_api import Gateway, GatewayError, as_int
@@ -41,6 +41,7 @@ from workloads.etcd_clients import etcd_clients
 from workloads.node_processes import SignalledNodes
 
 ETCD = "/usr/bin/etcd"
+ETCD_PACKAGE = "etcd-server"  # Debian's package of the etcd binary
 PEER_PORT = 2380
 CLIENT_PORT = 2379
 DEFAULT_ELECTION_MS = 1000
@@ -74,6 +75,23 @@ def client_address(test: TestContext, node: str) -> str:
 
 def peer_url(test: TestContext, node: str) -> str:
     return f"http://{test.host(node).address}:{PEER_PORT}"
+
+
+INSTALL_TIMEOUT_S = 600.0  # apt-get on a slow mirror; a host without any mirror fails at once
+
+
+async def ensure_etcd(host: Remote, node: str) -> None:
+    """etcd's binary on `host`: there already, or installed through the backend with Debian's package (the
+    host's own apt sources: a host without a reachable mirror gets EtcdDBError with apt's last words)."""
+    if (await host.exec(["test", "-x", ETCD], check=False)).returncode == 0:
+        return
+    install = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends",
+               ETCD_PACKAGE]
+    done = await host.exec(install, check=False, timeout=INSTALL_TIMEOUT_S)
+    if done.returncode != 0 or (await host.exec(["test", "-x", ETCD], check=False)).returncode != 0:
+        said = (done.stderr or done.stdout or "").strip().splitlines()[-3:]
+        raise EtcdDBError(f"{node}: {ETCD} is missing and `apt-get install {ETCD_PACKAGE}` on the host failed "
+                          f"(exit {done.returncode}): {' | '.join(said) or 'no output'}")
 
 
 class EtcdDB(SignalledNodes):
@@ -121,11 +139,9 @@ class EtcdDB(SignalledNodes):
                 "--election-timeout", str(self.election_ms)]
 
     async def setup(self, test: TestContext, node: str) -> None:
-        """Check the binary is there, create the directories, record the argv (nothing starts)."""
+        """Install etcd where it is missing, create the directories, record the argv (nothing starts)."""
         host = test.host(node)
-        found = await host.exec(["test", "-x", ETCD], check=False)
-        if found.returncode != 0:
-            raise EtcdDBError(f"{node}: {ETCD} is missing (Debian: apt-get install etcd-server; scripts/bootstrap)")
+        await ensure_etcd(host, node)
         await host.exec(["mkdir", "-p", self.data_dir(test, node), test.backend.log_dir(node)])
         text = " ".join(self.command(test, node)) + "\n"
         await host.exec(["sh", "-c", 'cat > "$1"', "sh", self.args_file(test, node)], stdin=text.encode())
