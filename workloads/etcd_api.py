@@ -76,13 +76,19 @@ def first_kv(answer: Mapping[str, Any]) -> dict[str, Any] | None:
     return kvs[0] if kvs else None
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """`text` decoded when it is a JSON object; None for anything else (not JSON, or another JSON value)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def http_error(status: int, text: str) -> GatewayError:
     """The GatewayError of a non-200 answer: definite only for the gRPC codes of DEFINITE_GRPC_CODES."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    body = _json_object(text)
+    if body is None:
         return GatewayError(f"http-{status}", definite=False)
     grpc = body.get("code")
     message = str(body.get("message") or body.get("error") or "")[:120]
@@ -119,11 +125,8 @@ class Gateway:
             raise GatewayError(f"connection-lost: {type(exc).__name__}", definite=False) from None
         if status != 200:
             raise http_error(status, text)
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
+        answer = _json_object(text)
+        if answer is None:
             raise GatewayError(f"bad-answer: {text[:80]!r}", definite=False)
         return answer
 
