@@ -5,7 +5,8 @@ A schedule (harness.hunt) knows nothing of iptables or signals; a nemesis knows 
 
 - ``effect``: what the fault does to its targets, so a schedule can build named moves ("isolate the leader" needs a
   ``CUT``, "leader churn" a ``CRASH``, "pause the leader past its lease" a ``FREEZE``, "power loss" a ``SLOW``
-  and a ``CRASH``); ``FAIL`` and ``OTHER`` faults are drawn at random only.
+  and a ``CRASH``, "a cut-off leader on a slow clock" a ``CUT`` and a ``LAG``); ``FAIL`` and ``OTHER`` faults are
+  drawn at random only.
 - ``aims``: how to aim a start, as the fields to put in the start op's value, in the nemesis's own vocabulary:
   ``aims["leader"]`` aims at the current leader (e.g. ``{"target": "leader"}`` or ``{"shape": "leader"}``),
   ``aims["one"]`` at one node chosen at random, ``"minority"`` / ``"majority"`` at that many random nodes,
@@ -35,6 +36,7 @@ class Effect(enum.Enum):
     FREEZE = "freeze"  # the targets stop running and resume where they were (SIGSTOP)
     CUT = "cut"  # the targets lose their network to some peers (a partition)
     SLOW = "slow"  # the targets run on, slower (a slow disk: each write and fsync waits)
+    LAG = "lag"  # the targets' monotonic clocks run slow: every timer of theirs fires late (heartbeats, leases)
     FAIL = "fail"  # the targets' storage fails; a node stops itself at its next write, restarted at the stop
     OTHER = "other"  # anything else (slow links, clock skew, a power loss at the stop): drawn at random, in no move
 

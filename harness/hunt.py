@@ -23,6 +23,13 @@ running, so faults of different kinds overlap. An episode is either a random fau
   keeping what was not fsynced, one power cut), end the slowness while they are down, and restart them after 0.5
   to 1.5 timeouts. A write the crashed followers acknowledged but had not persisted is then missing from a majority,
   which may elect a leader without it.
+- ``lagging-leader``: cut the leader off, and at once slow its monotonic clock (a ``LAG`` aimed at the leader,
+  started before its CheckQuorum can notice the cut), for 8 to 24 election timeouts; heal the cut while its clock
+  is still slow, and give it true time back 0.5 to 2 timeouts later. The old leader believes it leads 10 to 100
+  times longer than it should: everything it answers alone meanwhile is tested (reads served from a lease or
+  without a quorum round go stale once the majority's new leader writes; the hold outlasts an op timeout, so the
+  node-bound workers stuck in its writes come back and read), and when the cut heals it still sends APPENDs of
+  its old term with the entries it took alone (a follower that does not check the term takes them).
 
 Times scale with the DB's worst-case election timeout (harness.protocols.Timing; 1 s when the DB does not say).
 Moves need fault kinds that play a role (harness.faults: a ``CUT``, a ``CRASH``, a ``FREEZE``, a ``SLOW``, with
@@ -63,7 +70,8 @@ from harness.generator import (
 )
 
 RANDOM = "random"
-MOVES = ("isolate-leader", "leader-churn", "leader-pause", "election-crash", "flapping-partition", "power-loss")
+MOVES = ("isolate-leader", "leader-churn", "leader-pause", "election-crash", "flapping-partition", "power-loss",
+         "lagging-leader")
 DEFAULT_FAULT_RATE = 12.0  # episodes per minute: a start every 5 s on average, several overlapping
 MAX_FAULT_RATE = 120.0  # an episode every half second: denser would queue on the single nemesis thread
 DEFAULT_MOVE_SHARE = 0.4
@@ -205,6 +213,20 @@ def _power_loss(rng: random.Random, kinds: Sequence[str], traits: Mapping[str, F
             {"f": "stop", "value": {"fault": crash, "move": move}}]
 
 
+def _lagging_leader(rng: random.Random, kinds: Sequence[str], traits: Mapping[str, FaultTraits],
+                    e: float) -> Steps:
+    cut, lag = kinds
+    move = "lagging-leader"
+    # The lag right after the cut, with no pause between: the leader is still the one the DB names, and its
+    # CheckQuorum (an election timeout on its own clock) has not run out. The clock stays slow past the heal.
+    return [{"f": "start", "value": {"fault": cut, **_aim(traits[cut], "leader"), "move": move}},
+            {"f": "start", "value": {"fault": lag, **_aim(traits[lag], "leader"), "move": move}},
+            synchronize(sleep(rng.uniform(8, 24) * e)),
+            {"f": "stop", "value": {"fault": cut, "move": move}},
+            synchronize(sleep(rng.uniform(0.5, 2) * e)),
+            {"f": "stop", "value": {"fault": lag, "move": move}}]
+
+
 # Each name with its variants (an election-crash follows a leader kill or a partition heal, whichever fits).
 MOVE_TABLE: dict[str, tuple[Move, ...]] = {
     "isolate-leader": (Move("isolate-leader", ((Effect.CUT, ("leader",)),), _isolate_leader),),
@@ -215,6 +237,8 @@ MOVE_TABLE: dict[str, tuple[Move, ...]] = {
     "flapping-partition": (Move("flapping-partition", ((Effect.CUT, ()),), _flapping_partition),),
     "power-loss": (Move("power-loss", ((Effect.SLOW, ("followers",)), (Effect.CRASH, ("leader-and-majority",))),
                         _power_loss),),
+    "lagging-leader": (Move("lagging-leader", ((Effect.CUT, ("leader",)), (Effect.LAG, ("leader",))),
+                            _lagging_leader),),
 }
 assert tuple(MOVE_TABLE) == MOVES
 assert all(len({e for e, _ in m.roles}) == len(m.roles) for ms in MOVE_TABLE.values() for m in ms)

@@ -14,8 +14,8 @@ Options they add to `harness run`:
   (nemesis.targets.TARGET_SPECS; default all of them);
 - `--packet-behaviours`, `--packet-targets`, `--packet-delay-ms`, `--packet-jitter-ms`, `--packet-loss`: what a
   packet start picks from and how hard it hits (nemesis.packet);
-- `--clock-targets`, `--clock-max-skew-s`: whose wall clock a clock start skews, and by at most how much
-  (nemesis.clock);
+- `--clock-targets`, `--clock-max-skew-s`, `--clock-min-rate`, `--clock-max-rate`: whose clocks a clock or
+  clock-rate start moves, by at most how much skew, and how slow a slowed monotonic clock runs (nemesis.clock);
 - `--disk-faults a,b,...`, `--disk-targets`, `--disk-delay-ms`, `--disk-jitter-ms`: which disk faults are drawn
   (by the hunt with the others' kinds; under `--schedule cycle` by the disk nemesis's own start/stop cycle, every
   --nemesis-interval), whose disks, and how slow "slow" is (nemesis.disk); `--disk-unsynced keep|episodes`: whether every crash is a power loss (nemesis.disk).
@@ -31,7 +31,8 @@ from harness import generator as gen
 from harness.faults import AIMS, Effect, FaultTraits
 from harness.protocols import DataDir, Process
 from harness.registry import NemesisSpec, Option
-from nemesis.clock import DEFAULT_MAX_SKEW_S, ClockNemesis
+from nemesis.clock import DEFAULT_MAX_RATE, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_RATE, ClockNemesis
+from nemesis.clock import KINDS as CLOCK_KINDS
 from nemesis.disk import DEFAULT_DELAY_MS as DISK_DELAY_MS
 from nemesis.disk import DEFAULT_JITTER_MS as DISK_JITTER_MS
 from nemesis.disk import FAULTS as DISK_FAULTS
@@ -93,7 +94,16 @@ def _packet(options: Mapping[str, Any], rng: random.Random) -> PacketNemesis:
 
 def _clock(options: Mapping[str, Any], rng: random.Random) -> ClockNemesis:
     return ClockNemesis(rng, targets=options.get("clock_targets") or DEFAULT_TARGETS,
-                        max_skew_s=_number(options, "clock_max_skew_s", DEFAULT_MAX_SKEW_S))
+                        max_skew_s=_number(options, "clock_max_skew_s", DEFAULT_MAX_SKEW_S),
+                        min_rate=_number(options, "clock_min_rate", DEFAULT_MIN_RATE),
+                        max_rate=_number(options, "clock_max_rate", DEFAULT_MAX_RATE))
+
+
+def _clock_traits(options: Mapping[str, Any]) -> dict[str, FaultTraits]:
+    """A skew does nothing a schedule can cast (OTHER); a slowed monotonic clock is a LAG (harness.faults). Each
+    weighs half, so the family is drawn as often as a nemesis of one kind."""
+    aims = _target_aims(options.get("clock_targets") or DEFAULT_TARGETS)
+    return {"clock": FaultTraits(Effect.OTHER, aims, weight=0.5), "clock-rate": FaultTraits(Effect.LAG, aims, weight=0.5)}
 
 
 def _aims(field: str, allowed: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -178,6 +188,7 @@ def number_in(name: str, accept: Callable[[float], bool], what: str) -> Callable
 _positive = number_in("seconds", lambda v: v > 0, "a number > 0")
 _probability = number_in("probability", lambda v: 0 < v <= 1, "a probability in (0, 1]")
 _non_negative = number_in("milliseconds", lambda v: v >= 0, "a number >= 0")
+_rate = number_in("rate", lambda v: 0 < v < 1, "a share of true time in (0, 1)")
 
 
 PARTITION = NemesisSpec(
@@ -222,13 +233,19 @@ PACKET = NemesisSpec(
 )
 
 CLOCK = NemesisSpec(
-    name="clock", factory=_clock, traits=_targeted_traits("clock", Effect.OTHER, "clock_targets"),
-    description="wall-clock skew of the DB's daemons (an LD_PRELOAD shim built with gcc; monotonic clocks, sleeps "
-                "and timeouts untouched): each start moves the targets' clocks up to +-max skew",
+    name="clock", factory=_clock, faults=frozenset(CLOCK_KINDS), traits=_clock_traits,
+    description="clock faults of the DB's daemons through an LD_PRELOAD shim built with gcc: clock, a wall-clock "
+                "skew of up to +-max skew (monotonic clocks untouched); clock-rate, a monotonic clock running at a "
+                "small fraction of true time, so the targets' timers (heartbeats, CheckQuorum, leases) fire late",
     options=(Option(flag="--clock-targets", type=comma_list(TARGET_SPECS), default=DEFAULT_TARGETS,
                     help=f"whose clock a start skews ({', '.join(TARGET_SPECS)}); default all"),
              Option(flag="--clock-max-skew-s", type=_positive, default=DEFAULT_MAX_SKEW_S,
-                    help=f"largest skew in seconds, either way (default {DEFAULT_MAX_SKEW_S:g})")),
+                    help=f"largest skew in seconds, either way (default {DEFAULT_MAX_SKEW_S:g})"),
+             Option(flag="--clock-min-rate", type=_rate, default=DEFAULT_MIN_RATE,
+                    help=f"slowest monotonic rate a clock-rate start draws, as a share of true time "
+                         f"(default {DEFAULT_MIN_RATE:g})"),
+             Option(flag="--clock-max-rate", type=_rate, default=DEFAULT_MAX_RATE,
+                    help=f"fastest such rate, below 1 (default {DEFAULT_MAX_RATE:g}; drawn log-uniformly between)")),
 )
 
 DISK = NemesisSpec(

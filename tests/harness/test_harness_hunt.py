@@ -34,6 +34,7 @@ KINDS: dict[str, FaultTraits] = {
     "pause": FaultTraits(Effect.FREEZE, aims("target", "leader", "one")),
     "packet": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
     "clock": FaultTraits(Effect.OTHER, aims("target", "leader", "one")),
+    "clock-rate": FaultTraits(Effect.LAG, aims("target", "leader", "one")),
 }
 
 
@@ -113,7 +114,9 @@ def test_every_fault_ends_by_itself_within_a_bounded_hold() -> None:
     for seed in range(10):
         fs = faults(simulate(seed, et=et, until=True))
         assert fs and all(f.stop is not None for f in fs)
-        assert max(f.stop - f.start for f in fs) <= secs(10 * et) + 20 * MS  # type: ignore[operator]
+        # The longest hold is a lagging leader's clock: 24 timeouts of cut, then up to 2 more.
+        assert max(f.stop - f.start for f in fs) <= secs(26 * et) + 40 * MS  # type: ignore[operator]
+        assert max(f.stop - f.start for f in fs if f.move != "lagging-leader") <= secs(10 * et) + 20 * MS  # type: ignore[operator]
         assert min(f.stop - f.start for f in fs) >= secs(0.1 * et)  # type: ignore[operator]
 
 
@@ -199,6 +202,25 @@ def test_a_power_loss_slows_the_followers_disks_then_power_cuts_the_leader_and_a
         assert secs(0.2 * et) <= kill.start - slow.start - 10 * MS <= secs(et)
         assert slow.stop is not None and kill.start < slow.stop <= kill.start + 10 * MS
         assert secs(0.5 * et) <= kill.stop - slow.stop - 10 * MS <= secs(1.5 * et)  # type: ignore[operator]
+
+
+def test_a_lagging_leader_is_cut_off_then_slowed_at_once_and_healed_before_its_clock() -> None:
+    et = 0.5
+    for ep in episodes("lagging-leader", range(8), et=et):
+        cut, lag = ep
+        assert (cut.kind, cut.aim) == ("partition", {"shape": "leader"})
+        assert (lag.kind, lag.aim) == ("clock-rate", {"target": "leader"})
+        assert lag.start == cut.start + 10 * MS  # no pause between: its CheckQuorum must not notice the cut first
+        # The cut outlasts an op timeout's worth of election timeouts; the clock stays slow past the heal.
+        assert secs(8 * et) <= cut.stop - lag.start - 10 * MS <= secs(24 * et)  # type: ignore[operator]
+        assert secs(0.5 * et) <= lag.stop - cut.stop - 10 * MS <= secs(2 * et)  # type: ignore[operator]
+
+
+def test_a_lagging_leader_needs_a_kind_that_slows_the_leaders_clock() -> None:
+    without_lag = {k: t for k, t in KINDS.items() if t.effect is not Effect.LAG}
+    drawn = {f.move for seed in range(4)
+             for f in faults(simulate(seed, kinds=without_lag, seconds=10, moves=("lagging-leader",), move_share=1.0))}
+    assert drawn == {RANDOM}
 
 
 def test_a_power_loss_needs_a_slow_kind_and_a_crash_that_can_hit_the_leader_and_a_majority() -> None:

@@ -56,7 +56,8 @@ def test_each_nemesis_tells_schedules_what_it_does_and_how_to_aim_it_within_the_
               for k, t in registry.nemesis(name).fault_traits({}).items()}
     assert {k: t.effect for k, t in traits.items()} == {"partition": Effect.CUT, "kill": Effect.CRASH,
                                                         "pause": Effect.FREEZE, "packet": Effect.OTHER,
-                                                        "clock": Effect.OTHER}
+                                                        "clock": Effect.OTHER, "clock-rate": Effect.LAG}
+    assert traits["clock"].weight == traits["clock-rate"].weight == 0.5  # the family weighs as one kind
     assert traits["partition"].aim("leader") == {"shape": "leader"} and traits["kill"].aim("one") == {"target": "one"}
     # Every move can be cast from the five (the schedule draws them all), and a user's restriction is respected:
     HuntConfig(kinds=traits, moves=MOVES)
