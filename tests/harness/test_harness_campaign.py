@@ -198,3 +198,33 @@ def test_the_nightly_runs_the_failpoint_detection_campaign_in_the_hunting_config
     args = build_parser()[0].parse_args(shlex.split(line.split("/harness ", 1)[1]))
     assert args.failpoints == ("all",) and args.nemesis == [("all",)] and args.runs_per_cell == 3
     assert args.time_limit == 60 and args.control_runs >= 1 and args.nodes in (None, 5)  # None: the default, 5
+
+
+def test_the_nightly_runs_the_collection_workloads_against_raftkv_and_etcd() -> None:
+    """The nightly's set/list-append loop (issue 14): both workloads, both DBs, and every cell resolves for each
+    DB (etcd's `all` without the nemeses it refuses)."""
+    import argparse
+    import shlex
+
+    from harness.cli import _config, build_parser, campaign_cells
+    from harness.run import resolve
+
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "nightly").read_text().replace("\\\n", " ")
+    loop = next(ln for ln in script.splitlines() if ln.startswith("for workload in "))
+    workloads = loop.removeprefix("for workload in ").split(";")[0].split()
+    assert workloads == ["set", "list-append"]
+    body = script.splitlines()[script.splitlines().index(loop) + 1]
+    parser, dests = build_parser()
+    for workload in workloads:
+        args = parser.parse_args(shlex.split(body.split("/harness ", 1)[1].replace('"$workload"', workload)))
+        assert args.cmd == "campaign" and args.workload == workload and args.db == "raftkv,etcd"
+        cells = campaign_cells(args)
+        assert cells == [("partition", "kill"), ("all",)]
+        for db in ("raftkv", "etcd"):
+            per_db = argparse.Namespace(**{**vars(args), "db": db})
+            for cell in cells:
+                config = _config(per_db, dests, cell, 1)
+                assert config.db == db and config.workload == workload
+        etcd_all = _config(argparse.Namespace(**{**vars(args), "db": "etcd"}), dests, ("all",), 1)
+        names = {spec.name for spec in resolve(etcd_all)[2]}
+        assert {"partition", "kill"} <= names and not names & {"disk", "clock"}

@@ -20,6 +20,7 @@ from harness import run as run_mod
 from harness.composite import CompositeNemesis
 from harness.faults import LEADER_AIMS, without_leader_aims
 from harness.hunt import HuntConfig, hunt
+from harness.phases import setup as setup_mod
 from harness.protocols import (
     DB,
     ClusterStatus,
@@ -149,7 +150,7 @@ async def test_a_run_on_a_db_without_primaries_records_the_skip_and_stays_valid(
     script = fakes.Script()
     fakes.register(script)
     registry.register_db(registry.DBSpec(name=fakes.DB_NAME, factory=lambda options: Leaderless(script)))
-    monkeypatch.setattr(run_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(script))
+    monkeypatch.setattr(setup_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(script))
     registry.register_nemesis(registry.NemesisSpec(
         name="kill", factory=lambda options, rng: KillNemesis(rng),
         generator=lambda options, rng: gen.once({"f": "start", "value": {"fault": "kill", "target": "leader"}}),
@@ -279,7 +280,7 @@ async def test_a_db_with_only_setup_and_teardown_runs_to_a_verdict(monkeypatch: 
     registry.register_workload(registry.Workload(
         name="anyclient", client=lambda o: fakes.FakeClient(script), checker=lambda o: fakes.AlwaysValid(),
         generator=lambda o, r: gen.limit(3, gen.repeat({"f": "write"}))))
-    monkeypatch.setattr(run_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(script))
+    monkeypatch.setattr(setup_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(script))
     try:
         res = await run_test(RunConfig(workload="anyclient", db="bare", nodes=2, concurrency=1, rate=0,
                                        final_time_limit=0, quiesce_timeout=1, setup_timeout=1, store=tmp_path / "s",

@@ -15,7 +15,7 @@ from typing import Any
 import harness_lifecycle_fakes as fakes
 import pytest
 
-from harness import run as run_mod
+from harness.phases import setup as setup_mod
 from harness.protocols import Op, TestContext
 from harness.run import ExitCode, RunConfig, run_test
 from harness.undo import UndoStack
@@ -110,7 +110,7 @@ LIFECYCLE = {
 def script(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakes.Script]:
     s = fakes.Script()
     fakes.register(s)
-    monkeypatch.setattr(run_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(s))
+    monkeypatch.setattr(setup_mod, "make_backend", lambda name, **kw: fakes.FakeBackend(s))
     yield s
     fakes.unregister()
 
