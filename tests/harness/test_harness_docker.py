@@ -4,6 +4,7 @@ how a DB finds the project's interpreter on a host (tests/lab/test_lab_docker.py
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_a_docker_backend_gets_its_options() -> None:
 
 
 def test_setup_without_a_daemon_says_how_to_start_one(tmp_path: Path) -> None:
-    backend = DockerBackend(tmp_path, prefix="rdu", docker_host=f"unix://{tmp_path}/no.sock")
+    # A prefix of this test's own: setup takes the prefix's lock, which a lab run of a fixed name would hold.
+    backend = DockerBackend(tmp_path, prefix=f"rd{os.getpid() % 1_000_000}", docker_host=f"unix://{tmp_path}/no.sock")
     with pytest.raises(DockerBackendError, match="scripts/docker-setup"):
         asyncio.run(backend.setup(3))
     asyncio.run(backend.teardown())  # the run's cleanup path: idempotent after a failed setup
